@@ -1,0 +1,411 @@
+/**
+ * The actor model of l7mp-ts: every listener, cluster and session is an actor that owns its state
+ * and is driven by messages, one at a time.
+ *
+ * Semantics (Erlang/OTP `supervisor.erl`, Pekko typed `ActorContext`/`SupervisorStrategy`,
+ * Proto.Actor `mailbox.go`):
+ * - `receive` is synchronous and handles one message at a time. Async work reports back as a
+ *   message ({@link ActorContext.pipeToSelf}); an actor never awaits inside `receive`.
+ * - Each actor has a mailbox: a system queue (stop, child failed, child stopped) drained before the
+ *   user queue. The {@link Dispatcher} runs at most `throughput` messages of one actor per turn and
+ *   at most `budget` messages per event-loop turn, then yields (setImmediate) so socket I/O runs.
+ * - A `receive` that throws fails the actor; its parent's supervision applies the child's
+ *   {@link RestartPolicy}: `permanent` children (listeners, clusters) are restarted, at most
+ *   `maxRestarts` times within `periodMs`, after which the parent itself fails (escalation);
+ *   `temporary` children (sessions) are stopped. A failure in `preStart` stops the actor and is
+ *   never retried (no restart loops on a broken start).
+ * - Lifecycle methods are idempotent: stopping a stopped actor does nothing.
+ *
+ * The data path does not go through mailboxes: a session wires its sockets to each other with
+ * handler objects once, and packets flow socket to socket. Mailboxes carry control: start, stop,
+ * connect results, faults, idle ticks, stats queries.
+ */
+import { FixedQueue } from '../runtime/common/fixed-queue.ts';
+import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import type { Logger } from '../runtime/common/log.ts';
+
+/** What an actor is; shown in the actor tree. */
+export type ActorKind = 'process' | 'worker' | 'listener' | 'cluster' | 'session' | 'test';
+
+/** How a parent treats a child that failed (OTP's restart types). */
+export type RestartPolicy = 'permanent' | 'temporary';
+
+/** How to make (and remake) an actor. */
+export interface Props<M> {
+  /** Called once at spawn and again at each restart: a restart gets a fresh instance. */
+  factory: () => Actor<M>;
+  /** Default `permanent`. */
+  restart?: RestartPolicy;
+  /** Restart intensity: at most this many restarts within {@link Props.periodMs} (default 3). */
+  maxRestarts?: number;
+  /** Restart period in ms (default 5000). */
+  periodMs?: number;
+}
+
+/** Why an actor stopped. `null` = normal stop. */
+export type StopReason = L7Error | null;
+
+/** Messages the runtime delivers before any user message. */
+type SystemMessage =
+  | { sys: 'stop'; reason: StopReason }
+  | { sys: 'failed'; child: ActorCell<unknown>; error: L7Error }
+  | { sys: 'stopped'; child: ActorCell<unknown>; reason: StopReason };
+
+/** Base class of every actor. Subclasses implement `receive` and may override the hooks. */
+export abstract class Actor<M> {
+  /** Set by the runtime before `preStart`. */
+  ctx!: ActorContext<M>;
+
+  abstract readonly kind: ActorKind;
+
+  /** Handle one message. Synchronous; may throw (the actor then fails and is supervised). */
+  abstract receive(msg: M): void;
+
+  /** Called once when the actor starts (and after each restart, on the new instance). */
+  preStart(): void {}
+
+  /** Called once when the actor stops (and on the old instance before a restart). Must not throw. */
+  postStop(_reason: StopReason): void {}
+
+  /** A child stopped (normally, or after a failure that was not restarted). */
+  onChildStopped(_child: ActorCell<unknown>, _reason: StopReason): void {}
+
+  /** Per-kind fields for the actor tree (bytes, packets, age...). Plain JSON data. */
+  describe(): Record<string, unknown> {
+    return {};
+  }
+}
+
+/** Run-queue scheduling knobs of a {@link Dispatcher}. */
+export interface DispatcherOptions {
+  /** Messages one actor may process per turn before the next actor runs (default 32). */
+  throughput?: number;
+  /** Messages processed per event-loop turn before yielding with setImmediate (default 1024). */
+  budget?: number;
+}
+
+/**
+ * One per thread. Holds the actors that have pending messages and runs them in turns, yielding to
+ * the event loop between turns. Never blocks (no Atomics.wait in a thread that owns sockets).
+ */
+export class Dispatcher {
+  private readonly runQueue = new FixedQueue<ActorCell<unknown>>();
+  private armed = false;
+  private readonly throughput: number;
+  private readonly budget: number;
+  private nextId = 0;
+  /** Prefix of actor ids made on this thread (e.g. `w1`). */
+  readonly idPrefix: string;
+  readonly log: Logger;
+
+  constructor(idPrefix: string, log: Logger, opts: DispatcherOptions = {}) {
+    this.idPrefix = idPrefix;
+    this.log = log;
+    this.throughput = opts.throughput ?? 32;
+    this.budget = opts.budget ?? 1024;
+  }
+
+  /** A new actor id, unique on this thread: `<prefix>.<n>`. */
+  newId(): string {
+    return `${this.idPrefix}.${this.nextId++}`;
+  }
+
+  /** Create a root actor (no parent). Its failure calls `onFailure`. */
+  spawnRoot<M>(name: string, props: Props<M>, onFailure: (err: L7Error) => void): ActorCell<M> {
+    const cell = new ActorCell<M>(this, null, name, props);
+    cell.onRootFailure = onFailure;
+    cell.start();
+    return cell;
+  }
+
+  /** @internal Put a cell with pending messages on the run queue. */
+  schedule(cell: ActorCell<unknown>): void {
+    this.runQueue.push(cell);
+    if (!this.armed) {
+      this.armed = true;
+      setImmediate(this.run);
+    }
+  }
+
+  /** Process pending messages now, synchronously (tests; the loop does this on its own). */
+  drain(): void {
+    while (!this.runQueue.isEmpty()) this.turn();
+  }
+
+  private readonly run = (): void => {
+    this.armed = false;
+    this.turn();
+    if (!this.runQueue.isEmpty() && !this.armed) {
+      this.armed = true;
+      setImmediate(this.run);
+    }
+  };
+
+  private turn(): void {
+    let budget = this.budget;
+    while (budget > 0) {
+      const cell = this.runQueue.shift();
+      if (cell === undefined) return;
+      const n = cell.process(Math.min(this.throughput, budget));
+      budget -= n;
+      if (cell.hasMessages()) this.runQueue.push(cell);
+      else cell.scheduled = false;
+    }
+  }
+}
+
+/** Life states of an actor. */
+export type ActorState = 'starting' | 'running' | 'failed' | 'stopped';
+
+/**
+ * The runtime's half of an actor: mailbox, children, supervision bookkeeping. An {@link Actor}
+ * instance can be replaced (restart) while its cell, id and mailbox stay.
+ */
+export class ActorCell<M> {
+  readonly id: string;
+  readonly name: string;
+  readonly parent: ActorCell<unknown> | null;
+  readonly children = new Map<string, ActorCell<unknown>>();
+  readonly dispatcher: Dispatcher;
+  actor: Actor<M>;
+  state: ActorState = 'starting';
+  /** Messages handled since spawn. */
+  processed = 0;
+  /** Restarts since spawn. */
+  restarts = 0;
+  /** @internal */
+  scheduled = false;
+  /** @internal */
+  onRootFailure: ((err: L7Error) => void) | null = null;
+
+  private readonly props: Props<M>;
+  private readonly user = new FixedQueue<M>();
+  private readonly system = new FixedQueue<SystemMessage>();
+  private restartTimes: number[] = [];
+
+  constructor(dispatcher: Dispatcher, parent: ActorCell<unknown> | null, name: string, props: Props<M>) {
+    this.dispatcher = dispatcher;
+    this.parent = parent;
+    this.name = name;
+    this.props = props;
+    this.id = dispatcher.newId();
+    this.actor = props.factory();
+  }
+
+  get kind(): ActorKind {
+    return this.actor.kind;
+  }
+
+  get restartPolicy(): RestartPolicy {
+    return this.props.restart ?? 'permanent';
+  }
+
+  /** Messages waiting in the mailbox. */
+  get mailboxSize(): number {
+    return this.user.length + this.system.length;
+  }
+
+  /** Enqueue a message; ignored once the actor stopped (dead letters are dropped). */
+  tell(msg: M): void {
+    if (this.state === 'stopped') return;
+    this.user.push(msg);
+    this.wake();
+  }
+
+  /** Ask the actor to stop after the messages already in its system queue. Idempotent. */
+  stop(reason: StopReason = null): void {
+    if (this.state === 'stopped') return;
+    this.system.push({ sys: 'stop', reason });
+    this.wake();
+  }
+
+  /** @internal */
+  hasMessages(): boolean {
+    if (this.state === 'stopped') return false;
+    return this.system.length > 0 || (this.state === 'running' && this.user.length > 0);
+  }
+
+  /** @internal Start (or restart) the current actor instance. */
+  start(): void {
+    this.actor.ctx = new ActorContext<M>(this);
+    try {
+      this.actor.preStart();
+      this.state = 'running';
+      if (this.user.length > 0) this.wake();
+    } catch (e) {
+      // A broken start is not retried: stop, and tell the parent why.
+      const err = asL7Error(e, ErrorCode.ActorFailed, `${this.name}: start failed`);
+      this.dispatcher.log.error({ actor: this.id, name: this.name, err: err.message }, 'actor failed to start');
+      this.terminate(err);
+    }
+  }
+
+  /** @internal Process up to `max` messages; returns how many were processed. */
+  process(max: number): number {
+    let n = 0;
+    while (n < max) {
+      const sys = this.system.shift();
+      if (sys !== undefined) {
+        n++;
+        this.handleSystem(sys);
+        continue;
+      }
+      if (this.state !== 'running') break;
+      const msg = this.user.shift();
+      if (msg === undefined) break;
+      n++;
+      this.processed++;
+      try {
+        this.actor.receive(msg);
+      } catch (e) {
+        this.fail(asL7Error(e, ErrorCode.ActorFailed, `${this.name}`));
+      }
+    }
+    return n;
+  }
+
+  /** @internal Spawn a child of this cell. */
+  spawnChild<C>(name: string, props: Props<C>): ActorCell<C> {
+    const child = new ActorCell<C>(this.dispatcher, this as ActorCell<unknown>, name, props);
+    this.children.set(child.id, child as ActorCell<unknown>);
+    child.start();
+    return child;
+  }
+
+  private wake(): void {
+    if (!this.scheduled) {
+      this.scheduled = true;
+      this.dispatcher.schedule(this as ActorCell<unknown>);
+    }
+  }
+
+  private fail(err: L7Error): void {
+    if (this.state !== 'running') return;
+    this.state = 'failed';
+    this.dispatcher.log.warn({ actor: this.id, name: this.name, err: err.message }, 'actor failed');
+    if (this.parent === null) {
+      this.terminate(err);
+      this.onRootFailure?.(err);
+      return;
+    }
+    this.parent.system.push({ sys: 'failed', child: this as ActorCell<unknown>, error: err });
+    this.parent.wake();
+  }
+
+  private handleSystem(m: SystemMessage): void {
+    switch (m.sys) {
+      case 'stop':
+        this.terminate(m.reason);
+        return;
+      case 'stopped':
+        this.children.delete(m.child.id);
+        if (this.state === 'running' || this.state === 'failed') {
+          try {
+            this.actor.onChildStopped(m.child, m.reason);
+          } catch (e) {
+            this.fail(asL7Error(e, ErrorCode.ActorFailed, `${this.name}`));
+          }
+        }
+        return;
+      case 'failed':
+        this.supervise(m.child, m.error);
+        return;
+    }
+  }
+
+  /** Apply the failed child's restart policy, with restart intensity (OTP `MaxR` in `MaxT`). */
+  private supervise(child: ActorCell<unknown>, err: L7Error): void {
+    if (child.state === 'stopped') return;
+    if (child.restartPolicy === 'temporary') {
+      child.terminate(err);
+      return;
+    }
+    if (!child.allowRestart()) {
+      child.terminate(err);
+      const limit = new L7Error(
+        ErrorCode.ActorRestartLimit,
+        `${child.name}: restarted ${child.props.maxRestarts ?? 3} times within ${child.props.periodMs ?? 5000} ms; giving up`,
+        { cause: err },
+      );
+      if (this.state === 'running') this.fail(limit);
+      return;
+    }
+    child.restart();
+  }
+
+  private allowRestart(): boolean {
+    const now = Date.now();
+    const period = this.props.periodMs ?? 5000;
+    this.restartTimes = this.restartTimes.filter((t) => now - t < period);
+    if (this.restartTimes.length >= (this.props.maxRestarts ?? 3)) return false;
+    this.restartTimes.push(now);
+    return true;
+  }
+
+  private restart(): void {
+    this.dispatcher.log.info({ actor: this.id, name: this.name }, 'restarting actor');
+    for (const c of [...this.children.values()]) c.terminate(null);
+    this.safePostStop(null);
+    this.restarts++;
+    this.actor = this.props.factory();
+    this.state = 'starting';
+    this.start();
+  }
+
+  /** Stop now: children first, then this actor's postStop, then tell the parent. Idempotent. */
+  private terminate(reason: StopReason): void {
+    if (this.state === 'stopped') return;
+    for (const c of [...this.children.values()]) c.terminate(null);
+    const wasStarted = this.state !== 'starting';
+    this.state = 'stopped';
+    this.user.clear();
+    this.system.clear();
+    if (wasStarted) this.safePostStop(reason);
+    if (this.parent !== null && this.parent.state !== 'stopped') {
+      this.parent.system.push({ sys: 'stopped', child: this as ActorCell<unknown>, reason });
+      this.parent.wake();
+    }
+  }
+
+  private safePostStop(reason: StopReason): void {
+    try {
+      this.actor.postStop(reason);
+    } catch (e) {
+      this.dispatcher.log.error({ actor: this.id, err: (e as Error).message }, 'postStop threw');
+    }
+  }
+}
+
+/** What an actor can do: its handle to the runtime. */
+export class ActorContext<M> {
+  readonly self: ActorCell<M>;
+
+  constructor(self: ActorCell<M>) {
+    this.self = self;
+  }
+
+  get log(): Logger {
+    return this.self.dispatcher.log;
+  }
+
+  /** Start a child actor under this one. */
+  spawn<C>(name: string, props: Props<C>): ActorCell<C> {
+    return this.self.spawnChild(name, props);
+  }
+
+  /**
+   * Run `p` and deliver its outcome to this actor as a message (Pekko `pipeToSelf`). If the actor
+   * stopped meanwhile, the message is dropped.
+   */
+  pipeToSelf<T>(p: Promise<T>, ok: (v: T) => M, fail: (e: unknown) => M): void {
+    p.then(
+      (v) => this.self.tell(ok(v)),
+      (e) => this.self.tell(fail(e)),
+    );
+  }
+
+  /** Stop this actor. */
+  stopSelf(reason: StopReason = null): void {
+    this.self.stop(reason);
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * The cluster actor: owns one protocol cluster instance on one worker, through which session
+ * stages open upstream connections. Permanent: restarted by its worker if it fails.
+ */
+import { Actor } from './actor.ts';
+import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import type { ClusterInstance, ProtocolModule } from '../protocols/types.ts';
+import type { ClusterConfig } from '../cluster-config/snapshot.ts';
+import type { WorkerServices } from './worker.ts';
+
+export class ClusterActor extends Actor<never> {
+  readonly kind = 'cluster' as const;
+  private readonly cfg: ClusterConfig;
+  private readonly proto: ProtocolModule;
+  private readonly services: WorkerServices;
+  private readonly registry: Map<string, ClusterInstance>;
+  private instance: ClusterInstance | null = null;
+
+  constructor(cfg: ClusterConfig, proto: ProtocolModule, services: WorkerServices, registry: Map<string, ClusterInstance>) {
+    super();
+    this.cfg = cfg;
+    this.proto = proto;
+    this.services = services;
+    this.registry = registry;
+  }
+
+  override preStart(): void {
+    const side = this.proto.cluster;
+    if (side === undefined) throw new L7Error(ErrorCode.Internal, `protocol ${this.proto.name} has no cluster`);
+    this.instance = side.create({ name: this.cfg.name, spec: this.cfg.spec }, { slot: this.services.slot, log: this.services.log, rateLog: this.services.rateLog });
+    this.registry.set(this.cfg.name, this.instance);
+  }
+
+  receive(): void {}
+
+  override postStop(): void {
+    if (this.registry.get(this.cfg.name) === this.instance) this.registry.delete(this.cfg.name);
+    this.instance?.close();
+    this.instance = null;
+  }
+
+  override describe(): Record<string, unknown> {
+    return {
+      protocol: this.cfg.spec.protocol,
+      endpoints: this.cfg.endpoints.map((e) => e.spec.address),
+      loadbalancer: this.cfg.loadbalancer.policy,
+    };
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The listener actor: owns one protocol listener instance on one worker and is the parent of the
+ * sessions it accepts (sessions are `temporary` children: a failed session is not restarted).
+ * Permanent itself: restarted by its worker if it fails, rebinding its address.
+ */
+import { Actor, type ActorCell, type StopReason } from './actor.ts';
+import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
+import type { ListenerConfig } from '../cluster-config/snapshot.ts';
+import { SessionActor, type SessionEnv } from './session.ts';
+import type { WorkerServices } from './worker.ts';
+
+type Msg =
+  | { type: 'bound' }
+  | { type: 'bindFailed'; err: L7Error }
+  | { type: 'accept'; conn: Connection; metadata: Metadata; name: string };
+
+/** Per-listener counters, read by metrics and the actor tree. */
+export class ListenerCounters {
+  sessions = 0;
+  readonly named = new Map<string, number>();
+  count(name: string, n = 1): void {
+    this.named.set(name, (this.named.get(name) ?? 0) + n);
+  }
+}
+
+export class ListenerActor extends Actor<Msg> {
+  readonly kind = 'listener' as const;
+  instance: ListenerInstance | null = null;
+  readonly counters: ListenerCounters;
+
+  private readonly cfg: ListenerConfig;
+  private readonly proto: ProtocolModule;
+  private readonly services: WorkerServices;
+  private readonly env: SessionEnv;
+  private readonly report: (name: string, err: L7Error | null) => void;
+  private readonly names = new Set<string>();
+  private seq = 0;
+  private idleMs = 0;
+
+  constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
+    super();
+    this.cfg = cfg;
+    this.proto = proto;
+    this.services = services;
+    this.env = env;
+    this.counters = counters;
+    this.report = report;
+  }
+
+  override preStart(): void {
+    const side = this.proto.listener;
+    if (side === undefined) throw new L7Error(ErrorCode.Internal, `protocol ${this.proto.name} has no listener`);
+    this.idleMs = side.idleTimeoutMs?.(this.cfg.spec) ?? 0;
+    const self = this.ctx.self;
+    const s = this.services;
+    const inst = side.create(
+      { name: this.cfg.name, spec: this.cfg.spec },
+      {
+        slot: s.slot,
+        log: s.log,
+        rateLog: s.rateLog,
+        accept: (conn, metadata, name) => self.tell({ type: 'accept', conn, metadata, name }),
+        ownerOf: (key) => s.ownerOf(key),
+        handoff: (slot, h) => s.handoff(slot, h),
+        count: (c, n) => this.counters.count(c, n),
+        nextSessionSeq: () => s.slot + s.workers * this.seq++,
+      },
+    );
+    this.instance = inst;
+    this.ctx.pipeToSelf(
+      inst.start(),
+      () => ({ type: 'bound' }),
+      (e) => ({ type: 'bindFailed', err: asL7Error(e, ErrorCode.ListenerBind, `listener "${this.cfg.name}"`) }),
+    );
+  }
+
+  receive(msg: Msg): void {
+    switch (msg.type) {
+      case 'bound':
+        this.ctx.log.info({ listener: this.cfg.name, ...this.instance?.describe() }, 'listener up');
+        this.report(this.cfg.name, null);
+        return;
+      case 'bindFailed':
+        this.report(this.cfg.name, msg.err);
+        // No retry loop on a failed bind: stop, and let the control plane decide.
+        this.instance = null;
+        this.ctx.stopSelf(msg.err);
+        return;
+      case 'accept':
+        this.accept(msg.conn, msg.metadata, msg.name);
+        return;
+    }
+  }
+
+  private accept(conn: Connection, metadata: Metadata, base: string): void {
+    let name = base;
+    for (let i = 1; this.names.has(name); i++) name = `${base}_${i}`;
+    this.names.add(name);
+    this.counters.sessions++;
+    const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env };
+    this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+  }
+
+  override onChildStopped(child: ActorCell<unknown>): void {
+    this.names.delete(child.name);
+  }
+
+  override postStop(_reason: StopReason): void {
+    const inst = this.instance;
+    this.instance = null;
+    if (inst !== null) this.services.track(inst.close());
+  }
+
+  override describe(): Record<string, unknown> {
+    return {
+      protocol: this.cfg.spec.protocol,
+      ...this.instance?.describe(),
+      sessions_total: this.counters.sessions,
+      counters: Object.fromEntries(this.counters.named),
+    };
+  }
+}

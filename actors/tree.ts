@@ -1,0 +1,40 @@
+/** The live actor tree as plain JSON: what `GET /api/v1/actors` and `l7mp-ts actors` show. */
+import type { ActorCell } from './actor.ts';
+
+/** One node of the actor tree. */
+export interface ActorNode {
+  id: string;
+  kind: string;
+  name: string;
+  worker: number | null;
+  state: string;
+  /** Messages waiting in its mailbox. */
+  mailbox: number;
+  /** Messages handled since spawn. */
+  processed: number;
+  restarts: number;
+  children: ActorNode[];
+  [field: string]: unknown;
+}
+
+/** Snapshot a cell and its descendants. */
+export function actorTree(cell: ActorCell<unknown>, worker: number | null): ActorNode {
+  let extra: Record<string, unknown> = {};
+  try {
+    extra = cell.actor.describe();
+  } catch {
+    // describe() is best effort: a failing actor still shows.
+  }
+  return {
+    ...extra,
+    id: cell.id,
+    kind: cell.kind,
+    name: cell.name,
+    worker,
+    state: cell.state,
+    mailbox: cell.mailboxSize,
+    processed: cell.processed,
+    restarts: cell.restarts,
+    children: [...cell.children.values()].map((c) => actorTree(c, worker)),
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Logger: a pass-through virtual cluster that also writes `<log_prefix>: <chunk>` (or the bare
+ * chunk with no prefix, no newline added) to `log_file` (`-` = stdout), as l7mp did. Unlike l7mp,
+ * the file is opened once per cluster in append mode, not truncated by every session.
+ */
+import fs from 'node:fs';
+import { Type } from '@sinclair/typebox';
+import type { ProtocolModule } from '../types.ts';
+import { VirtualConnection } from '../virtual/connection.ts';
+
+const LoggerSpec = Type.Object(
+  {
+    protocol: Type.Literal('Logger'),
+    log_file: Type.Optional(Type.String({ minLength: 1, default: '-', description: 'File to append to; `-` is stdout.' })),
+    log_prefix: Type.Optional(Type.String({ default: '', description: 'Written before each chunk as `<prefix>: `.' })),
+  },
+  { description: 'Logger: passes every message through unchanged and writes a copy to a file.' },
+);
+
+export const logger: ProtocolModule = {
+  name: 'Logger',
+  kind: 'byte',
+  cluster: {
+    schema: LoggerSpec,
+    virtual: true,
+    create: (cfg) => {
+      const file: string = cfg.spec.log_file ?? '-';
+      const prefix: string = cfg.spec.log_prefix ?? '';
+      const out: NodeJS.WritableStream = file === '-' ? process.stdout : fs.createWriteStream(file, { flags: 'a' });
+      const head = prefix === '' ? null : Buffer.from(`${prefix}: `);
+      return {
+        connect: () =>
+          Promise.resolve(
+            new VirtualConnection('byte', cfg.name, (d) => {
+              out.write(head === null ? d : Buffer.concat([head, d]));
+              return d;
+            }),
+          ),
+        close() {
+          if (out !== process.stdout) (out as fs.WriteStream).end();
+        },
+      };
+    },
+  },
+};

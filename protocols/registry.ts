@@ -1,0 +1,22 @@
+/**
+ * Every protocol, listed once. A new protocol is a folder under protocols/ and one line here; the
+ * config schema, the workers and the docs all read this list.
+ */
+import type { ProtocolModule } from './types.ts';
+import { udp } from './udp/index.ts';
+import { tcp } from './tcp/index.ts';
+import { uds } from './uds/index.ts';
+import { websocket } from './ws/index.ts';
+import { echo } from './echo/index.ts';
+import { discard } from './discard/index.ts';
+import { logger } from './logger/index.ts';
+
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger];
+
+/** Protocols by their `spec.protocol` name. */
+export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));
+
+/** The protocol named `name`, or undefined. */
+export function protocol(name: string): ProtocolModule | undefined {
+  return protocols.get(name);
+}

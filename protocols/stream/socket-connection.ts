@@ -1,0 +1,82 @@
+/**
+ * A byte-stream {@link Connection} over a `net.Socket` (TCP or a Unix stream socket): each read
+ * chunk goes to the handler; `send` returns false above the socket's high-water mark and the
+ * handler's `onDrain` fires on 'drain' (Envoy's readDisable pattern: the session pauses the source).
+ * A half-close from the peer (FIN) ends the connection, as l7mp's `end:true` pipes did.
+ */
+import type net from 'node:net';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
+import { ConnStats } from '../types.ts';
+import type { Connection, ConnectionHandler } from '../types.ts';
+import { PendingHandler } from '../udp/listener.ts';
+
+export class SocketConnection implements Connection {
+  readonly kind = 'byte' as const;
+  readonly stats = new ConnStats();
+  readonly local: string;
+  readonly remote: string;
+  private handler: ConnectionHandler = new PendingHandler();
+  private closed = false;
+  private readonly sock: net.Socket;
+  private readonly errCode: ErrorCodeValue;
+
+  /**
+   * @param sock a connected socket.
+   * @param side `downstream` (accepted by a listener) or `upstream` (opened by a cluster): picks the error code of a reset.
+   */
+  constructor(sock: net.Socket, side: 'downstream' | 'upstream', local: string, remote: string) {
+    this.sock = sock;
+    this.local = local;
+    this.remote = remote;
+    this.errCode = side === 'downstream' ? ErrorCode.DownstreamReset : ErrorCode.UpstreamReset;
+    sock.on('data', (chunk: Buffer) => {
+      this.stats.rxPackets++;
+      this.stats.rxBytes += chunk.length;
+      this.handler.onData(chunk);
+    });
+    sock.on('drain', () => this.handler.onDrain());
+    sock.on('end', () => this.end(null));
+    sock.on('close', () => this.end(null));
+    sock.on('error', (err: Error) => this.end(new L7Error(this.errCode, `${remote}: ${err.message}`, { cause: err })));
+  }
+
+  setHandler(h: ConnectionHandler): void {
+    const prev = this.handler;
+    this.handler = h;
+    if (prev instanceof PendingHandler) prev.flushTo(h);
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed) {
+      this.stats.drops++;
+      return true;
+    }
+    this.stats.txPackets++;
+    this.stats.txBytes += data.length;
+    return this.sock.write(data);
+  }
+
+  pause(): void {
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.sock.resume();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    // Graceful: flush what is queued, then FIN.
+    this.sock.end();
+    this.end(null);
+  }
+
+  private end(err: L7Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (err !== null) this.sock.destroy();
+    else if (!this.sock.writableEnded) this.sock.end();
+    this.handler.onClose(err);
+  }
+}

@@ -1,0 +1,12 @@
+/** TCP: byte-stream listener (every worker, SO_REUSEPORT) and cluster. */
+import type { ProtocolModule } from '../types.ts';
+import { TcpClusterSpec, TcpListenerSpec } from './config.ts';
+import { TcpListener } from './listener.ts';
+import { TcpCluster } from './cluster.ts';
+
+export const tcp: ProtocolModule = {
+  name: 'TCP',
+  kind: 'byte',
+  listener: { schema: TcpListenerSpec, placement: () => 'shared', create: (cfg, ctx) => new TcpListener(cfg, ctx) },
+  cluster: { schema: TcpClusterSpec, virtual: false, create: (cfg, ctx) => new TcpCluster(cfg, ctx) },
+};

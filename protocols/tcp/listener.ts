@@ -1,0 +1,53 @@
+/** TCP listener: bound on every worker with SO_REUSEPORT; the kernel spreads connections. */
+import net from 'node:net';
+import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
+import { SocketConnection } from '../stream/socket-connection.ts';
+import { closeServer, hostPort, listen } from '../stream/server.ts';
+import type { TcpListenerSpec } from './config.ts';
+
+export class TcpListener implements ListenerInstance {
+  private readonly name: string;
+  private readonly spec: TcpListenerSpec;
+  private readonly ctx: ListenerContext;
+  private readonly server: net.Server;
+  private readonly conns = new Set<net.Socket>();
+  private closed = false;
+
+  constructor(cfg: ListenerSpecContext<TcpListenerSpec>, ctx: ListenerContext) {
+    this.name = cfg.name;
+    this.spec = cfg.spec;
+    this.ctx = ctx;
+    this.server = net.createServer((sock) => this.onConnection(sock));
+  }
+
+  start(): Promise<void> {
+    const address = this.spec.address ?? '::';
+    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `TCP ${hostPort(address, this.spec.port)}`);
+  }
+
+  private onConnection(sock: net.Socket): void {
+    if (this.closed) {
+      sock.destroy();
+      return;
+    }
+    this.conns.add(sock);
+    sock.once('close', () => this.conns.delete(sock));
+    const raddr = sock.remoteAddress ?? '';
+    const rport = sock.remotePort ?? 0;
+    const laddr = sock.localAddress ?? '';
+    const lport = sock.localPort ?? 0;
+    const conn = new SocketConnection(sock, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport));
+    const metadata = { IP: { src_addr: raddr, dst_addr: laddr }, TCP: { src_port: rport, dst_port: lport } };
+    this.ctx.accept(conn, metadata, `TCP:${raddr}:${rport}-${laddr}:${lport}`);
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    return closeServer(this.server);
+  }
+
+  describe(): Record<string, unknown> {
+    return { protocol: 'TCP', address: hostPort(this.spec.address ?? '::', this.spec.port), connections: this.conns.size };
+  }
+}

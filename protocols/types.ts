@@ -1,0 +1,192 @@
+/**
+ * The contract between the actor runtime and the protocols. A protocol is a folder under
+ * protocols/ that exports one {@link ProtocolModule}, listed once in protocols/registry.ts; no code
+ * switches on protocol names (Envoy's extension registry).
+ *
+ * Data path: a {@link Connection} is one side of a session (the downstream the listener accepted,
+ * or one upstream a cluster opened). Connections never use Node streams or events on the hot
+ * path: each gets one {@link ConnectionHandler} object, set once, whose `onData` is called per
+ * datagram (datagram streams) or per read chunk (byte streams). Counters are plain fields.
+ */
+import type { L7Error } from '../runtime/common/errors.ts';
+import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
+import type { TSchema } from '@sinclair/typebox';
+
+/** Message boundaries kept (UDP, WebSocket, Echo) or not (TCP, Unix stream, Logger). */
+export type StreamKind = 'datagram' | 'byte';
+
+/** Session metadata, l7mp's schema (compat reference §3.1): `/IP/src_addr`, `/UDP/src_port`... */
+export type Metadata = Record<string, unknown>;
+
+/** Per-connection counters, incremented on the data path (plain fields, no allocation). */
+export class ConnStats {
+  /** Datagrams (or read chunks) received from the peer. */
+  rxPackets = 0;
+  /** Bytes received from the peer. */
+  rxBytes = 0;
+  /** Datagrams (or writes) sent to the peer. */
+  txPackets = 0;
+  /** Bytes sent to the peer. */
+  txBytes = 0;
+  /** Messages dropped by this connection (send on a closed socket, overflow, malformed). */
+  drops = 0;
+}
+
+/** Receives what a {@link Connection} reads and its end. One object, set once per connection. */
+export interface ConnectionHandler {
+  /** One datagram, or one chunk of a byte stream. The buffer may be reused after return only if the connection says so; today every protocol hands over an owned Buffer. */
+  onData(data: Buffer): void;
+  /** The connection's send buffer drained below its high-water mark (byte streams). */
+  onDrain(): void;
+  /** The connection closed: `null` for a normal end (FIN, close), an error otherwise. Called once. */
+  onClose(err: L7Error | null): void;
+}
+
+/** One side of a session: a downstream accepted by a listener or an upstream opened by a cluster. */
+export interface Connection {
+  readonly kind: StreamKind;
+  readonly stats: ConnStats;
+  /** Human-readable local and remote addresses, for the actor tree and logs. */
+  readonly local: string;
+  readonly remote: string;
+  /**
+   * Set the receiver. Data that arrived before a handler was set is held (bounded, see each
+   * protocol) and delivered on this call, in order.
+   */
+  setHandler(h: ConnectionHandler): void;
+  /**
+   * Send one message (datagram) or chunk (byte stream). Returns false when the connection buffers
+   * above its high-water mark: the caller pauses its source until `onDrain`. Never throws: a send
+   * on a closed connection is dropped and counted.
+   */
+  send(data: Buffer): boolean;
+  /** Stop reading from the peer (byte streams; a no-op for datagram sockets, which cannot push back). */
+  pause(): void;
+  resume(): void;
+  /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
+  close(): void;
+}
+
+/** What a listener gets from the worker that hosts it. */
+export interface ListenerContext {
+  /** This worker's slot (0..N-1). */
+  readonly slot: number;
+  readonly log: Logger;
+  readonly rateLog: RateLimitedLog;
+  /**
+   * A new downstream: the listener hands its connection and metadata to the runtime, which starts
+   * a session actor that routes and owns it. `name` is the l7mp session name (e.g.
+   * `UDP:1.2.3.4:5000-0.0.0.0:9001-0`); the runtime makes it unique.
+   */
+  accept(conn: Connection, metadata: Metadata, name: string): void;
+  /**
+   * Datagram listeners: the worker slot that owns the session key (peer `address:port`) on the
+   * consistent hash ring of live workers.
+   */
+  ownerOf(key: string): number;
+  /**
+   * Datagram listeners: send the first datagram(s) of a peer this worker does not own to its owner
+   * (a msgpack envelope over a MessagePort). Returns false if the owner is unreachable; the caller
+   * then serves the peer itself.
+   */
+  handoff(slot: number, h: DatagramHandoff): boolean;
+  /** A listener-level counter (malformed, filtered, handoffs...), aggregated in metrics. */
+  count(counter: string, n?: number): void;
+  /**
+   * The next session sequence number of this listener, unique across workers (slot + k * workers),
+   * for l7mp's session names (`...-<n>`).
+   */
+  nextSessionSeq(): number;
+}
+
+/** A datagram handed from the worker that received it to the worker that owns its session. */
+export interface DatagramHandoff {
+  /** Listener name. */
+  listener: string;
+  /** Peer address and port. */
+  address: string;
+  port: number;
+  /** The datagram. */
+  data: Uint8Array;
+}
+
+/** A listener instance on one worker: it binds, accepts, and closes. */
+export interface ListenerInstance {
+  /** Bind. Rejects with an L7Error (code `L7_ERR_LISTENER_BIND`) naming the address. */
+  start(): Promise<void>;
+  /** Stop accepting and release the address (a Unix socket file is removed). Idempotent. */
+  close(): Promise<void>;
+  /** Datagram listeners: a datagram another worker handed to this one. */
+  onHandoff?(h: DatagramHandoff): void;
+  /** For the actor tree: bound addresses and the like. */
+  describe(): Record<string, unknown>;
+}
+
+/** A listener's config as the protocol sees it: validated and frozen. */
+export interface ListenerSpecContext<S> {
+  /** Listener name. */
+  readonly name: string;
+  /** The validated `spec` (its protocol's schema). */
+  readonly spec: S;
+}
+
+/** A session's view passed to a cluster when it opens an upstream connection. */
+export interface SessionInfo {
+  readonly name: string;
+  readonly metadata: Metadata;
+}
+
+/** An endpoint as a cluster sees it. */
+export interface EndpointInfo {
+  readonly name: string;
+  readonly address: string;
+  readonly weight: number;
+}
+
+/** A cluster instance on one worker: it opens upstream connections for sessions. */
+export interface ClusterInstance {
+  /**
+   * Open a connection for `session` to `endpoint` (null for virtual clusters). Resolves when the
+   * connection is ready to carry data; rejects with an L7Error (`L7_ERR_UPSTREAM_CONNECT`). The
+   * caller enforces timeouts and aborts with `signal`: on abort the protocol releases whatever it
+   * opened.
+   */
+  connect(session: SessionInfo, endpoint: EndpointInfo | null, signal: AbortSignal): Promise<Connection>;
+  /** Release shared resources. Idempotent. */
+  close(): void;
+}
+
+/** What a cluster gets from the worker. */
+export interface ClusterContext {
+  readonly slot: number;
+  readonly log: Logger;
+  readonly rateLog: RateLimitedLog;
+}
+
+/** A protocol: its name, its spec schemas, and factories. Exported by each protocol's index.ts. */
+export interface ProtocolModule {
+  /** The `spec.protocol` value, e.g. `UDP`. */
+  readonly name: string;
+  /** Stream kind of its connections. */
+  readonly kind: StreamKind;
+  /** Listener side, if the protocol can accept. */
+  readonly listener?: {
+    /** TypeBox/JSON schema of the listener `spec` (every field with description, default, unit). */
+    readonly schema: TSchema;
+    create(cfg: ListenerSpecContext<any>, ctx: ListenerContext): ListenerInstance;
+    /**
+     * Where the listener binds: `shared` listeners bind on every worker (SO_REUSEPORT); `single`
+     * ones (Unix socket paths, UDP singleton) on one worker only.
+     */
+    placement(spec: any): 'shared' | 'single';
+    /** Idle timeout of its sessions in ms (0 = none; stream protocols end on FIN). Default 0. */
+    idleTimeoutMs?(spec: any): number;
+  };
+  /** Cluster side, if the protocol can connect. */
+  readonly cluster?: {
+    readonly schema: TSchema;
+    /** Virtual clusters (Echo, Discard, Logger) take no endpoints and ignore load balancing. */
+    readonly virtual: boolean;
+    create(cfg: { name: string; spec: any }, ctx: ClusterContext): ClusterInstance;
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * UDP cluster (l7mp compat reference §3.3): each session stage gets its own socket, bound to
+ * `spec.bind` and connect()ed to the endpoint's `address:spec.port`. An ICMP port-unreachable from
+ * the upstream arrives as ECONNREFUSED and closes the connection as an upstream failure (the
+ * session's retry policy decides what happens next).
+ */
+import dgram from 'node:dgram';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { ConnStats } from '../types.ts';
+import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, EndpointInfo, SessionInfo } from '../types.ts';
+import type { UdpClusterSpec } from './config.ts';
+import { PendingHandler, udpType } from './listener.ts';
+
+class UdpUpstream implements Connection {
+  readonly kind = 'datagram' as const;
+  readonly stats = new ConnStats();
+  readonly local: string;
+  readonly remote: string;
+  private handler: ConnectionHandler = new PendingHandler();
+  private closed = false;
+  private readonly sock: dgram.Socket;
+
+  constructor(sock: dgram.Socket, remote: string) {
+    this.sock = sock;
+    const a = sock.address();
+    this.local = `${a.address}:${a.port}`;
+    this.remote = remote;
+    sock.on('message', this.onMessage);
+    sock.on('error', this.onError);
+  }
+
+  setHandler(h: ConnectionHandler): void {
+    const prev = this.handler;
+    this.handler = h;
+    if (prev instanceof PendingHandler) prev.flushTo(h);
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed) {
+      this.stats.drops++;
+      return true;
+    }
+    this.stats.txPackets++;
+    this.stats.txBytes += data.length;
+    this.sock.send(data);
+    return true;
+  }
+
+  pause(): void {}
+  resume(): void {}
+
+  close(): void {
+    this.end(null);
+  }
+
+  private end(err: L7Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sock.removeListener('message', this.onMessage);
+    try {
+      this.sock.close();
+    } catch {
+      // already closed
+    }
+    this.handler.onClose(err);
+  }
+
+  private readonly onMessage = (msg: Buffer): void => {
+    this.stats.rxPackets++;
+    this.stats.rxBytes += msg.length;
+    this.handler.onData(msg);
+  };
+
+  private readonly onError = (err: Error): void => {
+    this.end(new L7Error(ErrorCode.UpstreamReset, `UDP upstream ${this.remote}: ${err.message}`, { cause: err }));
+  };
+}
+
+export class UdpCluster implements ClusterInstance {
+  private readonly spec: UdpClusterSpec;
+  private readonly name: string;
+
+  constructor(cfg: { name: string; spec: UdpClusterSpec }, _ctx: ClusterContext) {
+    this.name = cfg.name;
+    this.spec = cfg.spec;
+  }
+
+  connect(_session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
+    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
+    const port = this.spec.port;
+    return new Promise((resolve, reject) => {
+      const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: true });
+      const fail = (err: Error): void => {
+        signal.removeEventListener('abort', onAbort);
+        try {
+          s.close();
+        } catch {
+          // not yet bound
+        }
+        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": UDP ${ep.address}:${port}: ${err.message}`, { cause: err }));
+      };
+      const onAbort = (): void => fail(new Error('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      s.once('error', fail);
+      const connect = (): void => {
+        s.connect(port, ep.address, (err?: Error) => {
+          if (signal.aborted) return;
+          if (err) return fail(err);
+          signal.removeEventListener('abort', onAbort);
+          s.removeListener('error', fail);
+          resolve(new UdpUpstream(s, `${ep.address}:${port}`));
+        });
+      };
+      const bind = this.spec.bind;
+      if (bind !== undefined) s.bind({ address: bind.address, port: bind.port ?? 0 }, connect);
+      else connect();
+    });
+  }
+
+  close(): void {}
+}

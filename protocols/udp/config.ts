@@ -1,0 +1,69 @@
+/**
+ * UDP listener and cluster specs (l7mp compat reference §3.2, §3.3), with l7mp-ts additions:
+ * IPv6, a per-listener idle timeout and a receive buffer size.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Address, Bind, Port } from '../schema.ts';
+
+export const UdpListenerSpec = Type.Object(
+  {
+    protocol: Type.Literal('UDP'),
+    port: Port('UDP port to listen on.'),
+    address: Type.Optional(
+      Address('Bind address; an IPv6 literal makes the listener IPv6. l7mp reports it as /IP/dst_addr.', '0.0.0.0'),
+    ),
+    connect: Type.Optional(
+      Type.Object(
+        {
+          address: Type.Optional(Address('Only this remote address may open sessions (server mode), or the remote to connect to (singleton).')),
+          port: Type.Optional(Port('Only this remote port may open sessions (server mode), or the remote port (singleton).')),
+        },
+        { description: 'Remote filter (server mode) or the fixed remote (singleton mode).' },
+      ),
+    ),
+    options: Type.Optional(
+      Type.Object(
+        {
+          mode: Type.Optional(
+            Type.Union([Type.Literal('server'), Type.Literal('singleton')], {
+              description:
+                'server: one session per remote address:port; singleton: one session at startup, connected to `connect`. Default: singleton when both connect.address and connect.port are set, else server.',
+              expect: '"server" or "singleton"',
+            }),
+          ),
+          idle_timeout: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              default: 120,
+              description: 'Seconds without a datagram in either direction after which a session ends; 0 disables. Unit: s.',
+              expect: 'a number of seconds >= 0',
+            }),
+          ),
+          recv_buffer_size: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              description: 'SO_RCVBUF of each socket in bytes (capped by net.core.rmem_max); 0 keeps the kernel default. Unit: bytes.',
+              expect: 'an integer number of bytes >= 0',
+            }),
+          ),
+        },
+        { description: 'UDP listener options.' },
+      ),
+    ),
+  },
+  { description: 'UDP listener: one session per remote address:port (server) or one fixed session (singleton).' },
+);
+export type UdpListenerSpec = Static<typeof UdpListenerSpec>;
+
+export const UdpClusterSpec = Type.Object(
+  {
+    protocol: Type.Literal('UDP'),
+    port: Port('Upstream UDP port of every endpoint.'),
+    bind: Type.Optional(Bind),
+  },
+  { description: 'UDP cluster: each session stage gets its own socket connected to the chosen endpoint.' },
+);
+export type UdpClusterSpec = Static<typeof UdpClusterSpec>;
+
+/** Default idle timeout of UDP sessions, s (Envoy's udp_proxy uses 60 s; l7mp had none). */
+export const DEFAULT_UDP_IDLE_TIMEOUT_S = 120;

@@ -1,0 +1,379 @@
+/**
+ * UDP listener (l7mp compat reference §3.2).
+ *
+ * Server mode, on every worker (SO_REUSEPORT group):
+ * ```
+ *  peer P ──dgram──► listening socket (worker A, kernel's reuseport pick)
+ *                      │ P known here?      ──yes──► that session's connection (stray before connect)
+ *                      │ owner(P) on ring == A? ─no─► hand-off envelope to the owner worker
+ *                      ▼ yes (or hand-off received)
+ *                    new UdpDownstream: socket bound to the listener's address:port (SO_REUSEPORT)
+ *                    and connect()ed to P; the kernel then delivers P's datagrams to it directly,
+ *                    because a connected socket outscores the unconnected group members.
+ * ```
+ * Between bind and connect the new socket is an unconnected member of the group and may catch
+ * another peer's datagram: such strays are passed back to the listener logic, never lost.
+ *
+ * Singleton mode: one socket bound and connected to `connect`, one session at startup, on one
+ * worker.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { ConnStats } from '../types.ts';
+import type {
+  Connection,
+  ConnectionHandler,
+  DatagramHandoff,
+  ListenerContext,
+  ListenerInstance,
+  ListenerSpecContext,
+  Metadata,
+} from '../types.ts';
+import type { UdpListenerSpec } from './config.ts';
+
+/** Datagrams a connection holds before the session wires it (the first datagram, a burst). */
+const PENDING_MAX = 256;
+
+/** The UDP socket type for an address. */
+export function udpType(address: string): 'udp4' | 'udp6' {
+  return net.isIPv6(address) ? 'udp6' : 'udp4';
+}
+
+/**
+ * Buffers what arrives before the session sets its handler; the session's `setHandler` flushes it.
+ * Shared by the UDP connections (exported for the cluster side).
+ */
+export class PendingHandler implements ConnectionHandler {
+  readonly queue: Buffer[] = [];
+  closed: L7Error | null | undefined = undefined;
+  dropped = 0;
+
+  onData(data: Buffer): void {
+    if (this.queue.length < PENDING_MAX) this.queue.push(data);
+    else this.dropped++;
+  }
+  onDrain(): void {}
+  onClose(err: L7Error | null): void {
+    if (this.closed === undefined) this.closed = err;
+  }
+
+  /** Hand everything held to `h`. */
+  flushTo(h: ConnectionHandler): void {
+    for (const d of this.queue) h.onData(d);
+    this.queue.length = 0;
+    if (this.closed !== undefined) h.onClose(this.closed);
+  }
+}
+
+/** The downstream side of one UDP session in server mode: a peer address:port. */
+export class UdpDownstream implements Connection {
+  readonly kind = 'datagram' as const;
+  readonly stats = new ConnStats();
+  readonly local: string;
+  readonly remote: string;
+  readonly address: string;
+  readonly port: number;
+
+  private handler: ConnectionHandler = new PendingHandler();
+  private sock: dgram.Socket | null = null;
+  private connected = false;
+  private closed = false;
+  private readonly listener: UdpListener;
+
+  constructor(listener: UdpListener, address: string, port: number) {
+    this.listener = listener;
+    this.address = address;
+    this.port = port;
+    this.local = `${listener.bindAddress}:${listener.spec.port}`;
+    this.remote = net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  /** Open the per-peer socket: bind to the listener's address:port, connect to the peer. */
+  open(): void {
+    const s = dgram.createSocket({
+      type: this.listener.type,
+      reuseAddr: true,
+      reusePort: true,
+      ...this.listener.bufferOptions,
+    });
+    this.sock = s;
+    s.on('error', this.onError);
+    s.on('message', this.onMessage);
+    s.bind({ port: this.listener.spec.port, address: this.listener.bindAddress, exclusive: true }, () => {
+      if (this.closed) return;
+      s.connect(this.port, this.address, (err?: Error) => {
+        if (this.closed) return;
+        if (err) this.onError(err);
+        else this.connected = true;
+      });
+    });
+  }
+
+  /** A datagram of this peer that reached a listening socket (before connect, or handed off). */
+  inject(data: Buffer): void {
+    if (this.closed) return;
+    this.stats.rxPackets++;
+    this.stats.rxBytes += data.length;
+    this.handler.onData(data);
+  }
+
+  setHandler(h: ConnectionHandler): void {
+    const prev = this.handler;
+    this.handler = h;
+    if (prev instanceof PendingHandler) {
+      this.stats.drops += prev.dropped;
+      prev.flushTo(h);
+    }
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed) {
+      this.stats.drops++;
+      return true;
+    }
+    this.stats.txPackets++;
+    this.stats.txBytes += data.length;
+    if (this.connected) (this.sock as dgram.Socket).send(data);
+    else this.listener.sendFromListener(data, this.port, this.address);
+    return true;
+  }
+
+  pause(): void {}
+  resume(): void {}
+
+  close(): void {
+    this.end(null);
+  }
+
+  private end(err: L7Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.listener.forget(this);
+    const s = this.sock;
+    this.sock = null;
+    if (s !== null) {
+      s.removeListener('message', this.onMessage);
+      try {
+        s.close();
+      } catch {
+        // already closed by the runtime (worker exit)
+      }
+    }
+    this.handler.onClose(err);
+  }
+
+  private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+    if (rinfo.port !== this.port || rinfo.address !== this.address) {
+      // Caught while unconnected in the reuseport group: it belongs to the listener logic.
+      this.listener.onDatagram(msg, rinfo.address, rinfo.port);
+      return;
+    }
+    this.stats.rxPackets++;
+    this.stats.rxBytes += msg.length;
+    this.handler.onData(msg);
+  };
+
+  private readonly onError = (err: Error): void => {
+    // ECONNREFUSED: the peer's port is closed (ICMP port unreachable). The session is over.
+    this.end(new L7Error(ErrorCode.DownstreamReset, `UDP peer ${this.remote}: ${err.message}`, { cause: err }));
+  };
+}
+
+/** Singleton mode: the listener's own socket, connected to the fixed remote, is the session. */
+class UdpSingleton implements Connection {
+  readonly kind = 'datagram' as const;
+  readonly stats = new ConnStats();
+  readonly local: string;
+  readonly remote: string;
+  private handler: ConnectionHandler = new PendingHandler();
+  private closed = false;
+  private readonly sock: dgram.Socket;
+
+  constructor(sock: dgram.Socket, local: string, remote: string) {
+    this.sock = sock;
+    this.local = local;
+    this.remote = remote;
+    sock.on('message', (msg: Buffer) => {
+      this.stats.rxPackets++;
+      this.stats.rxBytes += msg.length;
+      this.handler.onData(msg);
+    });
+    sock.on('error', (err: Error) => this.end(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${remote}: ${err.message}`, { cause: err })));
+  }
+
+  setHandler(h: ConnectionHandler): void {
+    const prev = this.handler;
+    this.handler = h;
+    if (prev instanceof PendingHandler) prev.flushTo(h);
+  }
+  send(data: Buffer): boolean {
+    if (this.closed) {
+      this.stats.drops++;
+      return true;
+    }
+    this.stats.txPackets++;
+    this.stats.txBytes += data.length;
+    this.sock.send(data);
+    return true;
+  }
+  pause(): void {}
+  resume(): void {}
+  close(): void {
+    this.end(null);
+  }
+  private end(err: L7Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.sock.close();
+    } catch {
+      // already closed
+    }
+    this.handler.onClose(err);
+  }
+}
+
+/** The UDP listener of one worker. */
+export class UdpListener implements ListenerInstance {
+  readonly name: string;
+  readonly spec: UdpListenerSpec;
+  readonly type: 'udp4' | 'udp6';
+  readonly bindAddress: string;
+  readonly bufferOptions: { recvBufferSize?: number };
+
+  private readonly ctx: ListenerContext;
+  private readonly mode: 'server' | 'singleton';
+  private sock: dgram.Socket | null = null;
+  /** Sessions this worker owns, by peer `address:port`. */
+  private readonly peers = new Map<string, UdpDownstream>();
+  private closed = false;
+
+  constructor(cfg: ListenerSpecContext<UdpListenerSpec>, ctx: ListenerContext) {
+    this.name = cfg.name;
+    this.spec = cfg.spec;
+    this.ctx = ctx;
+    this.bindAddress = cfg.spec.address ?? '0.0.0.0';
+    this.type = udpType(this.bindAddress);
+    this.mode = udpMode(cfg.spec);
+    const rcv = cfg.spec.options?.recv_buffer_size;
+    this.bufferOptions = rcv ? { recvBufferSize: rcv } : {};
+  }
+
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const s = dgram.createSocket({ type: this.type, reuseAddr: true, reusePort: this.mode === 'server', ...this.bufferOptions });
+      const onBindError = (err: Error): void => {
+        s.close();
+        reject(new L7Error(ErrorCode.ListenerBind, `listener "${this.name}": cannot bind UDP ${this.bindAddress}:${this.spec.port}: ${err.message}`, { cause: err }));
+      };
+      s.once('error', onBindError);
+      s.bind({ port: this.spec.port, address: this.bindAddress }, () => {
+        s.removeListener('error', onBindError);
+        this.sock = s;
+        if (this.mode === 'singleton') {
+          this.startSingleton(s).then(resolve, reject);
+          return;
+        }
+        s.on('error', (err: Error) => this.ctx.rateLog.warn(`udp-listener-error:${this.name}`, { listener: this.name, err: err.message }, 'UDP listener socket error'));
+        s.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => this.onDatagram(msg, rinfo.address, rinfo.port));
+        resolve();
+      });
+    });
+  }
+
+  private startSingleton(s: dgram.Socket): Promise<void> {
+    const remoteAddr = this.spec.connect?.address as string;
+    const remotePort = this.spec.connect?.port as number;
+    return new Promise((resolve, reject) => {
+      s.connect(remotePort, remoteAddr, (err?: Error) => {
+        if (err) {
+          s.close();
+          reject(new L7Error(ErrorCode.ListenerBind, `listener "${this.name}": cannot connect UDP singleton to ${remoteAddr}:${remotePort}: ${err.message}`, { cause: err }));
+          return;
+        }
+        const local = `${this.bindAddress}:${this.spec.port}`;
+        const conn = new UdpSingleton(s, local, `${remoteAddr}:${remotePort}`);
+        this.ctx.accept(conn, this.metadata(remoteAddr, remotePort), `UDP:${remoteAddr}:${remotePort}-${local}-${this.ctx.nextSessionSeq()}`);
+        resolve();
+      });
+    });
+  }
+
+  /** A datagram from `address:port` that reached this listener (not a connected session socket). */
+  onDatagram(msg: Buffer, address: string, port: number): void {
+    const key = `${address}:${port}`;
+    const known = this.peers.get(key);
+    if (known !== undefined) {
+      known.inject(msg);
+      return;
+    }
+    if (this.closed) return;
+    const want = this.spec.connect;
+    if (want !== undefined && ((want.port !== undefined && want.port !== port) || (want.address !== undefined && want.address !== address))) {
+      this.ctx.count('filtered');
+      this.ctx.rateLog.warn(`udp-filter:${this.name}`, { listener: this.name, peer: key }, 'UDP datagram from a peer outside connect filter dropped');
+      return;
+    }
+    const owner = this.ctx.ownerOf(key);
+    if (owner !== this.ctx.slot && this.ctx.handoff(owner, { listener: this.name, address, port, data: msg })) {
+      this.ctx.count('handoff_out');
+      return;
+    }
+    this.newPeer(key, address, port, msg);
+  }
+
+  onHandoff(h: DatagramHandoff): void {
+    this.ctx.count('handoff_in');
+    const data = Buffer.from(h.data.buffer, h.data.byteOffset, h.data.byteLength);
+    const key = `${h.address}:${h.port}`;
+    const known = this.peers.get(key);
+    if (known !== undefined) known.inject(data);
+    else if (!this.closed) this.newPeer(key, h.address, h.port, data);
+  }
+
+  /** @internal Send on the listening socket (before a session's own socket is connected). */
+  sendFromListener(data: Buffer, port: number, address: string): void {
+    this.sock?.send(data, port, address);
+  }
+
+  /** @internal A session's connection closed. */
+  forget(conn: UdpDownstream): void {
+    const key = `${conn.address}:${conn.port}`;
+    if (this.peers.get(key) === conn) this.peers.delete(key);
+  }
+
+  private newPeer(key: string, address: string, port: number, first: Buffer): void {
+    const conn = new UdpDownstream(this, address, port);
+    this.peers.set(key, conn);
+    conn.inject(first);
+    conn.open();
+    const local = `${this.bindAddress}:${this.spec.port}`;
+    this.ctx.accept(conn, this.metadata(address, port), `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}`);
+  }
+
+  private metadata(address: string, port: number): Metadata {
+    // l7mp reports the bind address as dst_addr (compat reference §3.1).
+    return { IP: { src_addr: address, dst_addr: this.bindAddress }, UDP: { src_port: port, dst_port: this.spec.port } };
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    const s = this.sock;
+    this.sock = null;
+    if (s === null || this.mode === 'singleton') return Promise.resolve();
+    return new Promise((resolve) => s.close(() => resolve()));
+  }
+
+  describe(): Record<string, unknown> {
+    return { protocol: 'UDP', mode: this.mode, address: `${this.bindAddress}:${this.spec.port}`, peers: this.peers.size };
+  }
+}
+
+/** The effective mode: l7mp defaults to singleton when both connect fields are set. */
+export function udpMode(spec: UdpListenerSpec): 'server' | 'singleton' {
+  const m = spec.options?.mode;
+  if (m !== undefined) return m;
+  return spec.connect?.address !== undefined && spec.connect?.port !== undefined ? 'singleton' : 'server';
+}

@@ -1,0 +1,40 @@
+/** WebSocket listener and cluster specs (l7mp compat reference §3.2, §3.3). */
+import { Type, type Static } from '@sinclair/typebox';
+import { Address, Bind, Port } from '../schema.ts';
+
+const MaxPayload = Type.Optional(
+  Type.Integer({
+    minimum: 1,
+    default: 1048576,
+    description: 'Largest message accepted, bytes; a larger one closes the connection with 1009. Unit: bytes.',
+    expect: 'an integer number of bytes >= 1',
+  }),
+);
+
+export const WsListenerSpec = Type.Object(
+  {
+    protocol: Type.Literal('WebSocket'),
+    port: Port('TCP port of the WebSocket server.'),
+    address: Type.Optional(Address('Bind address. Default `::` (dual stack, as l7mp).', '::')),
+    path: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility; ignored (every path is accepted, match on /HTTP/url/path instead).' })),
+    max_payload: MaxPayload,
+  },
+  { description: 'WebSocket listener: one session per connection; each message is one datagram.' },
+);
+export type WsListenerSpec = Static<typeof WsListenerSpec>;
+
+export const WsClusterSpec = Type.Object(
+  {
+    protocol: Type.Literal('WebSocket'),
+    port: Port('Upstream port of every endpoint.'),
+    bind: Type.Optional(Bind),
+    max_payload: MaxPayload,
+  },
+  {
+    description:
+      'WebSocket cluster: one connection per session stage to ws://<endpoint>:<port><path>, where the path and headers come from the session\'s /HTTP metadata when it has any.',
+  },
+);
+export type WsClusterSpec = Static<typeof WsClusterSpec>;
+
+export const DEFAULT_MAX_PAYLOAD = 1048576;

@@ -1,0 +1,96 @@
+/**
+ * A datagram {@link Connection} over a `ws` WebSocket: one message is one datagram; everything is
+ * sent as binary frames (as l7mp). Backpressure: `send` returns false once `bufferedAmount` passes
+ * the high-water mark, and `onDrain` fires from the send callback when it falls below it again.
+ */
+import type { WebSocket, RawData } from 'ws';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
+import { ConnStats } from '../types.ts';
+import type { Connection, ConnectionHandler } from '../types.ts';
+import { PendingHandler } from '../udp/listener.ts';
+
+/** Bytes queued in ws above which `send` asks the source to pause. */
+const HIGH_WATER = 1 << 20;
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+export class WsConnection implements Connection {
+  readonly kind = 'datagram' as const;
+  readonly stats = new ConnStats();
+  readonly local: string;
+  readonly remote: string;
+  private handler: ConnectionHandler = new PendingHandler();
+  private closed = false;
+  private needDrain = false;
+  private readonly ws: WebSocket;
+  private readonly errCode: ErrorCodeValue;
+
+  constructor(ws: WebSocket, side: 'downstream' | 'upstream', local: string, remote: string) {
+    this.ws = ws;
+    this.local = local;
+    this.remote = remote;
+    this.errCode = side === 'downstream' ? ErrorCode.DownstreamReset : ErrorCode.UpstreamReset;
+    ws.on('message', (data: RawData) => {
+      const b = toBuffer(data);
+      this.stats.rxPackets++;
+      this.stats.rxBytes += b.length;
+      this.handler.onData(b);
+    });
+    ws.on('close', () => this.end(null));
+    ws.on('error', (err: Error) => this.end(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err })));
+  }
+
+  setHandler(h: ConnectionHandler): void {
+    const prev = this.handler;
+    this.handler = h;
+    if (prev instanceof PendingHandler) prev.flushTo(h);
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed || this.ws.readyState !== 1) {
+      this.stats.drops++;
+      return true;
+    }
+    this.stats.txPackets++;
+    this.stats.txBytes += data.length;
+    this.ws.send(data, { binary: true }, this.afterSend);
+    if (this.ws.bufferedAmount > HIGH_WATER) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  private readonly afterSend = (): void => {
+    if (this.needDrain && this.ws.bufferedAmount <= HIGH_WATER) {
+      this.needDrain = false;
+      this.handler.onDrain();
+    }
+  };
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.ws.close(1000);
+    this.end(null);
+  }
+
+  private end(err: L7Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (err !== null) this.ws.terminate();
+    this.handler.onClose(err);
+  }
+}

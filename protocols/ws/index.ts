@@ -1,0 +1,12 @@
+/** WebSocket (`ws`): datagram listener (every worker, SO_REUSEPORT) and cluster. */
+import type { ProtocolModule } from '../types.ts';
+import { WsClusterSpec, WsListenerSpec } from './config.ts';
+import { WsListener } from './listener.ts';
+import { WsCluster } from './cluster.ts';
+
+export const websocket: ProtocolModule = {
+  name: 'WebSocket',
+  kind: 'datagram',
+  listener: { schema: WsListenerSpec, placement: () => 'shared', create: (cfg, ctx) => new WsListener(cfg, ctx) },
+  cluster: { schema: WsClusterSpec, virtual: false, create: (cfg, ctx) => new WsCluster(cfg, ctx) },
+};

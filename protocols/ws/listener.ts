@@ -1,0 +1,90 @@
+/**
+ * WebSocket listener: an HTTP server bound on every worker (SO_REUSEPORT) that upgrades every
+ * request to a WebSocket session. Metadata follows l7mp's HTTP shape (compat reference §3.1).
+ * Every socket gets an 'error' handler: an oversized message closes that connection (1009), never
+ * the worker.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
+import { closeServer, hostPort, listen } from '../stream/server.ts';
+import { WsConnection } from './connection.ts';
+import { DEFAULT_MAX_PAYLOAD, type WsListenerSpec } from './config.ts';
+
+/** l7mp's `/HTTP` metadata of a request (url.path is path plus query, host/port/protocol "" for origin-form). */
+export function httpMetadata(req: http.IncomingMessage): Metadata {
+  const raw = req.url ?? '/';
+  let protocol = '';
+  let host = '';
+  let port = '';
+  let path = raw;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
+    const u = new URL(raw);
+    protocol = u.protocol;
+    host = u.hostname;
+    port = u.port;
+    path = u.pathname + u.search;
+  }
+  const q = path.indexOf('?');
+  return {
+    version: req.httpVersion,
+    method: req.method,
+    url: { url: raw, href: raw, protocol, host, port, path, query: q >= 0 ? path.slice(q + 1) : '' },
+    headers: { ...req.headers },
+  };
+}
+
+export class WsListener implements ListenerInstance {
+  private readonly name: string;
+  private readonly spec: WsListenerSpec;
+  private readonly ctx: ListenerContext;
+  private readonly server: http.Server;
+  private readonly wss: WebSocketServer;
+  private closed = false;
+
+  constructor(cfg: ListenerSpecContext<WsListenerSpec>, ctx: ListenerContext) {
+    this.name = cfg.name;
+    this.spec = cfg.spec;
+    this.ctx = ctx;
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.spec.max_payload ?? DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
+    this.server = http.createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
+      res.end('WebSocket upgrade required\n');
+    });
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      if (this.closed) {
+        socket.destroy();
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const raddr = socket.remoteAddress ?? '';
+        const rport = socket.remotePort ?? 0;
+        const laddr = socket.localAddress ?? '';
+        const lport = socket.localPort ?? 0;
+        const conn = new WsConnection(ws, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport));
+        const metadata = { IP: { src_addr: raddr, dst_addr: laddr }, TCP: { src_port: rport, dst_port: lport }, HTTP: httpMetadata(req) };
+        this.ctx.accept(conn, metadata, `WS:${raddr}:${rport}-${laddr}:${lport}-${this.ctx.nextSessionSeq()}`);
+      });
+    });
+  }
+
+  start(): Promise<void> {
+    const address = this.spec.address ?? '::';
+    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `WebSocket ${hostPort(address, this.spec.port)}`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.wss.clients) c.terminate();
+    this.wss.close();
+    this.server.closeAllConnections();
+    await closeServer(this.server);
+  }
+
+  describe(): Record<string, unknown> {
+    return { protocol: 'WebSocket', address: hostPort(this.spec.address ?? '::', this.spec.port), connections: this.wss.clients.size };
+  }
+}

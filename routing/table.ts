@@ -1,0 +1,82 @@
+/**
+ * The routing state of one worker, built from a frozen {@link ConfigSnapshot}: objects by name,
+ * the rule lookup (compat reference §4.3), and a load balancer per cluster (§4.5).
+ */
+import jsonPredicate from 'json-predicate';
+import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import type { ClusterConfig, ConfigSnapshot, ListenerConfig, RouteConfig, RuleConfig, RuleListConfig } from '../cluster-config/snapshot.ts';
+import { setAtPath } from './paths.ts';
+import { makeLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
+
+/** How deep `apply` jumps may nest before lookup gives up (l7mp recursed without bound). */
+const MAX_APPLY_DEPTH = 16;
+
+/** The outcome of routing a session. */
+export interface RouteMatch {
+  /** `<rulelist>/<rule>` that matched, for the session's event log. */
+  readonly via: string;
+  readonly route: RouteConfig;
+}
+
+export class RoutingTable {
+  readonly snapshot: ConfigSnapshot;
+  readonly listeners: ReadonlyMap<string, ListenerConfig>;
+  readonly clusters: ReadonlyMap<string, ClusterConfig>;
+  readonly rulelists: ReadonlyMap<string, RuleListConfig>;
+  readonly rules: ReadonlyMap<string, RuleConfig>;
+  readonly routes: ReadonlyMap<string, RouteConfig>;
+  private readonly balancers = new Map<string, LoadBalancer>();
+
+  constructor(snapshot: ConfigSnapshot) {
+    this.snapshot = snapshot;
+    this.listeners = new Map(snapshot.listeners.map((x) => [x.name, x]));
+    this.clusters = new Map(snapshot.clusters.map((x) => [x.name, x]));
+    this.rulelists = new Map(snapshot.rulelists.map((x) => [x.name, x]));
+    this.rules = new Map(snapshot.rules.map((x) => [x.name, x]));
+    this.routes = new Map(snapshot.routes.map((x) => [x.name, x]));
+    for (const c of snapshot.clusters) this.balancers.set(c.name, makeLoadBalancer(c));
+  }
+
+  /** The load balancer of a cluster. */
+  balancer(cluster: string): LoadBalancer | undefined {
+    return this.balancers.get(cluster);
+  }
+
+  /**
+   * Route a session: walk the listener's rulelist, first match wins, follow `apply` jumps, apply
+   * the matched rule's rewrites to `metadata` (in place, before the route is resolved, so later
+   * stages see them), and return the route.
+   * @throws L7Error `L7_ERR_ROUTE_NOT_FOUND` (`No route for session "<name>"`), or
+   *   `L7_ERR_CONFIG_UNKNOWN_REF` for a rulelist, rule or route that names nothing.
+   */
+  lookup(listener: string, sessionName: string, metadata: Record<string, unknown>): RouteMatch {
+    const l = this.listeners.get(listener);
+    if (l === undefined) throw new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find Listener "${listener}"`);
+    let listName = l.rules;
+    for (let depth = 0; depth < MAX_APPLY_DEPTH; depth++) {
+      const list = this.rulelists.get(listName);
+      if (list === undefined) throw new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find RuleList "${listName}"`);
+      let matched: RuleConfig | undefined;
+      for (const rn of list.rules) {
+        const rule = this.rules.get(rn);
+        if (rule === undefined) throw new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find named rule "${rn}" in RuleList "${listName}"`);
+        if (rule.match === null || jsonPredicate.test(metadata, rule.match) === true) {
+          matched = rule;
+          break;
+        }
+      }
+      if (matched === undefined) break;
+      if (matched.action.apply !== undefined) {
+        listName = matched.action.apply;
+        continue;
+      }
+      for (const w of matched.action.rewrite) setAtPath(metadata, w.path, w.value);
+      const rn = matched.action.route;
+      if (rn === undefined) throw new L7Error(ErrorCode.RouteNotFound, `Invalid route for session "${sessionName}"`);
+      const route = this.routes.get(rn);
+      if (route === undefined) throw new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find Route "${rn}"`);
+      return { via: `rulelist:${listName}/rule:${matched.name}`, route };
+    }
+    throw new L7Error(ErrorCode.RouteNotFound, `No route for session "${sessionName}"`);
+  }
+}

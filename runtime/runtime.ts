@@ -1,0 +1,215 @@
+/**
+ * The main thread: starts N worker threads, wires a MessagePort between every pair (datagram
+ * hand-offs), keeps the ring of live workers in sync, and supervises: a worker that dies is
+ * removed from the ring at once (its peers' new sessions go to the others), replaced in the same
+ * slot, and put back on the ring when its listeners are up. Restart intensity is bounded (OTP
+ * style): past `maxRestarts` within `restartPeriodMs` the runtime gives up and reports it.
+ */
+import { EventEmitter } from 'node:events';
+import { MessageChannel, Worker } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
+import type { ActorNode } from '../actors/tree.ts';
+import { L7Error, ErrorCode } from './common/errors.ts';
+import type { LogLevel, Logger } from './common/log.ts';
+import type { StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+
+/** Options of a {@link Runtime}. */
+export interface RuntimeOptions {
+  snapshot: ConfigSnapshot;
+  /** Number of worker threads (>= 1). */
+  workers: number;
+  logLevel: LogLevel;
+  log: Logger;
+  /** Worker restarts allowed within {@link RuntimeOptions.restartPeriodMs} (default 10). */
+  maxRestarts?: number;
+  /** ms (default 60000). */
+  restartPeriodMs?: number;
+  /** How long shutdown waits for a worker to close its sockets, ms (default 1500). */
+  shutdownTimeoutMs?: number;
+}
+
+interface Slot {
+  readonly slot: number;
+  thread: Worker;
+  api: Comlink.Remote<WorkerApi>;
+  live: boolean;
+}
+
+const workerUrl = new URL('./worker-main.ts', import.meta.url);
+
+function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(fallback), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(fallback);
+      },
+    );
+  });
+}
+
+/**
+ * Events: `workerExit` (slot, exit code), `workerReady` (slot), `gaveUp` (L7Error): restart
+ * intensity exceeded or a replacement failed to start.
+ */
+export class Runtime extends EventEmitter {
+  private readonly opts: RuntimeOptions;
+  private readonly slots = new Map<number, Slot>();
+  private stopping = false;
+  private restartTimes: number[] = [];
+  /** Worker restarts since start. */
+  restarts = 0;
+
+  constructor(opts: RuntimeOptions) {
+    super();
+    this.opts = opts;
+  }
+
+  get workers(): number {
+    return this.opts.workers;
+  }
+
+  /** Live worker slots (on the ring). */
+  liveSlots(): number[] {
+    return [...this.slots.values()].filter((s) => s.live).map((s) => s.slot).sort((a, b) => a - b);
+  }
+
+  /**
+   * Start every worker and wait until all listeners are bound.
+   * @throws L7Error (`L7_ERR_WORKER_START`) listing each listener that failed; nothing is left running.
+   */
+  async start(): Promise<void> {
+    const all = Array.from({ length: this.opts.workers }, (_, i) => i);
+    for (const i of all) this.spawn(i);
+    const results = await Promise.all(all.map((i) => this.boot(i, all)));
+    const errors = results.flatMap((r) => (r.ok ? [] : r.errors));
+    if (errors.length > 0) {
+      await this.shutdown();
+      const unique = [...new Set(errors.map((e) => e.message))];
+      throw new L7Error(ErrorCode.WorkerStart, unique.join('; '), { cause: errors[0] });
+    }
+    for (const i of all) (this.slots.get(i) as Slot).live = true;
+  }
+
+  /** Stop everything: sessions end, listeners close, Unix socket files are removed. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    const timeout = this.opts.shutdownTimeoutMs ?? 1500;
+    await Promise.all(
+      [...this.slots.values()].map(async (s) => {
+        await withTimeout(s.api.shutdown(), timeout, undefined);
+        s.api[Comlink.releaseProxy]();
+        await s.thread.terminate();
+      }),
+    );
+    this.slots.clear();
+  }
+
+  /** Counters of every live worker. */
+  async stats(): Promise<WorkerStats[]> {
+    const out = await Promise.all([...this.slots.values()].filter((s) => s.live).map((s) => withTimeout(s.api.stats(), 1000, null)));
+    return out.filter((x): x is WorkerStats => x !== null);
+  }
+
+  /** The actor tree: the process, its workers, their listeners, clusters and sessions. */
+  async tree(): Promise<ActorNode> {
+    const workers = await Promise.all([...this.slots.values()].map((s) => withTimeout(s.api.tree(), 1000, null)));
+    return {
+      id: 'process',
+      kind: 'process',
+      name: 'l7mp-ts',
+      worker: null,
+      state: this.stopping ? 'stopping' : 'running',
+      mailbox: 0,
+      processed: 0,
+      restarts: this.restarts,
+      pid: process.pid,
+      children: workers.filter((w): w is ActorNode => w !== null),
+    };
+  }
+
+  /** The thread of a slot (tests use it to kill a worker). */
+  thread(slot: number): Worker | undefined {
+    return this.slots.get(slot)?.thread;
+  }
+
+  private spawn(slot: number): Slot {
+    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel };
+    const thread = new Worker(workerUrl, { workerData: init, name: `l7mp-ts worker ${slot}` });
+    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), live: false };
+    // Without an 'error' listener a throwing worker would take the process down.
+    thread.on('error', (err) => this.opts.log.error({ worker: slot, err: err.message }, 'worker thread error'));
+    thread.on('exit', (code) => this.onExit(s, code));
+    this.slots.set(slot, s);
+    // A port to every other worker, for datagram hand-offs.
+    for (const other of this.slots.values()) {
+      if (other.slot === slot) continue;
+      const ch = new MessageChannel();
+      void s.api.addPeer(other.slot, Comlink.transfer(ch.port1, [ch.port1]));
+      void other.api.addPeer(slot, Comlink.transfer(ch.port2, [ch.port2]));
+    }
+    return s;
+  }
+
+  private async boot(slot: number, live: number[]): Promise<StartResult> {
+    const s = this.slots.get(slot) as Slot;
+    const exited = new Promise<StartResult>((resolve) =>
+      s.thread.once('exit', (code) =>
+        resolve({ ok: false, errors: [new L7Error(ErrorCode.WorkerStart, `worker ${slot} exited with code ${code} while starting`).toData()] }),
+      ),
+    );
+    return Promise.race([s.api.start(this.opts.snapshot, live), exited]);
+  }
+
+  private broadcastRing(): void {
+    const live = this.liveSlots();
+    for (const s of this.slots.values()) if (s.live) void s.api.setRing(live);
+  }
+
+  private onExit(s: Slot, code: number): void {
+    if (this.stopping || this.slots.get(s.slot) !== s) return;
+    this.opts.log.error({ worker: s.slot, code }, 'worker died; replacing it');
+    s.live = false;
+    s.api[Comlink.releaseProxy]();
+    this.emit('workerExit', s.slot, code);
+    this.broadcastRing();
+    for (const o of this.slots.values()) if (o !== s) void o.api.removePeer(s.slot);
+    const now = Date.now();
+    const period = this.opts.restartPeriodMs ?? 60_000;
+    this.restartTimes = this.restartTimes.filter((t) => now - t < period);
+    if (this.restartTimes.length >= (this.opts.maxRestarts ?? 10)) {
+      this.slots.delete(s.slot);
+      this.giveUp(new L7Error(ErrorCode.ActorRestartLimit, `worker ${s.slot}: ${this.restartTimes.length} restarts within ${period} ms; not replacing it`));
+      return;
+    }
+    this.restartTimes.push(now);
+    this.restarts++;
+    const fresh = this.spawn(s.slot);
+    void this.boot(s.slot, this.liveSlots()).then((r) => {
+      if (this.stopping || this.slots.get(s.slot) !== fresh) return;
+      if (!r.ok) {
+        // A replacement that cannot start is not retried in a loop.
+        this.slots.delete(s.slot);
+        void fresh.thread.terminate();
+        this.giveUp(new L7Error(ErrorCode.WorkerStart, `replacement worker ${s.slot} failed to start: ${r.errors.map((e) => e.message).join('; ')}`));
+        return;
+      }
+      fresh.live = true;
+      this.broadcastRing();
+      this.opts.log.info({ worker: s.slot }, 'worker replaced');
+      this.emit('workerReady', s.slot);
+    });
+  }
+
+  private giveUp(err: L7Error): void {
+    this.opts.log.error({ err: err.message }, 'worker supervision gave up');
+    if (this.listenerCount('gaveUp') > 0) this.emit('gaveUp', err);
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * Entry point of a worker thread. The main thread drives it through comlink (typed control RPC,
+ * {@link WorkerApi}); workers hand datagrams to each other as msgpack envelopes over a
+ * MessagePort per pair. Everything that owns sockets on this thread is an actor under one
+ * {@link WorkerActor}.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
+import { Dispatcher, type ActorCell } from '../actors/actor.ts';
+import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
+import { actorTree, type ActorNode } from '../actors/tree.ts';
+import type { SessionRecord } from '../actors/session.ts';
+import { CoarseTimers, systemClock } from './common/clock.ts';
+import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
+import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
+import { protocol } from '../protocols/registry.ts';
+import type { DatagramHandoff } from '../protocols/types.ts';
+import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
+import { RoutingTable } from '../routing/table.ts';
+import { WorkerRing, placeSingle } from './ring.ts';
+import { decodeEnvelope, encodeHandoff } from './envelope.ts';
+
+/** What the main thread passes to a new worker. */
+export interface WorkerInit {
+  slot: number;
+  workers: number;
+  logLevel: LogLevel;
+}
+
+/** Outcome of {@link WorkerApi.start}: errors travel as data (comlink drops custom fields of thrown errors). */
+export type StartResult = { ok: true } | { ok: false; errors: L7ErrorData[] };
+
+/** Counters of one worker (tests, metrics). */
+export interface WorkerStats {
+  slot: number;
+  sessionsActive: number;
+  sessionsEnded: number;
+  handoffsIn: number;
+  handoffsOut: number;
+  handoffsDropped: number;
+  listeners: Record<string, { sessions: number; counters: Record<string, number> }>;
+}
+
+class WorkerHost implements WorkerServices {
+  readonly slot: number;
+  readonly workers: number;
+  readonly log: Logger;
+  readonly rateLog: RateLimitedLog;
+  readonly timers = new CoarseTimers(systemClock);
+  readonly dispatcher: Dispatcher;
+  ring: WorkerRing;
+  root: ActorCell<unknown> | null = null;
+  worker: WorkerActor | null = null;
+  readonly peers = new Map<number, MessagePort>();
+  readonly closing = new Set<Promise<void>>();
+  sessionsEnded = 0;
+  handoffsIn = 0;
+  handoffsOut = 0;
+  handoffsDropped = 0;
+
+  constructor(init: WorkerInit) {
+    this.slot = init.slot;
+    this.workers = init.workers;
+    this.log = makeLogger(init.logLevel, { worker: init.slot });
+    this.rateLog = new RateLimitedLog(this.log);
+    this.dispatcher = new Dispatcher(`w${init.slot}`, this.log);
+    this.ring = new WorkerRing(Array.from({ length: init.workers }, (_, i) => i));
+  }
+
+  protocol = protocol;
+
+  ownerOf(key: string): number {
+    const o = this.ring.owner(key);
+    return o < 0 ? this.slot : o;
+  }
+
+  handoff(slot: number, h: DatagramHandoff): boolean {
+    const port = this.peers.get(slot);
+    if (port === undefined) return false;
+    const buf = encodeHandoff(h);
+    port.postMessage(buf, [buf.buffer as ArrayBuffer]);
+    this.handoffsOut++;
+    return true;
+  }
+
+  placeSingle(listener: string): number {
+    return placeSingle(listener, this.workers);
+  }
+
+  track(p: Promise<void>): void {
+    const q = p.catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'close failed'));
+    this.closing.add(q);
+    void q.finally(() => this.closing.delete(q));
+  }
+
+  sessionEnded(r: SessionRecord): void {
+    this.sessionsEnded++;
+    this.log.debug({ session: r.name, reason: r.reason, duration_ms: r.durationMs }, 'session ended');
+  }
+
+  onEnvelope = (buf: Uint8Array): void => {
+    const h = decodeEnvelope(buf);
+    if (h === null || this.worker === null || !this.worker.handoff(h)) {
+      this.handoffsDropped++;
+      return;
+    }
+    this.handoffsIn++;
+  };
+}
+
+const host = new WorkerHost(workerData as WorkerInit);
+
+function sessionsActive(): number {
+  let n = 0;
+  for (const l of host.worker?.listeners.values() ?? []) n += l.children.size;
+  return n;
+}
+
+/** The control API a worker exposes to the main thread. */
+const api = {
+  /** Build the actors of `snapshot`; resolves once every listener placed here is bound. */
+  start(snapshot: ConfigSnapshot, live: number[]): Promise<StartResult> {
+    host.ring = new WorkerRing(live);
+    return new Promise<StartResult>((resolve) => {
+      const table = new RoutingTable(snapshot);
+      host.root = host.dispatcher.spawnRoot(
+        `worker-${host.slot}`,
+        {
+          factory: () => {
+            const w = new WorkerActor(table, host, (failures) =>
+              resolve(failures.length === 0 ? { ok: true } : { ok: false, errors: failures.map((f) => f.toData()) }),
+            );
+            host.worker = w;
+            return w;
+          },
+        },
+        (err) => {
+          // The root gave up: let the thread die so the main thread replaces it.
+          host.log.error({ err: err.message }, 'worker root actor failed');
+          setImmediate(() => {
+            throw err;
+          });
+        },
+      );
+    });
+  },
+  /** The live slots changed (a worker died or came back). */
+  setRing(live: number[]): void {
+    host.ring = new WorkerRing(live);
+  },
+  /** A port to another worker, for hand-offs. */
+  addPeer(slot: number, port: MessagePort): void {
+    host.peers.get(slot)?.close();
+    host.peers.set(slot, port);
+    port.on('message', host.onEnvelope);
+  },
+  removePeer(slot: number): void {
+    host.peers.get(slot)?.close();
+    host.peers.delete(slot);
+  },
+  tree(): ActorNode | null {
+    return host.root === null ? null : actorTree(host.root, host.slot);
+  },
+  stats(): WorkerStats {
+    const listeners: WorkerStats['listeners'] = {};
+    for (const [name, c] of host.worker?.counters ?? []) listeners[name] = { sessions: c.sessions, counters: Object.fromEntries(c.named) };
+    return {
+      slot: host.slot,
+      sessionsActive: sessionsActive(),
+      sessionsEnded: host.sessionsEnded,
+      handoffsIn: host.handoffsIn,
+      handoffsOut: host.handoffsOut,
+      handoffsDropped: host.handoffsDropped,
+      listeners,
+    };
+  },
+  /** Stop every actor (sessions end, listeners close, socket files go) and wait for the sockets. */
+  async shutdown(): Promise<void> {
+    host.root?.stop(new L7Error(ErrorCode.SessionStopped, 'shutdown'));
+    host.dispatcher.drain();
+    await Promise.all([...host.closing]);
+    for (const p of host.peers.values()) p.close();
+  },
+};
+
+export type WorkerApi = typeof api;
+
+Comlink.expose(api, nodeEndpoint(parentPort as NonNullable<typeof parentPort>));
