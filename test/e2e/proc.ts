@@ -1,0 +1,60 @@
+/** Run `bin/l7mp-ts` as a child process and wait until it says it is ready. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+export const BIN = path.join(root, 'bin', 'l7mp-ts');
+
+export interface Proxy {
+  proc: ChildProcess;
+  /** Everything it wrote to stderr so far. */
+  stderr(): string;
+  /** SIGTERM and wait for exit; resolves with the exit code and how long it took (ms). */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
+}
+
+/** Read an example config (YAML) so a test can rewrite its ports and paths. */
+export function readExample(rel: string): any {
+  return YAML.parse(fs.readFileSync(path.join(root, 'examples', rel), 'utf8'));
+}
+
+/** Start the proxy on `config` (an object, written to `file` as YAML); resolve when it logs "l7mp-ts ready". */
+export async function startProcess(config: unknown, file: string, args: string[] = [], timeoutMs = 10_000): Promise<Proxy> {
+  fs.writeFileSync(file, YAML.stringify(config));
+  const proc = spawn(BIN, ['-c', file, '-l', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stdout?.resume();
+  const p: Proxy = {
+    proc,
+    stderr: () => err,
+    stop: (signal = 'SIGTERM') => {
+      const t0 = Date.now();
+      if (proc.exitCode !== null) return Promise.resolve({ code: proc.exitCode, ms: 0 });
+      return new Promise((resolve) => {
+        proc.once('exit', (code) => resolve({ code, ms: Date.now() - t0 }));
+        proc.kill(signal);
+      });
+    },
+  };
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`proxy not ready within ${timeoutMs} ms:\n${err}`));
+    }, timeoutMs);
+    const check = (): void => {
+      if (err.includes('l7mp-ts ready')) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stderr?.on('data', check);
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`proxy exited with ${code} before it was ready:\n${err}`));
+    });
+  });
+  return p;
+}

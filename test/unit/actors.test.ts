@@ -1,0 +1,237 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Actor, Dispatcher, type ActorCell, type StopReason } from '../../actors/actor.ts';
+import { makeLogger } from '../../runtime/common/log.ts';
+import { FixedQueue } from '../../runtime/common/fixed-queue.ts';
+import { CoarseTimers, FakeClock } from '../../runtime/common/clock.ts';
+import type { L7Error } from '../../runtime/common/errors.ts';
+
+const log = makeLogger('silent');
+
+/** Records what it receives; throws on 'boom'. */
+class Recorder extends Actor<string> {
+  readonly kind = 'test' as const;
+  static log: string[] = [];
+  static starts = 0;
+  static stops: Array<string | null> = [];
+  readonly tag: string;
+  constructor(tag: string) {
+    super();
+    this.tag = tag;
+  }
+  override preStart(): void {
+    Recorder.starts++;
+  }
+  receive(m: string): void {
+    if (m === 'boom') throw new Error('boom');
+    Recorder.log.push(`${this.tag}:${m}`);
+  }
+  override postStop(reason: StopReason): void {
+    Recorder.stops.push(reason === null ? null : reason.code);
+  }
+}
+
+function reset(): void {
+  Recorder.log = [];
+  Recorder.starts = 0;
+  Recorder.stops = [];
+}
+
+/** A parent that spawns one child with the given policy and records child stops. */
+class Parent extends Actor<string> {
+  readonly kind = 'test' as const;
+  child!: ActorCell<string>;
+  stopped: string[] = [];
+  private readonly policy: 'permanent' | 'temporary';
+  constructor(policy: 'permanent' | 'temporary') {
+    super();
+    this.policy = policy;
+  }
+  override preStart(): void {
+    this.child = this.ctx.spawn('child', { factory: () => new Recorder('c'), restart: this.policy, maxRestarts: 2, periodMs: 60_000 });
+  }
+  receive(): void {}
+  override onChildStopped(c: ActorCell<unknown>): void {
+    this.stopped.push(c.name);
+  }
+}
+
+test('FixedQueue keeps FIFO order across ring boundaries', () => {
+  const q = new FixedQueue<number>();
+  for (let i = 0; i < 5000; i++) q.push(i);
+  assert.equal(q.length, 5000);
+  for (let i = 0; i < 5000; i++) assert.equal(q.shift(), i);
+  assert.equal(q.shift(), undefined);
+  assert.equal(q.length, 0);
+});
+
+test('mailbox: messages are handled one at a time, in order', () => {
+  reset();
+  const d = new Dispatcher('t', log);
+  const cell = d.spawnRoot('r', { factory: () => new Recorder('a') }, () => {});
+  for (let i = 0; i < 100; i++) cell.tell(String(i));
+  d.drain();
+  assert.deepEqual(Recorder.log, Array.from({ length: 100 }, (_, i) => `a:${i}`));
+  assert.equal(cell.processed, 100);
+});
+
+test('dispatcher: an actor runs at most `throughput` messages per turn, so others interleave', () => {
+  reset();
+  const d = new Dispatcher('t', log, { throughput: 2, budget: 1000 });
+  const a = d.spawnRoot('a', { factory: () => new Recorder('a') }, () => {});
+  const b = d.spawnRoot('b', { factory: () => new Recorder('b') }, () => {});
+  for (let i = 0; i < 4; i++) a.tell(String(i));
+  for (let i = 0; i < 4; i++) b.tell(String(i));
+  d.drain();
+  assert.deepEqual(Recorder.log, ['a:0', 'a:1', 'b:0', 'b:1', 'a:2', 'a:3', 'b:2', 'b:3']);
+});
+
+test('dispatcher: yields to the event loop after its budget', async () => {
+  reset();
+  const d = new Dispatcher('t', log, { throughput: 10, budget: 10 });
+  const a = d.spawnRoot('a', { factory: () => new Recorder('a') }, () => {});
+  for (let i = 0; i < 35; i++) a.tell(String(i));
+  // One turn runs on the next setImmediate; an I/O-phase callback must get in between turns.
+  let interleaved = -1;
+  setImmediate(() => {
+    interleaved = Recorder.log.length;
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(Recorder.log.length, 35);
+  assert.ok(interleaved > 0 && interleaved < 35, `a callback ran between turns (after ${interleaved} messages)`);
+});
+
+test('supervision: a permanent child that throws is restarted with a fresh instance and keeps its mailbox', () => {
+  reset();
+  const d = new Dispatcher('t', log);
+  const root = d.spawnRoot('p', { factory: () => new Parent('permanent') }, () => {});
+  const parent = root.actor as Parent;
+  const child = parent.child;
+  child.tell('1');
+  child.tell('boom');
+  child.tell('2');
+  d.drain();
+  assert.deepEqual(Recorder.log, ['c:1', 'c:2']);
+  assert.equal(child.restarts, 1);
+  assert.equal(Recorder.starts, 2);
+  assert.equal(child.state, 'running');
+});
+
+test('supervision: restart intensity exceeded escalates to the parent, which fails to its root handler', () => {
+  reset();
+  const d = new Dispatcher('t', log);
+  let rootFailure: L7Error | null = null;
+  const root = d.spawnRoot('p', { factory: () => new Parent('permanent') }, (e) => {
+    rootFailure = e;
+  });
+  const child = (root.actor as Parent).child;
+  for (let i = 0; i < 3; i++) {
+    child.tell('boom');
+    d.drain();
+  }
+  assert.equal(child.state, 'stopped');
+  assert.equal(root.state, 'stopped');
+  assert.equal((rootFailure as L7Error | null)?.code, 'L7_ERR_ACTOR_RESTART_LIMIT');
+});
+
+test('supervision: a temporary child that throws is stopped, not restarted; the parent is told', () => {
+  reset();
+  const d = new Dispatcher('t', log);
+  const root = d.spawnRoot('p', { factory: () => new Parent('temporary') }, () => {});
+  const parent = root.actor as Parent;
+  parent.child.tell('boom');
+  parent.child.tell('after');
+  d.drain();
+  assert.equal(parent.child.state, 'stopped');
+  assert.equal(parent.child.restarts, 0);
+  assert.deepEqual(Recorder.log, []);
+  assert.deepEqual(parent.stopped, ['child']);
+  assert.deepEqual(Recorder.stops, ['L7_ERR_ACTOR_FAILED']);
+  assert.equal(root.children.size, 0);
+});
+
+test('a failure in preStart stops the actor and is never retried', () => {
+  reset();
+  class BadStart extends Actor<string> {
+    readonly kind = 'test' as const;
+    override preStart(): void {
+      Recorder.starts++;
+      throw new Error('cannot start');
+    }
+    receive(): void {}
+  }
+  class P extends Actor<string> {
+    readonly kind = 'test' as const;
+    child!: ActorCell<string>;
+    override preStart(): void {
+      this.child = this.ctx.spawn('bad', { factory: () => new BadStart(), restart: 'permanent' });
+    }
+    receive(): void {}
+  }
+  const d = new Dispatcher('t', log);
+  const root = d.spawnRoot('p', { factory: () => new P() }, () => {});
+  d.drain();
+  assert.equal((root.actor as P).child.state, 'stopped');
+  assert.equal(Recorder.starts, 1);
+  assert.equal(root.state, 'running');
+});
+
+test('stop is idempotent, stops children first, and drops later messages', () => {
+  reset();
+  const d = new Dispatcher('t', log);
+  const root = d.spawnRoot('p', { factory: () => new Parent('permanent') }, () => {});
+  const child = (root.actor as Parent).child;
+  root.stop();
+  root.stop();
+  d.drain();
+  child.tell('late');
+  d.drain();
+  assert.equal(root.state, 'stopped');
+  assert.equal(child.state, 'stopped');
+  assert.deepEqual(Recorder.log, []);
+  assert.deepEqual(Recorder.stops, [null]);
+});
+
+test('system messages (stop) are handled before queued user messages', () => {
+  reset();
+  const d = new Dispatcher('t', log);
+  const cell = d.spawnRoot('r', { factory: () => new Recorder('a') }, () => {});
+  cell.tell('1');
+  cell.tell('2');
+  cell.stop();
+  d.drain();
+  assert.deepEqual(Recorder.log, []);
+  assert.equal(cell.state, 'stopped');
+});
+
+test('pipeToSelf delivers async results as messages', async () => {
+  reset();
+  class Async extends Actor<string> {
+    readonly kind = 'test' as const;
+    override preStart(): void {
+      this.ctx.pipeToSelf(Promise.resolve(42), (v) => `ok:${v}`, () => 'err');
+      this.ctx.pipeToSelf(Promise.reject(new Error('x')), () => 'ok', (e) => `err:${(e as Error).message}`);
+    }
+    receive(m: string): void {
+      Recorder.log.push(m);
+    }
+  }
+  const d = new Dispatcher('t', log);
+  d.spawnRoot('a', { factory: () => new Async() }, () => {});
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(Recorder.log.sort(), ['err:x', 'ok:42']);
+});
+
+test('coarse timers: one sweep drives every member, only while there are members', () => {
+  const clock = new FakeClock();
+  const timers = new CoarseTimers(clock, 250);
+  const seen: number[] = [];
+  const m = { onTick: (now: number) => seen.push(now) };
+  timers.add(m);
+  clock.advance(1000);
+  assert.equal(seen.length, 4);
+  timers.delete(m);
+  clock.advance(1000);
+  assert.equal(seen.length, 4);
+  assert.equal(timers.size, 0);
+});
