@@ -1,0 +1,119 @@
+/** The command line as a user runs it: bad input, startup failures, and signals. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import YAML from 'yaml';
+import { freePort, freeTcpPort, tmpDir, UdpClient, streamClient } from '../helpers.ts';
+import { BIN, startProcess } from './proc.ts';
+
+function run(args: string[]): { status: number | null; stderr: string; stdout: string } {
+  const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 15_000 });
+  return { status: r.status, stderr: r.stderr, stdout: r.stdout };
+}
+
+function write(dir: string, name: string, doc: unknown): string {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, name.endsWith('.json') ? JSON.stringify(doc) : YAML.stringify(doc));
+  return f;
+}
+
+test('an invalid config exits 1 with the field path and the value, and leaves nothing listening', async () => {
+  const dir = tmpDir();
+  const good = await freeTcpPort();
+  const f = write(dir, 'bad.yaml', {
+    listeners: [
+      { name: 'ok', spec: { protocol: 'TCP', port: good }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] },
+      { name: 'bad', spec: { protocol: 'UDP', port: 'abc' }, rules: [] },
+    ],
+  });
+  const r = run(['-c', f, '--workers', '1']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /listeners\[1\]\.spec\.port: must be an integer 1\.\.65535, got "abc"/);
+  // The valid listener was never bound.
+  const free = await new Promise<boolean>((resolve) => {
+    const s = net.createServer().once('error', () => resolve(false));
+    s.listen(good, () => s.close(() => resolve(true)));
+  });
+  assert.ok(free, 'port of the valid listener is free');
+});
+
+test('JSON configs are read as JSON; parse errors name the file', () => {
+  const dir = tmpDir();
+  const f = path.join(dir, 'broken.json');
+  fs.writeFileSync(f, '{"listeners": [');
+  const r = run(['-c', f]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot parse config file .*broken\.json/);
+});
+
+test('bad flags exit 1 with a clear message; no -c prints the usage', () => {
+  assert.match(run(['-c', 'x.yaml', '--workers', 'zero']).stderr, /--workers: must be an integer 1\.\.256, got "zero"/);
+  assert.match(run(['-c', 'x.yaml', '-l', 'loud']).stderr, /-l: must be one of silly, verbose, debug, info, notice, warn, error, silent, got "loud"/);
+  const r = run([]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /Usage: l7mp-ts -c/);
+});
+
+test('a listener that cannot bind fails the start: exit 1 naming the listener and address, nothing left listening', async () => {
+  const dir = tmpDir();
+  const busy = net.createServer();
+  const port = await freeTcpPort();
+  await new Promise<void>((r) => busy.listen({ port, host: '127.0.0.1', exclusive: true }, () => r()));
+  const udpPort = await freePort();
+  try {
+    const f = write(dir, 'busy.yaml', {
+      listeners: [
+        { name: 'u', spec: { protocol: 'UDP', port: udpPort, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] },
+        { name: 'taken', spec: { protocol: 'TCP', port, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] },
+      ],
+    });
+    const r = run(['-c', f, '--workers', '2']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`listener "taken": cannot listen on TCP 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    // The UDP listener that did bind was released.
+    const c = await UdpClient.open();
+    const s = await import('node:dgram').then((d) => d.default.createSocket('udp4'));
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind(udpPort, '127.0.0.1', () => resolve());
+    });
+    s.close();
+    c.close();
+  } finally {
+    busy.close();
+  }
+});
+
+test('SIGTERM and SIGINT: sessions end, listeners close, the Unix socket file is removed, exit 0 within 2 s', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const dir = tmpDir();
+    const sockPath = path.join(dir, 'l.sock');
+    const port = await freePort();
+    const p = await startProcess(
+      {
+        listeners: [
+          { name: 'uds', spec: { protocol: 'UnixDomainSocket', filename: sockPath }, rules: [{ action: { route: { destination: 'echo' } } }] },
+          { name: 'udp', spec: { protocol: 'UDP', port, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'echo' } } }] },
+        ],
+        clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }],
+      },
+      path.join(dir, 'c.yaml'),
+      ['--workers', '2'],
+    );
+    const c = await streamClient({ path: sockPath });
+    c.sock.write('ping');
+    assert.equal((await c.recv()).toString(), 'ping');
+    const u = await UdpClient.open();
+    assert.equal((await u.request('hi', port)).toString(), 'hi');
+    const ended = new Promise<void>((resolve) => c.sock.once('close', () => resolve()));
+    const { code, ms } = await p.stop(signal);
+    assert.equal(code, 0, p.stderr());
+    assert.ok(ms < 2000, `exited after ${ms} ms`);
+    await ended; // the live session was ended (FIN/close reached the client)
+    assert.equal(fs.existsSync(sockPath), false, 'socket file removed');
+    u.close();
+  }
+});
