@@ -35,6 +35,8 @@ export class ListenerActor extends Actor<Msg> {
   private readonly env: SessionEnv;
   private readonly report: (name: string, err: L7Error | null) => void;
   private readonly names = new Set<string>();
+  /** Accepted connections whose 'accept' message is still in the mailbox: closed if the actor stops first. */
+  private readonly unclaimed = new Set<Connection>();
   private seq = 0;
   private idleMs = 0;
 
@@ -60,7 +62,14 @@ export class ListenerActor extends Actor<Msg> {
         slot: s.slot,
         log: s.log,
         rateLog: s.rateLog,
-        accept: (conn, metadata, name) => self.tell({ type: 'accept', conn, metadata, name }),
+        accept: (conn, metadata, name) => {
+          if (self.state === 'stopped') {
+            conn.close();
+            return;
+          }
+          this.unclaimed.add(conn);
+          self.tell({ type: 'accept', conn, metadata, name });
+        },
         ownerOf: (key) => s.ownerOf(key),
         handoff: (slot, h) => s.handoff(slot, h),
         count: (c, n) => this.counters.count(c, n),
@@ -94,6 +103,7 @@ export class ListenerActor extends Actor<Msg> {
   }
 
   private accept(conn: Connection, metadata: Metadata, base: string): void {
+    this.unclaimed.delete(conn);
     let name = base;
     for (let i = 1; this.names.has(name); i++) name = `${base}_${i}`;
     this.names.add(name);
@@ -107,6 +117,8 @@ export class ListenerActor extends Actor<Msg> {
   }
 
   override postStop(_reason: StopReason): void {
+    for (const c of this.unclaimed) c.close();
+    this.unclaimed.clear();
     const inst = this.instance;
     this.instance = null;
     if (inst !== null) this.services.track(inst.close());

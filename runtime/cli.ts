@@ -15,6 +15,7 @@ import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { L7Error } from './common/errors.ts';
 import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from './common/log.ts';
 import { Runtime } from './runtime.ts';
+import { offloadProvider } from '../native-offload/provider.ts';
 
 const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join('|')}] [-s] [--workers N] [-o init|no_init|disable]
 
@@ -22,7 +23,7 @@ const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join
   -l, --log-level LEVEL log level (overrides admin.log_level; default info)
   -s, --strict          strict validation: unknown fields and dangling references are errors
       --workers N       worker threads (default: available cores, ${os.availableParallelism()} here)
-  -o, --offload MODE    kernel offload: init|no_init|disable (accepted; userspace only for now)
+  -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; userspace only for now)
   -h, --help            this text`;
 
 function fail(msg: string): never {
@@ -36,6 +37,7 @@ interface Cli {
   logLevel: LogLevel | undefined;
   strict: boolean;
   workers: number;
+  offload: 'init' | 'no_init' | 'disable' | undefined;
 }
 
 function parseCli(argv: string[]): Cli {
@@ -70,7 +72,7 @@ function parseCli(argv: string[]): Cli {
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) fail(`--workers: must be an integer 1..256, got "${v.workers}"`);
   }
   if (v.offload !== undefined && !['init', 'no_init', 'disable'].includes(v.offload)) fail(`-o: must be init, no_init or disable, got "${v.offload}"`);
-  return { config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers };
+  return { config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers, offload: v.offload as Cli['offload'] };
 }
 
 /** A line per listener telling how to try it (the default example relies on it). */
@@ -101,6 +103,8 @@ async function main(): Promise<void> {
   const level = cli.logLevel ?? snapshot.admin.log_level;
   const log = makeLogger(level, { thread: 'main' });
   for (const w of warnings) log.warn(w);
+  const offload = cli.offload ?? snapshot.admin.offload;
+  if (offload !== 'disable') log.warn({ offload, reason: offloadProvider(offload).probe().reason }, 'kernel offload unavailable');
   const runtime = new Runtime({ snapshot, workers: cli.workers, logLevel: level, log });
   runtime.on('gaveUp', (err: L7Error) => {
     log.error({ err: err.message }, 'exiting: worker supervision gave up');
