@@ -1,6 +1,7 @@
 /**
  * UDP cluster (l7mp compat reference §3.3): each session stage gets its own socket, bound to
- * `spec.bind` and connect()ed to the endpoint's `address:spec.port`. An ICMP port-unreachable from
+ * `spec.bind` (default: any address, an ephemeral port of its own) and connect()ed to the
+ * endpoint's `address:spec.port`. An ICMP port-unreachable from
  * the upstream arrives as ECONNREFUSED and closes the connection as an upstream failure (the
  * session's retry policy decides what happens next).
  */
@@ -89,7 +90,11 @@ export class UdpCluster implements ClusterInstance {
     if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
     const port = this.spec.port;
     return new Promise((resolve, reject) => {
-      const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: true });
+      // No SO_REUSEADDR for an ephemeral port: with it the kernel may give two sessions the same
+      // local port, and two sockets connected to one endpoint from one port share a 4-tuple, so
+      // replies would reach the wrong session (l7mp set it; a deliberate deviation).
+      const explicitPort = (this.spec.bind?.port ?? 0) !== 0;
+      const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: explicitPort });
       const fail = (err: Error): void => {
         signal.removeEventListener('abort', onAbort);
         try {
