@@ -405,6 +405,12 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     });
   }
 
+  /** True if one of this session's stages goes through one of `clusters`. */
+  traversesAny(clusters: ReadonlySet<string>): boolean {
+    for (let i = 1; i < this.stages.length; i++) if (clusters.has((this.stages[i] as Stage).cluster)) return true;
+    return false;
+  }
+
   override describe(): Record<string, unknown> {
     const src = this.init.source.stats;
     return {

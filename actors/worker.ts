@@ -6,15 +6,17 @@
  * SO_REUSEPORT; `single` ones (Unix socket paths, UDP singleton) on the one worker that
  * {@link WorkerServices.placeSingle} names.
  */
-import { Actor, type ActorCell } from './actor.ts';
-import type { L7Error } from '../runtime/common/errors.ts';
+import { isDeepStrictEqual } from 'node:util';
+import { Actor, type ActorCell, type StopReason } from './actor.ts';
+import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import type { CoarseTimers } from '../runtime/common/clock.ts';
 import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
 import type { ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
-import type { SessionEnv, SessionRecord } from './session.ts';
+import { SessionActor, type SessionEnv, type SessionRecord } from './session.ts';
+import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
 
 /** What the runtime provides to the actors of one worker thread. */
 export interface WorkerServices {
@@ -38,20 +40,38 @@ export interface WorkerServices {
   sessionEnded(r: SessionRecord): void;
 }
 
-type Msg = { type: 'listenerStatus'; name: string; err: L7Error | null };
+type Msg =
+  | { type: 'listenerStatus'; name: string; cell: ActorCell<unknown>; err: L7Error | null }
+  | { type: 'apply'; table: RoutingTable; done: (failures: L7Error[]) => void };
 
+/** An apply in progress: the listeners it waits for, and what failed. */
+interface Phase {
+  /** Listener name → the cell whose bind result the apply waits for. */
+  readonly pending: Map<string, ActorCell<unknown>>;
+  readonly failures: L7Error[];
+  readonly done: (failures: L7Error[]) => void;
+}
+
+/**
+ * Applies config snapshots: the first at start, later ones as diffs by name. A listener or cluster
+ * whose spec changed is stopped and started again (a listener rebinds); one that is gone is
+ * stopped, ending its sessions; sessions that traverse a removed cluster end too. Sessions keep
+ * the route they were set up with. The apply is done when every new listener is up or failed.
+ */
 export class WorkerActor extends Actor<Msg> {
   readonly kind = 'worker' as const;
   readonly clusters = new Map<string, ClusterInstance>();
   readonly listeners = new Map<string, ActorCell<unknown>>();
   readonly counters = new Map<string, ListenerCounters>();
 
-  private readonly table: RoutingTable;
+  private table: RoutingTable;
   private readonly services: WorkerServices;
   private readonly onReady: (failures: L7Error[]) => void;
-  private pending = new Set<string>();
-  private readonly failures: L7Error[] = [];
-  private readyReported = false;
+  private readonly clusterCells = new Map<string, { cfg: ClusterConfig; cell: ActorCell<unknown> }>();
+  private readonly listenerCfgs = new Map<string, ListenerConfig>();
+  private phase: Phase | null = null;
+  private readonly queued: Array<{ table: RoutingTable; done: (failures: L7Error[]) => void }> = [];
+  private env!: SessionEnv;
 
   constructor(table: RoutingTable, services: WorkerServices, onReady: (failures: L7Error[]) => void) {
     super();
@@ -60,24 +80,107 @@ export class WorkerActor extends Actor<Msg> {
     this.onReady = onReady;
   }
 
+  /** The routing table sessions route by (replaced by each apply). */
+  get routing(): RoutingTable {
+    return this.table;
+  }
+
   override preStart(): void {
     const s = this.services;
-    const env: SessionEnv = {
-      table: this.table,
+    const self = this;
+    this.env = {
+      get table() {
+        return self.table;
+      },
       cluster: (n) => this.clusters.get(n),
       timers: s.timers,
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
     };
-    for (const c of this.table.snapshot.clusters) {
-      const proto = s.protocol(c.spec.protocol);
-      if (proto === undefined) continue; // validated before; unreachable
-      this.ctx.spawn(c.name, { factory: () => new ClusterActor(c, proto, s, this.clusters), restart: 'permanent' });
+    this.applyTable(this.table, null, this.onReady);
+  }
+
+  receive(msg: Msg): void {
+    switch (msg.type) {
+      case 'listenerStatus': {
+        if (msg.err !== null) this.ctx.log.error({ listener: msg.name, err: msg.err.message }, 'listener failed');
+        this.settle(msg.name, msg.cell, msg.err);
+        return;
+      }
+      case 'apply':
+        if (this.phase !== null) this.queued.push({ table: msg.table, done: msg.done });
+        else this.applyTable(msg.table, this.table.snapshot, msg.done);
+        return;
     }
+  }
+
+  /** A pending listener of the current apply bound (err null) or failed. */
+  private settle(name: string, cell: ActorCell<unknown>, err: L7Error | null): void {
+    const ph = this.phase;
+    if (ph === null || ph.pending.get(name) !== cell) return;
+    if (err !== null) ph.failures.push(err);
+    ph.pending.delete(name);
+    if (ph.pending.size === 0) this.finishPhase();
+  }
+
+  private finishPhase(): void {
+    const ph = this.phase as Phase;
+    this.phase = null;
+    ph.done(ph.failures);
+    const next = this.queued.shift();
+    if (next !== undefined) this.applyTable(next.table, this.table.snapshot, next.done);
+  }
+
+  private applyTable(table: RoutingTable, prev: ConfigSnapshot | null, done: (failures: L7Error[]) => void): void {
+    const s = this.services;
+    this.table = table;
+    const next = table.snapshot;
+    const stopReason = new L7Error(ErrorCode.SessionStopped, 'removed by a config change');
+
+    // Clusters: stop what is gone or changed, end the sessions through removed ones, start the new.
+    const nextClusters = new Map(next.clusters.map((c) => [c.name, c]));
+    const removedClusters = new Set<string>();
+    for (const [name, { cfg, cell }] of this.clusterCells) {
+      const n = nextClusters.get(name);
+      if (n !== undefined && isDeepStrictEqual(n.spec, cfg.spec)) continue;
+      if (n === undefined) removedClusters.add(name);
+      cell.stop(null);
+      this.clusterCells.delete(name);
+      if (this.clusters.get(name) !== undefined) this.clusters.delete(name);
+    }
+    if (removedClusters.size > 0) {
+      for (const l of this.listeners.values()) {
+        for (const child of l.children.values()) {
+          const sa = child.actor as unknown as SessionActor;
+          if (sa instanceof SessionActor && sa.traversesAny(removedClusters)) child.tell({ type: 'end', reason: stopReason } as never);
+        }
+      }
+    }
+    for (const c of next.clusters) {
+      if (this.clusterCells.has(c.name)) continue;
+      const proto = s.protocol(c.spec.protocol);
+      if (proto === undefined) continue; // validated on the main thread
+      const cell = this.ctx.spawn(c.name, { factory: () => new ClusterActor(c, proto, s, this.clusters), restart: 'permanent' });
+      this.clusterCells.set(c.name, { cfg: c, cell });
+    }
+
+    // Listeners: the same, and wait for the new ones to bind.
+    const nextListeners = new Map(next.listeners.map((l) => [l.name, l]));
+    for (const [name, cfg] of this.listenerCfgs) {
+      const n = nextListeners.get(name);
+      if (n !== undefined && isDeepStrictEqual(n.spec, cfg.spec)) continue;
+      this.listeners.get(name)?.stop(stopReason);
+      this.listeners.delete(name);
+      this.listenerCfgs.delete(name);
+    }
+    const phase: Phase = { pending: new Map(), failures: [], done };
+    this.phase = phase;
     const self = this.ctx.self;
-    for (const l of this.table.snapshot.listeners) {
+    for (const l of next.listeners) {
+      if (this.listenerCfgs.has(l.name)) continue;
       const proto = s.protocol(l.spec.protocol);
       if (proto?.listener === undefined) continue;
+      this.listenerCfgs.set(l.name, l);
       if (proto.listener.placement(l.spec) === 'single' && s.placeSingle(l.name) !== s.slot) continue;
       let counters = this.counters.get(l.name);
       if (counters === undefined) {
@@ -85,31 +188,20 @@ export class WorkerActor extends Actor<Msg> {
         this.counters.set(l.name, counters);
       }
       const c = counters;
-      this.pending.add(l.name);
-      const cell = this.ctx.spawn(l.name, {
-        factory: () => new ListenerActor(l, proto, s, env, c, (name, err) => self.tell({ type: 'listenerStatus', name, err })),
+      const cell: ActorCell<unknown> = this.ctx.spawn(l.name, {
+        factory: () => new ListenerActor(l, proto, s, this.env, c, (name, err) => self.tell({ type: 'listenerStatus', name, cell, err })),
         restart: 'permanent',
       });
+      phase.pending.set(l.name, cell);
       this.listeners.set(l.name, cell);
     }
-    if (this.pending.size === 0) this.ready();
+    void prev;
+    if (phase.pending.size === 0) this.finishPhase();
   }
 
-  receive(msg: Msg): void {
-    if (msg.type === 'listenerStatus') {
-      if (msg.err !== null) {
-        this.failures.push(msg.err);
-        if (this.readyReported) this.ctx.log.error({ listener: msg.name, err: msg.err.message }, 'listener failed');
-      }
-      this.pending.delete(msg.name);
-      if (this.pending.size === 0) this.ready();
-    }
-  }
-
-  private ready(): void {
-    if (this.readyReported) return;
-    this.readyReported = true;
-    this.onReady(this.failures);
+  /** Apply a new snapshot (from the control plane); `done` gets the listeners that failed to bind. */
+  apply(table: RoutingTable, done: (failures: L7Error[]) => void): void {
+    this.ctx.self.tell({ type: 'apply', table, done });
   }
 
   /** Deliver a datagram another worker handed over. */
@@ -121,7 +213,10 @@ export class WorkerActor extends Actor<Msg> {
     return true;
   }
 
-  override onChildStopped(child: ActorCell<unknown>): void {
+  override onChildStopped(child: ActorCell<unknown>, reason: StopReason): void {
     if (this.listeners.get(child.name) === child) this.listeners.delete(child.name);
+    // A listener that stops before it reported (a failed bind stops it; its stop, a system
+    // message, overtakes its status) settles the apply with its reason.
+    this.settle(child.name, child, reason ?? new L7Error(ErrorCode.ListenerBind, `listener "${child.name}" stopped before it was up`));
   }
 }

@@ -11,7 +11,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import type { ActorNode } from '../actors/tree.ts';
-import { L7Error, ErrorCode } from './common/errors.ts';
+import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import type { LogLevel, Logger } from './common/log.ts';
 import type { StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
 
@@ -64,6 +64,8 @@ export class Runtime extends EventEmitter {
   private readonly slots = new Map<number, Slot>();
   private stopping = false;
   private restartTimes: number[] = [];
+  /** Applies run one at a time, in order. */
+  private applying: Promise<unknown> = Promise.resolve();
   /** Worker restarts since start. */
   restarts = 0;
 
@@ -96,6 +98,37 @@ export class Runtime extends EventEmitter {
       throw new L7Error(ErrorCode.WorkerStart, unique.join('; '), { cause: errors[0] });
     }
     for (const i of all) (this.slots.get(i) as Slot).live = true;
+  }
+
+  /** The config every worker runs (and a replacement worker starts with). */
+  get snapshot(): ConfigSnapshot {
+    return this.opts.snapshot;
+  }
+
+  /**
+   * Apply a validated snapshot on every worker, all or nothing: if a worker fails (a new listener
+   * cannot bind), every worker goes back to the previous snapshot and the error is thrown.
+   * Concurrent calls are applied one after the other.
+   * @throws L7Error `L7_ERR_LISTENER_BIND` (or the worker's error) naming what failed.
+   */
+  apply(next: ConfigSnapshot): Promise<void> {
+    const run = this.applying.then(() => this.applyNow(next));
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(next: ConfigSnapshot): Promise<void> {
+    const prev = this.opts.snapshot;
+    const live = [...this.slots.values()].filter((s) => s.live);
+    const results = await Promise.all(live.map((s) => s.api.apply(next)));
+    const errors = results.flatMap((r) => (r.ok ? [] : r.errors));
+    if (errors.length === 0) {
+      this.opts.snapshot = next;
+      return;
+    }
+    await Promise.all(live.map((s) => s.api.apply(prev)));
+    const first = errors[0] as L7ErrorData;
+    throw new L7Error(first.code, [...new Set(errors.map((e) => e.message))].join('; '), { cause: first });
   }
 
   /** Stop everything: sessions end, listeners close, Unix socket files are removed. */

@@ -145,6 +145,18 @@ const api = {
       );
     });
   },
+  /**
+   * Apply a new config snapshot (a diff against the current one). Resolves when every new
+   * listener placed here is bound, or with the ones that failed.
+   */
+  apply(snapshot: ConfigSnapshot): Promise<StartResult> {
+    const w = host.worker;
+    if (w === null) return Promise.resolve({ ok: false, errors: [new L7Error(ErrorCode.Internal, `worker ${host.slot} is not started`).toData()] });
+    const table = new RoutingTable(snapshot);
+    return new Promise<StartResult>((resolve) => {
+      w.apply(table, (failures) => resolve(failures.length === 0 ? { ok: true } : { ok: false, errors: failures.map((f) => f.toData()) }));
+    });
+  },
   /** The live slots changed (a worker died or came back). */
   setRing(live: number[]): void {
     host.ring = new WorkerRing(live);
