@@ -149,6 +149,8 @@ export const Admin = Type.Object(
     strict: Type.Optional(Type.Boolean({ default: false, description: 'Strict validation: unknown fields are errors (`-s`).' })),
     offload: Type.Optional(Type.Union([Type.Literal('init'), Type.Literal('no_init'), Type.Literal('disable'), Type.Boolean()], { description: 'Kernel offload (`-o`).', expect: '"init", "no_init" or "disable"' })),
     offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()], { description: 'Interfaces to offload on.' })),
+    address: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address of the admin HTTP server (REST API, actor tree, metrics); `--admin` overrides.' })),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port of the admin HTTP server; no admin server when unset (and no `--admin`). 0 picks a free port.', expect: 'an integer 0..65535' })),
   },
   { additionalProperties: true, description: 'Process-wide settings.' },
 );

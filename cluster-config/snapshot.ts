@@ -79,6 +79,9 @@ export interface AdminConfig {
   readonly log_file?: string;
   readonly access_log_path?: string;
   readonly offload: 'init' | 'no_init' | 'disable';
+  /** Admin HTTP server address and port (no server when port is undefined). */
+  readonly address?: string;
+  readonly port?: number;
 }
 
 /** A whole config, normalized and frozen. Arrays keep the order objects were defined in. */

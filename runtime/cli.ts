@@ -16,13 +16,20 @@ import { L7Error } from './common/errors.ts';
 import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from './common/log.ts';
 import { Runtime } from './runtime.ts';
 import { offloadProvider } from '../native-offload/provider.ts';
+import { parseAdminAddress, type AdminServer } from './admin/server.ts';
+import { startAdmin } from './admin/index.ts';
+import { actorsCommand } from './admin/actors-cli.ts';
 
-const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join('|')}] [-s] [--workers N] [-o init|no_init|disable]
+const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join('|')}] [-s] [--workers N] [--admin [HOST:]PORT] [-o init|no_init|disable]
+       l7mp-ts actors --admin HOST:PORT [--admin-token TOKEN] [--json]
 
   -c, --config FILE     l7mp config (YAML if it ends in .yaml/.yml, else JSON)
   -l, --log-level LEVEL log level (overrides admin.log_level; default info)
   -s, --strict          strict validation: unknown fields and dangling references are errors
       --workers N       worker threads (default: available cores, ${os.availableParallelism()} here)
+      --admin [HOST:]PORT admin HTTP server: REST API, actor tree, metrics (default host 127.0.0.1;
+                        or admin.address/admin.port in the config)
+      --admin-token TOKEN require 'Authorization: Bearer TOKEN' on the admin server (or L7MP_ADMIN_TOKEN)
   -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; userspace only for now)
   -h, --help            this text`;
 
@@ -38,6 +45,8 @@ interface Cli {
   strict: boolean;
   workers: number;
   offload: 'init' | 'no_init' | 'disable' | undefined;
+  admin: { host: string; port: number } | undefined;
+  adminToken: string | undefined;
 }
 
 function parseCli(argv: string[]): Cli {
@@ -52,6 +61,8 @@ function parseCli(argv: string[]): Cli {
         workers: { type: 'string' },
         offload: { type: 'string', short: 'o' },
         interfaces: { type: 'string', short: 'i' },
+        admin: { type: 'string' },
+        'admin-token': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -72,7 +83,16 @@ function parseCli(argv: string[]): Cli {
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) fail(`--workers: must be an integer 1..256, got "${v.workers}"`);
   }
   if (v.offload !== undefined && !['init', 'no_init', 'disable'].includes(v.offload)) fail(`-o: must be init, no_init or disable, got "${v.offload}"`);
-  return { config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers, offload: v.offload as Cli['offload'] };
+  let admin: Cli['admin'];
+  if (v.admin !== undefined) {
+    try {
+      admin = parseAdminAddress(v.admin);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
+  const adminToken = v['admin-token'] ?? process.env.L7MP_ADMIN_TOKEN;
+  return { config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers, offload: v.offload as Cli['offload'], admin, adminToken };
 }
 
 /** A line per listener telling how to try it (the default example relies on it). */
@@ -92,6 +112,9 @@ function hints(snapshot: ConfigSnapshot, log: Logger): void {
 
 async function main(): Promise<void> {
   process.title = 'l7mp-ts';
+  if (process.argv[2] === 'actors') {
+    process.exit(await actorsCommand(process.argv.slice(3)));
+  }
   const cli = parseCli(process.argv.slice(2));
   let snapshot: ConfigSnapshot;
   const warnings: string[] = [];
@@ -112,13 +135,14 @@ async function main(): Promise<void> {
   });
 
   let stopping = false;
+  let admin: AdminServer | null = null;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
     // Whatever happens, exit within 2 s.
     setTimeout(() => process.exit(0), 1900).unref();
-    void runtime.shutdown().then(() => process.exit(0));
+    void Promise.all([runtime.shutdown(), admin?.close()]).then(() => process.exit(0));
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -127,6 +151,16 @@ async function main(): Promise<void> {
     await runtime.start();
   } catch (e) {
     fail(e instanceof Error ? e.message : String(e));
+  }
+  const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
+  if (adminAddr !== undefined) {
+    try {
+      admin = await startAdmin(runtime, { ...adminAddr, ...(cli.adminToken ? { token: cli.adminToken } : {}), log });
+    } catch (e) {
+      await runtime.shutdown();
+      fail((e as Error).message);
+    }
+    log.info({ admin: admin.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${admin.address}/api/v1`);
   }
   hints(snapshot, log);
   log.info({ workers: cli.workers, config: cli.config, pid: process.pid }, 'l7mp-ts ready');

@@ -168,6 +168,14 @@ export class Runtime extends EventEmitter {
     };
   }
 
+  /** Stop a session actor by its id (`w<slot>.<n>`): 'ok', 'not-found' or 'not-session'. */
+  async stopActor(id: string): Promise<'ok' | 'not-found' | 'not-session'> {
+    const m = /^w(\d+)\./.exec(id);
+    const s = m === null ? undefined : this.slots.get(Number(m[1]));
+    if (s === undefined || !s.live) return 'not-found';
+    return withTimeout(s.api.stopActor(id), 1000, 'not-found' as const);
+  }
+
   /** The thread of a slot (tests use it to kill a worker). */
   thread(slot: number): Worker | undefined {
     return this.slots.get(slot)?.thread;

@@ -171,6 +171,22 @@ const api = {
     host.peers.get(slot)?.close();
     host.peers.delete(slot);
   },
+  /** Stop the session actor with this id: 'ok', 'not-found', or 'not-session'. */
+  stopActor(id: string): 'ok' | 'not-found' | 'not-session' {
+    const find = (c: ActorCell<unknown>): ActorCell<unknown> | null => {
+      if (c.id === id) return c;
+      for (const ch of c.children.values()) {
+        const f = find(ch);
+        if (f !== null) return f;
+      }
+      return null;
+    };
+    const cell = host.root === null ? null : find(host.root);
+    if (cell === null || cell.state === 'stopped') return 'not-found';
+    if (cell.kind !== 'session') return 'not-session';
+    cell.stop(new L7Error(ErrorCode.SessionStopped, 'Session removed from the API'));
+    return 'ok';
+  },
   tree(): ActorNode | null {
     return host.root === null ? null : actorTree(host.root, host.slot);
   },

@@ -1,0 +1,221 @@
+/**
+ * The admin HTTP server (main thread): the l7mp REST API under /api/v1, the live actor tree,
+ * Prometheus metrics, health. Bound to 127.0.0.1 unless told otherwise (`--admin [HOST:]PORT`,
+ * or `admin.address` / `admin.port` in the config).
+ *
+ * Routes are registered as `(method, pattern, handler)`; a pattern's `{name}` segments match one
+ * percent-decoded path segment (l7mp names may contain `/`, passed as %2F). A handler returns a
+ * {@link Reply} or throws; an {@link L7Error} becomes l7mp's error shape (compat reference §2.3):
+ * status 400 (or the error's status) and the body `{status, message, content}`.
+ *
+ * With a bearer token set (`--admin-token`, or L7MP_ADMIN_TOKEN), every route requires
+ * `Authorization: Bearer <token>`; otherwise 401.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { L7Error, ErrorCode } from '../common/errors.ts';
+import type { Logger } from '../common/log.ts';
+
+/** A parsed request as handlers see it. */
+export interface AdminRequest {
+  readonly method: string;
+  /** Path without the query string. */
+  readonly path: string;
+  /** Decoded `{param}` values of the matched pattern. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  readonly headers: http.IncomingHttpHeaders;
+  /** The raw body (read fully before the handler runs; at most 1 MiB). */
+  readonly body: Buffer;
+}
+
+/** What a handler answers. `body` objects are sent as JSON; strings and Buffers as they are. */
+export interface Reply {
+  status?: number;
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+
+export type Handler = (req: AdminRequest) => Reply | Promise<Reply>;
+
+interface Route {
+  readonly method: string;
+  readonly segments: readonly string[];
+  readonly handler: Handler;
+}
+
+/** Largest request body accepted, bytes. */
+const MAX_BODY = 1 << 20;
+
+/** l7mp's error reply: `{status, message, content}`, 4-space indented (compat reference §2.3). */
+export function errorReply(status: number, message: string, content: unknown): Reply {
+  return { status, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status, message, content }, null, 4) };
+}
+
+/** The reason phrase l7mp used for a status. */
+export function statusMessage(status: number): string {
+  return status === 404 ? 'Not Found' : status === 401 ? 'Unauthorized' : status === 422 ? 'Unprocessable Entity' : status >= 500 ? 'General Server Error' : 'Bad Request';
+}
+
+export interface AdminServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  log: Logger;
+  /** Bearer token required on every route when set. */
+  token?: string;
+}
+
+export class AdminServer {
+  private readonly routes: Route[] = [];
+  private readonly server: http.Server;
+  private readonly opts: AdminServerOptions;
+
+  constructor(opts: AdminServerOptions) {
+    this.opts = opts;
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server.headersTimeout = 10_000;
+    this.server.requestTimeout = 30_000;
+  }
+
+  /** Register a handler; patterns like `/api/v1/listeners/{name}`. Later registrations do not override earlier ones. */
+  route(method: string, pattern: string, handler: Handler): void {
+    this.routes.push({ method, segments: pattern.split('/').filter((s) => s !== ''), handler });
+  }
+
+  /** Bind. @throws L7Error `L7_ERR_LISTENER_BIND` naming the address. */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void =>
+        reject(new L7Error(ErrorCode.ListenerBind, `admin: cannot listen on ${this.opts.host}:${this.opts.port}: ${err.message}`, { cause: err }));
+      this.server.once('error', onError);
+      this.server.listen({ host: this.opts.host, port: this.opts.port }, () => {
+        this.server.removeListener('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  /** The bound address, `host:port`. */
+  get address(): string {
+    const a = this.server.address() as net.AddressInfo;
+    return net.isIPv6(a.address) ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private authorized(req: http.IncomingMessage): boolean {
+    const token = this.opts.token;
+    if (token === undefined || token === '') return true;
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer (.+)$/.exec(h);
+    if (m === null) return false;
+    const a = Buffer.from(m[1] as string);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  private match(method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | null {
+    const segs = path.split('/').filter((s) => s !== '');
+    let wrongMethod = false;
+    for (const r of this.routes) {
+      if (r.segments.length !== segs.length) continue;
+      const params: Record<string, string> = {};
+      let ok = true;
+      for (let i = 0; i < segs.length && ok; i++) {
+        const p = r.segments[i] as string;
+        const s = segs[i] as string;
+        if (p.startsWith('{') && p.endsWith('}')) {
+          try {
+            params[p.slice(1, -1)] = decodeURIComponent(s);
+          } catch {
+            ok = false;
+          }
+        } else ok = p === s;
+      }
+      if (!ok) continue;
+      if (r.method !== method) {
+        wrongMethod = true;
+        continue;
+      }
+      return { route: r, params };
+    }
+    return wrongMethod ? 'method' : null;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    let reply: Reply;
+    try {
+      reply = await this.dispatch(req);
+    } catch (e) {
+      const err = e instanceof L7Error ? e : new L7Error(ErrorCode.Internal, (e as Error).message ?? String(e), { cause: e });
+      const status = err.status >= 400 && err.status < 600 && err.status !== 404 ? err.status : err.code === ErrorCode.Internal ? 500 : 400;
+      reply = errorReply(status, statusMessage(status), err.message);
+      if (status >= 500) this.opts.log.error({ err: err.message, path: req.url }, 'admin request failed');
+    }
+    const status = reply.status ?? 200;
+    let body: string | Buffer;
+    const headers = { ...reply.headers };
+    if (reply.body === undefined) body = '';
+    else if (typeof reply.body === 'string' || Buffer.isBuffer(reply.body)) body = reply.body;
+    else {
+      body = JSON.stringify(reply.body, null, 2);
+      headers['content-type'] ??= 'application/json';
+    }
+    headers['content-length'] = String(Buffer.byteLength(body));
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  private async dispatch(req: http.IncomingMessage): Promise<Reply> {
+    if (!this.authorized(req)) {
+      req.resume();
+      return { ...errorReply(401, 'Unauthorized', 'Missing or invalid bearer token'), headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' } };
+    }
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const m = this.match(req.method ?? 'GET', url.pathname);
+    if (m === null || m === 'method') {
+      req.resume();
+      return errorReply(404, 'Not Found', 'Unknown API operation');
+    }
+    const body = await readBody(req);
+    return m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams, headers: req.headers, body });
+  }
+}
+
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new L7Error(ErrorCode.InvalidArgument, `request body larger than ${MAX_BODY} bytes`, { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** `--admin [HOST:]PORT` → host and port (host defaults to 127.0.0.1). @throws L7Error naming the flag and value. */
+export function parseAdminAddress(v: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(v) ?? /^()()(\d+)$/.exec(v);
+  const port = m ? Number(m[3]) : NaN;
+  if (m === null || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new L7Error(ErrorCode.InvalidArgument, `--admin: must be [HOST:]PORT with PORT 0..65535, got "${v}"`);
+  }
+  const host = m[1] || m[2] || '127.0.0.1';
+  return { host, port };
+}
