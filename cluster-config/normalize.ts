@@ -1,6 +1,7 @@
 /**
  * Document → {@link ConfigSnapshot}: validate once, name every inline object, fill defaults,
  * freeze. All of a document applies or none of it: the first error throws and nothing is built.
+ * The snapshot is built from a copy: the caller's document is left unfrozen and unshared.
  *
  * Inline naming follows l7mp (compat reference §1.9): `<listener>-RuleList-<N>`,
  * `<rulelist>-Rule-<N>`, `<rule>-Route-<N>`, `<route>-Cluster-<N>`, `<route>-ingress-Cluster-<N>`,
@@ -62,9 +63,15 @@ export function normalize(doc: unknown, opts: NormalizeOptions = {}): ConfigSnap
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     throw new L7Error(ErrorCode.ConfigInvalid, `(document): must be an object, got ${show(doc)}`);
   }
-  const d = doc as ConfigDocument;
+  // The snapshot is frozen: build it from a copy so the caller's document is neither frozen nor aliased.
+  let d: ConfigDocument;
+  try {
+    d = structuredClone(doc) as ConfigDocument;
+  } catch (e) {
+    throw new L7Error(ErrorCode.ConfigInvalid, `(document): must be plain data (JSON or YAML): ${(e as Error).message}`, { cause: e });
+  }
   const strict = opts.strict ?? (d.admin as { strict?: boolean } | undefined)?.strict === true;
-  check(ConfigDocument, doc, '', strict);
+  check(ConfigDocument, d, '', strict);
   return new Builder(strict, opts.namer ?? new Namer(), opts.warn ?? (() => {})).build(d);
 }
 
@@ -95,6 +102,8 @@ class Builder {
       offload: typeof d.admin?.offload === 'string' ? d.admin.offload : d.admin?.offload === true ? 'init' : 'disable',
       ...(d.admin?.log_file !== undefined ? { log_file: d.admin.log_file } : {}),
       ...(d.admin?.access_log_path !== undefined ? { access_log_path: d.admin.access_log_path } : {}),
+      ...(d.admin?.address !== undefined ? { address: d.admin.address } : {}),
+      ...(d.admin?.port !== undefined ? { port: d.admin.port } : {}),
     };
     // l7mp's load order: clusters, listeners, rulelists, rules, routes.
     (d.clusters ?? []).forEach((c, i) => this.cluster(c, `clusters[${i}]`, false));

@@ -1,18 +1,21 @@
 /**
  * Metadata paths outside `match` (compat reference §4.2): used by `rewrite.path`, the load
  * balancer `key`, and later Sync and JSONSocket headers. A leading and a trailing `/` are optional;
- * `/` alone is the whole object.
+ * `/` alone is the whole object. Reads see own properties only, and writes refuse prototype keys.
  */
 
 function segments(path: string): string[] {
   return path.split('/').filter((s) => s !== '');
 }
 
-/** The value at `path`, or undefined when any segment is missing. */
+/**
+ * The value at `path`, or undefined when any segment is missing. Only own properties count:
+ * `/constructor` or `/__proto__` of plain metadata is missing, not a prototype's member.
+ */
 export function getAtPath(obj: unknown, path: string): unknown {
   let cur: unknown = obj;
   for (const s of segments(path)) {
-    if (cur === null || typeof cur !== 'object') return undefined;
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, s)) return undefined;
     cur = (cur as Record<string, unknown>)[s];
   }
   return cur;

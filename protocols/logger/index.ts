@@ -2,6 +2,9 @@
  * Logger: a pass-through virtual cluster that also writes `<log_prefix>: <chunk>` (or the bare
  * chunk with no prefix, no newline added) to `log_file` (`-` = stdout), as l7mp did. Unlike l7mp,
  * the file is opened once per cluster in append mode, not truncated by every session.
+ * A file that cannot be opened or written (missing directory, permissions, disk full) is logged
+ * and from then on skipped: traffic still passes through, and the worker never sees an unhandled
+ * stream 'error' (which would kill the thread).
  */
 import fs from 'node:fs';
 import { Type } from '@sinclair/typebox';
@@ -23,16 +26,23 @@ export const logger: ProtocolModule = {
   cluster: {
     schema: LoggerSpec,
     virtual: true,
-    create: (cfg) => {
+    create: (cfg, ctx) => {
       const file: string = cfg.spec.log_file ?? '-';
       const prefix: string = cfg.spec.log_prefix ?? '';
       const out: NodeJS.WritableStream = file === '-' ? process.stdout : fs.createWriteStream(file, { flags: 'a' });
+      let failed = false;
+      if (out !== process.stdout) {
+        out.on('error', (err: Error) => {
+          failed = true;
+          ctx.log.error({ cluster: cfg.name, log_file: file, err: err.message }, 'Logger cannot write its log file; passing traffic through without logging');
+        });
+      }
       const head = prefix === '' ? null : Buffer.from(`${prefix}: `);
       return {
         connect: () =>
           Promise.resolve(
             new VirtualConnection('byte', cfg.name, (d) => {
-              out.write(head === null ? d : Buffer.concat([head, d]));
+              if (!failed) out.write(head === null ? d : Buffer.concat([head, d]));
               return d;
             }),
           ),

@@ -20,10 +20,22 @@ export function listen(server: net.Server, opts: net.ListenOptions, listenerName
   });
 }
 
-/** Close a server and every connection it still has. */
-export function closeServer(server: net.Server): Promise<void> {
+/**
+ * Close a server and every connection it still has. `server.close()` only resolves once all
+ * accepted sockets are gone, and a peer that never sends its FIN (half-open) would hold it
+ * forever: each connection in `conns` is ended and destroyed once its queued data is flushed.
+ */
+export function closeServer(server: net.Server, conns?: Iterable<net.Socket>): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
+    for (const s of conns ?? []) {
+      if (s.destroyed) continue;
+      if (s.writableFinished) s.destroy();
+      else {
+        s.once('finish', () => s.destroy());
+        s.end();
+      }
+    }
   });
 }
 

@@ -1,4 +1,7 @@
-/** TCP listener: bound on every worker with SO_REUSEPORT; the kernel spreads connections. */
+/**
+ * TCP listener: bound on every worker with SO_REUSEPORT; the kernel spreads connections. Closing
+ * does not wait on peers: connections still open are ended and destroyed once flushed.
+ */
 import net from 'node:net';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { SocketConnection } from '../stream/socket-connection.ts';
@@ -44,7 +47,7 @@ export class TcpListener implements ListenerInstance {
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
-    return closeServer(this.server);
+    return closeServer(this.server, this.conns);
   }
 
   describe(): Record<string, unknown> {

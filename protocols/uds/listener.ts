@@ -2,7 +2,8 @@
  * Unix stream-socket listener. Linux has no SO_REUSEPORT for AF_UNIX, so the listener lives on one
  * worker (the runtime places it). A stale socket file (left by a crash) is detected by a connect
  * probe and replaced; a live one is a bind error. The file is removed on close (l7mp removed it at
- * exit only). Fixes l7mp bug B8: `/UNIX/filename` is set.
+ * exit only); connections still open then (a peer that never closes its side) are ended and
+ * destroyed once flushed, so closing never waits on a peer. Fixes l7mp bug B8: `/UNIX/filename` is set.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -40,6 +41,7 @@ export class UdsListener implements ListenerInstance {
   private readonly spec: UdsListenerSpec;
   private readonly ctx: ListenerContext;
   private readonly server: net.Server;
+  private readonly conns = new Set<net.Socket>();
   private bound = false;
   private closed = false;
 
@@ -61,6 +63,8 @@ export class UdsListener implements ListenerInstance {
       sock.destroy();
       return;
     }
+    this.conns.add(sock);
+    sock.once('close', () => this.conns.delete(sock));
     const conn = new SocketConnection(sock, 'downstream', `unix:${this.spec.filename}`, 'unix-peer');
     const seq = this.ctx.nextSessionSeq();
     this.ctx.accept(conn, { UNIX: { filename: this.spec.filename } }, `UNIX:${this.name}-${seq}`);
@@ -69,7 +73,7 @@ export class UdsListener implements ListenerInstance {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await closeServer(this.server);
+    await closeServer(this.server, this.conns);
     // net.Server unlinks its path on close; make sure no file is left if it did not.
     if (this.bound) fs.rmSync(this.spec.filename, { force: true });
   }
