@@ -57,14 +57,17 @@ test('a worker killed under traffic is replaced; the process stays up and new se
   const port = await freePort();
   const rt = await startProxy(udpGateway(port, echo.port), 2);
   const clients: UdpClient[] = [];
+  // The background senders only; clients made later must not join the traffic loop.
+  const background: UdpClient[] = [];
   let stop = false;
   try {
     // Background traffic from 10 clients while the worker dies.
-    for (let i = 0; i < 10; i++) clients.push(await UdpClient.open());
-    await Promise.all(clients.map((c) => c.request('warm', port)));
+    for (let i = 0; i < 10; i++) background.push(await UdpClient.open());
+    clients.push(...background);
+    await Promise.all(background.map((c) => c.request('warm', port)));
     const traffic = (async () => {
       for (let n = 0; !stop && n < 2000; n++) {
-        for (const c of clients) c.send(`t${n}`, port);
+        for (const c of background) c.send(`t${n}`, port);
         await new Promise((r) => setTimeout(r, 5));
       }
     })();
