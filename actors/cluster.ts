@@ -8,6 +8,30 @@ import type { ClusterInstance, ProtocolModule } from '../protocols/types.ts';
 import type { ClusterConfig } from '../cluster-config/snapshot.ts';
 import type { WorkerServices } from './worker.ts';
 
+/**
+ * Per-cluster connect counters of one worker, counted by sessions on the control path (connect
+ * results, never per packet) and read by metrics at scrape time. They outlive the cluster actor
+ * (restarts, re-applies) and count every session stage that goes through the cluster.
+ */
+export class ClusterCounters {
+  /** The cluster's `spec.protocol` (a metrics label). */
+  protocol: string;
+  /** Successful connects while the session was being set up (l7mp's `cluster_requests_total`). */
+  requests = 0;
+  /** Successful connects, reconnects included. */
+  connections = 0;
+  /** Connect attempts. */
+  attempts = 0;
+  /** Attempts beyond the first of a setup connect phase, plus every reconnect attempt. */
+  retries = 0;
+  /** Attempts that failed (refused, timed out, no endpoint). */
+  failures = 0;
+
+  constructor(protocol: string) {
+    this.protocol = protocol;
+  }
+}
+
 export class ClusterActor extends Actor<never> {
   readonly kind = 'cluster' as const;
   private readonly cfg: ClusterConfig;

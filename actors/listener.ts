@@ -15,9 +15,17 @@ type Msg =
   | { type: 'bindFailed'; err: L7Error }
   | { type: 'accept'; conn: Connection; metadata: Metadata; name: string };
 
-/** Per-listener counters, read by metrics and the actor tree. */
+/**
+ * Per-listener counters of one worker, read by metrics and the actor tree. They outlive the
+ * listener actor (restarts, re-applies). Traffic is not here: it is read from the sessions'
+ * connections at scrape time and from their final records.
+ */
 export class ListenerCounters {
+  /** The listener's `spec.protocol` (a metrics label). */
+  protocol = '';
+  /** Sessions accepted (l7mp's `listener_requests_total`: counted before routing). */
   sessions = 0;
+  /** Protocol events by name (`filtered`, `handoff_in`, `handoff_out`...). */
   readonly named = new Map<string, number>();
   count(name: string, n = 1): void {
     this.named.set(name, (this.named.get(name) ?? 0) + n);

@@ -18,7 +18,8 @@ import { Actor, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { CoarseTimers, Tickable } from '../runtime/common/clock.ts';
 import type { RateLimitedLog } from '../runtime/common/log.ts';
-import type { ClusterInstance, Connection, ConnectionHandler, EndpointInfo, Metadata } from '../protocols/types.ts';
+import type { ClusterInstance, Connection, ConnectionHandler, ConnStats, EndpointInfo, Metadata } from '../protocols/types.ts';
+import type { ClusterCounters } from './cluster.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import type { RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
 
@@ -29,26 +30,78 @@ export type SessionStatus = 'INIT' | 'CONNECTED' | 'FINALIZING' | 'DESTROYED';
 export interface SessionEnv {
   readonly table: RoutingTable;
   cluster(name: string): ClusterInstance | undefined;
+  /** Connect counters of a configured cluster (undefined for an unknown name). Control path only. */
+  clusterCounters(name: string): ClusterCounters | undefined;
   readonly timers: CoarseTimers;
   readonly rateLog: RateLimitedLog;
-  /** Called once when the session ends, with its final record (for counters and the access log later). */
+  /** Called once when the session ends, with its final record (metrics totals, the access log). */
   onEnd(record: SessionRecord): void;
 }
 
-/** A session's final account. */
-export interface SessionRecord {
+/**
+ * Traffic of one side of a session, as seen from the proxy: `rx` is what the peer sent to the
+ * proxy, `tx` what the proxy sent to the peer. Packets are datagrams (datagram streams) or read
+ * chunks / writes (byte streams).
+ */
+export interface TrafficCounts {
+  rxPackets: number;
+  /** Unit: bytes. */
+  rxBytes: number;
+  txPackets: number;
+  /** Unit: bytes. */
+  txBytes: number;
+  /** Dropped by the connection: sent after it closed, or over its hold limit before setup. */
+  drops: number;
+  /** Held while the session was set up and dropped because it ended before connecting (final records only). */
+  setupDrops: number;
+}
+
+/**
+ * One upstream stage of a session. Its counts cover every connection the stage had: a stage that
+ * reconnected (`retry_on: disconnect|always`) adds the traffic of the connections it replaced.
+ */
+export interface StageRecord extends TrafficCounts {
+  role: 'ingress' | 'destination' | 'egress';
+  cluster: string;
+  /** Name of the endpoint last picked, null for virtual clusters or when none was picked. */
+  endpoint: string | null;
+  /** Its address (`spec.address`). */
+  address: string | null;
+  /** Remote address of the last connection (`host:port`), null if it never connected. */
+  remote: string | null;
+  /** A connection is open on this stage now (always false in a final record). */
+  connected: boolean;
+}
+
+/**
+ * A session's account: final when it ends ({@link SessionEnv.onEnd}), or a snapshot of a live
+ * session ({@link SessionActor.record}). The top-level traffic counts are the downstream's.
+ */
+export interface SessionRecord extends TrafficCounts {
   name: string;
   listener: string;
   route: string | null;
   status: SessionStatus;
+  /** `normal`, or the error code that ended it; `active` for a live snapshot. */
   reason: string;
+  /** Unit: ms. */
   durationMs: number;
-  /** From the downstream: datagrams/chunks and bytes. */
-  rxPackets: number;
-  rxBytes: number;
-  /** To the downstream. */
-  txPackets: number;
-  txBytes: number;
+  /** The downstream peer (`host:port`, a path for Unix sockets). */
+  remote: string;
+  /** Upstream stages in route order: ingress chain, destination, egress chain. */
+  stages: StageRecord[];
+}
+
+function zeroCounts(): TrafficCounts {
+  return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0, setupDrops: 0 };
+}
+
+function addStats(into: TrafficCounts, s: ConnStats): void {
+  into.rxPackets += s.rxPackets;
+  into.rxBytes += s.rxBytes;
+  into.txPackets += s.txPackets;
+  into.txBytes += s.txBytes;
+  into.drops += s.drops;
 }
 
 /** Parameters of one session. */
@@ -86,6 +139,12 @@ interface Stage {
   hop: Hop | null;
   /** Holds reads while the session is set up. */
   setup: SetupHandler | null;
+  /** Traffic of the connections this stage replaced (reconnects), folded in. */
+  prior: TrafficCounts;
+  /** The connection replaced last: neighbours may still send to it (counted as its drops) until its successor is wired. */
+  retired: Connection | null;
+  /** Remote of the last connection. */
+  remote: string | null;
 }
 
 /**
@@ -172,7 +231,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   override preStart(): void {
     const { init } = this;
     this.event('INIT', `Session ${init.name} initialized`);
-    const source: Stage = { cluster: init.listener, role: 'source', conn: init.source, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null };
+    const source: Stage = { cluster: init.listener, role: 'source', conn: init.source, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: init.source.remote };
     this.stages = [source];
     source.setup = new SetupHandler(this, 0, init.source);
     init.source.setHandler(source.setup);
@@ -187,7 +246,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.event('LOOKUP SUCCESS', match.via);
     const r = match.route;
     const add = (cluster: string, role: Stage['role']): void => {
-      this.stages.push({ cluster, role, conn: null, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null });
+      this.stages.push({ cluster, role, conn: null, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: null });
     };
     for (const c of r.ingress) add(c, 'ingress');
     add(r.destination, 'destination');
@@ -242,6 +301,11 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     st.timer = null;
     const gen = st.gen;
     const self = this.ctx.self;
+    const cc = this.init.env.clusterCounters(st.cluster);
+    if (cc !== undefined) {
+      cc.attempts++;
+      if (st.attempts > 1 || this.status === 'CONNECTED') cc.retries++;
+    }
     const cluster = this.init.env.cluster(st.cluster);
     if (cluster === undefined) {
       // A cluster that does not exist (yet) is an ordinary failed attempt (l7mp §4.6).
@@ -277,9 +341,16 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
     st.abort = null;
     st.conn = conn;
+    st.remote = conn.remote;
+    const cc = this.init.env.clusterCounters(st.cluster);
+    if (cc !== undefined) {
+      cc.connections++;
+      if (this.status === 'INIT') cc.requests++;
+    }
     if (this.status === 'CONNECTED') {
-      // A reconnect: put the new connection into the live cycle.
+      // A reconnect: put the new connection into the live cycle; the one it replaces gets no more sends.
       this.wireStage(i);
+      this.retire(st, null);
       this.event('CONNECT', `Stage ${st.cluster} reconnected`);
       return;
     }
@@ -292,6 +363,8 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     const st = this.stages[i] as Stage;
     if (st.gen !== gen) return;
     st.abort = null;
+    const cc = this.init.env.clusterCounters(st.cluster);
+    if (cc !== undefined) cc.failures++;
     const r = this.retry();
     // At setup, connect-failure/always allow num_retries more attempts; a reconnect phase
     // (disconnect/always) allows num_retries attempts in all (compat reference §4.6).
@@ -349,9 +422,16 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       this.end(err);
       return;
     }
+    this.retire(st, conn);
     st.conn = null;
     st.hop = null;
     this.connectStage(i);
+  }
+
+  /** Fold the stage's retired connection into its prior counts, and retire `conn` (if any) in its place. */
+  private retire(st: Stage, conn: Connection | null): void {
+    if (st.retired !== null) addStats(st.prior, st.retired.stats);
+    st.retired = conn;
   }
 
   /** Tickable: idle detection from packet counters, no per-packet clock reads. */
@@ -390,19 +470,47 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
     this.status = 'DESTROYED';
     this.event('DESTROY', 'Session destroyed');
-    const src = this.init.source.stats;
-    this.init.env.onEnd({
+    this.init.env.onEnd(this.record(reason === null ? 'normal' : reason.code));
+  }
+
+  /**
+   * The session's account now: traffic of the downstream and of every stage (their replaced
+   * connections included). Called at the end (final record) and by metrics at scrape time for
+   * live sessions (`reason` = `active`); reads the plain counters, allocates only the record.
+   */
+  record(reason = 'active'): SessionRecord {
+    const final = this.status === 'DESTROYED';
+    const src = this.stages[0];
+    const r: SessionRecord = {
       name: this.init.name,
       listener: this.init.listener,
       route: this.route?.name ?? null,
       status: this.status,
-      reason: reason === null ? 'normal' : reason.code,
+      reason,
       durationMs: Date.now() - this.started,
-      rxPackets: src.rxPackets,
-      rxBytes: src.rxBytes,
-      txPackets: src.txPackets,
-      txBytes: src.txBytes,
-    });
+      remote: this.init.source.remote,
+      ...zeroCounts(),
+      stages: [],
+    };
+    addStats(r, this.init.source.stats);
+    if (final && src !== undefined && src.setup !== null) r.setupDrops = src.setup.held.length;
+    for (let i = 1; i < this.stages.length; i++) {
+      const st = this.stages[i] as Stage;
+      const sr: StageRecord = {
+        role: st.role as StageRecord['role'],
+        cluster: st.cluster,
+        endpoint: st.endpoint?.name ?? null,
+        address: st.endpoint?.address ?? null,
+        remote: st.remote,
+        connected: !this.ended && st.conn !== null,
+        ...st.prior,
+      };
+      if (st.retired !== null) addStats(sr, st.retired.stats);
+      if (st.conn !== null) addStats(sr, st.conn.stats);
+      if (final && st.setup !== null) sr.setupDrops += st.setup.held.length;
+      r.stages.push(sr);
+    }
+    return r;
   }
 
   /** True if one of this session's stages goes through one of `clusters`. */

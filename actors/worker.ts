@@ -13,7 +13,7 @@ import type { CoarseTimers } from '../runtime/common/clock.ts';
 import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
 import type { ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
 import type { RoutingTable } from '../routing/table.ts';
-import { ClusterActor } from './cluster.ts';
+import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
 import { SessionActor, type SessionEnv, type SessionRecord } from './session.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
@@ -62,7 +62,10 @@ export class WorkerActor extends Actor<Msg> {
   readonly kind = 'worker' as const;
   readonly clusters = new Map<string, ClusterInstance>();
   readonly listeners = new Map<string, ActorCell<unknown>>();
+  /** Listener name → its counters on this worker (kept after the listener is gone: counters never go back). */
   readonly counters = new Map<string, ListenerCounters>();
+  /** Cluster name → its connect counters on this worker (kept likewise). */
+  readonly clusterCounters = new Map<string, ClusterCounters>();
 
   private table: RoutingTable;
   private readonly services: WorkerServices;
@@ -93,6 +96,7 @@ export class WorkerActor extends Actor<Msg> {
         return self.table;
       },
       cluster: (n) => this.clusters.get(n),
+      clusterCounters: (n) => this.clusterCounters.get(n),
       timers: s.timers,
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
@@ -157,6 +161,9 @@ export class WorkerActor extends Actor<Msg> {
       }
     }
     for (const c of next.clusters) {
+      const cc = this.clusterCounters.get(c.name);
+      if (cc === undefined) this.clusterCounters.set(c.name, new ClusterCounters(c.spec.protocol));
+      else cc.protocol = c.spec.protocol;
       if (this.clusterCells.has(c.name)) continue;
       const proto = s.protocol(c.spec.protocol);
       if (proto === undefined) continue; // validated on the main thread
@@ -187,6 +194,7 @@ export class WorkerActor extends Actor<Msg> {
         counters = new ListenerCounters();
         this.counters.set(l.name, counters);
       }
+      counters.protocol = l.spec.protocol;
       const c = counters;
       const cell: ActorCell<unknown> = this.ctx.spawn(l.name, {
         factory: () => new ListenerActor(l, proto, s, this.env, c, (name, err) => self.tell({ type: 'listenerStatus', name, cell, err })),

@@ -14,6 +14,17 @@ import type { ActorNode } from '../actors/tree.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import type { LogLevel, Logger } from './common/log.ts';
 import type { StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import type { WorkerMetrics } from './stats.ts';
+
+/** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
+export interface RuntimeMetrics {
+  /** Configured worker slots. */
+  workers: number;
+  /** Per slot: the worker's metrics, or null if it is not live or did not answer in time. */
+  slots: Array<{ slot: number; metrics: WorkerMetrics | null }>;
+  /** Worker restarts by slot since start. */
+  restarts: Record<number, number>;
+}
 
 /** Options of a {@link Runtime}. */
 export interface RuntimeOptions {
@@ -68,6 +79,8 @@ export class Runtime extends EventEmitter {
   private applying: Promise<unknown> = Promise.resolve();
   /** Worker restarts since start. */
   restarts = 0;
+  /** Worker restarts since start, by slot. */
+  private readonly restartsBySlot = new Map<number, number>();
 
   constructor(opts: RuntimeOptions) {
     super();
@@ -151,6 +164,18 @@ export class Runtime extends EventEmitter {
     return out.filter((x): x is WorkerStats => x !== null);
   }
 
+  /**
+   * Metrics of every worker slot, asked of each live worker at once (a worker that does not
+   * answer within `timeoutMs` reports null). For the admin `/metrics` endpoint.
+   */
+  async metrics(timeoutMs = 2000): Promise<RuntimeMetrics> {
+    const slots = await Promise.all(
+      [...this.slots.values()].map(async (s) => ({ slot: s.slot, metrics: s.live ? await withTimeout(s.api.metrics(), timeoutMs, null) : null })),
+    );
+    slots.sort((a, b) => a.slot - b.slot);
+    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot) };
+  }
+
   /** The actor tree: the process, its workers, their listeners, clusters and sessions. */
   async tree(): Promise<ActorNode> {
     const workers = await Promise.all([...this.slots.values()].map((s) => withTimeout(s.api.tree(), 1000, null)));
@@ -232,6 +257,7 @@ export class Runtime extends EventEmitter {
     }
     this.restartTimes.push(now);
     this.restarts++;
+    this.restartsBySlot.set(s.slot, (this.restartsBySlot.get(s.slot) ?? 0) + 1);
     const fresh = this.spawn(s.slot);
     void this.boot(s.slot, this.liveSlots()).then((r) => {
       if (this.stopping || this.slots.get(s.slot) !== fresh) return;

@@ -4,13 +4,13 @@
  * MessagePort per pair. Everything that owns sockets on this thread is an actor under one
  * {@link WorkerActor}.
  */
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
 import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
 import { actorTree, type ActorNode } from '../actors/tree.ts';
-import type { SessionRecord } from '../actors/session.ts';
+import { SessionActor, type SessionRecord } from '../actors/session.ts';
 import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
@@ -20,6 +20,8 @@ import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing, placeSingle } from './ring.ts';
 import { decodeEnvelope, encodeHandoff } from './envelope.ts';
+import { TrafficTally, type WorkerMetrics } from './stats.ts';
+import { AccessLog } from './access-log.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
@@ -58,6 +60,11 @@ class WorkerHost implements WorkerServices {
   handoffsIn = 0;
   handoffsOut = 0;
   handoffsDropped = 0;
+  /** Traffic of ended sessions, by listener and cluster (metrics). */
+  readonly tally = new TrafficTally();
+  accessLog: AccessLog | null = null;
+  /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
+  private accessLogDroppedBefore = 0;
 
   constructor(init: WorkerInit) {
     this.slot = init.slot;
@@ -96,7 +103,57 @@ class WorkerHost implements WorkerServices {
 
   sessionEnded(r: SessionRecord): void {
     this.sessionsEnded++;
+    this.tally.ended(r);
+    this.accessLog?.write(r, this.slot);
     this.log.debug({ session: r.name, reason: r.reason, duration_ms: r.durationMs }, 'session ended');
+  }
+
+  /** Open the access log at `path` (none when undefined); a changed path closes the old file. */
+  setAccessLog(path: string | undefined): void {
+    if (this.accessLog?.path === path) return;
+    if (this.accessLog !== null) {
+      this.accessLogDroppedBefore += this.accessLog.dropped;
+      this.track(this.accessLog.close());
+    }
+    this.accessLog = path === undefined ? null : new AccessLog(path, this.log);
+  }
+
+  /** Live session actors of this worker (children of its listeners, not yet stopped). */
+  *liveSessions(): Iterable<SessionActor> {
+    for (const l of this.root?.children.values() ?? []) {
+      if (l.kind !== 'listener') continue;
+      for (const c of l.children.values()) if (c.state !== 'stopped' && c.actor instanceof SessionActor) yield c.actor;
+    }
+  }
+
+  /** Everything metrics reads from this worker, in one synchronous pass. */
+  metrics(): WorkerMetrics {
+    let mailbox = 0;
+    let actors = 0;
+    const walk = (c: ActorCell<unknown>): void => {
+      if (c.state === 'stopped') return;
+      actors++;
+      mailbox += c.mailboxSize;
+      for (const ch of c.children.values()) walk(ch);
+    };
+    if (this.root !== null) walk(this.root);
+    const live: SessionRecord[] = [];
+    for (const s of this.liveSessions()) live.push(s.record());
+    const w = this.worker;
+    const { listeners, clusters } = this.tally.collect(w?.counters ?? new Map(), w?.clusterCounters ?? new Map(), live);
+    return {
+      slot: this.slot,
+      threadId,
+      mailbox,
+      actors,
+      sessionsActive: live.length,
+      handoffsIn: this.handoffsIn,
+      handoffsOut: this.handoffsOut,
+      handoffsDropped: this.handoffsDropped,
+      accessLogDropped: this.accessLogDroppedBefore + (this.accessLog?.dropped ?? 0),
+      listeners,
+      clusters,
+    };
   }
 
   onEnvelope = (buf: Uint8Array): void => {
@@ -122,6 +179,7 @@ const api = {
   /** Build the actors of `snapshot`; resolves once every listener placed here is bound. */
   start(snapshot: ConfigSnapshot, live: number[]): Promise<StartResult> {
     host.ring = new WorkerRing(live);
+    host.setAccessLog(snapshot.admin.access_log_path);
     return new Promise<StartResult>((resolve) => {
       const table = new RoutingTable(snapshot);
       host.root = host.dispatcher.spawnRoot(
@@ -153,6 +211,7 @@ const api = {
     const w = host.worker;
     if (w === null) return Promise.resolve({ ok: false, errors: [new L7Error(ErrorCode.Internal, `worker ${host.slot} is not started`).toData()] });
     const table = new RoutingTable(snapshot);
+    host.setAccessLog(snapshot.admin.access_log_path);
     return new Promise<StartResult>((resolve) => {
       w.apply(table, (failures) => resolve(failures.length === 0 ? { ok: true } : { ok: false, errors: failures.map((f) => f.toData()) }));
     });
@@ -203,10 +262,15 @@ const api = {
       listeners,
     };
   },
+  /** Listener, cluster and worker counters for metrics (read at scrape time). */
+  metrics(): WorkerMetrics {
+    return host.metrics();
+  },
   /** Stop every actor (sessions end, listeners close, socket files go) and wait for the sockets. */
   async shutdown(): Promise<void> {
     host.root?.stop(new L7Error(ErrorCode.SessionStopped, 'shutdown'));
     host.dispatcher.drain();
+    host.setAccessLog(undefined);
     await Promise.all([...host.closing]);
     for (const p of host.peers.values()) p.close();
   },

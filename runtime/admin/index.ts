@@ -4,12 +4,18 @@ import type { Runtime } from '../runtime.ts';
 import { AdminServer } from './server.ts';
 import { registerActors } from './actors.ts';
 import { registerHealth } from './health.ts';
+import { registerApi } from './api-v1.ts';
+import { ConfigStore } from '../../cluster-config/store.ts';
+import type { Namer } from '../../cluster-config/normalize.ts';
+import { registerMetrics } from './metrics.ts';
 
 export interface AdminOptions {
   host: string;
   port: number;
   token?: string;
   log: Logger;
+  /** The process's name counters for inline objects (default: seeded from the snapshot's generated names). */
+  namer?: Namer;
 }
 
 /** Bind the admin server and register its routes. @throws L7Error when it cannot bind. */
@@ -17,6 +23,8 @@ export async function startAdmin(runtime: Runtime, opts: AdminOptions): Promise<
   const server = new AdminServer({ host: opts.host, port: opts.port, log: opts.log, ...(opts.token ? { token: opts.token } : {}) });
   registerHealth(server, runtime);
   registerActors(server, runtime);
+  registerApi(server, runtime, new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), warn: (m) => opts.log.debug(m) }));
+  registerMetrics(server, runtime);
   await server.start();
   return server;
 }

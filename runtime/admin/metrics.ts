@@ -1,0 +1,237 @@
+/**
+ * `GET /metrics`: Prometheus text exposition (prom-client), read from the workers at scrape time.
+ *
+ * Nothing here runs per packet. The data path increments plain connection fields; a scrape asks
+ * every live worker for its {@link WorkerMetrics} (one comlink call each, in parallel), turns them
+ * into samples ({@link workerSamples}), and sets the metric families declared once in
+ * {@link FAMILIES}. Families without the `worker` label (l7mp's `listener_requests_total` and
+ * `cluster_requests_total`) are summed over workers.
+ *
+ * Counters never go back, even across worker restarts: {@link WorkerSeries} keeps each slot's last
+ * answer, reuses it when a worker does not answer (its gauges are then left out), and when a
+ * replacement worker (another thread id) shows up in a slot it adds the dead worker's last
+ * counters to the slot's base. Traffic a worker saw after the last scrape before it died is lost.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Runtime, RuntimeMetrics } from '../runtime.ts';
+import type { WorkerMetrics } from '../stats.ts';
+import type { AdminServer } from './server.ts';
+
+/** A metric family: declared once, filled at each scrape. */
+export interface Family {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  /** Label names; a sample's other labels are summed away. */
+  readonly labels: readonly string[];
+}
+
+const L = ['listenerName', 'protocol', 'worker'] as const;
+const C = ['clusterName', 'protocol', 'worker'] as const;
+const W = ['worker'] as const;
+
+/** Every metric `/metrics` exposes. Units: packets are datagrams (or stream chunks), bytes are bytes. */
+export const FAMILIES: readonly Family[] = Object.freeze([
+  // l7mp's names and labels (compat reference §6.1), summed over workers.
+  { name: 'listener_requests_total', type: 'counter', labels: ['listenerName', 'protocol'], help: 'Sessions emitted by a listener (counted before routing).' },
+  { name: 'cluster_requests_total', type: 'counter', labels: ['clusterName', 'protocol'], help: 'Successful session stage connects to a cluster at session setup (reconnects not counted).' },
+  // Listeners, per worker. rx = from the downstream peers, tx = to them.
+  { name: 'l7mp_listener_sessions_total', type: 'counter', labels: L, help: 'Sessions accepted.' },
+  { name: 'l7mp_listener_sessions_active', type: 'gauge', labels: L, help: 'Sessions alive now.' },
+  { name: 'l7mp_listener_sessions_ended_total', type: 'counter', labels: [...L, 'reason'], help: 'Sessions ended, by reason: normal or an L7_ERR_* code.' },
+  { name: 'l7mp_listener_rx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream chunks) received from downstream peers.' },
+  { name: 'l7mp_listener_tx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream writes) sent to downstream peers.' },
+  { name: 'l7mp_listener_rx_bytes_total', type: 'counter', labels: L, help: 'Bytes received from downstream peers.' },
+  { name: 'l7mp_listener_tx_bytes_total', type: 'counter', labels: L, help: 'Bytes sent to downstream peers.' },
+  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter).' },
+  { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out...).' },
+  // Clusters, per worker. rx = from the upstream endpoints, tx = to them.
+  { name: 'l7mp_cluster_connections_total', type: 'counter', labels: C, help: 'Successful connects of session stages, reconnects included.' },
+  { name: 'l7mp_cluster_connections_active', type: 'gauge', labels: C, help: 'Open connections of live session stages.' },
+  { name: 'l7mp_cluster_connect_attempts_total', type: 'counter', labels: C, help: 'Connect attempts.' },
+  { name: 'l7mp_cluster_connect_retries_total', type: 'counter', labels: C, help: 'Connect attempts beyond the first of a setup, plus reconnect attempts.' },
+  { name: 'l7mp_cluster_connect_failures_total', type: 'counter', labels: C, help: 'Connect attempts that failed (refused, timed out, no endpoint).' },
+  { name: 'l7mp_cluster_rx_packets_total', type: 'counter', labels: C, help: 'Datagrams (stream chunks) received from upstream endpoints.' },
+  { name: 'l7mp_cluster_tx_packets_total', type: 'counter', labels: C, help: 'Datagrams (stream writes) sent to upstream endpoints.' },
+  { name: 'l7mp_cluster_rx_bytes_total', type: 'counter', labels: C, help: 'Bytes received from upstream endpoints.' },
+  { name: 'l7mp_cluster_tx_bytes_total', type: 'counter', labels: C, help: 'Bytes sent to upstream endpoints.' },
+  { name: 'l7mp_cluster_dropped_packets_total', type: 'counter', labels: [...C, 'reason'], help: 'Upstream datagrams dropped, by reason: connection, setup.' },
+  // Workers.
+  { name: 'l7mp_worker_up', type: 'gauge', labels: W, help: '1 if the worker answered this scrape, else 0.' },
+  { name: 'l7mp_worker_sessions_active', type: 'gauge', labels: W, help: 'Sessions alive on the worker.' },
+  { name: 'l7mp_worker_mailbox_messages', type: 'gauge', labels: W, help: 'Messages waiting in the mailboxes of all actors of the worker.' },
+  { name: 'l7mp_worker_actors', type: 'gauge', labels: W, help: 'Live actors of the worker (worker, listeners, clusters, sessions).' },
+  { name: 'l7mp_worker_dropped_packets_total', type: 'counter', labels: [...W, 'reason'], help: 'Datagrams dropped by the worker, by reason: handoff (hand-off envelope not deliverable).' },
+  { name: 'l7mp_worker_access_log_dropped_lines_total', type: 'counter', labels: W, help: 'Access log lines dropped (the file fell behind or failed).' },
+  { name: 'l7mp_worker_restarts_total', type: 'counter', labels: W, help: 'Worker thread restarts (a dead worker replaced in its slot).' },
+]);
+
+const byName = new Map(FAMILIES.map((f) => [f.name, f]));
+
+/** Listener events that are drops (reported as a drop reason instead of an event). */
+const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed']);
+
+/** One value of a family, with all its labels (including ones the family sums away). */
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+function isCounter(s: Sample): boolean {
+  return byName.get(s.name)?.type === 'counter';
+}
+
+/** The samples of one worker's answer; every sample has a `worker` label. */
+export function workerSamples(w: WorkerMetrics): Sample[] {
+  const worker = String(w.slot);
+  const out: Sample[] = [];
+  const add = (name: string, labels: Record<string, string>, value: number): void => {
+    out.push({ name, labels, value });
+  };
+  for (const l of w.listeners) {
+    const lab = { listenerName: l.name, protocol: l.protocol, worker };
+    const t = l.traffic;
+    add('listener_requests_total', lab, l.sessions);
+    add('l7mp_listener_sessions_total', lab, l.sessions);
+    add('l7mp_listener_sessions_active', lab, l.active);
+    for (const [reason, n] of Object.entries(l.ended)) add('l7mp_listener_sessions_ended_total', { ...lab, reason }, n);
+    add('l7mp_listener_rx_packets_total', lab, t.rxPackets);
+    add('l7mp_listener_tx_packets_total', lab, t.txPackets);
+    add('l7mp_listener_rx_bytes_total', lab, t.rxBytes);
+    add('l7mp_listener_tx_bytes_total', lab, t.txBytes);
+    add('l7mp_listener_dropped_packets_total', { ...lab, reason: 'connection' }, t.drops);
+    add('l7mp_listener_dropped_packets_total', { ...lab, reason: 'setup' }, t.setupDrops);
+    for (const [event, n] of Object.entries(l.events)) {
+      if (DROP_EVENTS.has(event)) add('l7mp_listener_dropped_packets_total', { ...lab, reason: event }, n);
+      else add('l7mp_listener_events_total', { ...lab, event }, n);
+    }
+  }
+  for (const c of w.clusters) {
+    const lab = { clusterName: c.name, protocol: c.protocol, worker };
+    const t = c.traffic;
+    add('cluster_requests_total', lab, c.requests);
+    add('l7mp_cluster_connections_total', lab, c.connections);
+    add('l7mp_cluster_connections_active', lab, c.active);
+    add('l7mp_cluster_connect_attempts_total', lab, c.attempts);
+    add('l7mp_cluster_connect_retries_total', lab, c.retries);
+    add('l7mp_cluster_connect_failures_total', lab, c.failures);
+    add('l7mp_cluster_rx_packets_total', lab, t.rxPackets);
+    add('l7mp_cluster_tx_packets_total', lab, t.txPackets);
+    add('l7mp_cluster_rx_bytes_total', lab, t.rxBytes);
+    add('l7mp_cluster_tx_bytes_total', lab, t.txBytes);
+    add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'connection' }, t.drops);
+    add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'setup' }, t.setupDrops);
+  }
+  const lab = { worker };
+  add('l7mp_worker_sessions_active', lab, w.sessionsActive);
+  add('l7mp_worker_mailbox_messages', lab, w.mailbox);
+  add('l7mp_worker_actors', lab, w.actors);
+  add('l7mp_worker_dropped_packets_total', { worker, reason: 'handoff' }, w.handoffsDropped);
+  add('l7mp_worker_access_log_dropped_lines_total', lab, w.accessLogDropped);
+  return out;
+}
+
+function key(s: Sample): string {
+  return `${s.name}${JSON.stringify(Object.entries(s.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))}`;
+}
+
+/** Add `samples` into `into` (same name and labels: values summed). */
+function merge(into: Map<string, Sample>, samples: Iterable<Sample>): void {
+  for (const s of samples) {
+    const k = key(s);
+    const prev = into.get(k);
+    into.set(k, prev === undefined ? s : { name: s.name, labels: s.labels, value: prev.value + s.value });
+  }
+}
+
+/**
+ * Per-slot memory across scrapes: the last answer of each slot, and the counters of the workers
+ * that slot had before (replaced after they died). See the module comment.
+ */
+export class WorkerSeries {
+  private readonly slots = new Map<number, { last: WorkerMetrics | null; retired: Map<string, Sample> }>();
+
+  /** This scrape's samples from the runtime's answer. */
+  update(rm: RuntimeMetrics): Sample[] {
+    const fresh = new Set<number>();
+    for (const { slot, metrics } of rm.slots) {
+      let st = this.slots.get(slot);
+      if (st === undefined) {
+        st = { last: null, retired: new Map() };
+        this.slots.set(slot, st);
+      }
+      if (metrics === null) continue;
+      if (st.last !== null && st.last.threadId !== metrics.threadId) merge(st.retired, workerSamples(st.last).filter(isCounter));
+      st.last = metrics;
+      fresh.add(slot);
+    }
+    const all = new Map<string, Sample>();
+    for (const [slot, st] of this.slots) {
+      const up = fresh.has(slot);
+      merge(all, st.retired.values());
+      if (st.last !== null) merge(all, up ? workerSamples(st.last) : workerSamples(st.last).filter(isCounter));
+      merge(all, [{ name: 'l7mp_worker_up', labels: { worker: String(slot) }, value: up ? 1 : 0 }]);
+    }
+    for (const [slot, n] of Object.entries(rm.restarts)) merge(all, [{ name: 'l7mp_worker_restarts_total', labels: { worker: slot }, value: n }]);
+    return [...all.values()];
+  }
+}
+
+/** What the metrics need of the runtime. */
+export type MetricsSource = Pick<Runtime, 'metrics'>;
+
+/** The metrics of one runtime: a registry of its own (not prom-client's global one). */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  private readonly source: MetricsSource;
+  private readonly series = new WorkerSeries();
+  private readonly metrics = new Map<string, Counter | Gauge>();
+  private pending: Promise<string> | null = null;
+
+  constructor(source: MetricsSource) {
+    this.source = source;
+    for (const f of FAMILIES) {
+      const cfg = { name: f.name, help: f.help, labelNames: [...f.labels], registers: [this.registry] };
+      this.metrics.set(f.name, f.type === 'counter' ? new Counter(cfg) : new Gauge(cfg));
+    }
+  }
+
+  /** The exposition's content type. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Ask every live worker for its counters, aggregate, and set every family. */
+  async collect(): Promise<void> {
+    const samples = this.series.update(await this.source.metrics());
+    for (const m of this.metrics.values()) m.reset();
+    for (const s of samples) {
+      const f = byName.get(s.name);
+      const m = this.metrics.get(s.name);
+      if (f === undefined || m === undefined) continue;
+      const labels: Record<string, string> = {};
+      for (const l of f.labels) labels[l] = s.labels[l] ?? '';
+      m.inc(labels, s.value);
+    }
+  }
+
+  /** Collect and render the text exposition. Concurrent scrapes share one collection. */
+  scrape(): Promise<string> {
+    this.pending ??= (async () => {
+      try {
+        await this.collect();
+        return await this.registry.metrics();
+      } finally {
+        this.pending = null;
+      }
+    })();
+    return this.pending;
+  }
+}
+
+/** `GET /metrics` on the admin server. */
+export function registerMetrics(server: AdminServer, runtime: MetricsSource): void {
+  const m = new ProxyMetrics(runtime);
+  server.route('GET', '/metrics', async () => ({ headers: { 'content-type': m.contentType }, body: await m.scrape() }));
+}
