@@ -145,7 +145,7 @@ export const Admin = Type.Object(
       ),
     ),
     log_file: Type.Optional(Type.String({ description: 'stdout, stderr or a path. Logs go to stderr.' })),
-    access_log_path: Type.Optional(Type.String({ description: 'Accepted; the access log comes with the admin endpoint.' })),
+    access_log_path: Type.Optional(Type.String({ minLength: 1, description: 'File to which every worker appends one JSON line per ended session (see README, access log).' })),
     strict: Type.Optional(Type.Boolean({ default: false, description: 'Strict validation: unknown fields are errors (`-s`).' })),
     offload: Type.Optional(Type.Union([Type.Literal('init'), Type.Literal('no_init'), Type.Literal('disable'), Type.Boolean()], { description: 'Kernel offload (`-o`).', expect: '"init", "no_init" or "disable"' })),
     offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()], { description: 'Interfaces to offload on.' })),
@@ -161,7 +161,9 @@ export const ConfigDocument = Type.Object(
     listeners: Type.Optional(Type.Array(Listener)),
     clusters: Type.Optional(Type.Array(Cluster)),
     rulelists: Type.Optional(Type.Array(RuleList)),
-    rules: Type.Optional(Type.Array(Type.Intersect([Rule, Type.Object({ name: Name })]))),
+    // A top-level rule is a rule whose name is required. One object schema, not an intersection:
+    // strict mode closes every object schema, and the halves of an intersection would reject each other's fields.
+    rules: Type.Optional(Type.Array(Type.Object({ ...Rule.properties, name: Name }, { description: Rule.description }))),
     routes: Type.Optional(Type.Array(Route)),
     sessions: Type.Optional(Type.Unknown({ description: 'Ignored on load (l7mp).' })),
     endpoints: Type.Optional(Type.Unknown({ description: 'Ignored on load (l7mp).' })),

@@ -217,3 +217,16 @@ test('the snapshot is deeply frozen and does not alias the document', () => {
   assert.equal(c.spec.port, 5000);
   assert.throws(() => normalize({ x: () => 1 }), { code: ErrorCode.ConfigInvalid });
 });
+
+test('strict mode accepts top-level rules and still rejects their unknown fields', () => {
+  const doc = {
+    rules: [{ name: 'r', action: { route: 'x' } }],
+    routes: [{ name: 'x', destination: 'c' }],
+    clusters: [{ name: 'c', spec: { protocol: 'Echo' } }],
+  };
+  assert.deepEqual(normalize(doc, { strict: true }).rules.map((r) => r.name), ['r']);
+  assert.throws(
+    () => normalize({ ...doc, rules: [{ name: 'r', action: { route: 'x' }, bogus: 1 }] }, { strict: true }),
+    (e: Error & { code?: string }) => e.code === 'L7_ERR_CONFIG_INVALID' && e.message === 'rules[0].bogus: unknown field (strict mode)',
+  );
+});
