@@ -122,7 +122,15 @@ type Msg =
   | { type: 'closed'; stage: number; err: L7Error | null; conn: Connection }
   | { type: 'fault'; err: L7Error }
   | { type: 'idle' }
+  | { type: 'eof'; stage: number; conn: Connection }
+  | { type: 'linger' }
   | { type: 'end'; reason: L7Error | null };
+
+/**
+ * After a stage's peer half-closes towards a stage that cannot half-close (UDP, WebSocket), the
+ * session stays up this long for replies in flight, then ends. Unit: ms.
+ */
+const HALF_CLOSE_LINGER_MS = 1000;
 
 /** One element of the route: which cluster, and its connection once up. */
 interface Stage {
@@ -145,6 +153,8 @@ interface Stage {
   retired: Connection | null;
   /** Remote of the last connection. */
   remote: string | null;
+  /** Its peer half-closed (FIN): nothing more will be read from it. */
+  eof: boolean;
 }
 
 /**
@@ -179,6 +189,11 @@ class Hop implements ConnectionHandler {
     this.prev.resume();
   }
 
+  onEnd(): void {
+    // Every read of this connection was forwarded synchronously before its end arrives.
+    this.session.ctx.self.tell({ type: 'eof', stage: this.stage, conn: this.self });
+  }
+
   onClose(err: L7Error | null): void {
     this.session.ctx.self.tell({ type: 'closed', stage: this.stage, err, conn: this.self });
   }
@@ -187,6 +202,8 @@ class Hop implements ConnectionHandler {
 /** Holds reads and reports a close while a session is being set up. */
 class SetupHandler implements ConnectionHandler {
   readonly held: Buffer[] = [];
+  /** The peer half-closed during setup; replayed after the held data. */
+  ended = false;
   private readonly session: SessionActor;
   private readonly stage: number;
   private readonly conn: Connection;
@@ -201,6 +218,9 @@ class SetupHandler implements ConnectionHandler {
     else this.conn.stats.drops++;
   }
   onDrain(): void {}
+  onEnd(): void {
+    this.ended = true;
+  }
   onClose(err: L7Error | null): void {
     this.session.ctx.self.tell({ type: 'closed', stage: this.stage, err, conn: this.conn });
   }
@@ -218,6 +238,8 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   private lastPackets = -1;
   private lastActive = 0;
   private ended = false;
+  /** Pending end after a half-close that could not be passed on. */
+  private linger: NodeJS.Timeout | null = null;
 
   constructor(init: SessionInit) {
     super();
@@ -231,7 +253,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   override preStart(): void {
     const { init } = this;
     this.event('INIT', `Session ${init.name} initialized`);
-    const source: Stage = { cluster: init.listener, role: 'source', conn: init.source, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: init.source.remote };
+    const source: Stage = { cluster: init.listener, role: 'source', conn: init.source, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: init.source.remote, eof: false };
     this.stages = [source];
     source.setup = new SetupHandler(this, 0, init.source);
     init.source.setHandler(source.setup);
@@ -246,7 +268,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.event('LOOKUP SUCCESS', match.via);
     const r = match.route;
     const add = (cluster: string, role: Stage['role']): void => {
-      this.stages.push({ cluster, role, conn: null, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: null });
+      this.stages.push({ cluster, role, conn: null, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: null, eof: false });
     };
     for (const c of r.ingress) add(c, 'ingress');
     add(r.destination, 'destination');
@@ -273,6 +295,12 @@ export class SessionActor extends Actor<Msg> implements Tickable {
         return;
       case 'fault':
         this.fail(msg.err);
+        return;
+      case 'eof':
+        this.onStageEof(msg.stage, msg.conn);
+        return;
+      case 'linger':
+        this.end(null);
         return;
       case 'idle':
         this.end(new L7Error(ErrorCode.SessionIdle, `idle for ${this.init.idleTimeoutMs} ms`));
@@ -380,7 +408,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   /** Every stage is up: replay what was held and let packets flow. */
   private wireAll(): void {
-    const held: Buffer[][] = [];
+    const held: Array<SetupHandler | null> = [];
     for (let i = 0; i < this.stages.length; i++) held.push(this.wireStage(i));
     this.status = 'CONNECTED';
     this.event('CONNECT', 'Session successfully connected');
@@ -391,12 +419,34 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
     for (let i = 0; i < this.stages.length; i++) {
       const hop = (this.stages[i] as Stage).hop as Hop;
-      for (const d of held[i] as Buffer[]) hop.onData(d);
+      const setup = held[i];
+      if (setup === null || setup === undefined) continue;
+      for (const d of setup.held) hop.onData(d);
+      if (setup.ended) hop.onEnd();
     }
   }
 
-  /** Give stage `i` a Hop to the next stage and point the previous stage's Hop at it. Returns reads it held. */
-  private wireStage(i: number): Buffer[] {
+  /**
+   * Stage `i`'s peer half-closed: pass the half-close on to the next stage (l7mp's `end:true`
+   * pipes). The session ends once every stage has ended; if the next stage cannot half-close, it
+   * ends after a linger for replies in flight.
+   */
+  private onStageEof(i: number, conn: Connection): void {
+    const st = this.stages[i] as Stage;
+    if (st.conn !== conn || st.eof) return;
+    st.eof = true;
+    const n = this.stages.length;
+    const next = this.stages[(i + 1) % n] as Stage;
+    const propagated = next.conn?.end() ?? false;
+    if (this.stages.every((s) => s.eof)) {
+      this.end(null);
+      return;
+    }
+    if (!propagated && this.linger === null) this.linger = setTimeout(() => this.ctx.self.tell({ type: 'linger' }), HALF_CLOSE_LINGER_MS);
+  }
+
+  /** Give stage `i` a Hop to the next stage and point the previous stage's Hop at it. Returns what its setup handler held. */
+  private wireStage(i: number): SetupHandler | null {
     const n = this.stages.length;
     const st = this.stages[i] as Stage;
     const next = this.stages[(i + 1) % n] as Stage;
@@ -406,10 +456,10 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     st.hop = hop;
     if (prev.hop !== null) prev.hop.next = conn;
     if (next.hop !== null) next.hop.prev = conn;
-    const held = st.setup?.held ?? [];
+    const setup = st.setup;
     st.setup = null;
     conn.setHandler(hop);
-    return held;
+    return setup;
   }
 
   private onStageClosed(i: number, err: L7Error | null, conn: Connection): void {
@@ -425,6 +475,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.retire(st, conn);
     st.conn = null;
     st.hop = null;
+    st.eof = false;
     this.connectStage(i);
   }
 
@@ -461,6 +512,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   }
 
   override postStop(reason: StopReason): void {
+    if (this.linger !== null) clearTimeout(this.linger);
     this.ended = true;
     this.init.env.timers.delete(this);
     for (const st of this.stages) {

@@ -38,6 +38,11 @@ export interface ConnectionHandler {
   onData(data: Buffer): void;
   /** The connection's send buffer drained below its high-water mark (byte streams). */
   onDrain(): void;
+  /**
+   * The peer finished sending (a TCP/Unix FIN, or a virtual peer that ended); the connection can
+   * still send. Byte streams and virtual clusters only; datagram connections never call it.
+   */
+  onEnd(): void;
   /** The connection closed: `null` for a normal end (FIN, close), an error otherwise. Called once. */
   onClose(err: L7Error | null): void;
 }
@@ -63,6 +68,11 @@ export interface Connection {
   /** Stop reading from the peer (byte streams; a no-op for datagram sockets, which cannot push back). */
   pause(): void;
   resume(): void;
+  /**
+   * Half-close: finish our sending side after what is queued (FIN), keep reading. Returns false if
+   * the protocol has no half-close (datagram sockets, WebSocket): the caller decides when to close.
+   */
+  end(): boolean;
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
 }

@@ -9,7 +9,7 @@ import { hostPort } from './server.ts';
 
 export function connectSocket(opts: net.NetConnectOpts, clusterName: string, what: string, signal: AbortSignal): Promise<SocketConnection> {
   return new Promise((resolve, reject) => {
-    const sock = net.createConnection(opts);
+    const sock = net.createConnection({ ...opts, allowHalfOpen: true });
     const fail = (err: Error): void => {
       signal.removeEventListener('abort', onAbort);
       sock.destroy();

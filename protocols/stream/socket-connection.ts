@@ -2,7 +2,9 @@
  * A byte-stream {@link Connection} over a `net.Socket` (TCP or a Unix stream socket): each read
  * chunk goes to the handler; `send` returns false above the socket's high-water mark and the
  * handler's `onDrain` fires on 'drain' (Envoy's readDisable pattern: the session pauses the source).
- * A half-close from the peer (FIN) ends the connection, as l7mp's `end:true` pipes did.
+ * Half-close as l7mp's `end:true` pipes: a FIN from the peer is `onEnd` (the connection can still
+ * send), and `end()` sends our FIN after what is queued. The sockets must be half-open capable
+ * (`allowHalfOpen: true` on servers and clients), else Node would answer a FIN with its own.
  */
 import type net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
@@ -36,9 +38,9 @@ export class SocketConnection implements Connection {
       this.handler.onData(chunk);
     });
     sock.on('drain', () => this.handler.onDrain());
-    sock.on('end', () => this.end(null));
-    sock.on('close', () => this.end(null));
-    sock.on('error', (err: Error) => this.end(new L7Error(this.errCode, `${remote}: ${err.message}`, { cause: err })));
+    sock.on('end', () => this.handler.onEnd());
+    sock.on('close', () => this.finish(null));
+    sock.on('error', (err: Error) => this.finish(new L7Error(this.errCode, `${remote}: ${err.message}`, { cause: err })));
   }
 
   setHandler(h: ConnectionHandler): void {
@@ -65,14 +67,19 @@ export class SocketConnection implements Connection {
     this.sock.resume();
   }
 
+  end(): boolean {
+    if (!this.closed && !this.sock.writableEnded) this.sock.end();
+    return true;
+  }
+
   close(): void {
     if (this.closed) return;
     // Graceful: flush what is queued, then FIN.
     this.sock.end();
-    this.end(null);
+    this.finish(null);
   }
 
-  private end(err: L7Error | null): void {
+  private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
     if (err !== null) this.sock.destroy();

@@ -20,7 +20,7 @@ export class TcpListener implements ListenerInstance {
     this.name = cfg.name;
     this.spec = cfg.spec;
     this.ctx = ctx;
-    this.server = net.createServer((sock) => this.onConnection(sock));
+    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
   }
 
   start(): Promise<void> {

@@ -49,12 +49,15 @@ class UdpUpstream implements Connection {
 
   pause(): void {}
   resume(): void {}
-
-  close(): void {
-    this.end(null);
+  end(): boolean {
+    return false;
   }
 
-  private end(err: L7Error | null): void {
+  close(): void {
+    this.finish(null);
+  }
+
+  private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
     this.sock.removeListener('message', this.onMessage);
@@ -73,7 +76,7 @@ class UdpUpstream implements Connection {
   };
 
   private readonly onError = (err: Error): void => {
-    this.end(new L7Error(ErrorCode.UpstreamReset, `UDP upstream ${this.remote}: ${err.message}`, { cause: err }));
+    this.finish(new L7Error(ErrorCode.UpstreamReset, `UDP upstream ${this.remote}: ${err.message}`, { cause: err }));
   };
 }
 

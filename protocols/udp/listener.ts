@@ -47,6 +47,7 @@ export function udpType(address: string): 'udp4' | 'udp6' {
 export class PendingHandler implements ConnectionHandler {
   readonly queue: Buffer[] = [];
   closed: L7Error | null | undefined = undefined;
+  ended = false;
   dropped = 0;
 
   onData(data: Buffer): void {
@@ -54,6 +55,9 @@ export class PendingHandler implements ConnectionHandler {
     else this.dropped++;
   }
   onDrain(): void {}
+  onEnd(): void {
+    this.ended = true;
+  }
   onClose(err: L7Error | null): void {
     if (this.closed === undefined) this.closed = err;
   }
@@ -62,6 +66,7 @@ export class PendingHandler implements ConnectionHandler {
   flushTo(h: ConnectionHandler): void {
     for (const d of this.queue) h.onData(d);
     this.queue.length = 0;
+    if (this.ended) h.onEnd();
     if (this.closed !== undefined) h.onClose(this.closed);
   }
 }
@@ -141,12 +146,15 @@ export class UdpDownstream implements Connection {
 
   pause(): void {}
   resume(): void {}
-
-  close(): void {
-    this.end(null);
+  end(): boolean {
+    return false;
   }
 
-  private end(err: L7Error | null): void {
+  close(): void {
+    this.finish(null);
+  }
+
+  private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
     this.listener.forget(this);
@@ -176,7 +184,7 @@ export class UdpDownstream implements Connection {
 
   private readonly onError = (err: Error): void => {
     // ECONNREFUSED: the peer's port is closed (ICMP port unreachable). The session is over.
-    this.end(new L7Error(ErrorCode.DownstreamReset, `UDP peer ${this.remote}: ${err.message}`, { cause: err }));
+    this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP peer ${this.remote}: ${err.message}`, { cause: err }));
   };
 }
 
@@ -199,7 +207,7 @@ class UdpSingleton implements Connection {
       this.stats.rxBytes += msg.length;
       this.handler.onData(msg);
     });
-    sock.on('error', (err: Error) => this.end(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${remote}: ${err.message}`, { cause: err })));
+    sock.on('error', (err: Error) => this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${remote}: ${err.message}`, { cause: err })));
   }
 
   setHandler(h: ConnectionHandler): void {
@@ -219,10 +227,13 @@ class UdpSingleton implements Connection {
   }
   pause(): void {}
   resume(): void {}
-  close(): void {
-    this.end(null);
+  end(): boolean {
+    return false;
   }
-  private end(err: L7Error | null): void {
+  close(): void {
+    this.finish(null);
+  }
+  private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
     try {

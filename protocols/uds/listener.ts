@@ -49,7 +49,7 @@ export class UdsListener implements ListenerInstance {
     this.name = cfg.name;
     this.spec = cfg.spec;
     this.ctx = ctx;
-    this.server = net.createServer((sock) => this.onConnection(sock));
+    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
   }
 
   async start(): Promise<void> {

@@ -6,7 +6,7 @@ import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler, StreamKind } from '../types.ts';
 import type { L7Error } from '../../runtime/common/errors.ts';
 
-const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onClose() {} };
+const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
 
 export class VirtualConnection implements Connection {
   readonly kind: StreamKind;
@@ -15,6 +15,7 @@ export class VirtualConnection implements Connection {
   readonly remote = '<VIRTUAL>';
   private handler: ConnectionHandler = noHandler;
   private closed = false;
+  private ended = false;
   private readonly reply: (data: Buffer) => Buffer | null;
 
   constructor(kind: StreamKind, clusterName: string, reply: (data: Buffer) => Buffer | null) {
@@ -46,11 +47,20 @@ export class VirtualConnection implements Connection {
   pause(): void {}
   resume(): void {}
 
-  close(): void {
-    this.end(null);
+  /** The virtual peer has nothing more to say after the session's end either: it ends too. */
+  end(): boolean {
+    if (!this.closed && !this.ended) {
+      this.ended = true;
+      this.handler.onEnd();
+    }
+    return true;
   }
 
-  end(err: L7Error | null): void {
+  close(): void {
+    this.finish(null);
+  }
+
+  finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
     this.handler.onClose(err);

@@ -41,8 +41,8 @@ export class WsConnection implements Connection {
       this.stats.rxBytes += b.length;
       this.handler.onData(b);
     });
-    ws.on('close', () => this.end(null));
-    ws.on('error', (err: Error) => this.end(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err })));
+    ws.on('close', () => this.finish(null));
+    ws.on('error', (err: Error) => this.finish(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err })));
   }
 
   setHandler(h: ConnectionHandler): void {
@@ -81,13 +81,18 @@ export class WsConnection implements Connection {
     this.ws.resume();
   }
 
+  /** WebSocket has no half-close; the session decides when to close. */
+  end(): boolean {
+    return false;
+  }
+
   close(): void {
     if (this.closed) return;
     this.ws.close(1000);
-    this.end(null);
+    this.finish(null);
   }
 
-  private end(err: L7Error | null): void {
+  private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
     if (err !== null) this.ws.terminate();

@@ -194,10 +194,8 @@ test('Logger with a log file it cannot open: traffic still passes, the worker do
 });
 
 // A half-close propagates (compat reference §4.4: l7mp's pipes use end:true): the client's FIN goes
-// upstream and the reply still comes back. Today a FIN ends the whole session and the reply is
-// lost: the Connection contract has no half-close (protocols/types.ts) and the session closes every
-// stage on the first onClose (actors/session.ts onStageClosed). Reported; kept as a todo test.
-test('TCP → TCP half-close: the client sends and shuts down its side; the reply still arrives', { todo: 'half-close is not propagated yet: a FIN ends the session' }, async (t) => {
+// upstream, the reply still comes back, then the upstream's FIN reaches the client.
+test('TCP → TCP half-close: the client sends and shuts down its side; the reply still arrives', async (t) => {
   const up = await streamServer(t, { port: 0, host: '127.0.0.1' }, 'up: ');
   const port = await freeTcpPort();
   await proxy(t, route({ protocol: 'TCP', port, address: '127.0.0.1' }, tcpCluster(up.port)));
@@ -205,4 +203,31 @@ test('TCP → TCP half-close: the client sends and shuts down its side; the repl
   c.sock.end('request');
   await c.expect('up: request', 2000);
   await waitFor(() => c.closed, 2000, 'the connection to close after the reply');
+});
+
+test('TCP → Logger → Echo half-close: the FIN goes round the chain and comes back after the data', async (t) => {
+  const port = await freeTcpPort();
+  await proxy(t, {
+    listeners: [
+      {
+        name: 'l',
+        spec: { protocol: 'TCP', port, address: '127.0.0.1' },
+        rules: [{ action: { route: { ingress: [{ spec: { protocol: 'Logger', log_file: '/dev/null' } }], destination: { spec: { protocol: 'Echo' } } } } }],
+      },
+    ],
+  });
+  const c = await StreamPeer.open(t, { host: '127.0.0.1', port, allowHalfOpen: true });
+  c.sock.end('ping');
+  await c.expect('ping', 2000);
+  await waitFor(() => c.closed, 2000, 'the connection to close after the echo');
+});
+
+test('TCP → UDP half-close: the reply in flight still arrives, then the session ends', async (t) => {
+  const echo = closing(t, await udpEcho('u: '), (e) => e.close());
+  const port = await freeTcpPort();
+  const rt = await proxy(t, route({ protocol: 'TCP', port, address: '127.0.0.1' }, udpCluster(echo.port)));
+  const c = await StreamPeer.open(t, { host: '127.0.0.1', port, allowHalfOpen: true });
+  c.sock.end('dgram');
+  await c.expect('u: dgram', 2000);
+  await waitFor(async () => (await rt.stats()).reduce((n, s) => n + s.sessionsEnded, 0) === 1, 3000, 'the session to end after the linger');
 });
