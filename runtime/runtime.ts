@@ -48,7 +48,8 @@ interface Slot {
   live: boolean;
 }
 
-const workerUrl = new URL('./worker-main.ts', import.meta.url);
+// From a checkout Node runs the .ts sources; an installed package runs the build in dist/ (.js).
+const workerUrl = new URL(import.meta.url.endsWith('.js') ? './worker-main.js' : './worker-main.ts', import.meta.url);
 
 function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   return new Promise((resolve) => {
