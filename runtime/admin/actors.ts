@@ -6,7 +6,7 @@
 import { L7Error, ErrorCode } from '../common/errors.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import type { Runtime } from '../runtime.ts';
-import type { AdminServer } from './server.ts';
+import { errorReply, type AdminServer } from './server.ts';
 
 /** One line per actor, indented by depth: `kind name [id] state mailbox=… processed=…` plus key counters. */
 export function renderTree(n: ActorNode, depth = 0, out: string[] = []): string {
@@ -30,7 +30,8 @@ export function registerActors(server: AdminServer, runtime: Runtime): void {
   server.route('DELETE', '/api/v1/actors/{id}', async (req) => {
     const id = req.params.id as string;
     const ok = await runtime.stopActor(id);
-    if (ok === 'not-found') throw new L7Error(ErrorCode.ConfigUnknownRef, `No such actor: ${id}`, { status: 404 });
+    // A real 404 here (the l7mp object routes answer 400 for unknown names, as l7mp did).
+    if (ok === 'not-found') return errorReply(404, 'Not Found', `No such actor: ${id}`);
     if (ok === 'not-session') throw new L7Error(ErrorCode.InvalidArgument, `Actor ${id} is not a session; only sessions can be stopped`);
     return { body: { status: 200, message: 'OK' } };
   });
