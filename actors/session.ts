@@ -92,7 +92,8 @@ export interface SessionRecord extends TrafficCounts {
   stages: StageRecord[];
 }
 
-function zeroCounts(): TrafficCounts {
+/** All-zero traffic counts (shared with the metrics tally). */
+export function zeroCounts(): TrafficCounts {
   return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0, setupDrops: 0 };
 }
 
@@ -155,6 +156,11 @@ interface Stage {
   remote: string | null;
   /** Its peer half-closed (FIN): nothing more will be read from it. */
   eof: boolean;
+}
+
+/** A stage before its first connect (or the source stage, which starts with its connection). */
+function newStage(cluster: string, role: Stage['role'], conn: Connection | null): Stage {
+  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: conn?.remote ?? null, eof: false };
 }
 
 /**
@@ -253,7 +259,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   override preStart(): void {
     const { init } = this;
     this.event('INIT', `Session ${init.name} initialized`);
-    const source: Stage = { cluster: init.listener, role: 'source', conn: init.source, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: init.source.remote, eof: false };
+    const source = newStage(init.listener, 'source', init.source);
     this.stages = [source];
     source.setup = new SetupHandler(this, 0, init.source);
     init.source.setHandler(source.setup);
@@ -267,12 +273,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.route = match.route;
     this.event('LOOKUP SUCCESS', match.via);
     const r = match.route;
-    const add = (cluster: string, role: Stage['role']): void => {
-      this.stages.push({ cluster, role, conn: null, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: null, eof: false });
-    };
-    for (const c of r.ingress) add(c, 'ingress');
-    add(r.destination, 'destination');
-    for (const c of r.egress) add(c, 'egress');
+    for (const c of r.ingress) this.stages.push(newStage(c, 'ingress', null));
+    this.stages.push(newStage(r.destination, 'destination', null));
+    for (const c of r.egress) this.stages.push(newStage(c, 'egress', null));
     for (let i = 1; i < this.stages.length; i++) this.connectStage(i);
   }
 
@@ -573,6 +576,8 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   override describe(): Record<string, unknown> {
     const src = this.init.source.stats;
+    // Stage counts from record(): they include the connections a reconnect replaced, as /metrics does.
+    const recs = this.record().stages;
     return {
       status: this.status,
       listener: this.init.listener,
@@ -581,15 +586,15 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       downstream: { remote: this.init.source.remote, rx_packets: src.rxPackets, rx_bytes: src.rxBytes, tx_packets: src.txPackets, tx_bytes: src.txBytes },
       metadata: this.init.metadata,
       events: this.events,
-      stages: this.stages.slice(1).map((s) => ({
+      stages: this.stages.slice(1).map((s, i) => ({
         role: s.role,
         cluster: s.cluster,
         status: s.conn !== null ? 'CONNECTED' : this.status === 'INIT' ? 'INIT' : this.ended ? 'END' : 'RETRYING',
         endpoint: s.endpoint?.address ?? null,
         endpoint_name: s.endpoint?.name ?? null,
         remote: s.conn?.remote ?? null,
-        tx_packets: s.conn?.stats.txPackets ?? 0,
-        rx_packets: s.conn?.stats.rxPackets ?? 0,
+        tx_packets: recs[i]?.txPackets ?? 0,
+        rx_packets: recs[i]?.rxPackets ?? 0,
       })),
     };
   }

@@ -15,7 +15,7 @@
  */
 import type { ListenerCounters } from '../actors/listener.ts';
 import type { ClusterCounters } from '../actors/cluster.ts';
-import type { SessionRecord, TrafficCounts } from '../actors/session.ts';
+import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/session.ts';
 
 /** Traffic totals (see {@link TrafficCounts}: rx = from the peer, tx = to the peer). */
 export type Traffic = TrafficCounts;
@@ -73,10 +73,6 @@ export interface WorkerMetrics {
   clusters: ClusterMetrics[];
 }
 
-export function zeroTraffic(): Traffic {
-  return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0, setupDrops: 0 };
-}
-
 export function addTraffic(into: Traffic, t: Traffic): void {
   into.rxPackets += t.rxPackets;
   into.rxBytes += t.rxBytes;
@@ -103,7 +99,7 @@ export class TrafficTally {
   ended(r: SessionRecord): void {
     let l = this.listeners.get(r.listener);
     if (l === undefined) {
-      l = { traffic: zeroTraffic(), ended: {} };
+      l = { traffic: zeroCounts(), ended: {} };
       this.listeners.set(r.listener, l);
     }
     addTraffic(l.traffic, r);
@@ -114,7 +110,7 @@ export class TrafficTally {
   private clusterTotals(name: string): Traffic {
     let t = this.clusters.get(name);
     if (t === undefined) {
-      t = zeroTraffic();
+      t = zeroCounts();
       this.clusters.set(name, t);
     }
     return t;
@@ -136,7 +132,7 @@ export class TrafficTally {
       if (m === undefined) {
         const c = listeners.get(name);
         const e = this.listeners.get(name);
-        const traffic = zeroTraffic();
+        const traffic = zeroCounts();
         if (e !== undefined) addTraffic(traffic, e.traffic);
         m = { name, protocol: c?.protocol ?? '', sessions: c?.sessions ?? 0, active: 0, traffic, ended: { ...e?.ended }, events: c === undefined ? {} : Object.fromEntries(c.named) };
         lm.set(name, m);
@@ -147,7 +143,7 @@ export class TrafficTally {
       let m = cm.get(name);
       if (m === undefined) {
         const c = clusters.get(name);
-        const traffic = zeroTraffic();
+        const traffic = zeroCounts();
         const e = this.clusters.get(name);
         if (e !== undefined) addTraffic(traffic, e);
         m = {

@@ -170,8 +170,13 @@ const host = new WorkerHost(workerData as WorkerInit);
 
 function sessionsActive(): number {
   let n = 0;
-  for (const l of host.worker?.listeners.values() ?? []) n += l.children.size;
+  for (const _ of host.liveSessions()) n++;
   return n;
+}
+
+/** A worker's listener failures as the result the main thread gets. */
+function startResult(failures: readonly L7Error[]): StartResult {
+  return failures.length === 0 ? { ok: true } : { ok: false, errors: failures.map((f) => f.toData()) };
 }
 
 /** The control API a worker exposes to the main thread. */
@@ -186,9 +191,7 @@ const api = {
         `worker-${host.slot}`,
         {
           factory: () => {
-            const w = new WorkerActor(table, host, (failures) =>
-              resolve(failures.length === 0 ? { ok: true } : { ok: false, errors: failures.map((f) => f.toData()) }),
-            );
+            const w = new WorkerActor(table, host, (failures) => resolve(startResult(failures)));
             host.worker = w;
             return w;
           },
@@ -213,7 +216,7 @@ const api = {
     const table = new RoutingTable(snapshot);
     host.setAccessLog(snapshot.admin.access_log_path);
     return new Promise<StartResult>((resolve) => {
-      w.apply(table, (failures) => resolve(failures.length === 0 ? { ok: true } : { ok: false, errors: failures.map((f) => f.toData()) }));
+      w.apply(table, (failures) => resolve(startResult(failures)));
     });
   },
   /** The live slots changed (a worker died or came back). */
