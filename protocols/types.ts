@@ -75,6 +75,17 @@ export interface Connection {
   end(): boolean;
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
+  /**
+   * Kernel offload (native-offload/): the fd of this connection's own connected datagram socket,
+   * or -1 while it has none yet. Only plain UDP connections have the method; a session whose
+   * every connection has it may be spliced in the kernel. Listener sockets never offer it.
+   */
+  spliceFd?(): number;
+  /**
+   * While the session is spliced, a socket error (ECONNREFUSED after an ICMP error) goes to this
+   * hook instead of closing the connection; null (the default) gives errors back to the connection.
+   */
+  spliceErrorHook?: ((err: Error) => void) | null;
 }
 
 /** What a listener gets from the worker that hosts it. */
@@ -128,6 +139,11 @@ export interface ListenerInstance {
   close(): Promise<void>;
   /** Datagram listeners: a datagram another worker handed to this one. */
   onHandoff?(h: DatagramHandoff): void;
+  /**
+   * Datagram listeners in a SO_REUSEPORT group: the listening socket's fd, which the runtime puts
+   * in the group's steering socket array (this worker's slot), or -1 while it has none.
+   */
+  steerFd?(): number;
   /** For the actor tree: bound addresses and the like. */
   describe(): Record<string, unknown>;
 }
