@@ -120,13 +120,14 @@ const version = (argv: string[], re: RegExp): string | null => {
 /**
  * Config of l7mp and l7mp-ts: UDP, TCP and WebSocket listeners, each routed to its own upstream.
  * `wsHostRewrite` (l7mp only): l7mp's WebSocket cluster takes the upstream host from the client's Host
- * header ("127.0.0.1:PORT" -> an invalid ws://127.0.0.1:PORT:UPSTREAM URL), so that header is rewritten
- * to the endpoint's address, as an l7mp user would do with a rewrite rule.
+ * header ("127.0.0.1:PORT" -> an invalid ws://127.0.0.1:PORT:UPSTREAM URL) and sends all the client's
+ * headers upstream, its Sec-WebSocket-Key included (the upstream's accept then fails the ws client's
+ * check); so the rule replaces the headers with just the endpoint's host, as an l7mp user would.
  */
 function l7mpConfig(p: Ports, wsHostRewrite = false): string {
   const rewrite = (proto: string) =>
     wsHostRewrite && proto === 'WebSocket' ? `
-          rewrite: [ { path: /HTTP/headers/host, value: "${HOST}" } ]` : '';
+          rewrite: [ { path: /HTTP/headers, value: { host: "${HOST}" } } ]` : '';
   const route = (name: string, proto: string, port: number) => `
     rules:
       - action:${rewrite(proto)}
@@ -242,7 +243,7 @@ stream {
       writeFileSync(file, l7mpConfig(p, true));
       return { argv: [NODE20, 'l7mp-proxy.js', '-c', file, '-l', 'warn'], cwd: L7MP_DIR };
     },
-    notes: [`npm @l7mp/l7mp ${L7MP_VERSION} under ${NODE20}`, 'WebSocket route rewrites the Host header (l7mp takes the upstream host from it)'],
+    notes: [`npm @l7mp/l7mp ${L7MP_VERSION} under ${NODE20}`, 'its WebSocket rule rewrites /HTTP/headers to {host} (see bench/README.md)'],
   },
   'node-relay': {
     name: 'node-relay',
@@ -483,6 +484,11 @@ function treePssKiB(root: number): number {
   return total;
 }
 
+/** This process's soft limit of open files (children inherit it), from /proc/self/limits. */
+function openFileLimit(): string {
+  return /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? '?';
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- trial groups ----
@@ -490,6 +496,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 interface Row extends RowData {
   sys: System;
   other: number[];
+  /** Sessions established per sessions trial. */
+  established: number[];
   dead: boolean;
 }
 
@@ -642,7 +650,10 @@ async function sessionsGroup(row: Row, ctx: Ctx): Promise<void> {
           mem = `, PSS ${(before / 1024).toFixed(1)} -> ${(after / 1024).toFixed(1)} MiB = ${((after - before) / established).toFixed(2)} KiB/session`;
         }
       }
-      if (established < n) row.notes.push(`${established} of ${n} sessions established in ${pr.sessMaxS} s`);
+      row.established.push(established);
+      if (proxy && established < n && /EMFILE/.test(proxy.tail())) {
+        row.notes.push(`the proxy logged EMFILE: its open-file limit (${openFileLimit()}) ran out before ${n} sessions`);
+      }
       progress(`${row.name}: ${num(r.sessions_per_s as number)} new sessions/s (${r.arrived}/${n} in ${(r.duration_s as number).toFixed(2)} s), ${established} established${mem}`);
     } catch (err) {
       miss(row, 'sess', msg(err));
@@ -676,7 +687,7 @@ function machine(): string {
     `socat ${version(['socat', '-V'], /socat version (\S+)/) ?? 'missing'}`,
     `@l7mp/l7mp ${existsSync(L7MP_DIR) ? (JSON.parse(readFileSync(path.join(L7MP_DIR, 'package.json'), 'utf8')) as { version: string }).version : 'not installed'}`,
   ];
-  return `${cpus.length} × ${cpus[0]?.model ?? '?'}${virt && virt !== 'none' ? ` (${virt} VM)` : ''}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osName}, kernel ${os.release()}; ${tools.join(', ')}`;
+  return `${cpus.length} × ${cpus[0]?.model ?? '?'}${virt && virt !== 'none' ? ` (${virt})` : ''}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osName}, kernel ${os.release()}, open-file limit ${openFileLimit()}; ${tools.join(', ')}`;
 }
 
 function resultText(rows: Row[], ctx: Ctx, date: string, loadBefore: number[], chartFile: string): string {
@@ -685,6 +696,10 @@ function resultText(rows: Row[], ctx: Ctx, date: string, loadBefore: number[], c
   const o = stats(others);
   for (const r of rows) {
     const s = stats(r.other);
+    const e = stats(r.established);
+    if (e && e.min < pr.sessions) {
+      r.notes.push(`sessions established ${e.min === e.max ? e.min : `${e.min}–${e.max}`} of ${pr.sessions} (${pr.sessMaxS} s, then up to 3 resends of the missing ones)`);
+    }
     if (s && !r.unavailable && r.sys.launch) r.notes.push(`other load ${s.med.toFixed(0)}%${r.other.length > 1 ? ` [${s.min.toFixed(0)}–${s.max.toFixed(0)}]` : ''}`);
   }
   return `# l7mp-ts vs peers: ${date} (${pr.name} run)
@@ -763,7 +778,7 @@ async function main(): Promise<void> {
   for (const id of ids) {
     const sys = SYSTEMS[id];
     const why = await sys.prepare();
-    rows.push({ sys, name: sys.name, unavailable: why, samples: {}, missing: { ...sys.na }, notes: [...(sys.notes ?? [])], other: [], dead: why !== null });
+    rows.push({ sys, name: sys.name, unavailable: why, samples: {}, missing: { ...sys.na }, notes: [...(sys.notes ?? [])], other: [], established: [], dead: why !== null });
     if (why) progress(`${sys.name}: not run: ${why}`);
   }
   const groups = [

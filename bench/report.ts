@@ -158,7 +158,7 @@ export function svgChart(
       out.push(`<text x="${lx}" y="${ly}" font-size="9" fill="#333" transform="rotate(-90 ${lx} ${ly})">${ratio >= 10 ? ratio.toFixed(0) : ratio.toFixed(2)}</text>`);
     });
     const cx = (left + g * groupW + groupW / 2).toFixed(1);
-    const lines = wrap(f.chart ?? f.header, 16);
+    const lines = wrap(f.chart ?? f.header, Math.max(8, Math.floor(groupW / 7.5)));
     out.push(`<text x="${cx}" y="${plotBottom + 18}" font-size="12" text-anchor="middle">${lines.map((l, k) => `<tspan x="${cx}" dy="${k ? 14 : 0}">${xml(l)}</tspan>`).join('')}</text>`);
   });
   out.push(`<line x1="${left}" x2="${W - right}" y1="${y(1).toFixed(1)}" y2="${y(1).toFixed(1)}" stroke="#333" stroke-dasharray="6 4"/>`);
