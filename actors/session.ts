@@ -521,7 +521,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     for (const st of this.stages) {
       if (st.timer !== null) clearTimeout(st.timer);
       st.abort?.abort();
-      st.conn?.close();
+      // The downstream of a failed session gets its protocol's error reply where it has one.
+      if (st === this.stages[0] && reason !== null && reason.code !== ErrorCode.SessionStopped && st.conn?.abort !== undefined) st.conn.abort(reason);
+      else st.conn?.close();
     }
     this.status = 'DESTROYED';
     this.event('DESTROY', 'Session destroyed');

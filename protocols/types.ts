@@ -75,6 +75,13 @@ export interface Connection {
   end(): boolean;
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
+  /**
+   * The session failed (no route, upstream unreachable, timed out...). Protocols that have an error
+   * reply (HTTP: l7mp's JSON error response, compat reference §2.3) send it and then close; a
+   * connection that already started its reply is torn down so the peer sees it incomplete.
+   * Without this method the session calls {@link close}.
+   */
+  abort?(err: L7Error): void;
 }
 
 /** What a listener gets from the worker that hosts it. */
@@ -166,11 +173,34 @@ export interface ClusterInstance {
   close(): void;
 }
 
+/** A request to the process's admin API (REST API, metrics), made from a worker. */
+export interface AdminCall {
+  method: string;
+  /** Path and query string, e.g. `/api/v1/listeners?recursive=true`. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Uint8Array;
+}
+
+/** The admin API's answer to an {@link AdminCall}. */
+export interface AdminAnswer {
+  status: number;
+  statusMessage: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
 /** What a cluster gets from the worker. */
 export interface ClusterContext {
   readonly slot: number;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;
+  /**
+   * Serve a request with the process's admin API, which lives on the main thread (the
+   * L7mpController and Prometheus clusters). Never rejects: failures come back as l7mp error
+   * answers (503 while the API is not up yet).
+   */
+  admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
 /** A protocol: its name, its spec schemas, and factories. Exported by each protocol's index.ts. */
