@@ -76,12 +76,18 @@ export interface Connection {
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
   /**
-   * The session failed (no route, upstream unreachable, timed out...). Protocols that have an error
-   * reply (HTTP: l7mp's JSON error response, compat reference §2.3) send it and then close; a
-   * connection that already started its reply is torn down so the peer sees it incomplete.
-   * Without this method the session calls {@link close}.
+   * Optional, downstream connections only: the session has connected every stage of its route.
+   * Called once, before anything read from the upstream stages is sent to this connection. A
+   * listener whose protocol answers a handshake (JSONSocket's 200 reply) answers from here.
    */
-  abort?(err: L7Error): void;
+  onSessionConnected?(): void;
+  /**
+   * Optional, downstream connections only: the session failed before it connected (no route, a
+   * stage that could not connect). `err.status` is l7mp's status (404 no route...). Called once,
+   * just before the session closes this connection; a protocol that has an error reply (JSONSocket)
+   * sends it from here.
+   */
+  onSessionFailed?(err: L7Error): void;
 }
 
 /** What a listener gets from the worker that hosts it. */

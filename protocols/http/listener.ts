@@ -139,16 +139,11 @@ export class HttpServerConnection implements Connection, HttpExchange {
   }
 
   /**
-   * The session failed: l7mp's JSON error response when nothing was answered yet (status from
-   * the error, e.g. 404 for no route), else the connection is reset so the client sees a
-   * truncated response.
+   * The session failed before it connected: l7mp's JSON error response (status from the error,
+   * e.g. 404 for no route, compat reference §2.3).
    */
-  abort(err: L7Error): void {
-    if (this.closed || this.res.writableEnded) return;
-    if (this.res.headersSent) {
-      this.res.destroy();
-      return;
-    }
+  onSessionFailed(err: L7Error): void {
+    if (this.closed || this.res.headersSent) return;
     const status = err.status >= 400 && err.status < 600 ? err.status : 500;
     const message = l7mpStatusMessage(status);
     const body = l7mpErrorBody(status, message, err.message);
