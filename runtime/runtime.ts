@@ -6,14 +6,15 @@
  * style): past `maxRestarts` within `restartPeriodMs` the runtime gives up and reports it.
  */
 import { EventEmitter } from 'node:events';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import type { ActorNode } from '../actors/tree.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import type { LogLevel, Logger } from './common/log.ts';
-import type { StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import type { HostApi, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
 import type { WorkerMetrics } from './stats.ts';
 import type { OffloadMode } from '../native-offload/provider.ts';
 import { WorkerRing } from './ring.ts';
@@ -54,7 +55,17 @@ interface Slot {
   readonly slot: number;
   thread: Worker;
   api: Comlink.Remote<WorkerApi>;
+  /** Our end of the worker's {@link HostApi} channel. */
+  host: MessagePort;
   live: boolean;
+}
+
+/** The handler behind {@link HostApi.adminRequest}. */
+export type AdminHandler = (call: AdminCall) => Promise<AdminAnswer>;
+
+function unavailable(): AdminAnswer {
+  const body = Buffer.from(JSON.stringify({ status: 503, message: 'Service Unavailable', content: 'The admin API is not up yet' }, null, 4));
+  return { status: 503, statusMessage: 'Service Unavailable', headers: { 'content-type': 'application/json' }, body };
 }
 
 // From a checkout Node runs the .ts sources; an installed package runs the build in dist/ (.js).
@@ -95,6 +106,11 @@ export class Runtime extends EventEmitter {
   private readonly steering: Steering | null;
   /** Steering refreshes run one at a time, in order. */
   private steeringRun: Promise<void> = Promise.resolve();
+  private adminHandler: AdminHandler | null = null;
+  /** Served to every worker. */
+  private readonly hostApi: HostApi = {
+    adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
+  };
 
   constructor(opts: RuntimeOptions) {
     super();
@@ -197,11 +213,20 @@ export class Runtime extends EventEmitter {
       [...this.slots.values()].map(async (s) => {
         await withTimeout(s.api.shutdown(), timeout, undefined);
         s.api[Comlink.releaseProxy]();
+        s.host.close();
         await s.thread.terminate();
       }),
     );
     this.slots.clear();
     this.steering?.close();
+  }
+
+  /**
+   * Set the admin API that workers reach through {@link HostApi.adminRequest} (the L7mpController
+   * and Prometheus clusters). Until it is set they get 503.
+   */
+  setAdminHandler(h: AdminHandler | null): void {
+    this.adminHandler = h;
   }
 
   /** Counters of every live worker. */
@@ -253,9 +278,11 @@ export class Runtime extends EventEmitter {
   }
 
   private spawn(slot: number): Slot {
-    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, offload: this.offloadMode };
-    const thread = new Worker(workerUrl, { workerData: init, name: `l7mp-ts worker ${slot}` });
-    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), live: false };
+    const hostCh = new MessageChannel();
+    Comlink.expose(this.hostApi, nodeEndpoint(hostCh.port1));
+    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2, offload: this.offloadMode };
+    const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2], name: `l7mp-ts worker ${slot}` });
+    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false };
     // Without an 'error' listener a throwing worker would take the process down.
     thread.on('error', (err) => this.opts.log.error({ worker: slot, err: err.message }, 'worker thread error'));
     thread.on('exit', (code) => this.onExit(s, code));
@@ -291,6 +318,7 @@ export class Runtime extends EventEmitter {
     this.opts.log.error({ worker: s.slot, code }, 'worker died; replacing it');
     s.live = false;
     s.api[Comlink.releaseProxy]();
+    s.host.close();
     this.emit('workerExit', s.slot, code);
     this.broadcastRing();
     for (const o of this.slots.values()) if (o !== s) void o.api.removePeer(s.slot);
