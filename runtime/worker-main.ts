@@ -141,6 +141,13 @@ class WorkerHost implements WorkerServices {
     for (const s of this.liveSessions()) live.push(s.record());
     const w = this.worker;
     const { listeners, clusters } = this.tally.collect(w?.counters ?? new Map(), w?.clusterCounters ?? new Map(), live);
+    const sessionStages: NonNullable<WorkerMetrics['sessionStages']> = [];
+    for (const r of live) {
+      for (const s of r.stages) {
+        const proto = w?.clusterCounters.get(s.cluster)?.protocol;
+        if (proto !== undefined && protocol(proto)?.cluster?.sessionMetrics === true) sessionStages.push({ session: r.name, cluster: s.cluster, bytes: s.txBytes, packets: s.txPackets });
+      }
+    }
     return {
       slot: this.slot,
       threadId,
@@ -153,6 +160,7 @@ class WorkerHost implements WorkerServices {
       accessLogDropped: this.accessLogDroppedBefore + (this.accessLog?.dropped ?? 0),
       listeners,
       clusters,
+      sessionStages,
     };
   }
 
