@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
+import { UnixDgramHost } from '../protocols/uds/dgram-host.ts';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
@@ -74,6 +75,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
 export class Runtime extends EventEmitter {
   private readonly opts: RuntimeOptions;
   private readonly slots = new Map<number, Slot>();
+  /** Unix datagram sockets of every worker (owned by this thread). */
+  private readonly unixDgram = new UnixDgramHost();
   private stopping = false;
   private restartTimes: number[] = [];
   /** Applies run one at a time, in order. */
@@ -208,8 +211,12 @@ export class Runtime extends EventEmitter {
   }
 
   private spawn(slot: number): Slot {
-    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel };
-    const thread = new Worker(workerUrl, { workerData: init, name: `l7mp-ts worker ${slot}` });
+    // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
+    const dgram = new MessageChannel();
+    this.unixDgram.attach(dgram.port1);
+    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, unixDgramPort: dgram.port2 };
+    const thread = new Worker(workerUrl, { workerData: init, transferList: [dgram.port2], name: `l7mp-ts worker ${slot}` });
+    thread.once('exit', () => this.unixDgram.detach(dgram.port1));
     const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), live: false };
     // Without an 'error' listener a throwing worker would take the process down.
     thread.on('error', (err) => this.opts.log.error({ worker: slot, err: err.message }, 'worker thread error'));

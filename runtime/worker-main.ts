@@ -22,12 +22,15 @@ import { WorkerRing, placeSingle } from './ring.ts';
 import { decodeEnvelope, encodeHandoff } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
 import { AccessLog } from './access-log.ts';
+import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
   slot: number;
   workers: number;
   logLevel: LogLevel;
+  /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
+  unixDgramPort?: MessagePort;
 }
 
 /** Outcome of {@link WorkerApi.start}: errors travel as data (comlink drops custom fields of thrown errors). */
@@ -175,6 +178,7 @@ class WorkerHost implements WorkerServices {
 }
 
 const host = new WorkerHost(workerData as WorkerInit);
+if ((workerData as WorkerInit).unixDgramPort !== undefined) setUnixDgramPort((workerData as WorkerInit).unixDgramPort as MessagePort);
 
 function sessionsActive(): number {
   let n = 0;
