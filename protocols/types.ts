@@ -179,11 +179,34 @@ export interface ClusterInstance {
   close(): void;
 }
 
+/** A request to the process's admin API (REST API, metrics), made from a worker. */
+export interface AdminCall {
+  method: string;
+  /** Path and query string, e.g. `/api/v1/listeners?recursive=true`. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Uint8Array;
+}
+
+/** The admin API's answer to an {@link AdminCall}. */
+export interface AdminAnswer {
+  status: number;
+  statusMessage: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
 /** What a cluster gets from the worker. */
 export interface ClusterContext {
   readonly slot: number;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;
+  /**
+   * Serve a request with the process's admin API, which lives on the main thread (the
+   * L7mpController and Prometheus clusters). Never rejects: failures come back as l7mp error
+   * answers (503 while the API is not up yet).
+   */
+  admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
 /** A protocol: its name, its spec schemas, and factories. Exported by each protocol's index.ts. */

@@ -15,7 +15,7 @@ import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
-import type { DatagramHandoff } from '../protocols/types.ts';
+import type { AdminAnswer, AdminCall, DatagramHandoff } from '../protocols/types.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing, placeSingle } from './ring.ts';
@@ -29,8 +29,16 @@ export interface WorkerInit {
   slot: number;
   workers: number;
   logLevel: LogLevel;
+  /** The main thread's {@link HostApi} (comlink over this port). */
+  host: MessagePort;
   /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
   unixDgramPort?: MessagePort;
+}
+
+/** What the main thread serves to its workers (comlink, one port per worker). */
+export interface HostApi {
+  /** Serve a request with the admin API (L7mpController and Prometheus clusters). */
+  adminRequest(call: AdminCall): Promise<AdminAnswer>;
 }
 
 /** Outcome of {@link WorkerApi.start}: errors travel as data (comlink drops custom fields of thrown errors). */
@@ -69,7 +77,10 @@ class WorkerHost implements WorkerServices {
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
   private accessLogDroppedBefore = 0;
 
+  private readonly hostApi: Comlink.Remote<HostApi>;
+
   constructor(init: WorkerInit) {
+    this.hostApi = Comlink.wrap<HostApi>(nodeEndpoint(init.host));
     this.slot = init.slot;
     this.workers = init.workers;
     this.log = makeLogger(init.logLevel, { worker: init.slot });
@@ -92,6 +103,15 @@ class WorkerHost implements WorkerServices {
     port.postMessage(buf, [buf.buffer as ArrayBuffer]);
     this.handoffsOut++;
     return true;
+  }
+
+  async admin(call: AdminCall): Promise<AdminAnswer> {
+    try {
+      return await this.hostApi.adminRequest(call);
+    } catch (e) {
+      const body = Buffer.from(JSON.stringify({ status: 503, message: 'Service Unavailable', content: (e as Error).message }, null, 4));
+      return { status: 503, statusMessage: 'Service Unavailable', headers: { 'content-type': 'application/json' }, body };
+    }
   }
 
   placeSingle(listener: string): number {
