@@ -26,7 +26,7 @@ async function start(t: TestContext, config: unknown): Promise<{ proc: ChildProc
     if (proc.exitCode === null) proc.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  await waitFor(() => err.includes('l7mp-ts ready') || proc.exitCode !== null, 15000, 'the proxy to be ready');
+  await waitFor(() => err.includes('l7mp-ts ready') || proc.exitCode !== null, 30000, 'the proxy to be ready');
   assert.equal(proc.exitCode, null, err);
   return { proc, out: () => out };
 }
