@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cell, markdownTable, num, ratioToRef, stats, svgChart, wrap } from '../../bench/report.ts';
+import { cell, markdownTable, num, ratio, ratioToRef, stats, svgChart, wrap } from '../../bench/report.ts';
 import type { Figure, RowData } from '../../bench/report.ts';
 
 const pps: Figure = { key: 'pps', header: 'pps', fmt: num, higherIsBetter: true, chart: 'UDP pps' };
@@ -30,6 +30,8 @@ test('ratioToRef is > 1 when better than the reference, for both directions', ()
   assert.equal(ratioToRef(lat, 20, 40), 2);
   assert.equal(ratioToRef(lat, 0, 40), null);
   assert.equal(ratioToRef(pps, 10, undefined), null);
+  assert.equal(ratio(1.234), '1.23');
+  assert.equal(ratio(0.004321), '0.004');
 });
 
 test('cell: median, range with several samples, ratio to the reference', () => {
