@@ -784,7 +784,7 @@ async function main(): Promise<void> {
   const groups = [
     { name: 'tput', run: tputGroup, seconds: profile.satS + profile.ladderS * 2 + 2 * profile.streamS },
     { name: 'rtt', run: rttGroup, seconds: 2 * profile.pingS + 1 },
-    { name: 'sessions', run: sessionsGroup, seconds: 2 },
+    { name: 'sessions', run: sessionsGroup, seconds: profile.sessMaxS / 2 + 1 },
   ];
   const runnable = rows.filter((r) => !r.dead);
   total = profile.reps * (2 * runnable.length + runnable.filter((r) => !(r.sys.na?.sess && r.sys.na.mem)).length);
