@@ -829,8 +829,11 @@ async function main(): Promise<void> {
   const text = resultText(rows, ctx, stamp, loadBefore, path.basename(chartFile));
   const resultsFile = path.join(resultsDir, `${base}.md`);
   writeFileSync(resultsFile, text);
+  // The raw samples, to re-render or compare runs later.
+  const raw = rows.map(({ name, unavailable, samples, missing, notes, other, established }) => ({ name, unavailable, samples, missing, notes, other, established }));
+  writeFileSync(path.join(resultsDir, `${base}.json`), `${JSON.stringify({ date: stamp, profile, machine: machine(), figures: FIGURES.map((f) => ({ key: f.key, header: f.header, higherIsBetter: f.higherIsBetter })), rows: raw }, null, 1)}\n`);
   process.stdout.write(`\n${text}`);
-  progress(`wrote ${path.relative(REPO_ROOT, resultsFile)} and ${path.relative(REPO_ROOT, chartFile)}`);
+  progress(`wrote ${path.relative(REPO_ROOT, resultsFile)}, ${path.basename(chartFile)} (chart) and ${base}.json (samples)`);
   const complete = profile.name === 'full' && ids.length === ALL.length;
   if (complete && values.readme) {
     copyFileSync(chartFile, path.join(resultsDir, 'latest.svg'));

@@ -180,6 +180,11 @@ export function svgChart(
     out.push(`<rect x="${lx}" y="${ly - 11}" width="14" height="14" fill="${PALETTE[i % PALETTE.length]}"/>`);
     out.push(`<text x="${lx + 20}" y="${ly}" font-size="13">${xml(r.name)}</text>`);
   });
+  const notRun = rows.filter((r) => r.unavailable && !(opts.skip ?? []).includes(r.name));
+  notRun.forEach((r, i) => {
+    const text = `Not run: ${r.name}: ${r.unavailable ?? ''}`;
+    out.push(`<text x="${left}" y="${H - 14 - (notRun.length - 1 - i) * 15}" font-size="11" fill="#666">${xml(text.length > 150 ? `${text.slice(0, 149)}…` : text)}</text>`);
+  });
   out.push('</svg>');
   return out.join('\n') + '\n';
 }

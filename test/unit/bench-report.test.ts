@@ -70,7 +70,9 @@ test('svgChart: one bar per shown system and charted figure, skipped and unavail
   assert.match(svg, /<title>l7mp-ts: pps 2.00× nginx<\/title>/);
   assert.match(svg, /<title>l7mp-ts: RTT µs 0.50× nginx<\/title>/);
   assert.ok(!svg.includes('direct') && !svg.includes('>l7mp<'));
+  assert.equal(svg.match(/<rect [^>]*width="14"/g)?.length, 2); // legend: nginx, l7mp-ts
   assert.ok(svg.includes('T &lt;1&gt;'));
+  assert.ok(svg.includes('Not run: l7mp: not installed'));
 });
 
 test('wrap: splits labels at spaces', () => {
