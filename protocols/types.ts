@@ -233,6 +233,12 @@ export interface ProtocolModule {
     readonly schema: TSchema;
     /** Virtual clusters (Echo, Discard, Logger) take no endpoints and ignore load balancing. */
     readonly virtual: boolean;
+    /**
+     * Export the traffic of each live session stage through this cluster as l7mp's
+     * `session_byte_counter_total` / `session_packet_counter_total{sessionName, clusterName}`
+     * (the Metric cluster). Default false: session names are unbounded label values.
+     */
+    readonly sessionMetrics?: boolean;
     create(cfg: { name: string; spec: any }, ctx: ClusterContext): ClusterInstance;
   };
 }

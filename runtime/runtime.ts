@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { UnixDgramHost } from '../protocols/uds/dgram-host.ts';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
@@ -85,6 +86,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
 export class Runtime extends EventEmitter {
   private readonly opts: RuntimeOptions;
   private readonly slots = new Map<number, Slot>();
+  /** Unix datagram sockets of every worker (owned by this thread). */
+  private readonly unixDgram = new UnixDgramHost();
   private stopping = false;
   private restartTimes: number[] = [];
   /** Applies run one at a time, in order. */
@@ -235,8 +238,12 @@ export class Runtime extends EventEmitter {
   private spawn(slot: number): Slot {
     const hostCh = new MessageChannel();
     Comlink.expose(this.hostApi, nodeEndpoint(hostCh.port1));
-    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2 };
-    const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2], name: `l7mp-ts worker ${slot}` });
+    // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
+    const dgram = new MessageChannel();
+    this.unixDgram.attach(dgram.port1);
+    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2, unixDgramPort: dgram.port2 };
+    const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, dgram.port2], name: `l7mp-ts worker ${slot}` });
+    thread.once('exit', () => this.unixDgram.detach(dgram.port1));
     const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false };
     // Without an 'error' listener a throwing worker would take the process down.
     thread.on('error', (err) => this.opts.log.error({ worker: slot, err: err.message }, 'worker thread error'));

@@ -22,6 +22,7 @@ import { WorkerRing, placeSingle } from './ring.ts';
 import { decodeEnvelope, encodeHandoff } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
 import { AccessLog } from './access-log.ts';
+import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
@@ -30,6 +31,8 @@ export interface WorkerInit {
   logLevel: LogLevel;
   /** The main thread's {@link HostApi} (comlink over this port). */
   host: MessagePort;
+  /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
+  unixDgramPort?: MessagePort;
 }
 
 /** What the main thread serves to its workers (comlink, one port per worker). */
@@ -161,6 +164,13 @@ class WorkerHost implements WorkerServices {
     for (const s of this.liveSessions()) live.push(s.record());
     const w = this.worker;
     const { listeners, clusters } = this.tally.collect(w?.counters ?? new Map(), w?.clusterCounters ?? new Map(), live);
+    const sessionStages: NonNullable<WorkerMetrics['sessionStages']> = [];
+    for (const r of live) {
+      for (const s of r.stages) {
+        const proto = w?.clusterCounters.get(s.cluster)?.protocol;
+        if (proto !== undefined && protocol(proto)?.cluster?.sessionMetrics === true) sessionStages.push({ session: r.name, cluster: s.cluster, bytes: s.txBytes, packets: s.txPackets });
+      }
+    }
     return {
       slot: this.slot,
       threadId,
@@ -173,6 +183,7 @@ class WorkerHost implements WorkerServices {
       accessLogDropped: this.accessLogDroppedBefore + (this.accessLog?.dropped ?? 0),
       listeners,
       clusters,
+      sessionStages,
     };
   }
 
@@ -187,6 +198,7 @@ class WorkerHost implements WorkerServices {
 }
 
 const host = new WorkerHost(workerData as WorkerInit);
+if ((workerData as WorkerInit).unixDgramPort !== undefined) setUnixDgramPort((workerData as WorkerInit).unixDgramPort as MessagePort);
 
 function sessionsActive(): number {
   let n = 0;
