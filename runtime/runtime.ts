@@ -157,6 +157,8 @@ export class Runtime extends EventEmitter {
     const errors = results.flatMap((r) => (r.ok ? [] : r.errors));
     if (errors.length === 0) {
       this.opts.snapshot = next;
+      // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
+      if (next.admin.log_level !== prev.admin.log_level) this.opts.log.level = next.admin.log_level;
       return;
     }
     await Promise.all(live.map((s) => s.api.apply(prev)));

@@ -74,6 +74,8 @@ class WorkerHost implements WorkerServices {
   /** Traffic of ended sessions, by listener and cluster (metrics). */
   readonly tally = new TrafficTally();
   accessLog: AccessLog | null = null;
+  /** `admin.log_level` of the snapshot last applied (null before start). */
+  adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
   private accessLogDroppedBefore = 0;
 
@@ -217,6 +219,7 @@ const api = {
   start(snapshot: ConfigSnapshot, live: number[]): Promise<StartResult> {
     host.ring = new WorkerRing(live);
     host.setAccessLog(snapshot.admin.access_log_path);
+    host.adminLogLevel = snapshot.admin.log_level;
     return new Promise<StartResult>((resolve) => {
       const table = new RoutingTable(snapshot);
       host.root = host.dispatcher.spawnRoot(
@@ -247,6 +250,9 @@ const api = {
     if (w === null) return Promise.resolve({ ok: false, errors: [new L7Error(ErrorCode.Internal, `worker ${host.slot} is not started`).toData()] });
     const table = new RoutingTable(snapshot);
     host.setAccessLog(snapshot.admin.access_log_path);
+    // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
+    if (host.adminLogLevel !== null && snapshot.admin.log_level !== host.adminLogLevel) host.log.level = snapshot.admin.log_level;
+    host.adminLogLevel = snapshot.admin.log_level;
     return new Promise<StartResult>((resolve) => {
       w.apply(table, (failures) => resolve(startResult(failures)));
     });
