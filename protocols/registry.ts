@@ -18,8 +18,9 @@ import { jsonencap } from './jsonencap/index.ts';
 import { jsondecap } from './jsondecap/index.ts';
 import { metric } from './metric/index.ts';
 import { exec } from './exec/index.ts';
+import { stdio } from './stdio/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));

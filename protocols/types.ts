@@ -50,6 +50,12 @@ export interface ConnectionHandler {
 /** One side of a session: a downstream accepted by a listener or an upstream opened by a cluster. */
 export interface Connection {
   readonly kind: StreamKind;
+  /**
+   * True for a virtual stage that maps each message to at most one message (Echo, Logger,
+   * JSONEncap...): it keeps whatever framing its input had, so it neither creates message
+   * boundaries nor loses them. Optional, default false.
+   */
+  readonly passThrough?: boolean;
   readonly stats: ConnStats;
   /** Human-readable local and remote addresses, for the actor tree and logs. */
   readonly local: string;

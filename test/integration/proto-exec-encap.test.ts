@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { freePort, freeTcpPort, waitFor } from '../helpers.ts';
-import { closing, listenerCounter, proxy, StreamPeer, udpClient } from './proto-helpers.ts';
+import { closing, listenerCounter, proxy, StreamPeer, streamServer, udpClient } from './proto-helpers.ts';
 import { ProxyMetrics } from '../../runtime/admin/metrics.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 
@@ -166,4 +166,34 @@ test('Exec: a program that cannot be spawned fails the stage connect', async (t)
     3000,
     'the session to fail with L7_ERR_UPSTREAM_CONNECT',
   );
+});
+
+test('framing_lost: UDP → Logger → TCP counts each session once (in /metrics and the actor tree); TCP → Echo counts nothing', async (t) => {
+  const up = await streamServer(t, { port: 0, host: '127.0.0.1' }, 'up: ');
+  const port = await freePort();
+  const tport = await freeTcpPort();
+  const rt = await proxy(t, {
+    listeners: [
+      {
+        name: 'u',
+        spec: { protocol: 'UDP', port, address: '127.0.0.1' },
+        rules: [{ action: { route: { ingress: [{ spec: { protocol: 'Logger', log_file: '/dev/null' } }], destination: { spec: { protocol: 'TCP', port: up.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }],
+      },
+      { name: 't', spec: { protocol: 'TCP', port: tport, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] },
+    ],
+  });
+  for (let i = 0; i < 2; i++) {
+    const c = await udpClient(t);
+    assert.equal((await c.request('x', port)).toString(), 'up: x');
+  }
+  const s = await StreamPeer.open(t, { host: '127.0.0.1', port: tport });
+  s.sock.write('chunk');
+  await s.expect('chunk');
+  assert.equal(await listenerCounter(rt, 'u', 'framing_lost'), 2);
+  assert.equal(await listenerCounter(rt, 't', 'framing_lost'), 0);
+  const text = await new ProxyMetrics(rt).scrape();
+  assert.match(text, /l7mp_listener_events_total\{listenerName="u",protocol="UDP",worker="0",event="framing_lost"\} 2/);
+  const tree = await rt.tree();
+  const lnode = tree.children[0]?.children.find((n) => n.name === 'u');
+  assert.equal((lnode?.counters as Record<string, number> | undefined)?.framing_lost, 2);
 });
