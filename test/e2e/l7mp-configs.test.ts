@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startConfigFile, type Proxy } from './proc.ts';
-import { waitFor } from '../helpers.ts';
+import { waitFor, wsClient, wsRecv } from '../helpers.ts';
 
 const fixtures = path.resolve(import.meta.dirname, '..', 'fixtures', 'l7mp');
 const WAIT = 10_000;
@@ -98,4 +98,49 @@ test('l7mp-uds-echo.yaml: the Unix socket echo server on /var/run/sock/uds-echo.
     }
   });
   assert.equal(fs.existsSync(file), false, 'the socket file is removed at exit');
+});
+
+test('l7mp-minimal.yaml: the controller on :1234 with l7mp\'s generated names; the spare Stdio and Logger clusters are there', { concurrency: false }, async () => {
+  await withConfig('l7mp-minimal.yaml', async () => {
+    const c = JSON.parse((await get('http://127.0.0.1:1234/api/v1/clusters')).text) as Array<{ name: string; spec: { protocol: string } }>;
+    assert.deepEqual(
+      c.map((x) => [x.name, x.spec.protocol]).sort(),
+      [
+        ['controller-listener-RuleList-0-Rule-0-Route-0-Cluster-0', 'L7mpController'],
+        ['logger', 'Logger'],
+        ['stdio', 'Stdio'],
+      ],
+    );
+    const routes = JSON.parse((await get('http://127.0.0.1:1234/api/v1/routes')).text) as Array<{ name: string }>;
+    assert.deepEqual(routes.map((r) => r.name), ['controller-listener-RuleList-0-Rule-0-Route-0'], 'the name l7mp gives (verified on l7mp)');
+  });
+});
+
+test('l7mp-rule-test.yaml: WebSocket :9999 paths under /admin go to Echo, the rest to the proxy\'s stdout; ended sessions stay listed (track)', { concurrency: false }, async () => {
+  await withConfig('l7mp-rule-test.yaml', async (p) => {
+    const echo = await wsClient('ws://127.0.0.1:9999/admin/x');
+    try {
+      echo.send('to-echo');
+      assert.equal((await wsRecv(echo, WAIT)).toString(), 'to-echo');
+    } finally {
+      echo.close();
+    }
+    const other = await wsClient('ws://127.0.0.1:9999/elsewhere');
+    try {
+      other.send('to-stdout-1234');
+      await waitFor(() => p.stdout().includes('to-stdout-1234'), WAIT, 'the message on the proxy\'s stdout');
+    } finally {
+      other.close();
+    }
+    const sessions = await waitFor(
+      async () => {
+        const l = JSON.parse((await get('http://127.0.0.1:1234/api/v1/sessions')).text) as Array<{ name: string; status: string }>;
+        const ws = l.filter((s) => s.name.startsWith('WS:'));
+        return ws.length === 2 && ws.every((s) => s.status === 'DESTROYED') ? ws : null;
+      },
+      WAIT,
+      'both WebSocket sessions listed as DESTROYED after they ended',
+    );
+    assert.equal(sessions?.length, 2);
+  });
 });

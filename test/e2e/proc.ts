@@ -11,6 +11,8 @@ export interface Proxy {
   proc: ChildProcess;
   /** Everything it wrote to stderr so far. */
   stderr(): string;
+  /** Everything it wrote to stdout so far (Stdio and Logger clusters write there). */
+  stdout(): string;
   /** SIGTERM and wait for exit; resolves with the exit code and how long it took (ms). */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
@@ -34,10 +36,12 @@ export async function startConfigFile(file: string, args: string[] = [], timeout
   const proc = spawn(BIN, ['-c', file, '-l', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  proc.stdout?.resume();
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const p: Proxy = {
     proc,
     stderr: () => err,
+    stdout: () => out,
     stop: (signal = 'SIGTERM') => {
       const t0 = Date.now();
       if (proc.exitCode !== null) return Promise.resolve({ code: proc.exitCode, ms: 0 });
