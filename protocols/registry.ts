@@ -10,8 +10,9 @@ import { websocket } from './ws/index.ts';
 import { echo } from './echo/index.ts';
 import { discard } from './discard/index.ts';
 import { logger } from './logger/index.ts';
+import { sync } from './sync/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger, sync];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));
