@@ -11,8 +11,9 @@ import { echo } from './echo/index.ts';
 import { discard } from './discard/index.ts';
 import { logger } from './logger/index.ts';
 import { sync } from './sync/index.ts';
+import { transform } from './transform/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger, sync];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger, sync, transform];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));

@@ -66,11 +66,11 @@ test('l7mp-udp-udp example with --workers 2: peers on different workers are brid
   const [a, b] = await clientsOnBothWorkers();
   try {
     // A joins alone (its first datagram reaches no one); then B's first datagram reaches A.
-    const connected = (n: number) =>
-      waitFor(async () => {
+    const connected = async (n: number): Promise<SessionNode[]> =>
+      (await waitFor(async () => {
         const s = sessions(await api('GET', '/api/v1/actors'));
         return s.length === n && s.every((x) => x.status === 'CONNECTED') ? s : null;
-      }, 5000, `${n} connected sessions`);
+      }, 5000, `${n} connected sessions`)) as SessionNode[];
     a.send('join a', p1);
     await connected(1);
     b.send('join b', p2);

@@ -70,6 +70,7 @@ test('TrafficTally: ended totals plus live sessions, by listener and cluster; en
       failures: 0,
       active: 1,
       traffic: { rxPackets: 11, rxBytes: 110, txPackets: 11, txBytes: 110, drops: 0, setupDrops: 1 },
+      events: {},
     },
   ]);
   // Collecting does not change the ended totals.
