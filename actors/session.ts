@@ -36,6 +36,11 @@ export interface SessionEnv {
   readonly rateLog: RateLimitedLog;
   /** Called once when the session ends, with its final record (metrics totals, the access log). */
   onEnd(record: SessionRecord): void;
+  /**
+   * A connected route passes a datagram stream into a byte stream (message boundaries are lost
+   * there, compat reference §3): `from` and `to` are the cluster (or listener) names. Optional.
+   */
+  framingLost?(listener: string, route: string, from: string, to: string): void;
 }
 
 /**
@@ -415,6 +420,14 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     for (let i = 0; i < this.stages.length; i++) held.push(this.wireStage(i));
     this.status = 'CONNECTED';
     this.event('CONNECT', 'Session successfully connected');
+    this.checkFraming();
+    try {
+      // Before any upstream data is replayed to it: a handshake reply (JSONSocket 200) goes first.
+      this.init.source.onSessionConnected?.();
+    } catch (e) {
+      this.fail(asL7Error(e, ErrorCode.Internal, 'session connected hook'));
+      return;
+    }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
     if (this.init.idleTimeoutMs > 0) {
       this.lastActive = Date.now();
@@ -426,6 +439,18 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       if (setup === null || setup === undefined) continue;
       for (const d of setup.held) hop.onData(d);
       if (setup.ended) hop.onEnd();
+    }
+  }
+
+  /** Report every hop where a datagram stream feeds a byte stream (boundaries lost). */
+  private checkFraming(): void {
+    const report = this.init.env.framingLost;
+    if (report === undefined) return;
+    const n = this.stages.length;
+    for (let i = 0; i < n; i++) {
+      const a = this.stages[i] as Stage;
+      const b = this.stages[(i + 1) % n] as Stage;
+      if (a.conn?.kind === 'datagram' && b.conn?.kind === 'byte') report(this.init.listener, this.route?.name ?? '', a.cluster, b.cluster);
     }
   }
 
@@ -502,6 +527,13 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   private fail(err: L7Error): void {
     this.event('ERROR', err.message);
+    if (this.status === 'INIT') {
+      try {
+        this.init.source.onSessionFailed?.(err);
+      } catch {
+        // the error reply is best effort; the session ends either way
+      }
+    }
     this.init.env.rateLog.warn(`session-error:${this.init.listener}:${err.code}`, { session: this.init.name, code: err.code, err: err.message }, 'session failed');
     this.end(err);
   }

@@ -77,6 +77,8 @@ export class WorkerActor extends Actor<Msg> {
   private phase: Phase | null = null;
   private readonly queued: Array<{ table: RoutingTable; done: (failures: L7Error[]) => void }> = [];
   private env!: SessionEnv;
+  /** Routes already warned about losing message boundaries (logged once per route). */
+  private readonly framingLogged = new Set<string>();
 
   constructor(table: RoutingTable, services: WorkerServices, onReady: (failures: L7Error[]) => void) {
     super();
@@ -102,6 +104,13 @@ export class WorkerActor extends Actor<Msg> {
       timers: s.timers,
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
+      framingLost: (listener, route, from, to) => {
+        // Counted per session on its listener (l7mp_listener_events_total{event="framing_lost"}, actor tree), logged once per route.
+        this.counters.get(listener)?.count('framing_lost');
+        if (this.framingLogged.has(route)) return;
+        this.framingLogged.add(route);
+        this.ctx.log.warn({ listener, route, from, to }, 'route passes a datagram stream into a byte stream: message boundaries are not kept there');
+      },
     };
     this.applyTable(this.table, null, this.onReady);
   }

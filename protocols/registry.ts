@@ -10,10 +10,11 @@ import { websocket } from './ws/index.ts';
 import { echo } from './echo/index.ts';
 import { discard } from './discard/index.ts';
 import { logger } from './logger/index.ts';
+import { jsonsocket } from './jsonsocket/index.ts';
 import { sync } from './sync/index.ts';
 import { transform } from './transform/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger, sync, transform];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger, jsonsocket, sync, transform];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));

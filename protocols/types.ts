@@ -75,6 +75,19 @@ export interface Connection {
   end(): boolean;
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
+  /**
+   * Optional, downstream connections only: the session has connected every stage of its route.
+   * Called once, before anything read from the upstream stages is sent to this connection. A
+   * listener whose protocol answers a handshake (JSONSocket's 200 reply) answers from here.
+   */
+  onSessionConnected?(): void;
+  /**
+   * Optional, downstream connections only: the session failed before it connected (no route, a
+   * stage that could not connect). `err.status` is l7mp's status (404 no route...). Called once,
+   * just before the session closes this connection; a protocol that has an error reply (JSONSocket)
+   * sends it from here.
+   */
+  onSessionFailed?(err: L7Error): void;
 }
 
 /** What a listener gets from the worker that hosts it. */
