@@ -18,7 +18,7 @@ import { Type } from '@sinclair/typebox';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterInstance, ProtocolModule } from '../types.ts';
 import { acquirePool, releasePool } from './pool.ts';
-import { pickExport } from './runner.ts';
+import { pickExport } from './exports.ts';
 import { TransformConnection, type TransformTarget } from './connection.ts';
 
 const TransformSpec = Type.Object(
@@ -69,23 +69,20 @@ export const transform: ProtocolModule = {
     virtual: true,
     prepare,
     create: (cfg, ctx): ClusterInstance => {
-      const pool = acquirePool();
-      const target: TransformTarget = { cluster: cfg.name, module: path.resolve(cfg.spec.module as string), export: (cfg.spec.export as string | undefined) ?? 'default', pool, ctx };
-      const conns = new Set<TransformConnection>();
+      const target: TransformTarget = { cluster: cfg.name, module: path.resolve(cfg.spec.module as string), export: (cfg.spec.export as string | undefined) ?? 'default', pool: acquirePool(), ctx };
       let closed = false;
       return {
         connect: (session) => {
           if (closed) return Promise.reject(new L7Error(ErrorCode.UpstreamConnect, `Transform cluster "${cfg.name}" is closed`));
+          // Each connection holds the pool too: a session keeps its stage when its cluster's spec
+          // changes (sessions keep their route), so the pool must outlive the old cluster instance.
+          acquirePool();
           // The function sees a snapshot of the metadata as it was when the stage connected.
-          const c = new TransformConnection(target, structuredClone(session.metadata) as Record<string, unknown>, () => conns.delete(c));
-          conns.add(c);
-          return Promise.resolve(c);
+          return Promise.resolve(new TransformConnection(target, structuredClone(session.metadata) as Record<string, unknown>, releasePool));
         },
         close() {
           if (closed) return;
           closed = true;
-          const err = new L7Error(ErrorCode.SessionStopped, `Transform cluster "${cfg.name}" removed`);
-          for (const c of [...conns]) c.finish(err);
           releasePool();
         },
       };

@@ -10,7 +10,8 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import { createRequire } from 'node:module';
+import type { Piscina } from 'piscina';
 import type { TransformTask } from './runner.ts';
 
 // From a checkout the pool threads run the .ts runner; an installed package runs the build (.js).
@@ -22,6 +23,9 @@ export function poolThreads(): number {
   return Number.isInteger(n) && n >= 1 && n <= 64 ? n : 2;
 }
 
+// Loaded on first use: a process without Transform clusters never loads piscina (faster worker start).
+const require = createRequire(import.meta.url);
+
 let pool: Piscina<TransformTask, Uint8Array | null> | null = null;
 let users = 0;
 
@@ -30,7 +34,8 @@ export function acquirePool(): Piscina<TransformTask, Uint8Array | null> {
   if (pool === null) {
     const n = poolThreads();
     // Pool threads may block (Atomics) between tasks: they own no sockets. Idle ones linger 30 s.
-    pool = new Piscina({ filename: runner, minThreads: 1, maxThreads: n, idleTimeout: 30_000, name: 'default' });
+    const { Piscina: Pool } = require('piscina') as typeof import('piscina');
+    pool = new Pool({ filename: runner, minThreads: 1, maxThreads: n, idleTimeout: 30_000, name: 'default' });
   }
   users++;
   return pool;

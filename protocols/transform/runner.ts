@@ -7,6 +7,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { move } from 'piscina';
+import { pickExport } from './exports.ts';
 
 /** One message to transform. Plain data: it crosses threads by structured clone. */
 export interface TransformTask {
@@ -22,15 +23,6 @@ export interface TransformTask {
 export type TransformFn = (payload: Uint8Array, metadata: Record<string, unknown>) => Uint8Array | null | Promise<Uint8Array | null>;
 
 const loaded = new Map<string, Promise<TransformFn>>();
-
-/** The export `name` of module namespace `ns` (also a CommonJS module's `module.exports[name]`). */
-export function pickExport(ns: Record<string, unknown>, name: string): unknown {
-  const v = ns[name];
-  if (typeof v === 'function') return v;
-  const d = ns.default as Record<string, unknown> | undefined;
-  if (d !== null && (typeof d === 'object' || typeof d === 'function') && typeof d[name] === 'function') return d[name];
-  return v;
-}
 
 function load(module: string, name: string): Promise<TransformFn> {
   const key = `${module}\0${name}`;
