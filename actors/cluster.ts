@@ -68,6 +68,7 @@ export class ClusterActor extends Actor<never> {
       ownerOf: (key) => s.ownerOf(key),
       sendPeer: (slot, msg) => s.sendCluster(slot, name, msg),
       count: (counter, n = 1) => counters.count(counter, n),
+      admin: (c) => s.admin(c),
     };
     this.instance = side.create({ name, spec: this.cfg.spec }, ctx);
     this.registry.set(this.cfg.name, this.instance);

@@ -442,15 +442,27 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
   }
 
-  /** Report every hop where a datagram stream feeds a byte stream (boundaries lost). */
+  /**
+   * Report (once per session) the first hop where messages with real boundaries enter a byte
+   * stream. Walking the cycle from the source: a stage's output is framed if it is a datagram
+   * connection, or a pass-through stage whose input was framed (Echo after a TCP source carries
+   * chunks, not messages); the framing is lost where framed output meets a byte-stream connection
+   * that is not a pass-through.
+   */
   private checkFraming(): void {
     const report = this.init.env.framingLost;
     if (report === undefined) return;
     const n = this.stages.length;
+    let framed = false;
     for (let i = 0; i < n; i++) {
-      const a = this.stages[i] as Stage;
-      const b = this.stages[(i + 1) % n] as Stage;
-      if (a.conn?.kind === 'datagram' && b.conn?.kind === 'byte') report(this.init.listener, this.route?.name ?? '', a.cluster, b.cluster);
+      const a = (this.stages[i] as Stage).conn;
+      const b = (this.stages[(i + 1) % n] as Stage).conn;
+      if (a === null || b === null) return;
+      framed = a.passThrough === true ? framed : a.kind === 'datagram';
+      if (framed && b.kind === 'byte' && b.passThrough !== true) {
+        report(this.init.listener, this.route?.name ?? '', (this.stages[i] as Stage).cluster, (this.stages[(i + 1) % n] as Stage).cluster);
+        return;
+      }
     }
   }
 

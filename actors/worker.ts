@@ -11,7 +11,7 @@ import { Actor, type ActorCell, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import type { CoarseTimers } from '../runtime/common/clock.ts';
 import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
-import type { ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
+import type { AdminAnswer, AdminCall, ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
@@ -40,6 +40,8 @@ export interface WorkerServices {
   track(p: Promise<void>): void;
   /** A session ended. */
   sessionEnded(r: SessionRecord): void;
+  /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
+  admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
 type Msg =

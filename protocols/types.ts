@@ -50,6 +50,12 @@ export interface ConnectionHandler {
 /** One side of a session: a downstream accepted by a listener or an upstream opened by a cluster. */
 export interface Connection {
   readonly kind: StreamKind;
+  /**
+   * True for a virtual stage that maps each message to at most one message (Echo, Logger,
+   * JSONEncap...): it keeps whatever framing its input had, so it neither creates message
+   * boundaries nor loses them. Optional, default false.
+   */
+  readonly passThrough?: boolean;
   readonly stats: ConnStats;
   /** Human-readable local and remote addresses, for the actor tree and logs. */
   readonly local: string;
@@ -186,6 +192,23 @@ export interface ClusterInstance {
   onRingChange?(live: readonly number[]): void;
 }
 
+/** A request to the process's admin API (REST API, metrics), made from a worker. */
+export interface AdminCall {
+  method: string;
+  /** Path and query string, e.g. `/api/v1/listeners?recursive=true`. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Uint8Array;
+}
+
+/** The admin API's answer to an {@link AdminCall}. */
+export interface AdminAnswer {
+  status: number;
+  statusMessage: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
 /** What a cluster gets from the worker. */
 export interface ClusterContext {
   readonly slot: number;
@@ -202,6 +225,12 @@ export interface ClusterContext {
   sendPeer(slot: number, msg: unknown): boolean;
   /** A cluster-level counter (drops, events), aggregated in metrics as `l7mp_cluster_events_total`. */
   count(counter: string, n?: number): void;
+  /**
+   * Serve a request with the process's admin API, which lives on the main thread (the
+   * L7mpController and Prometheus clusters). Never rejects: failures come back as l7mp error
+   * answers (503 while the API is not up yet).
+   */
+  admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
 /** A protocol: its name, its spec schemas, and factories. Exported by each protocol's index.ts. */
@@ -237,6 +266,12 @@ export interface ProtocolModule {
      * @throws L7Error `L7_ERR_CONFIG_INVALID` whose message starts with `<path>.<field>: `.
      */
     prepare?(spec: any, path: string): any;
+    /**
+     * Export the traffic of each live session stage through this cluster as l7mp's
+     * `session_byte_counter_total` / `session_packet_counter_total{sessionName, clusterName}`
+     * (the Metric cluster). Default false: session names are unbounded label values.
+     */
+    readonly sessionMetrics?: boolean;
     create(cfg: { name: string; spec: any }, ctx: ClusterContext): ClusterInstance;
   };
 }

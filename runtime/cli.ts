@@ -17,7 +17,7 @@ import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from '
 import { Runtime } from './runtime.ts';
 import { offloadProvider } from '../native-offload/provider.ts';
 import { parseAdminAddress, type AdminServer } from './admin/server.ts';
-import { startAdmin } from './admin/index.ts';
+import { createAdmin } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
 
 const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join('|')}] [-s] [--workers N] [--admin [HOST:]PORT] [-o init|no_init|disable]
@@ -153,14 +153,17 @@ async function main(): Promise<void> {
     fail(e instanceof Error ? e.message : String(e));
   }
   const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
+  // The admin routes exist even unbound: L7mpController and Prometheus clusters reach them.
+  const api = createAdmin(runtime, { host: adminAddr?.host ?? '127.0.0.1', port: adminAddr?.port ?? 0, ...(cli.adminToken ? { token: cli.adminToken } : {}), log });
+  admin = api;
   if (adminAddr !== undefined) {
     try {
-      admin = await startAdmin(runtime, { ...adminAddr, ...(cli.adminToken ? { token: cli.adminToken } : {}), log });
+      await api.start();
     } catch (e) {
       await runtime.shutdown();
       fail((e as Error).message);
     }
-    log.info({ admin: admin.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${admin.address}/api/v1`);
+    log.info({ admin: api.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${api.address}/api/v1`);
   }
   hints(snapshot, log);
   log.info({ workers: cli.workers, config: cli.config, pid: process.pid }, 'l7mp-ts ready');

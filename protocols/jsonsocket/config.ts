@@ -45,12 +45,12 @@ export const JsonSocketListenerSpec = Type.Object(
 );
 export type JsonSocketListenerSpec = Static<typeof JsonSocketListenerSpec>;
 
-/** Placeholder until the Stdio protocol exists: transports added to this list become valid. */
+/** A virtual transport's spec (no fields but the protocol). */
 const VirtualTransport = (name: string): TSchema => Type.Object({ protocol: Type.Literal(name) }, { description: `${name} transport (virtual).` });
 
-const ClusterTransport = Type.Union([UdpClusterSpec, TcpClusterSpec, UdsClusterSpec, WsClusterSpec, VirtualTransport('Echo'), VirtualTransport('Discard')], {
-  description: 'The transport cluster spec: UDP, TCP, UnixDomainSocket, WebSocket, Echo or Discard.',
-  expect: 'a UDP, TCP, UnixDomainSocket, WebSocket, Echo or Discard cluster spec',
+const ClusterTransport = Type.Union([UdpClusterSpec, TcpClusterSpec, UdsClusterSpec, WsClusterSpec, VirtualTransport('Stdio'), VirtualTransport('Echo'), VirtualTransport('Discard')], {
+  description: 'The transport cluster spec: UDP, TCP, UnixDomainSocket, WebSocket, Stdio, Echo or Discard.',
+  expect: 'a UDP, TCP, UnixDomainSocket, WebSocket, Stdio, Echo or Discard cluster spec',
 });
 
 const HeaderOp = Type.Union(

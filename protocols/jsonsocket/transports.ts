@@ -9,13 +9,14 @@ import { uds } from '../uds/index.ts';
 import { websocket } from '../ws/index.ts';
 import { echo } from '../echo/index.ts';
 import { discard } from '../discard/index.ts';
+import { stdio } from '../stdio/index.ts';
 
 const byName = (mods: ProtocolModule[]): ReadonlyMap<string, ProtocolModule> => new Map(mods.map((m) => [m.name, m]));
 
 /** Listener transports: UDP, TCP, UnixDomainSocket, WebSocket. */
 export const listenerTransports = byName([udp, tcp, uds, websocket]);
-/** Cluster transports: the listener ones plus the virtual Echo and Discard. */
-export const clusterTransports = byName([udp, tcp, uds, websocket, echo, discard]);
+/** Cluster transports: the listener ones plus the virtual Stdio, Echo and Discard (as l7mp). */
+export const clusterTransports = byName([udp, tcp, uds, websocket, stdio, echo, discard]);
 
 /** The transport spec of a JSONSocket spec (`transport`, or l7mp's alias `transport_spec`). */
 export function transportOf(spec: { transport?: unknown; transport_spec?: unknown }): { protocol: string } & Record<string, unknown> {
