@@ -158,3 +158,41 @@ test('Sync: the domain owner worker is killed and replaced; members on the other
     await rt.shutdown();
   }
 });
+
+test('Sync over WebSocket (l7mp-sync-test.yaml): clients with the same id header are cross-connected, a third is not', async () => {
+  const { WebSocket } = await import('ws');
+  const port = await freePort();
+  const rt = await startProxy(
+    {
+      listeners: [{ name: 'ws', spec: { protocol: 'WebSocket', port }, rules: [{ action: { route: { destination: 'sync' } } }] }],
+      clusters: [{ name: 'sync', spec: { protocol: 'Sync', query: '/HTTP/headers/id' } }],
+    },
+    2,
+  );
+  const open = async (id: string) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: { id } });
+    const got: string[] = [];
+    ws.on('message', (d: Buffer) => got.push(d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return { ws, got };
+  };
+  const clients = [await open('a'), await open('a'), await open('b')];
+  try {
+    await connected(rt, 3);
+    const [c1, c2, c3] = clients as [(typeof clients)[0], (typeof clients)[0], (typeof clients)[0]];
+    c1.ws.send('one');
+    c2.ws.send('two');
+    c3.ws.send('three');
+    await waitFor(() => c1.got.length === 1 && c2.got.length === 1, 3000, 'the two a clients to hear each other');
+    assert.deepEqual([c1.got, c2.got], [['two'], ['one']]);
+    // b is alone in its domain: its message is counted as heard by no one, and nobody got it.
+    await waitFor(async () => (await clusterCount(rt, 'sync', 'sync_unheard')) === 1, 3000, "b's message counted as unheard");
+    assert.deepEqual([c1.got, c2.got, c3.got], [['two'], ['one'], []]);
+  } finally {
+    clients.forEach((c) => c.ws.close());
+    await rt.shutdown();
+  }
+});
