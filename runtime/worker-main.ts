@@ -10,7 +10,7 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
 import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
 import { actorTree, type ActorNode } from '../actors/tree.ts';
-import { SessionActor, type SessionRecord } from '../actors/session.ts';
+import { SessionActor, dropEndpointMsg, type SessionRecord } from '../actors/session.ts';
 import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
@@ -318,6 +318,22 @@ const api = {
   removePeer(slot: number): void {
     host.peers.get(slot)?.close();
     host.peers.delete(slot);
+  },
+  /**
+   * Disconnect the session stages on `endpoint` of `cluster` (a recursive endpoint delete), so
+   * retries move them elsewhere. Returns how many sessions were told.
+   */
+  dropEndpoint(cluster: string, endpoint: string): number {
+    let n = 0;
+    for (const l of host.root?.children.values() ?? []) {
+      if (l.kind !== 'listener') continue;
+      for (const c of l.children.values()) {
+        if (c.state === 'stopped' || !(c.actor instanceof SessionActor) || !c.actor.traverses(cluster, endpoint)) continue;
+        c.tell(dropEndpointMsg(cluster, endpoint) as never);
+        n++;
+      }
+    }
+    return n;
   },
   /** Stop the session actor with this id: 'ok', 'not-found', or 'not-session'. */
   stopActor(id: string): 'ok' | 'not-found' | 'not-session' {

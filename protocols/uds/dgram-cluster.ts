@@ -1,6 +1,6 @@
 /**
  * Unix datagram (SOCK_DGRAM) cluster: each session stage gets a socket bound to a path of its own
- * (`<tmpdir>/l7mp-ts-<pid>/<slot>-<n>.sock`, removed when the stage closes) so the endpoint can
+ * (`<tmpdir>/l7mp-ts-<pid>/<slot>-<n>.sock`, removed when the stage closes, the directory with the last one) so the endpoint can
  * answer, and sends to the endpoint's path. The stage connects when the endpoint path is a socket
  * (else the connect fails and the retry policy applies); datagrams from other senders are dropped
  * and counted. Sockets are owned by the main thread (see dgram-host.ts).
@@ -18,11 +18,9 @@ let seq = 0;
 
 /** This process's directory for client socket paths (made once, mode 0700). */
 function clientDir(): string {
-  if (dir === null) {
-    const d = path.join(os.tmpdir(), `l7mp-ts-${process.pid}`);
-    fs.mkdirSync(d, { recursive: true, mode: 0o700 });
-    dir = d;
-  }
+  dir ??= path.join(os.tmpdir(), `l7mp-ts-${process.pid}`);
+  // Made again when the host removed it with its last socket.
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   return dir;
 }
 

@@ -13,6 +13,7 @@
  * sockets closed ({@link UnixDgramHost.detach}).
  */
 import fs from 'node:fs';
+import nodePath from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import { loadDgramSocket, type DgramSocket } from './dgram-lib.ts';
 
@@ -98,5 +99,15 @@ export class UnixDgramHost {
 
 function closeSock(sock: DgramSocket, path: string | null): void {
   sock.close();
-  if (path !== null) fs.rmSync(path, { force: true });
+  if (path === null) return;
+  fs.rmSync(path, { force: true });
+  // The cluster's per-process directory of client sockets goes with its last socket.
+  const dir = nodePath.dirname(path);
+  if (nodePath.basename(dir) === `l7mp-ts-${process.pid}`) {
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // not empty: other stages still use it
+    }
+  }
 }
