@@ -23,6 +23,7 @@
 import { FixedQueue } from '../runtime/common/fixed-queue.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { Logger } from '../runtime/common/log.ts';
+import type { ActorNode } from './tree.ts';
 
 /** What an actor is; shown in the actor tree. */
 export type ActorKind = 'process' | 'worker' | 'listener' | 'cluster' | 'session' | 'test';
@@ -74,6 +75,14 @@ export abstract class Actor<M> {
   describe(): Record<string, unknown> {
     return {};
   }
+  /**
+   * Nodes the actor tree shows under this actor besides its live children: a listener with
+   * l7mp's `options.track` keeps its ended sessions visible for a while.
+   */
+  retainedChildren(): ActorNode[] {
+    return [];
+  }
+
 }
 
 /** Run-queue scheduling knobs of a {@link Dispatcher}. */

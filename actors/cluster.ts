@@ -51,7 +51,7 @@ export class ClusterActor extends Actor<never> {
   override preStart(): void {
     const side = this.proto.cluster;
     if (side === undefined) throw new L7Error(ErrorCode.Internal, `protocol ${this.proto.name} has no cluster`);
-    this.instance = side.create({ name: this.cfg.name, spec: this.cfg.spec }, { slot: this.services.slot, log: this.services.log, rateLog: this.services.rateLog });
+    this.instance = side.create({ name: this.cfg.name, spec: this.cfg.spec }, { slot: this.services.slot, log: this.services.log, rateLog: this.services.rateLog, admin: (c) => this.services.admin(c) });
     this.registry.set(this.cfg.name, this.instance);
   }
 

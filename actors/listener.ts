@@ -9,6 +9,10 @@ import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import { SessionActor, type SessionEnv } from './session.ts';
 import type { WorkerServices } from './worker.ts';
+import { actorTree, type ActorNode } from './tree.ts';
+
+/** At most this many ended sessions are kept per listener and worker for `options.track`. */
+const TRACK_MAX = 10_000;
 
 type Msg =
   | { type: 'bound' }
@@ -46,6 +50,8 @@ export class ListenerActor extends Actor<Msg> {
   /** Accepted connections whose 'accept' message is still in the mailbox: closed if the actor stops first. */
   private readonly unclaimed = new Set<Connection>();
   private seq = 0;
+  /** Ended sessions kept visible (`options.track`), oldest first. */
+  private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
   private idleMs = 0;
 
   constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
@@ -122,6 +128,25 @@ export class ListenerActor extends Actor<Msg> {
 
   override onChildStopped(child: ActorCell<unknown>): void {
     this.names.delete(child.name);
+    const track = this.cfg.options.track;
+    if (track > 0 && child.actor instanceof SessionActor) {
+      this.pruneTracked();
+      if (this.tracked.length >= TRACK_MAX) this.tracked.shift();
+      this.tracked.push({ node: actorTree(child, this.services.slot), until: Date.now() + track * 1000 });
+    }
+  }
+
+  private pruneTracked(): void {
+    const now = Date.now();
+    let n = 0;
+    while (n < this.tracked.length && (this.tracked[n] as { until: number }).until <= now) n++;
+    if (n > 0) this.tracked.splice(0, n);
+  }
+
+  /** Ended sessions, status DESTROYED, kept for `options.track` seconds (compat reference §1.2). */
+  override retainedChildren(): ActorNode[] {
+    this.pruneTracked();
+    return this.tracked.map((t) => t.node);
   }
 
   override postStop(_reason: StopReason): void {

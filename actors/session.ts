@@ -36,6 +36,11 @@ export interface SessionEnv {
   readonly rateLog: RateLimitedLog;
   /** Called once when the session ends, with its final record (metrics totals, the access log). */
   onEnd(record: SessionRecord): void;
+  /**
+   * A connected route passes a datagram stream into a byte stream (message boundaries are lost
+   * there, compat reference §3): `from` and `to` are the cluster (or listener) names. Optional.
+   */
+  framingLost?(listener: string, route: string, from: string, to: string): void;
 }
 
 /**
@@ -125,7 +130,13 @@ type Msg =
   | { type: 'idle' }
   | { type: 'eof'; stage: number; conn: Connection }
   | { type: 'linger' }
-  | { type: 'end'; reason: L7Error | null };
+  | { type: 'end'; reason: L7Error | null }
+  | { type: 'dropEndpoint'; cluster: string; endpoint: string };
+
+/** Tell a session that an endpoint was deleted recursively (see {@link SessionActor.traverses}). */
+export function dropEndpointMsg(cluster: string, endpoint: string): Msg {
+  return { type: 'dropEndpoint', cluster, endpoint };
+}
 
 /**
  * After a stage's peer half-closes towards a stage that cannot half-close (UDP, WebSocket), the
@@ -311,6 +322,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       case 'end':
         this.end(msg.reason);
         return;
+      case 'dropEndpoint':
+        this.dropEndpoint(msg.cluster, msg.endpoint);
+        return;
     }
   }
 
@@ -415,6 +429,14 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     for (let i = 0; i < this.stages.length; i++) held.push(this.wireStage(i));
     this.status = 'CONNECTED';
     this.event('CONNECT', 'Session successfully connected');
+    this.checkFraming();
+    try {
+      // Before any upstream data is replayed to it: a handshake reply (JSONSocket 200) goes first.
+      this.init.source.onSessionConnected?.();
+    } catch (e) {
+      this.fail(asL7Error(e, ErrorCode.Internal, 'session connected hook'));
+      return;
+    }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
     if (this.init.idleTimeoutMs > 0) {
       this.lastActive = Date.now();
@@ -426,6 +448,30 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       if (setup === null || setup === undefined) continue;
       for (const d of setup.held) hop.onData(d);
       if (setup.ended) hop.onEnd();
+    }
+  }
+
+  /**
+   * Report (once per session) the first hop where messages with real boundaries enter a byte
+   * stream. Walking the cycle from the source: a stage's output is framed if it is a datagram
+   * connection, or a pass-through stage whose input was framed (Echo after a TCP source carries
+   * chunks, not messages); the framing is lost where framed output meets a byte-stream connection
+   * that is not a pass-through.
+   */
+  private checkFraming(): void {
+    const report = this.init.env.framingLost;
+    if (report === undefined) return;
+    const n = this.stages.length;
+    let framed = false;
+    for (let i = 0; i < n; i++) {
+      const a = (this.stages[i] as Stage).conn;
+      const b = (this.stages[(i + 1) % n] as Stage).conn;
+      if (a === null || b === null) return;
+      framed = a.passThrough === true ? framed : a.kind === 'datagram';
+      if (framed && b.kind === 'byte' && b.passThrough !== true) {
+        report(this.init.listener, this.route?.name ?? '', (this.stages[i] as Stage).cluster, (this.stages[(i + 1) % n] as Stage).cluster);
+        return;
+      }
     }
   }
 
@@ -482,6 +528,30 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.connectStage(i);
   }
 
+  /**
+   * An endpoint was deleted with `recursive=true`: every connected stage on it is disconnected, so
+   * that `retry_on: disconnect|always` moves it to another endpoint (the load balancer no longer
+   * has this one); without those retries the session ends (compat reference §1.9, §12.12).
+   */
+  private dropEndpoint(cluster: string, endpoint: string): void {
+    for (let i = 1; i < this.stages.length && !this.ended; i++) {
+      const st = this.stages[i] as Stage;
+      const conn = st.conn;
+      if (conn === null || st.cluster !== cluster || st.endpoint?.name !== endpoint) continue;
+      this.onStageClosed(i, new L7Error(ErrorCode.UpstreamReset, `endpoint "${endpoint}" of cluster "${cluster}" was deleted`), conn);
+      conn.close();
+    }
+  }
+
+  /** True if a connected stage of this session goes to `endpoint` of `cluster`. */
+  traverses(cluster: string, endpoint: string): boolean {
+    for (let i = 1; i < this.stages.length; i++) {
+      const st = this.stages[i] as Stage;
+      if (st.conn !== null && st.cluster === cluster && st.endpoint?.name === endpoint) return true;
+    }
+    return false;
+  }
+
   /** Fold the stage's retired connection into its prior counts, and retire `conn` (if any) in its place. */
   private retire(st: Stage, conn: Connection | null): void {
     if (st.retired !== null) addStats(st.prior, st.retired.stats);
@@ -502,6 +572,13 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   private fail(err: L7Error): void {
     this.event('ERROR', err.message);
+    if (this.status === 'INIT') {
+      try {
+        this.init.source.onSessionFailed?.(err);
+      } catch {
+        // the error reply is best effort; the session ends either way
+      }
+    }
     this.init.env.rateLog.warn(`session-error:${this.init.listener}:${err.code}`, { session: this.init.name, code: err.code, err: err.message }, 'session failed');
     this.end(err);
   }

@@ -1,5 +1,5 @@
 /** The live actor tree as plain JSON: what `GET /api/v1/actors` and `l7mp-ts actors` show. */
-import type { ActorCell } from './actor.ts';
+import type { Actor, ActorCell } from './actor.ts';
 
 /** One node of the actor tree. */
 export interface ActorNode {
@@ -17,7 +17,15 @@ export interface ActorNode {
   [field: string]: unknown;
 }
 
-/** Snapshot a cell and its descendants. */
+function retained(cell: ActorCell<unknown>): ActorNode[] {
+  try {
+    return cell.actor.retainedChildren();
+  } catch {
+    return [];
+  }
+}
+
+/** Snapshot a cell and its descendants (and the nodes it retains, see {@link Actor.retainedChildren}). */
 export function actorTree(cell: ActorCell<unknown>, worker: number | null): ActorNode {
   let extra: Record<string, unknown> = {};
   try {
@@ -35,6 +43,6 @@ export function actorTree(cell: ActorCell<unknown>, worker: number | null): Acto
     mailbox: cell.mailboxSize,
     processed: cell.processed,
     restarts: cell.restarts,
-    children: [...cell.children.values()].map((c) => actorTree(c, worker)),
+    children: [...[...cell.children.values()].map((c) => actorTree(c, worker)), ...retained(cell)],
   };
 }

@@ -11,7 +11,7 @@ import { Actor, type ActorCell, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import type { CoarseTimers } from '../runtime/common/clock.ts';
 import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
-import type { ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
+import type { AdminAnswer, AdminCall, ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
@@ -38,6 +38,8 @@ export interface WorkerServices {
   track(p: Promise<void>): void;
   /** A session ended. */
   sessionEnded(r: SessionRecord): void;
+  /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
+  admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
 type Msg =
@@ -75,6 +77,8 @@ export class WorkerActor extends Actor<Msg> {
   private phase: Phase | null = null;
   private readonly queued: Array<{ table: RoutingTable; done: (failures: L7Error[]) => void }> = [];
   private env!: SessionEnv;
+  /** Routes already warned about losing message boundaries (logged once per route). */
+  private readonly framingLogged = new Set<string>();
 
   constructor(table: RoutingTable, services: WorkerServices, onReady: (failures: L7Error[]) => void) {
     super();
@@ -100,6 +104,13 @@ export class WorkerActor extends Actor<Msg> {
       timers: s.timers,
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
+      framingLost: (listener, route, from, to) => {
+        // Counted per session on its listener (l7mp_listener_events_total{event="framing_lost"}, actor tree), logged once per route.
+        this.counters.get(listener)?.count('framing_lost');
+        if (this.framingLogged.has(route)) return;
+        this.framingLogged.add(route);
+        this.ctx.log.warn({ listener, route, from, to }, 'route passes a datagram stream into a byte stream: message boundaries are not kept there');
+      },
     };
     this.applyTable(this.table, null, this.onReady);
   }

@@ -5,6 +5,9 @@
  *   udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS]
  *   udpbench echo -p PORT [-a ADDR] [-x PREFIX]
  *   udpbench ping -d PORT -m SIZE -t SECONDS [-w WARMUP_COUNT] [-a ADDR]
+ *   udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]
+ *   udpbench ws   -d DSTPORT -s SINKPORT -t SECONDS [-m PAYLOAD] [-P PID] [-a ADDR]
+ *   udpbench sess -d DSTPORT -s SINKPORT -n SESSIONS [-w WINDOW] [-t MAXSECONDS] [-m SIZE]
  *
  * tput: the main thread sends SIZE-byte datagrams with sendmmsg (batches of 32) to ADDR:DSTPORT from
  *   FLOWS sockets (one source port, hence one proxy session, each), unpaced or paced to PPS; a sink
@@ -16,9 +19,10 @@
  *   lost = sent - unique.
  *   With -P, the CPU time of PID and all its descendants (every thread: the sum of the first field of
  *   /proc/<pid>/task/<tid>/schedstat, ns of run time, falling back to utime+stime of .../stat) is
- *   sampled when the measured phase starts and after the drain. cpu_pct = that time over the busy window
+ *   sampled when the measured phase starts (the process set is taken then, after the warm-up, so that a
+ *   child forked for this flow counts) and after the drain. cpu_pct = that time over the busy window
  *   (measure start to the last measured datagram), in % of one core; cpu_us_per_pkt = that time over the
- *   datagrams delivered to the sink. The process set is taken once at the start: a thread that exits
+ *   datagrams delivered to the sink. A thread that exits
  *   during the trial takes its time with it.
  *   Also reported: kernel drop counters (/proc/net/udp{,6}) of the sockets bound to DSTPORT (the
  *   proxy's listener) and SINKPORT, and host CPU use over the window split into proxy, this tool, and
@@ -28,6 +32,21 @@
  * ping: one datagram in flight: send, blocking recv with a 200 ms timeout (a missing reply is counted
  *   as lost, late replies are recognised by sequence number and skipped). WARMUP_COUNT round trips are
  *   not recorded. The tag is read at the end of the reply, so a prefixing echo server works.
+ * tcp: one TCP connection to DSTPORT; a sink thread listening on SINKPORT accepts the proxy's upstream
+ *   connection and counts bytes. The client writes WRITE_SIZE (default 128 KiB) blocks for a warm-up
+ *   (0.2 s and until the sink has seen a byte, at most 5 s) plus SECONDS; gbps = bytes the sink read in the measured window / its length. With -P, the
+ *   proxy tree's CPU time over that window (process set taken when it starts).
+ * ws: as tcp, over WebSocket (RFC 6455): the client sends an upgrade request, then masked binary
+ *   PAYLOAD-byte messages (default 64) back to back; the sink answers the upgrade (Sec-WebSocket-Accept
+ *   from SHA-1), parses frames and counts the payload of complete data frames: msgs_per_s counts
+ *   frames, payload_msgs_per_s = payload bytes / PAYLOAD (the same unless a proxy re-frames).
+ * sess: new UDP sessions per second. Session i is one datagram from source 127.1.0.0+i (chosen per
+ *   datagram with IP_PKTINFO; every 127/8 address is local on lo), so each is a new 4-tuple for the
+ *   proxy. Closed loop: at most WINDOW (default 32) sessions in flight, i.e. sent but not yet at the
+ *   sink on SINKPORT, so that no proxy socket buffer overflows; if nothing arrives for 0.1 s the ones
+ *   in flight are written off. sessions_per_s = sessions arrived / (last arrival - start). Then the
+ *   missing ones are resent (up to 3 rounds, 2 s) so the proxy holds `established` sessions. Nothing
+ *   is sent back. Bounded by MAXSECONDS (default 10) and SESSIONS (<= 1000000). IPv4 only.
  *
  * Exit codes: 0 measured; 1 system error (socket, bind, /proc); 2 usage error; 3 nothing came back
  * (no measured datagram at the sink, or no ping reply): the JSON line is still printed.
@@ -46,6 +65,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -81,6 +102,9 @@ static const char usage_text[] =
   "  udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS]\n"
   "  udpbench echo -p PORT [-a ADDR] [-x PREFIX]\n"
   "  udpbench ping -d PORT -m SIZE -t SECONDS [-w WARMUP_COUNT] [-a ADDR]\n"
+  "  udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]\n"
+  "  udpbench ws   -d DSTPORT -s SINKPORT -t SECONDS [-m PAYLOAD] [-P PID] [-a ADDR]\n"
+  "  udpbench sess -d DSTPORT -s SINKPORT -n SESSIONS [-w WINDOW] [-t MAXSECONDS] [-m SIZE]\n"
   "ADDR defaults to 127.0.0.1 (use ::1 for IPv6); SIZE 16..65507 bytes; SECONDS <= 60;\n"
   "PPS 0 = unpaced (default); FLOWS 1..64 (default 1); MAXPKTS default 50000000.\n"
   "exit: 0 ok, 1 system error, 2 usage, 3 nothing received.\n";
@@ -440,7 +464,11 @@ static void *sink_main(void *arg) {
 }
 
 static void sample_start(struct tput *t) {
-  if (t->pid > 0) t->cpu0 = tree_cpu_ns(t->tree, t->tree_n);
+  /* The tree is taken after the warm-up, so that a child forked for this flow (socat fork) is in it. */
+  if (t->pid > 0) {
+    t->tree_n = collect_tree(t->pid, t->tree, MAX_TREE);
+    t->cpu0 = tree_cpu_ns(t->tree, t->tree_n);
+  }
   t->self0 = self_cpu_ns();
   host_jiffies(&t->host_busy0, &t->host_total0);
   t->dst_drops0 = udp_port_drops(t->dst_port);
@@ -815,6 +843,607 @@ static int run_ping(int argc, char **argv) {
   return count ? EXIT_OK : EXIT_NOTHING;
 }
 
+/* ---- sha1 (for the WebSocket handshake's Sec-WebSocket-Accept, RFC 6455 section 4.2.2) ---- */
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+/* SHA-1 of a message shorter than 512 bytes (RFC 3174); out gets 20 bytes. */
+static void sha1_small(const uint8_t *msg, size_t len, uint8_t out[20]) {
+  uint8_t block[576] = { 0 };
+  size_t total = ((len + 8) / 64 + 1) * 64;
+  memcpy(block, msg, len);
+  block[len] = 0x80;
+  uint64_t bits = (uint64_t)len * 8;
+  for (int i = 0; i < 8; i++) block[total - 1 - i] = (uint8_t)(bits >> (8 * i));
+  uint32_t h[5] = { 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0 };
+  for (size_t off = 0; off < total; off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+      w[i] = (uint32_t)block[off + 4 * i] << 24 | (uint32_t)block[off + 4 * i + 1] << 16 |
+             (uint32_t)block[off + 4 * i + 2] << 8 | block[off + 4 * i + 3];
+    for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+      uint32_t f, k;
+      if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
+      else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
+      else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+      else f = b ^ c ^ d, k = 0xCA62C1D6;
+      uint32_t t = rol32(a, 5) + f + e + k + w[i];
+      e = d, d = c, c = rol32(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+  }
+  for (int i = 0; i < 20; i++) out[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+static void base64(const uint8_t *in, size_t len, char *out) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < len; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < len ? in[i + 2] : 0);
+    out[o++] = tbl[v >> 18 & 63];
+    out[o++] = tbl[v >> 12 & 63];
+    out[o++] = i + 1 < len ? tbl[v >> 6 & 63] : '=';
+    out[o++] = i + 2 < len ? tbl[v & 63] : '=';
+  }
+  out[o] = 0;
+}
+
+/* ---- tcp and ws: one connection, client -> proxy -> sink ---- */
+
+#define STREAM_BUF (256 << 10)
+#define CONNECT_WAIT_S 5.0
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+struct stream {
+  bool ws;
+  int size; /* tcp: bytes per write; ws: payload bytes per message */
+  double seconds;
+  int listen_fd;
+  atomic_int stop;
+  /* Sink counters (relaxed atomics: sampled by the main thread). */
+  atomic_uint_fast64_t bytes, msgs;
+  atomic_int handshake_done;
+  char error[160];
+};
+
+/* Case-insensitive search for header NAME in a NUL-terminated request; copies its trimmed value. */
+static bool http_header(const char *req, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
+  for (const char *p = req; (p = strchr(p, '\n')); ) {
+    p++;
+    if (strncasecmp(p, name, nl) || p[nl] != ':') continue;
+    p += nl + 1;
+    while (*p == ' ' || *p == '\t') p++;
+    size_t n = strcspn(p, "\r\n");
+    if (n >= cap) return false;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return true;
+  }
+  return false;
+}
+
+/* Reads until "\r\n\r\n" (bounded by cap and the socket's receive timeout); returns bytes read or -1.
+ * Bytes after the header stay in buf at *header_len.. */
+static ssize_t read_http_head(int fd, char *buf, size_t cap, size_t *header_len, double deadline) {
+  size_t have = 0;
+  while (have + 1 < cap) {
+    ssize_t n = recv(fd, buf + have, cap - 1 - have, 0);
+    if (n == 0) return -1;
+    if (n < 0) {
+      if ((errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) && now_s() < deadline) continue;
+      return -1;
+    }
+    have += (size_t)n;
+    buf[have] = 0;
+    char *end = strstr(buf, "\r\n\r\n");
+    if (end) {
+      *header_len = (size_t)(end + 4 - buf);
+      return (ssize_t)have;
+    }
+  }
+  return -1;
+}
+
+/* Counts the payload of complete data frames in buf[0..have); keeps a partial header for later. */
+struct ws_parser {
+  uint64_t skip;   /* payload bytes of the current frame still to come */
+  bool in_frame, data;
+};
+
+static size_t ws_parse(struct ws_parser *ps, const uint8_t *buf, size_t have, struct stream *s) {
+  size_t pos = 0;
+  uint64_t payload = 0, msgs = 0;
+  for (;;) {
+    if (ps->in_frame) {
+      uint64_t k = have - pos < ps->skip ? have - pos : ps->skip;
+      ps->skip -= k;
+      pos += k;
+      if (ps->data) payload += k;
+      if (ps->skip) break;
+      ps->in_frame = false;
+      if (ps->data) msgs++;
+    }
+    if (have - pos < 2) break;
+    uint8_t b0 = buf[pos], b1 = buf[pos + 1];
+    uint64_t len = b1 & 0x7f;
+    size_t hl = len == 126 ? 4 : len == 127 ? 10 : 2;
+    if (b1 & 0x80) hl += 4;
+    if (have - pos < hl) break;
+    if (len == 126) len = (uint64_t)buf[pos + 2] << 8 | buf[pos + 3];
+    else if (len == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++) len = len << 8 | buf[pos + 2 + i];
+    }
+    pos += hl;
+    int opcode = b0 & 0x0f;
+    ps->in_frame = true;
+    ps->skip = len;
+    ps->data = opcode < 8 && (b0 & 0x80); /* a FIN data frame (fragments are counted at their end) */
+  }
+  atomic_fetch_add_explicit(&s->bytes, payload, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->msgs, msgs, memory_order_relaxed);
+  return pos;
+}
+
+static void *stream_sink_main(void *arg) {
+  struct stream *s = arg;
+  struct pollfd pfd = { .fd = s->listen_fd, .events = POLLIN };
+  double deadline = now_s() + CONNECT_WAIT_S + 1.0;
+  int fd = -1;
+  while (fd < 0 && !atomic_load(&s->stop) && now_s() < deadline) {
+    if (poll(&pfd, 1, 50) > 0) fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  }
+  if (fd < 0) {
+    snprintf(s->error, sizeof s->error, "sink: no connection came in");
+    return NULL;
+  }
+  rcv_timeout(fd, 0.05);
+  uint8_t *buf = malloc(STREAM_BUF + 1);
+  if (!buf) die_errno("malloc");
+  size_t have = 0;
+  if (s->ws) {
+    size_t head = 0;
+    char key[128], reply[256], accept_b64[32], keyguid[256];
+    uint8_t digest[20];
+    ssize_t n = read_http_head(fd, (char *)buf, 8192, &head, now_s() + CONNECT_WAIT_S);
+    if (n < 0 || !http_header((char *)buf, "Sec-WebSocket-Key", key, sizeof key)) {
+      snprintf(s->error, sizeof s->error, "sink: no WebSocket upgrade request with a Sec-WebSocket-Key");
+      free(buf);
+      close(fd);
+      return NULL;
+    }
+    snprintf(keyguid, sizeof keyguid, "%s%s", key, WS_GUID);
+    sha1_small((const uint8_t *)keyguid, strlen(keyguid), digest);
+    base64(digest, 20, accept_b64);
+    int rl = snprintf(reply, sizeof reply,
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: %s\r\n\r\n", accept_b64);
+    if (send(fd, reply, (size_t)rl, MSG_NOSIGNAL) != rl) {
+      snprintf(s->error, sizeof s->error, "sink: sending the 101 reply: %s", strerror(errno));
+      free(buf);
+      close(fd);
+      return NULL;
+    }
+    have = (size_t)n - head;
+    memmove(buf, buf + head, have);
+  }
+  atomic_store(&s->handshake_done, 1);
+  struct ws_parser ps = { 0 };
+  while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+    if (s->ws && have) {
+      size_t used = ws_parse(&ps, buf, have, s);
+      memmove(buf, buf + used, have - used);
+      have -= used;
+    }
+    ssize_t n = recv(fd, buf + have, STREAM_BUF - have, 0);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      break;
+    }
+    if (s->ws) have += (size_t)n;
+    else atomic_fetch_add_explicit(&s->bytes, (uint64_t)n, memory_order_relaxed);
+  }
+  free(buf);
+  close(fd);
+  return NULL;
+}
+
+static int connect_retry(const struct addr *dst) {
+  double deadline = now_s() + CONNECT_WAIT_S;
+  for (;;) {
+    int fd = socket(dst->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die_errno("socket");
+    if (connect(fd, (const struct sockaddr *)&dst->ss, dst->len) == 0) return fd;
+    int e = errno;
+    close(fd);
+    if (e != ECONNREFUSED || now_s() > deadline) {
+      errno = e;
+      return -1;
+    }
+    usleep(20000);
+  }
+}
+
+static int run_stream(int argc, char **argv, bool ws) {
+  const char *host = "127.0.0.1", *mode = ws ? "ws" : "tcp";
+  int dst_port = -1, sink_port = -1, c;
+  pid_t pid = 0;
+  struct stream *s = calloc(1, sizeof *s);
+  if (!s) die_errno("calloc");
+  s->ws = ws;
+  s->size = ws ? 64 : 128 << 10;
+  s->seconds = -1;
+  while ((c = getopt(argc, argv, "d:s:m:t:P:a:")) != -1) {
+    switch (c) {
+    case 'd': dst_port = (int)parse_long(optarg, 1, 65535, "d"); break;
+    case 's': sink_port = (int)parse_long(optarg, 1, 65535, "s"); break;
+    case 'm': s->size = (int)parse_long(optarg, 1, ws ? 65535 : STREAM_BUF, "m"); break;
+    case 't': s->seconds = parse_double(optarg, 0.01, MAX_SECONDS, "t"); break;
+    case 'P': pid = (pid_t)parse_long(optarg, 1, 1L << 30, "P"); break;
+    case 'a': host = optarg; break;
+    default: usage(NULL);
+    }
+  }
+  if (optind != argc) usage("tcp/ws: unexpected argument");
+  if (dst_port < 0 || sink_port < 0 || s->seconds < 0) usage("tcp and ws need -d, -s and -t");
+  pid_t tree[MAX_TREE];
+  int tree_n = pid > 0 ? collect_tree(pid, tree, MAX_TREE) : 0;
+
+  struct addr dst, sink;
+  make_addr(host, dst_port, &dst);
+  make_addr(host, sink_port, &sink);
+  s->listen_fd = socket(sink.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (s->listen_fd < 0) die_errno("socket");
+  setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(s->listen_fd, (const struct sockaddr *)&sink.ss, sink.len) < 0) die_errno("bind sink");
+  if (listen(s->listen_fd, 16) < 0) die_errno("listen");
+  pthread_t th;
+  int err = pthread_create(&th, NULL, stream_sink_main, s);
+  if (err) {
+    errno = err;
+    die_errno("pthread_create");
+  }
+
+  /* The client's writes: ws frames are binary, FIN, masked (client to server, RFC 6455 5.3). */
+  size_t frame_len = 0, chunk = (size_t)s->size;
+  uint8_t *out = NULL;
+  if (ws) {
+    size_t hl = s->size < 126 ? 6 : 8;
+    frame_len = hl + (size_t)s->size;
+    size_t frames = (64 << 10) / frame_len + 1;
+    chunk = frames * frame_len;
+    out = malloc(chunk);
+    if (!out) die_errno("malloc");
+    static const uint8_t mask[4] = { 0x12, 0x34, 0x56, 0x78 };
+    for (size_t f = 0; f < frames; f++) {
+      uint8_t *p = out + f * frame_len;
+      p[0] = 0x82;
+      if (s->size < 126) p[1] = (uint8_t)(0x80 | s->size);
+      else p[1] = 0x80 | 126, p[2] = (uint8_t)(s->size >> 8), p[3] = (uint8_t)s->size;
+      memcpy(p + hl - 4, mask, 4);
+      for (int k = 0; k < s->size; k++) p[hl + (size_t)k] = (uint8_t)k ^ mask[k & 3];
+    }
+  } else {
+    out = calloc(1, chunk);
+    if (!out) die_errno("calloc");
+  }
+
+  int rc = EXIT_OK;
+  uint64_t sent = 0, b0 = 0, m0 = 0, b1 = 0, m1 = 0, cpu0 = 0, cpu1 = 0;
+  double t0 = 0, t1 = 0;
+  int fd = connect_retry(&dst);
+  const char *fail = NULL;
+  char why[200] = "";
+  if (fd < 0) {
+    snprintf(why, sizeof why, "connect: %s", strerror(errno));
+    fail = why;
+  }
+  if (!fail && ws) {
+    char req[512], resp[8192];
+    size_t head = 0;
+    int rl = snprintf(req, sizeof req,
+                      "GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                      host, dst_port);
+    rcv_timeout(fd, 0.1);
+    if (send(fd, req, (size_t)rl, MSG_NOSIGNAL) != rl) fail = "sending the upgrade request failed";
+    else if (read_http_head(fd, resp, sizeof resp, &head, now_s() + CONNECT_WAIT_S) < 0) fail = "no reply to the upgrade request";
+    else if (strncmp(resp, "HTTP/1.1 101", 12)) {
+      snprintf(why, sizeof why, "upgrade refused: %.*s", (int)strcspn(resp, "\r\n"), resp);
+      fail = why;
+    }
+  }
+  if (!fail) {
+    struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* Warm-up: at least WARMUP_S and until the sink has seen data (a proxy may connect upstream
+     * lazily), at most CONNECT_WAIT_S; then SECONDS measured. */
+    double start = now_s(), end = start + CONNECT_WAIT_S + s->seconds;
+    bool measuring = false;
+    size_t off = 0;
+    for (;;) {
+      double now = now_s();
+      if (!measuring && now >= start + WARMUP_S && (atomic_load(&s->bytes) > 0 || now >= start + CONNECT_WAIT_S)) {
+        measuring = true;
+        end = now + s->seconds;
+        if (pid > 0) tree_n = collect_tree(pid, tree, MAX_TREE); /* with a child forked for this connection */
+        cpu0 = tree_n ? tree_cpu_ns(tree, tree_n) : 0;
+        b0 = atomic_load(&s->bytes);
+        m0 = atomic_load(&s->msgs);
+        t0 = now_s();
+      }
+      if (now >= end) break;
+      /* Continue where a partial send stopped, so that ws frames stay whole on the wire. */
+      ssize_t n = send(fd, out + off, chunk - off, MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+        snprintf(why, sizeof why, "send: %s", strerror(errno));
+        fail = why;
+        break;
+      }
+      sent += (uint64_t)n;
+      off = (off + (size_t)n) % chunk;
+    }
+    t1 = now_s();
+    b1 = atomic_load(&s->bytes);
+    m1 = atomic_load(&s->msgs);
+    cpu1 = tree_n ? tree_cpu_ns(tree, tree_n) : 0;
+  }
+  atomic_store(&s->stop, 1);
+  if (fd >= 0) close(fd);
+  pthread_join(th, NULL);
+  double dur = t1 - t0;
+  uint64_t bytes = b1 - b0, msgs = m1 - m0, cpu = cpu1 > cpu0 ? cpu1 - cpu0 : 0;
+  printf("{\"mode\":\"%s\",\"addr\":\"%s\",\"size\":%d,\"sent_bytes\":%" PRIu64 ",\"bytes\":%" PRIu64
+         ",\"duration_s\":%.3f,\"gbps\":%.3f,",
+         mode, host, s->size, sent, bytes, dur, dur > 0 ? (double)bytes * 8e-9 / dur : 0.0);
+  if (ws)
+    printf("\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.0f,\"payload_msgs_per_s\":%.0f,", msgs,
+           dur > 0 ? (double)msgs / dur : 0.0, dur > 0 ? (double)bytes / (double)s->size / dur : 0.0);
+  if (tree_n && dur > 0)
+    printf("\"cpu_pct\":%.1f,", 100.0 * (double)cpu * 1e-9 / dur);
+  else
+    printf("\"cpu_pct\":null,");
+  const char *e = fail ? fail : s->error[0] ? s->error : NULL;
+  if (e) printf("\"error\":\"%s\",", e);
+  printf("\"pids\":%d}\n", tree_n);
+  fflush(stdout);
+  if (fail) rc = EXIT_SYS;
+  else if (bytes == 0) rc = EXIT_NOTHING;
+  free(out);
+  close(s->listen_fd);
+  free(s);
+  return rc;
+}
+
+/* ---- sess: new UDP sessions per second ---- */
+
+#define MAGIC_SESS 0x53424455u /* "UDBS" */
+#define SESS_STALL_S 0.1
+#define SESS_RETRY_S 2.0
+
+struct sess {
+  uint32_t n;
+  int sink_fd;
+  atomic_uint_fast64_t unique;
+  atomic_int stop;
+  uint8_t *seen;
+  double t_last_rx;
+  uint64_t stray;
+};
+
+static void *sess_sink_main(void *arg) {
+  struct sess *s = arg;
+  enum { SZ = 2048 };
+  uint8_t *bufs = malloc((size_t)SZ * RX_BATCH);
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  if (!bufs) die_errno("malloc");
+  memset(msgs, 0, sizeof msgs);
+  for (int i = 0; i < RX_BATCH; i++) {
+    iov[i].iov_base = bufs + (size_t)SZ * (size_t)i;
+    iov[i].iov_len = SZ;
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  while (!atomic_load(&s->stop)) {
+    int n = recvmmsg(s->sink_fd, msgs, RX_BATCH, MSG_WAITFORONE, NULL);
+    if (n <= 0) continue;
+    uint64_t fresh = 0;
+    for (int i = 0; i < n; i++) {
+      struct tag g;
+      if (msgs[i].msg_len < TAG_LEN) { s->stray++; continue; }
+      memcpy(&g, iov[i].iov_base, sizeof g);
+      if (g.magic != MAGIC_SESS || g.flow >= s->n) { s->stray++; continue; }
+      uint8_t bit = (uint8_t)(1u << (g.flow & 7));
+      if (s->seen[g.flow >> 3] & bit) continue;
+      s->seen[g.flow >> 3] |= bit;
+      fresh++;
+    }
+    if (fresh) {
+      s->t_last_rx = now_s();
+      atomic_fetch_add_explicit(&s->unique, fresh, memory_order_release);
+    }
+  }
+  free(bufs);
+  return NULL;
+}
+
+/* Source address of session i: 127.1.0.0 + i (every 127/8 address is local on lo). */
+static struct in_addr sess_src(uint32_t i) {
+  struct in_addr a = { .s_addr = htonl(0x7f010000u + i) };
+  return a;
+}
+
+/* One datagram per session from 127.1.x.y:PORT, the source chosen per datagram with IP_PKTINFO (ip(7)). */
+struct sess_tx {
+  int fd;
+  struct mmsghdr msgs[BATCH];
+  struct iovec iov[BATCH];
+  union { char buf[CMSG_SPACE(sizeof(struct in_pktinfo))]; struct cmsghdr align; } ctl[BATCH];
+  uint8_t *bufs;
+  uint64_t send_errors;
+};
+
+static struct sess_tx *sess_tx_new(int fd, struct addr *dst, int size) {
+  struct sess_tx *tx = calloc(1, sizeof *tx);
+  if (!tx || !(tx->bufs = calloc(BATCH, (size_t)size))) die_errno("calloc");
+  tx->fd = fd;
+  for (int i = 0; i < BATCH; i++) {
+    struct msghdr *h = &tx->msgs[i].msg_hdr;
+    tx->iov[i].iov_base = tx->bufs + (size_t)size * (size_t)i;
+    tx->iov[i].iov_len = (size_t)size;
+    h->msg_iov = &tx->iov[i];
+    h->msg_iovlen = 1;
+    h->msg_name = &dst->ss;
+    h->msg_namelen = dst->len;
+    h->msg_control = tx->ctl[i].buf;
+    h->msg_controllen = sizeof tx->ctl[i].buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(h);
+    cm->cmsg_level = IPPROTO_IP;
+    cm->cmsg_type = IP_PKTINFO;
+    cm->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+  }
+  return tx;
+}
+
+/* Sends one datagram for each of sessions ids[0..k) (k <= BATCH); returns how many went out. */
+static int sess_send(struct sess_tx *tx, const uint32_t *ids, int k) {
+  for (int i = 0; i < k; i++) {
+    struct tag g = { .magic = MAGIC_SESS, .flow = ids[i], .seq = 0 };
+    memcpy(tx->iov[i].iov_base, &g, sizeof g);
+    struct in_pktinfo pi = { .ipi_ifindex = 0, .ipi_spec_dst = sess_src(ids[i]) };
+    memcpy(CMSG_DATA(CMSG_FIRSTHDR(&tx->msgs[i].msg_hdr)), &pi, sizeof pi);
+  }
+  int r = sendmmsg(tx->fd, tx->msgs, (unsigned)k, 0);
+  if (r < 0) {
+    if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR && errno != ECONNREFUSED) die_errno("sendmmsg");
+    tx->send_errors++;
+    return 0;
+  }
+  return r;
+}
+
+static int run_sess(int argc, char **argv) {
+  int dst_port = -1, sink_port = -1, size = 64, window = 32, c;
+  long n = -1;
+  double max_s = 10.0;
+  while ((c = getopt(argc, argv, "d:s:n:w:t:m:")) != -1) {
+    switch (c) {
+    case 'd': dst_port = (int)parse_long(optarg, 1, 65535, "d"); break;
+    case 's': sink_port = (int)parse_long(optarg, 1, 65535, "s"); break;
+    case 'n': n = parse_long(optarg, 1, 1000000, "n"); break;
+    case 'w': window = (int)parse_long(optarg, 1, BATCH * 8, "w"); break;
+    case 't': max_s = parse_double(optarg, 0.01, MAX_SECONDS, "t"); break;
+    case 'm': size = (int)parse_long(optarg, TAG_LEN, 1400, "m"); break;
+    default: usage(NULL);
+    }
+  }
+  if (optind != argc) usage("sess: unexpected argument");
+  if (dst_port < 0 || sink_port < 0 || n < 0) usage("sess needs -d, -s and -n");
+  struct sess *s = calloc(1, sizeof *s);
+  if (!s) die_errno("calloc");
+  s->n = (uint32_t)n;
+  s->seen = calloc((size_t)n / 8 + 1, 1);
+  if (!s->seen) die_errno("calloc");
+  struct addr dst, sink, any;
+  make_addr("127.0.0.1", dst_port, &dst);
+  make_addr("127.0.0.1", sink_port, &sink);
+  make_addr("0.0.0.0", 0, &any);
+  s->sink_fd = bound_socket(&sink, "bind sink");
+  big_rcvbuf(s->sink_fd);
+  rcv_timeout(s->sink_fd, 0.01);
+  int fd = bound_socket(&any, "bind sender");
+  pthread_t th;
+  int err = pthread_create(&th, NULL, sess_sink_main, s);
+  if (err) {
+    errno = err;
+    die_errno("pthread_create");
+  }
+
+  struct sess_tx *tx = sess_tx_new(fd, &dst, size);
+  uint64_t resent = 0;
+  /* Phase 1: closed loop, at most WINDOW sessions in flight; in-flight ones that have not arrived
+   * after SESS_STALL_S of no progress are written off (lost), so the loop cannot hang. */
+  uint32_t ids[BATCH];
+  uint64_t next = 0, written_off = 0, last_unique = 0;
+  double t_start = now_s(), deadline = t_start + max_s, last_progress = t_start;
+  while (next < (uint64_t)n) {
+    double now = now_s();
+    if (now > deadline) break;
+    uint64_t u = atomic_load_explicit(&s->unique, memory_order_acquire);
+    if (u != last_unique) last_unique = u, last_progress = now;
+    int64_t inflight = (int64_t)next - (int64_t)u - (int64_t)written_off;
+    if (inflight < window) {
+      int k = (int)(window - inflight);
+      if (k > BATCH) k = BATCH;
+      if ((uint64_t)k > (uint64_t)n - next) k = (int)((uint64_t)n - next);
+      for (int i = 0; i < k; i++) ids[i] = (uint32_t)(next + (uint64_t)i);
+      next += (uint64_t)sess_send(tx, ids, k);
+      continue;
+    }
+    if (now - last_progress > SESS_STALL_S) {
+      written_off += (uint64_t)inflight;
+      last_progress = now;
+      continue;
+    }
+    struct timespec ts = { 0, 10000 };
+    nanosleep(&ts, NULL);
+  }
+  /* Drain: until everything arrived or SESS_STALL_S without a new one. */
+  for (double q = now_s(); ; ) {
+    uint64_t u = atomic_load(&s->unique);
+    if (u >= next) break;
+    if (u != last_unique) last_unique = u, q = now_s();
+    if (now_s() - q > SESS_STALL_S || now_s() > deadline + 1.0) break;
+    usleep(1000);
+  }
+  uint64_t phase1 = atomic_load(&s->unique);
+  double t_phase1 = (s->t_last_rx > t_start ? s->t_last_rx : now_s()) - t_start;
+
+  /* Phase 2: resend the missing ones (paced, WINDOW per ms) so that the proxy holds n sessions. */
+  double retry_end = now_s() + SESS_RETRY_S;
+  for (int round = 0; round < 3 && atomic_load(&s->unique) < (uint64_t)n && now_s() < retry_end; round++) {
+    int k = 0;
+    for (uint32_t i = 0; i < (uint32_t)n && now_s() < retry_end; i++) {
+      if (s->seen[i >> 3] & (1u << (i & 7))) continue; /* racy read: at worst one extra datagram */
+      ids[k++] = i;
+      if (k == BATCH || k == window) {
+        resent += (uint64_t)sess_send(tx, ids, k);
+        k = 0;
+        usleep(1000);
+      }
+    }
+    if (k) resent += (uint64_t)sess_send(tx, ids, k);
+    double q = now_s();
+    uint64_t before = atomic_load(&s->unique);
+    while (now_s() - q < 0.2 && atomic_load(&s->unique) < (uint64_t)n) {
+      usleep(2000);
+      if (atomic_load(&s->unique) != before) before = atomic_load(&s->unique), q = now_s();
+    }
+  }
+  atomic_store(&s->stop, 1);
+  pthread_join(th, NULL);
+  uint64_t established = atomic_load(&s->unique);
+  printf("{\"mode\":\"sess\",\"n\":%ld,\"window\":%d,\"sent\":%" PRIu64 ",\"arrived\":%" PRIu64
+         ",\"duration_s\":%.3f,\"sessions_per_s\":%.0f,\"written_off\":%" PRIu64 ",\"resent\":%" PRIu64
+         ",\"established\":%" PRIu64 ",\"stray\":%" PRIu64 ",\"send_errors\":%" PRIu64 "}\n",
+         n, window, next, phase1, t_phase1, t_phase1 > 0 ? (double)phase1 / t_phase1 : 0.0, written_off,
+         resent, established, s->stray, tx->send_errors);
+  fflush(stdout);
+  free(tx->bufs);
+  free(tx);
+  free(s->seen);
+  int rc = established ? EXIT_OK : EXIT_NOTHING;
+  free(s);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) usage(NULL);
   const char *mode = argv[1];
@@ -822,6 +1451,9 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "tput")) return run_tput(argc - 1, argv + 1);
   if (!strcmp(mode, "echo")) return run_echo(argc - 1, argv + 1);
   if (!strcmp(mode, "ping")) return run_ping(argc - 1, argv + 1);
+  if (!strcmp(mode, "tcp")) return run_stream(argc - 1, argv + 1, false);
+  if (!strcmp(mode, "ws")) return run_stream(argc - 1, argv + 1, true);
+  if (!strcmp(mode, "sess")) return run_sess(argc - 1, argv + 1);
   if (!strcmp(mode, "-h") || !strcmp(mode, "--help")) {
     fputs(usage_text, stdout);
     return EXIT_OK;

@@ -25,7 +25,7 @@ import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
 import { normalize, Namer } from './normalize.ts';
 import { deepFreeze } from './snapshot.ts';
-import type { ClusterConfig, ConfigSnapshot, RouteConfig, RuleConfig } from './snapshot.ts';
+import type { AdminConfig, ClusterConfig, ConfigSnapshot, RouteConfig, RuleConfig } from './snapshot.ts';
 
 /** The kinds of named objects the API adds and deletes, as the API paths spell them. */
 export type ObjectKind = 'listener' | 'cluster' | 'rulelist' | 'rule' | 'route' | 'endpoint';
@@ -413,6 +413,35 @@ export class ConfigStore {
     const d = structuredClone(doc);
     prep.doc(d);
     return this.build(d, (e) => relabel(e, prefix, [], ''), false);
+  }
+
+  /**
+   * Change the admin settings (`POST /api/v1/admin` with `{admin: {...}}`; l7mp answered 501).
+   * The fields given are merged over the running ones. `log_level`, `access_log_path` and
+   * `strict` take effect at once; `offload`, `address`, `port` and `log_file` are read at start,
+   * so a different value is rejected, naming the field.
+   * @throws L7Error `Cannot set admin: admin.<field>: <problem>`.
+   */
+  setAdmin(body: unknown): ConfigSnapshot {
+    const prefix = 'Cannot set admin: ';
+    if (!isObject(body)) throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}An object (a set of key-value pairs) is expected`);
+    const cur = this.snap.admin;
+    const merged: Obj = { ...cur, ...structuredClone(body) };
+    let next: AdminConfig;
+    try {
+      next = normalize({ admin: merged }, { strict: cur.strict }).admin;
+    } catch (e) {
+      throw relabel(e, prefix, [], '');
+    }
+    if (merged.strict !== undefined && typeof merged.strict !== 'boolean') {
+      throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}admin.strict: must be a boolean, got ${JSON.stringify(merged.strict)}`);
+    }
+    for (const k of ['offload', 'address', 'port', 'log_file'] as const) {
+      if (next[k] !== cur[k]) {
+        throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}admin.${k}: cannot change at runtime (it is read at start), got ${JSON.stringify(body[k])}`);
+      }
+    }
+    return deepFreeze({ ...this.snap, admin: { ...next, strict: (merged.strict as boolean | undefined) ?? cur.strict } });
   }
 
   private removal(): Removal {

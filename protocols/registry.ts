@@ -10,8 +10,17 @@ import { websocket } from './ws/index.ts';
 import { echo } from './echo/index.ts';
 import { discard } from './discard/index.ts';
 import { logger } from './logger/index.ts';
+import { httpProtocol } from './http/index.ts';
+import { l7mpController } from './l7mp-controller/index.ts';
+import { prometheus } from './prometheus/index.ts';
+import { jsonsocket } from './jsonsocket/index.ts';
+import { jsonencap } from './jsonencap/index.ts';
+import { jsondecap } from './jsondecap/index.ts';
+import { metric } from './metric/index.ts';
+import { exec } from './exec/index.ts';
+import { stdio } from './stdio/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, echo, discard, logger];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));

@@ -50,6 +50,12 @@ export interface ConnectionHandler {
 /** One side of a session: a downstream accepted by a listener or an upstream opened by a cluster. */
 export interface Connection {
   readonly kind: StreamKind;
+  /**
+   * True for a virtual stage that maps each message to at most one message (Echo, Logger,
+   * JSONEncap...): it keeps whatever framing its input had, so it neither creates message
+   * boundaries nor loses them. Optional, default false.
+   */
+  readonly passThrough?: boolean;
   readonly stats: ConnStats;
   /** Human-readable local and remote addresses, for the actor tree and logs. */
   readonly local: string;
@@ -75,6 +81,19 @@ export interface Connection {
   end(): boolean;
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
+  /**
+   * Optional, downstream connections only: the session has connected every stage of its route.
+   * Called once, before anything read from the upstream stages is sent to this connection. A
+   * listener whose protocol answers a handshake (JSONSocket's 200 reply) answers from here.
+   */
+  onSessionConnected?(): void;
+  /**
+   * Optional, downstream connections only: the session failed before it connected (no route, a
+   * stage that could not connect). `err.status` is l7mp's status (404 no route...). Called once,
+   * just before the session closes this connection; a protocol that has an error reply (JSONSocket)
+   * sends it from here.
+   */
+  onSessionFailed?(err: L7Error): void;
 }
 
 /** What a listener gets from the worker that hosts it. */
@@ -166,11 +185,34 @@ export interface ClusterInstance {
   close(): void;
 }
 
+/** A request to the process's admin API (REST API, metrics), made from a worker. */
+export interface AdminCall {
+  method: string;
+  /** Path and query string, e.g. `/api/v1/listeners?recursive=true`. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: Uint8Array;
+}
+
+/** The admin API's answer to an {@link AdminCall}. */
+export interface AdminAnswer {
+  status: number;
+  statusMessage: string;
+  headers: Record<string, string>;
+  body: Uint8Array;
+}
+
 /** What a cluster gets from the worker. */
 export interface ClusterContext {
   readonly slot: number;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;
+  /**
+   * Serve a request with the process's admin API, which lives on the main thread (the
+   * L7mpController and Prometheus clusters). Never rejects: failures come back as l7mp error
+   * answers (503 while the API is not up yet).
+   */
+  admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
 /** A protocol: its name, its spec schemas, and factories. Exported by each protocol's index.ts. */
@@ -197,6 +239,12 @@ export interface ProtocolModule {
     readonly schema: TSchema;
     /** Virtual clusters (Echo, Discard, Logger) take no endpoints and ignore load balancing. */
     readonly virtual: boolean;
+    /**
+     * Export the traffic of each live session stage through this cluster as l7mp's
+     * `session_byte_counter_total` / `session_packet_counter_total{sessionName, clusterName}`
+     * (the Metric cluster). Default false: session names are unbounded label values.
+     */
+    readonly sessionMetrics?: boolean;
     create(cfg: { name: string; spec: any }, ctx: ClusterContext): ClusterInstance;
   };
 }

@@ -18,7 +18,7 @@ import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from '
 import { Runtime } from './runtime.ts';
 import { offloadProvider } from '../native-offload/provider.ts';
 import { parseAdminAddress, type AdminServer } from './admin/server.ts';
-import { startAdmin } from './admin/index.ts';
+import { createAdmin } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
 import { ConfigStore } from '../cluster-config/store.ts';
 import { NATS_FLAGS, NATS_USAGE, connectionOptions } from '../fleet/options.ts';
@@ -267,14 +267,17 @@ async function main(): Promise<void> {
     log.info({ fleet: f.fleet, node: f.nodeId, labels: f.labels, address: f.address, nats: f.connection.servers }, 'fleet member: desired state from NATS KV');
   }
   const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
+  // The admin routes exist even unbound: L7mpController and Prometheus clusters reach them.
+  const api = createAdmin(runtime, { host: adminAddr?.host ?? '127.0.0.1', port: adminAddr?.port ?? 0, ...(cli.adminToken ? { token: cli.adminToken } : {}), log, store });
+  admin = api;
   if (adminAddr !== undefined) {
     try {
-      admin = await startAdmin(runtime, { ...adminAddr, ...(cli.adminToken ? { token: cli.adminToken } : {}), log, store });
+      await api.start();
     } catch (e) {
       await runtime.shutdown();
       fail((e as Error).message);
     }
-    log.info({ admin: admin.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${admin.address}/api/v1`);
+    log.info({ admin: api.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${api.address}/api/v1`);
   }
   hints(snapshot, log);
   log.info({ workers: cli.workers, config: cli.config, pid: process.pid }, 'l7mp-ts ready');

@@ -6,14 +6,16 @@
  * style): past `maxRestarts` within `restartPeriodMs` the runtime gives up and reports it.
  */
 import { EventEmitter } from 'node:events';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { UnixDgramHost } from '../protocols/uds/dgram-host.ts';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import type { ActorNode } from '../actors/tree.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import type { LogLevel, Logger } from './common/log.ts';
-import type { StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import type { HostApi, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
 import type { WorkerMetrics } from './stats.ts';
 
 /** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
@@ -45,7 +47,17 @@ interface Slot {
   readonly slot: number;
   thread: Worker;
   api: Comlink.Remote<WorkerApi>;
+  /** Our end of the worker's {@link HostApi} channel. */
+  host: MessagePort;
   live: boolean;
+}
+
+/** The handler behind {@link HostApi.adminRequest}. */
+export type AdminHandler = (call: AdminCall) => Promise<AdminAnswer>;
+
+function unavailable(): AdminAnswer {
+  const body = Buffer.from(JSON.stringify({ status: 503, message: 'Service Unavailable', content: 'The admin API is not up yet' }, null, 4));
+  return { status: 503, statusMessage: 'Service Unavailable', headers: { 'content-type': 'application/json' }, body };
 }
 
 // From a checkout Node runs the .ts sources; an installed package runs the build in dist/ (.js).
@@ -74,6 +86,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
 export class Runtime extends EventEmitter {
   private readonly opts: RuntimeOptions;
   private readonly slots = new Map<number, Slot>();
+  /** Unix datagram sockets of every worker (owned by this thread). */
+  private readonly unixDgram = new UnixDgramHost();
   private stopping = false;
   private restartTimes: number[] = [];
   /** Applies run one at a time, in order. */
@@ -82,6 +96,11 @@ export class Runtime extends EventEmitter {
   restarts = 0;
   /** Worker restarts since start, by slot. */
   private readonly restartsBySlot = new Map<number, number>();
+  private adminHandler: AdminHandler | null = null;
+  /** Served to every worker. */
+  private readonly hostApi: HostApi = {
+    adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
+  };
 
   constructor(opts: RuntimeOptions) {
     super();
@@ -138,6 +157,8 @@ export class Runtime extends EventEmitter {
     const errors = results.flatMap((r) => (r.ok ? [] : r.errors));
     if (errors.length === 0) {
       this.opts.snapshot = next;
+      // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
+      if (next.admin.log_level !== prev.admin.log_level) this.opts.log.level = next.admin.log_level;
       return;
     }
     await Promise.all(live.map((s) => s.api.apply(prev)));
@@ -153,10 +174,19 @@ export class Runtime extends EventEmitter {
       [...this.slots.values()].map(async (s) => {
         await withTimeout(s.api.shutdown(), timeout, undefined);
         s.api[Comlink.releaseProxy]();
+        s.host.close();
         await s.thread.terminate();
       }),
     );
     this.slots.clear();
+  }
+
+  /**
+   * Set the admin API that workers reach through {@link HostApi.adminRequest} (the L7mpController
+   * and Prometheus clusters). Until it is set they get 503.
+   */
+  setAdminHandler(h: AdminHandler | null): void {
+    this.adminHandler = h;
   }
 
   /** Counters of every live worker. */
@@ -202,15 +232,32 @@ export class Runtime extends EventEmitter {
     return withTimeout(s.api.stopActor(id), 1000, 'not-found' as const);
   }
 
+  /**
+   * Disconnect every session stage connected to `endpoint` of `cluster`, on every worker (a
+   * recursive endpoint delete: retries move them to the remaining endpoints). Resolves with the
+   * number of sessions told.
+   */
+  async dropEndpoint(cluster: string, endpoint: string): Promise<number> {
+    const live = [...this.slots.values()].filter((s) => s.live);
+    const counts = await Promise.all(live.map((s) => withTimeout(s.api.dropEndpoint(cluster, endpoint), 1000, 0)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   /** The thread of a slot (tests use it to kill a worker). */
   thread(slot: number): Worker | undefined {
     return this.slots.get(slot)?.thread;
   }
 
   private spawn(slot: number): Slot {
-    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel };
-    const thread = new Worker(workerUrl, { workerData: init, name: `l7mp-ts worker ${slot}` });
-    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), live: false };
+    const hostCh = new MessageChannel();
+    Comlink.expose(this.hostApi, nodeEndpoint(hostCh.port1));
+    // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
+    const dgram = new MessageChannel();
+    this.unixDgram.attach(dgram.port1);
+    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2, unixDgramPort: dgram.port2 };
+    const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, dgram.port2], name: `l7mp-ts worker ${slot}` });
+    thread.once('exit', () => this.unixDgram.detach(dgram.port1));
+    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false };
     // Without an 'error' listener a throwing worker would take the process down.
     thread.on('error', (err) => this.opts.log.error({ worker: slot, err: err.message }, 'worker thread error'));
     thread.on('exit', (code) => this.onExit(s, code));
@@ -245,6 +292,7 @@ export class Runtime extends EventEmitter {
     this.opts.log.error({ worker: s.slot, code }, 'worker died; replacing it');
     s.live = false;
     s.api[Comlink.releaseProxy]();
+    s.host.close();
     this.emit('workerExit', s.slot, code);
     this.broadcastRing();
     for (const o of this.slots.values()) if (o !== s) void o.api.removePeer(s.slot);

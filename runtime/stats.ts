@@ -71,6 +71,11 @@ export interface WorkerMetrics {
   accessLogDropped: number;
   listeners: ListenerMetrics[];
   clusters: ClusterMetrics[];
+  /**
+   * Live session stages through clusters that export per-session metrics (Metric): bytes and
+   * messages written into the stage. Optional.
+   */
+  sessionStages?: Array<{ session: string; cluster: string; bytes: number; packets: number }>;
 }
 
 export function addTraffic(into: Traffic, t: Traffic): void {

@@ -10,24 +10,35 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
 import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
 import { actorTree, type ActorNode } from '../actors/tree.ts';
-import { SessionActor, type SessionRecord } from '../actors/session.ts';
+import { SessionActor, dropEndpointMsg, type SessionRecord } from '../actors/session.ts';
 import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
-import type { DatagramHandoff } from '../protocols/types.ts';
+import type { AdminAnswer, AdminCall, DatagramHandoff } from '../protocols/types.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing, placeSingle } from './ring.ts';
 import { decodeEnvelope, encodeHandoff } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
 import { AccessLog } from './access-log.ts';
+import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
   slot: number;
   workers: number;
   logLevel: LogLevel;
+  /** The main thread's {@link HostApi} (comlink over this port). */
+  host: MessagePort;
+  /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
+  unixDgramPort?: MessagePort;
+}
+
+/** What the main thread serves to its workers (comlink, one port per worker). */
+export interface HostApi {
+  /** Serve a request with the admin API (L7mpController and Prometheus clusters). */
+  adminRequest(call: AdminCall): Promise<AdminAnswer>;
 }
 
 /** Outcome of {@link WorkerApi.start}: errors travel as data (comlink drops custom fields of thrown errors). */
@@ -63,10 +74,15 @@ class WorkerHost implements WorkerServices {
   /** Traffic of ended sessions, by listener and cluster (metrics). */
   readonly tally = new TrafficTally();
   accessLog: AccessLog | null = null;
+  /** `admin.log_level` of the snapshot last applied (null before start). */
+  adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
   private accessLogDroppedBefore = 0;
 
+  private readonly hostApi: Comlink.Remote<HostApi>;
+
   constructor(init: WorkerInit) {
+    this.hostApi = Comlink.wrap<HostApi>(nodeEndpoint(init.host));
     this.slot = init.slot;
     this.workers = init.workers;
     this.log = makeLogger(init.logLevel, { worker: init.slot });
@@ -89,6 +105,15 @@ class WorkerHost implements WorkerServices {
     port.postMessage(buf, [buf.buffer as ArrayBuffer]);
     this.handoffsOut++;
     return true;
+  }
+
+  async admin(call: AdminCall): Promise<AdminAnswer> {
+    try {
+      return await this.hostApi.adminRequest(call);
+    } catch (e) {
+      const body = Buffer.from(JSON.stringify({ status: 503, message: 'Service Unavailable', content: (e as Error).message }, null, 4));
+      return { status: 503, statusMessage: 'Service Unavailable', headers: { 'content-type': 'application/json' }, body };
+    }
   }
 
   placeSingle(listener: string): number {
@@ -141,6 +166,13 @@ class WorkerHost implements WorkerServices {
     for (const s of this.liveSessions()) live.push(s.record());
     const w = this.worker;
     const { listeners, clusters } = this.tally.collect(w?.counters ?? new Map(), w?.clusterCounters ?? new Map(), live);
+    const sessionStages: NonNullable<WorkerMetrics['sessionStages']> = [];
+    for (const r of live) {
+      for (const s of r.stages) {
+        const proto = w?.clusterCounters.get(s.cluster)?.protocol;
+        if (proto !== undefined && protocol(proto)?.cluster?.sessionMetrics === true) sessionStages.push({ session: r.name, cluster: s.cluster, bytes: s.txBytes, packets: s.txPackets });
+      }
+    }
     return {
       slot: this.slot,
       threadId,
@@ -153,6 +185,7 @@ class WorkerHost implements WorkerServices {
       accessLogDropped: this.accessLogDroppedBefore + (this.accessLog?.dropped ?? 0),
       listeners,
       clusters,
+      sessionStages,
     };
   }
 
@@ -167,6 +200,7 @@ class WorkerHost implements WorkerServices {
 }
 
 const host = new WorkerHost(workerData as WorkerInit);
+if ((workerData as WorkerInit).unixDgramPort !== undefined) setUnixDgramPort((workerData as WorkerInit).unixDgramPort as MessagePort);
 
 function sessionsActive(): number {
   let n = 0;
@@ -185,6 +219,7 @@ const api = {
   start(snapshot: ConfigSnapshot, live: number[]): Promise<StartResult> {
     host.ring = new WorkerRing(live);
     host.setAccessLog(snapshot.admin.access_log_path);
+    host.adminLogLevel = snapshot.admin.log_level;
     return new Promise<StartResult>((resolve) => {
       const table = new RoutingTable(snapshot);
       host.root = host.dispatcher.spawnRoot(
@@ -215,6 +250,9 @@ const api = {
     if (w === null) return Promise.resolve({ ok: false, errors: [new L7Error(ErrorCode.Internal, `worker ${host.slot} is not started`).toData()] });
     const table = new RoutingTable(snapshot);
     host.setAccessLog(snapshot.admin.access_log_path);
+    // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
+    if (host.adminLogLevel !== null && snapshot.admin.log_level !== host.adminLogLevel) host.log.level = snapshot.admin.log_level;
+    host.adminLogLevel = snapshot.admin.log_level;
     return new Promise<StartResult>((resolve) => {
       w.apply(table, (failures) => resolve(startResult(failures)));
     });
@@ -232,6 +270,22 @@ const api = {
   removePeer(slot: number): void {
     host.peers.get(slot)?.close();
     host.peers.delete(slot);
+  },
+  /**
+   * Disconnect the session stages on `endpoint` of `cluster` (a recursive endpoint delete), so
+   * retries move them elsewhere. Returns how many sessions were told.
+   */
+  dropEndpoint(cluster: string, endpoint: string): number {
+    let n = 0;
+    for (const l of host.root?.children.values() ?? []) {
+      if (l.kind !== 'listener') continue;
+      for (const c of l.children.values()) {
+        if (c.state === 'stopped' || !(c.actor instanceof SessionActor) || !c.actor.traverses(cluster, endpoint)) continue;
+        c.tell(dropEndpointMsg(cluster, endpoint) as never);
+        n++;
+      }
+    }
+    return n;
   },
   /** Stop the session actor with this id: 'ok', 'not-found', or 'not-session'. */
   stopActor(id: string): 'ok' | 'not-found' | 'not-session' {

@@ -5,6 +5,9 @@
  * A file that cannot be opened or written (missing directory, permissions, disk full) is logged
  * and from then on skipped: traffic still passes through, and the worker never sees an unhandled
  * stream 'error' (which would kill the thread).
+ * Its connections are datagram streams: each message passes through as one message, so a UDP →
+ * Logger → UDP route keeps boundaries and is not counted as losing them (l7mp listed Logger as a
+ * byte stream).
  */
 import fs from 'node:fs';
 import { Type } from '@sinclair/typebox';
@@ -41,7 +44,7 @@ export const logger: ProtocolModule = {
       return {
         connect: () =>
           Promise.resolve(
-            new VirtualConnection('byte', cfg.name, (d) => {
+            new VirtualConnection('datagram', cfg.name, (d) => {
               if (!failed) out.write(head === null ? d : Buffer.concat([head, d]));
               return d;
             }),

@@ -39,6 +39,13 @@ export const UdpListenerSpec = Type.Object(
               expect: 'a number of seconds >= 0',
             }),
           ),
+          rtp: Type.Optional(
+            Type.Boolean({
+              default: false,
+              description:
+                'Server mode: read the RTP header (RFC 3550) of each session\'s first datagram into /RTP/SSRC, /RTP/payload_type and /RTP/sequence (numbers), for rules and a ConsistentHash `key: /RTP/SSRC` that keeps a call on one endpoint. A first datagram that is not RTP leaves /RTP absent.',
+            }),
+          ),
           recv_buffer_size: Type.Optional(
             Type.Integer({
               minimum: 0,

@@ -31,6 +31,7 @@ import type {
   Metadata,
 } from '../types.ts';
 import type { UdpListenerSpec } from './config.ts';
+import { parseRtp } from './rtp.ts';
 
 /** Datagrams a connection holds before the session wires it (the first datagram, a burst). */
 const PENDING_MAX = 256;
@@ -360,7 +361,13 @@ export class UdpListener implements ListenerInstance {
     conn.inject(first);
     conn.open();
     const local = `${this.bindAddress}:${this.spec.port}`;
-    this.ctx.accept(conn, this.metadata(address, port), `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}`);
+    const md = this.metadata(address, port);
+    if (this.spec.options?.rtp === true) {
+      const rtp = parseRtp(first);
+      if (rtp !== null) md.RTP = rtp;
+      else this.ctx.count('rtp_absent');
+    }
+    this.ctx.accept(conn, md, `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}`);
   }
 
   private metadata(address: string, port: number): Metadata {

@@ -1,12 +1,24 @@
-/** UnixDomainSocket (stream): listener on one worker, cluster to socket paths. */
+/** UnixDomainSocket: stream (SOCK_STREAM) or dgram (SOCK_DGRAM) listener on one worker, cluster to socket paths. */
 import type { ProtocolModule } from '../types.ts';
-import { UdsClusterSpec, UdsListenerSpec } from './config.ts';
+import { DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S, UdsClusterSpec, UdsListenerSpec } from './config.ts';
 import { UdsListener } from './listener.ts';
 import { UdsCluster } from './cluster.ts';
+import { UdsDgramListener } from './dgram-listener.ts';
+import { UdsDgramCluster } from './dgram-cluster.ts';
 
 export const uds: ProtocolModule = {
   name: 'UnixDomainSocket',
+  // Per connection: byte for `type: stream` (the default), datagram for `type: dgram`.
   kind: 'byte',
-  listener: { schema: UdsListenerSpec, placement: () => 'single', create: (cfg, ctx) => new UdsListener(cfg, ctx) },
-  cluster: { schema: UdsClusterSpec, virtual: false, create: (cfg) => new UdsCluster(cfg) },
+  listener: {
+    schema: UdsListenerSpec,
+    placement: () => 'single',
+    create: (cfg, ctx) => (cfg.spec.type === 'dgram' ? new UdsDgramListener(cfg, ctx) : new UdsListener(cfg, ctx)),
+    idleTimeoutMs: (spec: UdsListenerSpec) => (spec.type === 'dgram' ? (spec.options?.idle_timeout ?? DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S) * 1000 : 0),
+  },
+  cluster: {
+    schema: UdsClusterSpec,
+    virtual: false,
+    create: (cfg, ctx) => (cfg.spec.type === 'dgram' ? new UdsDgramCluster(cfg, ctx) : new UdsCluster(cfg)),
+  },
 };

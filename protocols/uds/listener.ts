@@ -30,7 +30,9 @@ export async function clearStaleSocket(path: string, listenerName: string): Prom
       c.destroy();
       resolve(true);
     });
-    c.once('error', () => resolve(false));
+    // EPROTOTYPE: a live socket of another type (SOCK_DGRAM) is bound there; only a refused
+    // connect means nobody is.
+    c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'EPROTOTYPE'));
   });
   if (live) throw new L7Error(ErrorCode.ListenerBind, `listener "${listenerName}": ${path} is in use by another process`);
   fs.rmSync(path, { force: true });

@@ -10,6 +10,8 @@ const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, on
 
 export class VirtualConnection implements Connection {
   readonly kind: StreamKind;
+  /** Each message in is at most one message out: the input's framing is kept. */
+  readonly passThrough = true;
   readonly stats = new ConnStats();
   readonly local: string;
   readonly remote = '<VIRTUAL>';

@@ -14,7 +14,7 @@
  * indented by 2 spaces.
  *
  * Deliberate deviations from l7mp (bugs fixed, shapes kept):
- * - POST /config replaces the config (l7mp: 500 with content 501). POST /admin answers a real 501.
+ * - POST /config replaces the config (l7mp: 500 with content 501). POST /admin changes log_level, access_log_path and strict at runtime (l7mp: 501).
  * - A bad or missing content type on POST is a real 415 `Unsupported Media Type` (B5).
  * - Invalid JSON gives 400 `Invalid JSON format in request: <parser message>` (B6).
  * - GET /endpoints/{name} works (B3); a not-found says what: `Not Found: Unknown listener "x"` (B7).
@@ -437,9 +437,7 @@ export function registerApi(server: AdminServer, runtime: Runtime, store: Config
   });
   post('/api/v1/config', (body, req) => change(req, 'Cannot set config', () => store.replace(body)));
   server.route('GET', '/api/v1/admin', (req) => respond(req, dumper(req).admin()));
-  server.route('POST', '/api/v1/admin', () =>
-    errorReply(501, 'Not Implemented', 'POST /api/v1/admin is not implemented: admin settings are read at start (config file, command line)'),
-  );
+  post('/api/v1/admin', (body, req) => change(req, 'Cannot set admin', () => store.setAdmin(unwrap(body, 'admin', 'Cannot set admin'))));
 
   // listeners, clusters, rulelists, rules, routes: list, add, get, delete
   for (const kind of ['listener', 'cluster', 'rulelist', 'rule', 'route'] as const) {
@@ -474,9 +472,14 @@ export function registerApi(server: AdminServer, runtime: Runtime, store: Config
     if (found === undefined) throw notFound('endpoint', name);
     return respond(req, dumper(req).endpoint(found.endpoint));
   });
-  server.route('DELETE', '/api/v1/endpoints/{name}', (req) =>
-    change(req, 'Cannot delete endpoint', () => store.delete('endpoint', req.params.name as string, rec(req))),
-  );
+  server.route('DELETE', '/api/v1/endpoints/{name}', async (req) => {
+    const name = req.params.name as string;
+    const cluster = store.endpoint(name)?.cluster.name;
+    const reply = await change(req, 'Cannot delete endpoint', () => store.delete('endpoint', name, rec(req)));
+    // Recursive: the sessions on it are disconnected, so retries move them elsewhere (§1.9).
+    if (rec(req) && cluster !== undefined) await runtime.dropEndpoint(cluster, name);
+    return reply;
+  });
 
   // rules in a rulelist, by position
   server.route('GET', '/api/v1/rulelists/{name}/rules/{position}', (req) => {

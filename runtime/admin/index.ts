@@ -20,13 +20,24 @@ export interface AdminOptions {
   store?: ConfigStore;
 }
 
-/** Bind the admin server and register its routes. @throws L7Error when it cannot bind. */
-export async function startAdmin(runtime: Runtime, opts: AdminOptions): Promise<AdminServer> {
+/**
+ * The admin server with every route, not bound yet: {@link AdminServer.request} serves the
+ * workers' L7mpController and Prometheus clusters even when no admin port is configured (it is
+ * set as the runtime's admin handler here).
+ */
+export function createAdmin(runtime: Runtime, opts: AdminOptions): AdminServer {
   const server = new AdminServer({ host: opts.host, port: opts.port, log: opts.log, ...(opts.token ? { token: opts.token } : {}) });
   registerHealth(server, runtime);
   registerActors(server, runtime);
   registerApi(server, runtime, opts.store ?? new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), warn: (m) => opts.log.debug(m) }));
   registerMetrics(server, runtime);
+  runtime.setAdminHandler((call) => server.request(call));
+  return server;
+}
+
+/** Bind the admin server and register its routes. @throws L7Error when it cannot bind. */
+export async function startAdmin(runtime: Runtime, opts: AdminOptions): Promise<AdminServer> {
+  const server = createAdmin(runtime, opts);
   await server.start();
   return server;
 }

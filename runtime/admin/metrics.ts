@@ -35,6 +35,8 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   // l7mp's names and labels (compat reference §6.1), summed over workers.
   { name: 'listener_requests_total', type: 'counter', labels: ['listenerName', 'protocol'], help: 'Sessions emitted by a listener (counted before routing).' },
   { name: 'cluster_requests_total', type: 'counter', labels: ['clusterName', 'protocol'], help: 'Successful session stage connects to a cluster at session setup (reconnects not counted).' },
+  { name: 'session_byte_counter_total', type: 'counter', labels: ['sessionName', 'clusterName'], help: 'Bytes through a Metric cluster stage, per live session.' },
+  { name: 'session_packet_counter_total', type: 'counter', labels: ['sessionName', 'clusterName'], help: 'Messages (stream chunks) through a Metric cluster stage, per live session.' },
   // Listeners, per worker. rx = from the downstream peers, tx = to them.
   { name: 'l7mp_listener_sessions_total', type: 'counter', labels: L, help: 'Sessions accepted.' },
   { name: 'l7mp_listener_sessions_active', type: 'gauge', labels: L, help: 'Sessions alive now.' },
@@ -122,6 +124,10 @@ export function workerSamples(w: WorkerMetrics): Sample[] {
     add('l7mp_cluster_tx_bytes_total', lab, t.txBytes);
     add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'connection' }, t.drops);
     add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'setup' }, t.setupDrops);
+  }
+  for (const s of w.sessionStages ?? []) {
+    add('session_byte_counter_total', { sessionName: s.session, clusterName: s.cluster }, s.bytes);
+    add('session_packet_counter_total', { sessionName: s.session, clusterName: s.cluster }, s.packets);
   }
   const lab = { worker };
   add('l7mp_worker_sessions_active', lab, w.sessionsActive);

@@ -16,6 +16,8 @@ import net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { L7Error, ErrorCode } from '../common/errors.ts';
 import type { Logger } from '../common/log.ts';
+import type { AdminAnswer, AdminCall } from '../../protocols/types.ts';
+import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/http/exchange.ts';
 
 /** A parsed request as handlers see it. */
 export interface AdminRequest {
@@ -50,12 +52,21 @@ const MAX_BODY = 1 << 20;
 
 /** l7mp's error reply: `{status, message, content}`, 4-space indented (compat reference §2.3). */
 export function errorReply(status: number, message: string, content: unknown): Reply {
-  return { status, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status, message, content }, null, 4) };
+  return { status, headers: { 'content-type': 'application/json' }, body: l7mpErrorBody(status, message, content) };
 }
 
 /** The reason phrase l7mp used for a status. */
-export function statusMessage(status: number): string {
-  return status === 404 ? 'Not Found' : status === 401 ? 'Unauthorized' : status === 422 ? 'Unprocessable Entity' : status >= 500 ? 'General Server Error' : 'Bad Request';
+export const statusMessage = l7mpStatusMessage;
+
+/** A request as the dispatcher sees it, from a socket or from a worker ({@link AdminServer.request}). */
+interface RawRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: http.IncomingHttpHeaders;
+  /** Reads the body (called once, after the route matched). */
+  body(): Promise<Buffer>;
+  /** Discards the body (no route, not authorized). */
+  discard(): void;
 }
 
 export interface AdminServerOptions {
@@ -112,7 +123,28 @@ export class AdminServer {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  private authorized(req: http.IncomingMessage): boolean {
+  /**
+   * Serve a request that did not come over this server's socket: the L7mpController and
+   * Prometheus clusters of the workers forward their sessions' requests here. Same routes, same
+   * bearer token, same answers.
+   */
+  async request(call: AdminCall): Promise<AdminAnswer> {
+    const body = Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength);
+    const raw: RawRequest = {
+      method: call.method,
+      url: call.url,
+      headers: call.headers as http.IncomingHttpHeaders,
+      body: () =>
+        body.length > MAX_BODY
+          ? Promise.reject(new L7Error(ErrorCode.InvalidArgument, `request body larger than ${MAX_BODY} bytes`, { status: 413 }))
+          : Promise.resolve(body),
+      discard() {},
+    };
+    const { status, headers, body: out } = await this.answer(raw);
+    return { status, statusMessage: http.STATUS_CODES[status] ?? '', headers, body: typeof out === 'string' ? Buffer.from(out) : out };
+  }
+
+  private authorized(req: RawRequest): boolean {
     const token = this.opts.token;
     if (token === undefined || token === '') return true;
     const h = req.headers.authorization ?? '';
@@ -152,6 +184,20 @@ export class AdminServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const raw: RawRequest = {
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: req.headers,
+      body: () => readBody(req),
+      discard: () => req.resume(),
+    };
+    const { status, headers, body } = await this.answer(raw);
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  /** Route, run the handler, and render its reply (or its error, l7mp's shape). Never throws. */
+  private async answer(req: RawRequest): Promise<{ status: number; headers: Record<string, string>; body: string | Buffer }> {
     let reply: Reply;
     try {
       reply = await this.dispatch(req);
@@ -171,23 +217,22 @@ export class AdminServer {
       headers['content-type'] ??= 'application/json';
     }
     headers['content-length'] = String(Buffer.byteLength(body));
-    res.writeHead(status, headers);
-    res.end(body);
+    return { status, headers, body };
   }
 
-  private async dispatch(req: http.IncomingMessage): Promise<Reply> {
+  private async dispatch(req: RawRequest): Promise<Reply> {
     if (!this.authorized(req)) {
-      req.resume();
+      req.discard();
       return { ...errorReply(401, 'Unauthorized', 'Missing or invalid bearer token'), headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' } };
     }
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const m = this.match(req.method ?? 'GET', url.pathname);
+    const url = new URL(req.url, 'http://admin');
+    const m = this.match(req.method, url.pathname);
     if (m === null || m === 'method') {
-      req.resume();
+      req.discard();
       return errorReply(404, 'Not Found', 'Unknown API operation');
     }
-    const body = await readBody(req);
-    return m.route.handler({ method: req.method ?? 'GET', path: url.pathname, params: m.params, query: url.searchParams, headers: req.headers, body });
+    const body = await req.body();
+    return m.route.handler({ method: req.method, path: url.pathname, params: m.params, query: url.searchParams, headers: req.headers, body });
   }
 }
 

@@ -10,7 +10,9 @@ import { startAdmin } from '../../runtime/admin/index.ts';
 import type { AdminServer } from '../../runtime/admin/server.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import { makeLogger } from '../../runtime/common/log.ts';
-import { freePort, freeTcpPort, startProxy, udpEcho, UdpClient, waitFor } from '../helpers.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, freeTcpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 
 const log = makeLogger('warn', { thread: 'test' });
 const WAIT = 10_000;
@@ -182,7 +184,7 @@ test('deleting a cluster ends the sessions through it', async () => {
   }
 });
 
-test('errors keep l7mp\'s shape and strings: duplicates, unknown paths, 415, bad JSON, unknown objects, 501', async () => {
+test('errors keep l7mp\'s shape and strings: duplicates, unknown paths, 415, bad JSON, unknown objects', async () => {
   await withApi(echoOnly, 1, async (admin) => {
     const dup = await fails(call(admin, 'POST', '/api/v1/clusters', { cluster: { name: 'echo', spec: { protocol: 'Echo' } } }), 400, 'Bad Request', 'Cannot add cluster: Cluster "echo" already defined');
     assert.match(dup.json.content, /already defined$/);
@@ -205,7 +207,6 @@ test('errors keep l7mp\'s shape and strings: duplicates, unknown paths, 415, bad
     // B7 fixed: the content says what was not found.
     await fails(call(admin, 'GET', '/api/v1/listeners/x'), 400, 'Bad Request', 'Not Found: Unknown listener "x"');
     await fails(call(admin, 'POST', '/api/v1/clusters/echo/endpoints', { endpoint: { spec: { address: '1.2.3.4' } } }), 400, 'Bad Request', 'Cannot add endpoint: Adding an endpoint to a cluster of type Echo is not supported');
-    await fails(call(admin, 'POST', '/api/v1/admin', { admin: { log_level: 'info' } }), 501, 'Not Implemented', /not implemented/);
     // GET and DELETE need no content type; a JSON content type with an empty body is fine.
     assert.equal((await call(admin, 'GET', '/api/v1/clusters', '', 'application/json')).status, 200);
     await fails(call(admin, 'DELETE', '/api/v1/clusters/nope', '', 'application/json'), 400, 'Bad Request', 'Cannot delete cluster: Unknown cluster "nope"');
@@ -215,6 +216,117 @@ test('errors keep l7mp\'s shape and strings: duplicates, unknown paths, 415, bad
     assert.equal((await call(admin, 'GET', '/api/v1/clusters?format=terse')).text, '[{"name":"echo","spec":{"protocol":"Echo"},"endpoints":1,"loadbalancer":{"policy":"None"}}]');
     assert.match((await call(admin, 'GET', '/api/v1/clusters')).text, /^\[\n {2}\{\n {4}"name"/);
   });
+});
+
+test('POST /api/v1/admin (l7mp: 501) changes the log level, the access log and strict mode at runtime; start-time fields are refused by name', async () => {
+  const port = await freePort();
+  const up = await udpEcho('up:');
+  const dir = tmpDir();
+  const accessLog = path.join(dir, 'access.log');
+  try {
+    const doc = {
+      listeners: [{ name: 'in', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: 'up' } } }] }],
+      clusters: [{ name: 'up', spec: { protocol: 'UDP', port: up.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] }],
+    };
+    await withApi(doc, 2, async (admin) => {
+      await ok(call(admin, 'POST', '/api/v1/admin', { admin: { log_level: 'warn', access_log_path: accessLog } }));
+      const adm = (await call(admin, 'GET', '/api/v1/admin')).json;
+      assert.equal(adm.log_level, 'warn');
+      assert.equal(adm.access_log_path, accessLog);
+      // Every worker now writes the access log: a session ended through the API leaves its line.
+      const c = await UdpClient.open();
+      try {
+        assert.equal((await c.request('hi', port)).toString(), 'up:hi');
+        const sessions = await waitFor(async () => ((await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>).filter((s) => s.name.startsWith('UDP:')), WAIT, 'the UDP session');
+        const name = (sessions[0] as { name: string }).name;
+        await ok(call(admin, 'DELETE', `/api/v1/sessions/${encodeURIComponent(name)}`));
+        await waitFor(() => fs.existsSync(accessLog) && fs.readFileSync(accessLog, 'utf8').includes(name), WAIT, 'the access log line');
+      } finally {
+        c.close();
+      }
+      await fails(call(admin, 'POST', '/api/v1/admin', { admin: { log_level: 'loud' } }), 400, 'Bad Request', /^Cannot set admin: admin\.log_level: .*"loud"/);
+      await fails(call(admin, 'POST', '/api/v1/admin', { admin: { offload: 'init' } }), 400, 'Bad Request', 'Cannot set admin: admin.offload: cannot change at runtime (it is read at start), got "init"');
+      await fails(call(admin, 'POST', '/api/v1/admin', { log_level: 'info' }), 400, 'Bad Request', 'Cannot set admin: the request body must be {"admin": ...}');
+      assert.equal((await call(admin, 'GET', '/api/v1/admin')).json.log_level, 'warn', 'a refused change changes nothing');
+      // Strict mode on: unknown fields are now rejected.
+      await ok(call(admin, 'POST', '/api/v1/admin', { admin: { strict: true } }));
+      assert.equal((await call(admin, 'GET', '/api/v1/admin')).json.strict, true);
+      await fails(call(admin, 'POST', '/api/v1/clusters', { cluster: { name: 'e2', spec: { protocol: 'Echo' }, bogus: 1 } }), 400, 'Bad Request', /bogus/);
+    });
+  } finally {
+    await up.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('options.track keeps ended sessions listed as DESTROYED (l7mp §1.2); without it they go at once', async () => {
+  const tracked = await freePort();
+  const plain = await freePort();
+  const doc = {
+    listeners: [
+      { name: 'tracked', spec: { protocol: 'UDP', port: tracked }, options: { track: 60 }, rules: [{ action: { route: { destination: 'echo' } } }] },
+      { name: 'plain', spec: { protocol: 'UDP', port: plain }, rules: [{ action: { route: { destination: 'echo' } } }] },
+    ],
+    ...echoOnly,
+  };
+  await withApi(doc, 2, async (admin) => {
+    assert.deepEqual((await call(admin, 'GET', '/api/v1/listeners/tracked')).json.options, { track: 60 });
+    const c = await UdpClient.open();
+    try {
+      assert.equal((await c.request('a', tracked)).toString(), 'a');
+      assert.equal((await c.request('b', plain)).toString(), 'b');
+    } finally {
+      c.close();
+    }
+    const live = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string; source: { listener: { name?: string } } }>;
+    assert.equal(live.length, 2);
+    for (const s of live) await ok(call(admin, 'DELETE', `/api/v1/sessions/${encodeURIComponent(s.name)}`));
+    const after = await waitFor(
+      async () => {
+        const l = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string; status: string }>;
+        return l.length === 1 && l[0]?.status === 'DESTROYED' ? l : null;
+      },
+      WAIT,
+      'only the tracked session left, DESTROYED',
+    );
+    assert.match((after as Array<{ name: string }>)[0]?.name ?? '', new RegExp(`^UDP:.*:${tracked}-\\d+$`), 'it is the tracked listener\'s session');
+    const tree = (await call(admin, 'GET', '/api/v1/actors')).json;
+    const states: string[] = [];
+    const walk = (n: { kind: string; state: string; children: unknown[] }): void => {
+      if (n.kind === 'session') states.push(n.state);
+      for (const ch of n.children as Array<typeof n>) walk(ch);
+    };
+    walk(tree);
+    assert.deepEqual(states, ['stopped'], 'the actor tree shows it as a stopped session');
+  });
+});
+
+test('a recursive endpoint delete moves live sessions to the next endpoint under retry_on: disconnect, and ends them after the last (§1.9, §12.12)', async () => {
+  // A UDP cluster has one port: the two endpoints are two loopback addresses on it.
+  const a = await udpEcho('A:', '127.0.0.1');
+  const b = await udpEcho('B:', '127.0.0.2', a.port);
+  const port = await freePort();
+  const doc = {
+    listeners: [{ name: 'in', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: 'up', retry: { retry_on: 'disconnect', num_retries: 2, timeout: 1000 } } } }] }],
+    clusters: [{ name: 'up', spec: { protocol: 'UDP', port: a.port }, endpoints: [{ name: 'ep-a', spec: { address: '127.0.0.1' } }, { name: 'ep-b', spec: { address: '127.0.0.2' } }] }],
+  };
+  const c = await UdpClient.open();
+  try {
+    await withApi(doc, 2, async (admin) => {
+      assert.equal((await c.request('1', port)).toString(), 'A:1');
+      const [first] = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>;
+      await ok(call(admin, 'DELETE', '/api/v1/endpoints/ep-a?recursive=true'));
+      assert.equal((await c.request('2', port)).toString(), 'B:2', 'the same session now goes to the remaining endpoint');
+      const now = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>;
+      assert.deepEqual(now.map((x) => x.name), [first?.name], 'it is the same session');
+      await ok(call(admin, 'DELETE', '/api/v1/endpoints/ep-b?recursive=true'));
+      await waitFor(async () => ((await call(admin, 'GET', '/api/v1/sessions')).json as unknown[]).length === 0, WAIT, 'the session to end with no endpoint left');
+    });
+  } finally {
+    c.close();
+    await a.close();
+    await b.close();
+  }
 });
 
 test('YAML bodies (with a charset parameter) are accepted', async () => {

@@ -53,7 +53,7 @@ export async function proxy(t: TestContext, doc: unknown, workers = 1): Promise<
  * if start neither resolves nor rejects within `timeoutMs`, the runtime is shut down and this
  * throws, so a hang cannot keep the test file's process alive.
  */
-export async function startFailure(doc: unknown, workers = 1, timeoutMs = 5000): Promise<Error & { code?: string }> {
+export async function startFailure(doc: unknown, workers = 1, timeoutMs = 20_000): Promise<Error & { code?: string }> {
   const rt = new Runtime({ snapshot: normalize(doc), workers, logLevel: 'silent', log: makeLogger('silent', { thread: 'test' }) });
   let timer: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([

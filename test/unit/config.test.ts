@@ -37,7 +37,8 @@ test('config errors: bad port type and range name the path and the value', () =>
 test('config errors: unknown protocol, and a protocol with no listener side', () => {
   rejects({ listeners: [listener({ protocol: 'SCTP', port: 1 })] }, ErrorCode.ConfigInvalid, 'listeners[0].spec.protocol: no listener for protocol "SCTP"');
   rejects({ listeners: [listener({ protocol: 'Echo' })] }, ErrorCode.ConfigInvalid, 'listeners[0].spec.protocol: no listener for protocol "Echo"');
-  rejects({ clusters: [{ name: 'c', spec: { protocol: 'HTTP' } }] }, ErrorCode.ConfigInvalid, 'clusters[0].spec.protocol: no cluster for protocol "HTTP"');
+  rejects({ clusters: [{ name: 'c', spec: { protocol: 'SCTP' } }] }, ErrorCode.ConfigInvalid, 'clusters[0].spec.protocol: no cluster for protocol "SCTP"');
+  rejects({ clusters: [{ name: 'c', spec: { protocol: 'HTTP' } }] }, ErrorCode.ConfigInvalid, 'clusters[0].spec.port: is required');
 });
 
 test('config errors: missing required fields', () => {

@@ -1,0 +1,70 @@
+/**
+ * Exec (new in l7mp-ts): a virtual cluster that pipes each session stage through a process of its
+ * own, like socat's `EXEC:` address or inetd: `{protocol: Exec, command: [prog, args...]}`. The
+ * process starts when the stage connects (a program that cannot be spawned fails the connect, so
+ * the route's retry policy applies) and is killed when the session ends.
+ */
+import { spawn } from 'node:child_process';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ClusterContext, ClusterInstance, Connection, ProtocolModule, SessionInfo } from '../types.ts';
+import { ExecClusterSpec } from './config.ts';
+import { ExecConnection, type Child } from './connection.ts';
+
+/** Default `kill_timeout`. Unit: s. */
+const DEFAULT_KILL_TIMEOUT_S = 2;
+
+class ExecCluster implements ClusterInstance {
+  private readonly name: string;
+  private readonly spec: ExecClusterSpec;
+  private readonly live = new Set<ExecConnection>();
+
+  constructor(cfg: { name: string; spec: ExecClusterSpec }, _ctx: ClusterContext) {
+    this.name = cfg.name;
+    this.spec = cfg.spec;
+  }
+
+  connect(session: SessionInfo, _ep: unknown, signal: AbortSignal): Promise<Connection> {
+    const [program, ...args] = this.spec.command as [string, ...string[]];
+    return new Promise((resolve, reject) => {
+      let child: Child;
+      try {
+        child = spawn(program, args, {
+          cwd: this.spec.cwd,
+          env: { ...process.env, ...this.spec.env, L7MP_SESSION: session.name, L7MP_METADATA: JSON.stringify(session.metadata) },
+          stdio: ['pipe', 'pipe', this.spec.stderr === 'ignore' ? 'ignore' : 'inherit'],
+        }) as Child;
+      } catch (e) {
+        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": cannot run ${JSON.stringify(program)}: ${(e as Error).message}`, { cause: e }));
+        return;
+      }
+      const fail = (err: Error): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": cannot run ${JSON.stringify(program)}: ${err.message}`, { cause: err }));
+      };
+      const onAbort = (): void => fail(new Error('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.once('error', fail);
+      child.once('spawn', () => {
+        child.removeListener('error', fail);
+        signal.removeEventListener('abort', onAbort);
+        child.on('error', () => {}); // a later kill() failure; 'close' still comes
+        const conn = new ExecConnection(child, program, (this.spec.kill_timeout ?? DEFAULT_KILL_TIMEOUT_S) * 1000);
+        this.live.add(conn);
+        child.once('close', () => this.live.delete(conn));
+        resolve(conn);
+      });
+    });
+  }
+
+  /** The cluster is gone (config change, shutdown): no process outlives it. */
+  close(): void {
+    for (const c of this.live) c.kill();
+  }
+}
+
+export const exec: ProtocolModule = {
+  name: 'Exec',
+  kind: 'byte',
+  cluster: { schema: ExecClusterSpec, virtual: true, create: (cfg, ctx) => new ExecCluster(cfg, ctx) },
+};

@@ -1,0 +1,59 @@
+/**
+ * The HTTP exchange a session came from, visible to its upstream stages.
+ *
+ * An HTTP listener answers every request with a status line and headers before the body. The
+ * session itself only carries bytes, so an upstream that knows better than l7mp's implicit
+ * `200` (the HTTP cluster relaying the upstream's status, the L7mpController answering 400) sets
+ * the response head here, before it delivers the first byte of the body. The exchange travels in
+ * the session metadata under a symbol key: JSON predicates, dumps and the actor tree never see it,
+ * and it never leaves the worker.
+ */
+import type { Metadata } from '../types.ts';
+
+/** Status line and headers of an HTTP response. */
+export interface ResponseHead {
+  status: number;
+  /** Reason phrase; Node's default for `status` when absent. */
+  statusMessage?: string;
+  headers: Record<string, string | string[]>;
+}
+
+/** The downstream side of an HTTP exchange. */
+export interface HttpExchange {
+  /** Use this head for the response unless it has already been sent (then it is ignored). */
+  setResponseHead(head: ResponseHead): void;
+}
+
+/** Metadata key of the {@link HttpExchange} (a symbol: not part of l7mp's metadata schema). */
+export const HTTP_EXCHANGE: unique symbol = Symbol.for('l7mp-ts.http.exchange');
+
+/** The exchange a session's metadata carries, if the session came from an HTTP listener. */
+export function httpExchange(metadata: Metadata): HttpExchange | undefined {
+  return (metadata as { [HTTP_EXCHANGE]?: HttpExchange })[HTTP_EXCHANGE];
+}
+
+/** l7mp's error body: `{status, message, content}` 4-space indented (compat reference §2.3). */
+export function l7mpErrorBody(status: number, message: string, content: unknown): string {
+  return JSON.stringify({ status, message, content }, null, 4);
+}
+
+/** The reason phrase l7mp used for an error status. */
+export function l7mpStatusMessage(status: number): string {
+  return status === 404 ? 'Not Found' : status === 401 ? 'Unauthorized' : status === 422 ? 'Unprocessable Entity' : status >= 500 ? 'General Server Error' : 'Bad Request';
+}
+
+/**
+ * Request headers that describe one hop only (RFC 9110 §7.6.1), dropped when a request or
+ * response is relayed.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);

@@ -1,0 +1,12 @@
+/** HTTP/1.1: a byte-stream listener (every worker, SO_REUSEPORT; one session per request) and cluster. */
+import type { ProtocolModule } from '../types.ts';
+import { HttpClusterSpec, HttpListenerSpec } from './config.ts';
+import { HttpListener } from './listener.ts';
+import { HttpCluster } from './cluster.ts';
+
+export const httpProtocol: ProtocolModule = {
+  name: 'HTTP',
+  kind: 'byte',
+  listener: { schema: HttpListenerSpec, placement: () => 'shared', create: (cfg, ctx) => new HttpListener(cfg, ctx) },
+  cluster: { schema: HttpClusterSpec, virtual: false, create: (cfg, ctx) => new HttpCluster(cfg, ctx) },
+};

@@ -1,0 +1,125 @@
+/**
+ * JSONSocket listener (compat reference §5, server side). It runs a transport listener (UDP, TCP,
+ * Unix socket or WebSocket) under its own name, so hand-offs between workers reach it, and reads
+ * a JSON header off each transport session before the session exists:
+ * ```
+ *  transport conn ─► HeaderReader ─ bad header ─► reply 400/505, close
+ *                                 └ good ──────► FramedConnection ─► session (metadata.JSONSocket = header)
+ *                                                  route up: reply 200 │ route failed: reply 404/503...
+ * ```
+ * A transport connection that sends no header within `options.header_timeout` is closed (l7mp had
+ * no timeout).
+ */
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { Connection, DatagramHandoff, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
+import { checkRequest, reply, statusMessage } from './codec.ts';
+import { FramedConnection } from './framed.ts';
+import { HeaderReader } from './header-reader.ts';
+import type { JsonSocketListenerSpec } from './config.ts';
+import { listenerTransports, transportOf } from './transports.ts';
+
+/** Default `options.header_timeout`. Unit: s. */
+export const DEFAULT_HEADER_TIMEOUT_S = 10;
+
+export class JsonSocketListener implements ListenerInstance {
+  private readonly name: string;
+  private readonly ctx: ListenerContext;
+  private readonly inner: ListenerInstance;
+  private readonly transportProtocol: string;
+  private readonly headerTimeoutMs: number;
+  /** Transport connections still waiting for their header. */
+  private readonly pending = new Map<Connection, HeaderReader>();
+  private sweep: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(cfg: ListenerSpecContext<JsonSocketListenerSpec>, ctx: ListenerContext) {
+    this.name = cfg.name;
+    this.ctx = ctx;
+    const t = transportOf(cfg.spec);
+    const mod = listenerTransports.get(t.protocol);
+    if (mod?.listener === undefined) throw new L7Error(ErrorCode.ConfigInvalid, `listener "${cfg.name}": spec.transport.protocol: JSONSocket cannot run over ${JSON.stringify(t.protocol)}`);
+    this.transportProtocol = t.protocol;
+    this.headerTimeoutMs = (cfg.spec.options?.header_timeout ?? DEFAULT_HEADER_TIMEOUT_S) * 1000;
+    this.inner = mod.listener.create(
+      { name: cfg.name, spec: t },
+      {
+        slot: ctx.slot,
+        log: ctx.log,
+        rateLog: ctx.rateLog,
+        accept: (conn, metadata) => this.onTransport(conn, metadata),
+        ownerOf: (key) => ctx.ownerOf(key),
+        handoff: (slot, h) => ctx.handoff(slot, h),
+        count: (c, n) => ctx.count(c, n),
+        // The transport's own session names are not used; ours are JSONSocket:<listener>-<n>.
+        nextSessionSeq: () => 0,
+      },
+    );
+  }
+
+  async start(): Promise<void> {
+    await this.inner.start();
+    if (this.headerTimeoutMs > 0) {
+      this.sweep = setInterval(() => this.expire(), Math.min(1000, this.headerTimeoutMs));
+      this.sweep.unref();
+    }
+  }
+
+  private onTransport(conn: Connection, metadata: Metadata): void {
+    if (this.closed) {
+      conn.close();
+      return;
+    }
+    const reader = new HeaderReader(conn, {
+      header: (bytes, rest) => {
+        this.pending.delete(conn);
+        const h = checkRequest(bytes);
+        if (!h.ok) {
+          this.reject(conn, h.status, h.message);
+          return;
+        }
+        const framed = new FramedConnection(conn, false);
+        if (rest !== null) framed.onData(rest);
+        this.ctx.accept(framed, { ...metadata, JSONSocket: h.header }, `JSONSocket:${this.name}-${this.ctx.nextSessionSeq()}`);
+      },
+      gone: () => {
+        this.pending.delete(conn);
+        conn.close();
+      },
+    });
+    this.pending.set(conn, reader);
+    conn.setHandler(reader);
+  }
+
+  private reject(conn: Connection, status: number, message: string): void {
+    this.ctx.count('malformed');
+    this.ctx.rateLog.warn(`jsonsocket-header:${this.name}`, { listener: this.name, peer: conn.remote, status, message }, 'JSONSocket header rejected');
+    conn.send(reply(status, message));
+    conn.close();
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [conn, r] of this.pending) {
+      if (now - r.since < this.headerTimeoutMs) continue;
+      this.pending.delete(conn);
+      this.reject(conn, 408, statusMessage(408, `no JSONSocket header within ${this.headerTimeoutMs / 1000} s`));
+    }
+  }
+
+  onHandoff(h: DatagramHandoff): void {
+    this.inner.onHandoff?.(h);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweep !== null) clearInterval(this.sweep);
+    for (const conn of this.pending.keys()) conn.close();
+    this.pending.clear();
+    await this.inner.close();
+  }
+
+  describe(): Record<string, unknown> {
+    return { ...this.inner.describe(), protocol: 'JSONSocket', transport: this.transportProtocol, awaiting_header: this.pending.size };
+  }
+}

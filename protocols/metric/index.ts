@@ -1,0 +1,31 @@
+/**
+ * Metric (compat reference §3.3, §6.1): a pass-through virtual cluster whose traffic is exported
+ * per session, as l7mp's `session_byte_counter_total` and `session_packet_counter_total`
+ * `{sessionName, clusterName}` (bytes and messages written into the stage), for the sessions
+ * alive at the scrape. Like every stage its traffic is also in the cluster counters
+ * (`l7mp_cluster_tx_bytes_total{clusterName}`), which keep ended sessions.
+ */
+import { Type } from '@sinclair/typebox';
+import type { ProtocolModule } from '../types.ts';
+import { VirtualConnection } from '../virtual/connection.ts';
+
+export const metric: ProtocolModule = {
+  name: 'Metric',
+  kind: 'datagram',
+  cluster: {
+    schema: Type.Object(
+      {
+        protocol: Type.Literal('Metric'),
+        byteCounterName: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility and ignored (as l7mp): the family is session_byte_counter_total.' })),
+        packetCounterName: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility and ignored (as l7mp): the family is session_packet_counter_total.' })),
+      },
+      { description: 'Metric: passes every message through unchanged; its traffic is exported per session.' },
+    ),
+    virtual: true,
+    sessionMetrics: true,
+    create: (cfg) => ({
+      connect: () => Promise.resolve(new VirtualConnection('datagram', cfg.name, (d) => d)),
+      close() {},
+    }),
+  },
+};

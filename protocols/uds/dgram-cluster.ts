@@ -1,0 +1,69 @@
+/**
+ * Unix datagram (SOCK_DGRAM) cluster: each session stage gets a socket bound to a path of its own
+ * (`<tmpdir>/l7mp-ts-<pid>/<slot>-<n>.sock`, removed when the stage closes, the directory with the last one) so the endpoint can
+ * answer, and sends to the endpoint's path. The stage connects when the endpoint path is a socket
+ * (else the connect fails and the retry policy applies); datagrams from other senders are dropped
+ * and counted. Sockets are owned by the main thread (see dgram-host.ts).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
+import { UdsDgramConnection } from './dgram.ts';
+import { openUnixDgram } from './dgram-relay.ts';
+
+let dir: string | null = null;
+let seq = 0;
+
+/** This process's directory for client socket paths (made once, mode 0700). */
+function clientDir(): string {
+  dir ??= path.join(os.tmpdir(), `l7mp-ts-${process.pid}`);
+  // Made again when the host removed it with its last socket.
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+export class UdsDgramCluster implements ClusterInstance {
+  private readonly name: string;
+  private readonly slot: number;
+
+  constructor(cfg: { name: string }, ctx: ClusterContext) {
+    this.name = cfg.name;
+    this.slot = ctx.slot;
+  }
+
+  async connect(_s: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
+    if (ep === null) throw new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`);
+    const target = ep.address;
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(target);
+    } catch (e) {
+      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": unix dgram ${target}: ${(e as Error).message}`, { cause: e });
+    }
+    if (!st.isSocket()) throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": unix dgram ${target}: not a socket`);
+    const local = path.join(clientDir(), `${this.slot}-${seq++}.sock`);
+    fs.rmSync(local, { force: true });
+    let conn: UdsDgramConnection | null = null;
+    const sock = await openUnixDgram(local, {
+      data: (buf, from) => {
+        if (conn === null) return;
+        if (from === target) conn.deliver(buf);
+        else conn.stats.drops++;
+      },
+      sendError: (msg) => conn?.sendFailed(msg),
+      error: (msg) => conn?.fail(msg),
+    }).catch((e: unknown) => {
+      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": cannot bind ${local}: ${(e as Error).message}`, { cause: e });
+    });
+    if (signal.aborted) {
+      sock.close();
+      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": unix dgram ${target}: aborted`);
+    }
+    conn = new UdsDgramConnection(sock, local, target, 'upstream', () => sock.close());
+    return conn;
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,106 @@
+/**
+ * A datagram {@link Connection} over a SOCK_DGRAM Unix socket (relayed to the main thread, see
+ * dgram-host.ts): one datagram is one message, end to end. What arrives from the peer is fed in
+ * through {@link UdsDgramConnection.deliver} by the socket's owner (the listener's shared socket,
+ * or the stage's own socket on the cluster side).
+ */
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
+import { ConnStats } from '../types.ts';
+import type { Connection, ConnectionHandler } from '../types.ts';
+import { PendingHandler } from '../udp/listener.ts';
+import type { UnixDgram } from './dgram-relay.ts';
+
+/**
+ * Received datagrams this long may have been cut by `node-unix-socket` (its receive buffer is
+ * 65535 bytes): they are dropped and counted, never passed on cut. Unit: bytes.
+ */
+export const DGRAM_RECV_LIMIT = 65535;
+
+/** The peer's socket is gone (its path removed, or nobody bound to it): the library reports errno text only. */
+export function peerGone(msg: string): boolean {
+  return /No such file or directory|Connection refused/i.test(msg);
+}
+
+export class UdsDgramConnection implements Connection {
+  readonly kind = 'datagram' as const;
+  readonly stats = new ConnStats();
+  readonly local: string;
+  readonly remote: string;
+  /** The peer's path; '' for a sender that did not bind one (replies are dropped). */
+  readonly peer: string;
+  private handler: ConnectionHandler = new PendingHandler();
+  private closed = false;
+  private readonly sock: UnixDgram;
+  private readonly errCode: ErrorCodeValue;
+  private readonly onClosed: (c: UdsDgramConnection) => void;
+
+  constructor(sock: UnixDgram, local: string, peer: string, side: 'downstream' | 'upstream', onClosed: (c: UdsDgramConnection) => void) {
+    this.sock = sock;
+    this.local = `unix:${local}`;
+    this.peer = peer;
+    this.remote = peer === '' ? 'unix:(unbound)' : `unix:${peer}`;
+    this.errCode = side === 'downstream' ? ErrorCode.DownstreamReset : ErrorCode.UpstreamReset;
+    this.onClosed = onClosed;
+  }
+
+  /** A datagram from the peer. */
+  deliver(data: Buffer): void {
+    if (this.closed) return;
+    if (data.length >= DGRAM_RECV_LIMIT) {
+      this.stats.drops++;
+      return;
+    }
+    this.stats.rxPackets++;
+    this.stats.rxBytes += data.length;
+    this.handler.onData(data);
+  }
+
+  /** A send to the peer failed: the peer is gone (the session ends), or this datagram is lost (counted). */
+  sendFailed(msg: string): void {
+    if (peerGone(msg)) this.fail(msg);
+    else this.stats.drops++;
+  }
+
+  /** The socket failed. */
+  fail(msg: string): void {
+    this.finish(new L7Error(this.errCode, `${this.remote}: ${msg}`));
+  }
+
+  setHandler(h: ConnectionHandler): void {
+    const prev = this.handler;
+    this.handler = h;
+    if (prev instanceof PendingHandler) {
+      this.stats.drops += prev.dropped;
+      prev.flushTo(h);
+    }
+  }
+
+  send(data: Buffer): boolean {
+    if (this.closed || this.peer === '') {
+      this.stats.drops++;
+      return true;
+    }
+    this.stats.txPackets++;
+    this.stats.txBytes += data.length;
+    this.sock.send(data, this.peer);
+    return true;
+  }
+
+  pause(): void {}
+  resume(): void {}
+  end(): boolean {
+    return false;
+  }
+
+  close(): void {
+    this.finish(null);
+  }
+
+  private finish(err: L7Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClosed(this);
+    this.handler.onClose(err);
+  }
+}
