@@ -147,7 +147,13 @@ type Msg =
   | { type: 'eof'; stage: number; conn: Connection }
   | { type: 'linger' }
   | { type: 'established' }
-  | { type: 'end'; reason: L7Error | null };
+  | { type: 'end'; reason: L7Error | null }
+  | { type: 'dropEndpoint'; cluster: string; endpoint: string };
+
+/** Tell a session that an endpoint was deleted recursively (see {@link SessionActor.traverses}). */
+export function dropEndpointMsg(cluster: string, endpoint: string): Msg {
+  return { type: 'dropEndpoint', cluster, endpoint };
+}
 
 /**
  * After a stage's peer half-closes towards a stage that cannot half-close (UDP, WebSocket), the
@@ -377,6 +383,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       case 'end':
         this.end(msg.reason);
         return;
+      case 'dropEndpoint':
+        this.dropEndpoint(msg.cluster, msg.endpoint);
+        return;
     }
   }
 
@@ -584,6 +593,30 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     st.hop = null;
     st.eof = false;
     this.connectStage(i);
+  }
+
+  /**
+   * An endpoint was deleted with `recursive=true`: every connected stage on it is disconnected, so
+   * that `retry_on: disconnect|always` moves it to another endpoint (the load balancer no longer
+   * has this one); without those retries the session ends (compat reference §1.9, §12.12).
+   */
+  private dropEndpoint(cluster: string, endpoint: string): void {
+    for (let i = 1; i < this.stages.length && !this.ended; i++) {
+      const st = this.stages[i] as Stage;
+      const conn = st.conn;
+      if (conn === null || st.cluster !== cluster || st.endpoint?.name !== endpoint) continue;
+      this.onStageClosed(i, new L7Error(ErrorCode.UpstreamReset, `endpoint "${endpoint}" of cluster "${cluster}" was deleted`), conn);
+      conn.close();
+    }
+  }
+
+  /** True if a connected stage of this session goes to `endpoint` of `cluster`. */
+  traverses(cluster: string, endpoint: string): boolean {
+    for (let i = 1; i < this.stages.length; i++) {
+      const st = this.stages[i] as Stage;
+      if (st.conn !== null && st.cluster === cluster && st.endpoint?.name === endpoint) return true;
+    }
+    return false;
   }
 
   /** Fold the stage's retired connection into its prior counts, and retire `conn` (if any) in its place. */

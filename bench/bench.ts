@@ -260,7 +260,7 @@ stream {
     prepare: l7mpTsMissing,
     launch: l7mpTs(2, []),
     unpinned: true,
-    notes: ['2 workers, unpinned (shares CPU 0 with the load generator; one flow goes to one worker)'],
+    notes: ['2 workers, not pinned in the throughput and session trials (so it shares CPU 0 with the load generator; one flow goes to one worker)'],
   },
   'l7mp-ts-offload': {
     name: 'l7mp-ts offload',
@@ -706,7 +706,7 @@ function resultText(rows: Row[], ctx: Ctx, date: string, loadBefore: number[], c
 
 Machine: ${machine()}.
 Load: load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} when the run began; CPU used by other jobs during the UDP saturation trials ${o ? `median ${o.med.toFixed(0)}% [${o.min.toFixed(0)}–${o.max.toFixed(0)}%]` : '-'} of ${os.cpus().length * 100}%${o && o.med > 10 ? ' (**the machine was loaded: treat these numbers as noisy**)' : ''}.
-Method: ${pr.reps} repetition(s), median [min–max]; each cell ends with its ratio to nginx, oriented so that > 1× is better than nginx. UDP: one flow, 64 B, unpaced ${pr.satS} s (sat) after a 0.2 s warm-up; CPU µs/dgram = CPU time of the proxy's whole process tree (/proc schedstat of every thread) / datagrams delivered; pps <1% loss = the first rate of the ladder ${pr.ladder.join(' / ')} × sat (${pr.ladderS} s each) with < 1% loss, delivered pps. RTT: ping-pong, one datagram in flight, ${pr.pingS} s after ${PING_WARMUP} warm-up round trips, echo server, proxy and client on CPU ${TOOL_CPU}. TCP: one connection, 128 KiB writes, ${pr.streamS} s. WebSocket: one connection, 64 B binary messages, ${pr.streamS} s (l7mp and l7mp-ts terminate and re-frame; the others pass bytes through). New UDP sessions/s: one datagram from each of ${pr.sessions} new source addresses, at most 32 in flight. KiB/idle sess: growth of the proxy tree's PSS / sessions established. Proxy on CPU ${PROXY_CPU}, load generator (C, bench/udpbench.c) on CPU ${TOOL_CPU}, except where noted. Took ${((Date.now() - ctx.began) / 1000).toFixed(0)} s.
+Method: ${pr.reps} repetition(s), median [min–max]; ${rows.some((r) => r.name === REF && !r.unavailable) ? 'each cell ends with its ratio to nginx, oriented so that > 1× is better than nginx' : 'nginx did not run, so there are no ratios'}. UDP: one flow, 64 B, unpaced ${pr.satS} s (sat) after a 0.2 s warm-up; CPU µs/dgram = CPU time of the proxy's whole process tree (/proc schedstat of every thread) / datagrams delivered; pps <1% loss = the first rate of the ladder ${pr.ladder.join(' / ')} × sat (${pr.ladderS} s each) with < 1% loss, delivered pps. RTT: ping-pong, one datagram in flight, ${pr.pingS} s after ${PING_WARMUP} warm-up round trips, echo server, proxy and client on CPU ${TOOL_CPU}. TCP: one connection, 128 KiB writes, ${pr.streamS} s. WebSocket: one connection, 64 B binary messages, ${pr.streamS} s (l7mp and l7mp-ts terminate and re-frame; the others pass bytes through). New UDP sessions/s: one datagram from each of ${pr.sessions} new source addresses, at most 32 in flight. KiB/idle sess: growth of the proxy tree's PSS / sessions established. Proxy on CPU ${PROXY_CPU}, load generator (C, bench/udpbench.c) on CPU ${TOOL_CPU}, except where noted. Took ${((Date.now() - ctx.began) / 1000).toFixed(0)} s.
 
 ${markdownTable(FIGURES, rows, REF)}
 ![chart](${chartFile})
@@ -784,7 +784,7 @@ async function main(): Promise<void> {
   const groups = [
     { name: 'tput', run: tputGroup, seconds: profile.satS + profile.ladderS * 2 + 2 * profile.streamS },
     { name: 'rtt', run: rttGroup, seconds: 2 * profile.pingS + 1 },
-    { name: 'sessions', run: sessionsGroup, seconds: 2 },
+    { name: 'sessions', run: sessionsGroup, seconds: profile.sessMaxS / 2 + 1 },
   ];
   const runnable = rows.filter((r) => !r.dead);
   total = profile.reps * (2 * runnable.length + runnable.filter((r) => !(r.sys.na?.sess && r.sys.na.mem)).length);
@@ -819,16 +819,21 @@ async function main(): Promise<void> {
   const resultsDir = path.join(BENCH_DIR, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const chartFile = path.join(resultsDir, `${base}.svg`);
+  const load = stats(rows.filter((r) => r.sys.launch).flatMap((r) => r.other));
   writeFileSync(chartFile, svgChart(FIGURES, rows, REF, {
     title: `l7mp-ts vs peers, ratio to nginx (> 1 = better than nginx)`,
-    subtitle: `${profile.name} run ${stamp}, medians of ${profile.reps}; UDP 1 flow 64 B; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
+    subtitle: `${profile.name} run ${stamp}, medians of ${profile.reps}; UDP 1 flow 64 B; ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}` +
+      (load && load.med > 10 ? `; loaded: other jobs used ${load.med.toFixed(0)}% of ${os.cpus().length * 100}% CPU` : ''),
     skip: ['direct'],
   }));
   const text = resultText(rows, ctx, stamp, loadBefore, path.basename(chartFile));
   const resultsFile = path.join(resultsDir, `${base}.md`);
   writeFileSync(resultsFile, text);
+  // The raw samples, to re-render or compare runs later.
+  const raw = rows.map(({ name, unavailable, samples, missing, notes, other, established }) => ({ name, unavailable, samples, missing, notes, other, established }));
+  writeFileSync(path.join(resultsDir, `${base}.json`), `${JSON.stringify({ date: stamp, profile, machine: machine(), figures: FIGURES.map((f) => ({ key: f.key, header: f.header, higherIsBetter: f.higherIsBetter })), rows: raw }, null, 1)}\n`);
   process.stdout.write(`\n${text}`);
-  progress(`wrote ${path.relative(REPO_ROOT, resultsFile)} and ${path.relative(REPO_ROOT, chartFile)}`);
+  progress(`wrote ${path.relative(REPO_ROOT, resultsFile)}, ${path.basename(chartFile)} (chart) and ${base}.json (samples)`);
   const complete = profile.name === 'full' && ids.length === ALL.length;
   if (complete && values.readme) {
     copyFileSync(chartFile, path.join(resultsDir, 'latest.svg'));

@@ -64,8 +64,13 @@ export function cell(fig: Figure, values: readonly number[], ref?: number): stri
   let out = fig.fmt(s.med);
   if (values.length > 1) out += ` [${fig.fmt(s.min)}–${fig.fmt(s.max)}]`;
   const r = ratioToRef(fig, s.med, ref);
-  if (r !== null) out += ` ${r.toFixed(2)}×`;
+  if (r !== null) out += ` ${ratio(r)}×`;
   return out;
+}
+
+/** A ratio with 2 decimals, or 1 significant digit below 0.095 (0.004), so that none prints as 0.00. */
+export function ratio(r: number): string {
+  return r < 0.095 ? r.toPrecision(1) : r.toFixed(2);
 }
 
 const escape = (s: string) => s.replaceAll('|', '\\|').replaceAll('\n', ' ');
@@ -90,6 +95,8 @@ export function markdownTable(figures: readonly Figure[], rows: readonly RowData
   });
   return head + lines.join('\n') + '\n';
 }
+
+const fmtRatio = ratio;
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#9c755f', '#bab0ac'];
 
@@ -151,11 +158,11 @@ export function svgChart(
         return;
       }
       const h = plotBottom - y(ratio);
-      out.push(`<rect x="${x.toFixed(1)}" y="${y(ratio).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${Math.max(h, 1).toFixed(1)}" fill="${color}"><title>${xml(`${r.name}: ${f.header} ${ratio.toFixed(2)}× nginx`)}</title></rect>`);
+      out.push(`<rect x="${x.toFixed(1)}" y="${y(ratio).toFixed(1)}" width="${(barW - 1).toFixed(1)}" height="${Math.max(h, 1).toFixed(1)}" fill="${color}"><title>${xml(`${r.name}: ${f.header} ${fmtRatio(ratio)}× nginx`)}</title></rect>`);
       // the ratio above the bar, vertical (bars are narrow); clipped bars get it at the top
       const lx = (x + barW / 2 + 3).toFixed(1);
       const ly = (y(Math.min(ratio, yMax)) - 3).toFixed(1);
-      out.push(`<text x="${lx}" y="${ly}" font-size="9" fill="#333" transform="rotate(-90 ${lx} ${ly})">${ratio >= 10 ? ratio.toFixed(0) : ratio.toFixed(2)}</text>`);
+      out.push(`<text x="${lx}" y="${ly}" font-size="9" fill="#333" transform="rotate(-90 ${lx} ${ly})">${ratio >= 10 ? ratio.toFixed(0) : fmtRatio(ratio)}</text>`);
     });
     const cx = (left + g * groupW + groupW / 2).toFixed(1);
     const lines = wrap(f.chart ?? f.header, Math.max(8, Math.floor(groupW / 7.5)));
@@ -172,6 +179,11 @@ export function svgChart(
     const ly = legendY + Math.floor(i / perLine) * 22;
     out.push(`<rect x="${lx}" y="${ly - 11}" width="14" height="14" fill="${PALETTE[i % PALETTE.length]}"/>`);
     out.push(`<text x="${lx + 20}" y="${ly}" font-size="13">${xml(r.name)}</text>`);
+  });
+  const notRun = rows.filter((r) => r.unavailable && !(opts.skip ?? []).includes(r.name));
+  notRun.forEach((r, i) => {
+    const text = `Not run: ${r.name}: ${r.unavailable ?? ''}`;
+    out.push(`<text x="${left}" y="${H - 14 - (notRun.length - 1 - i) * 15}" font-size="11" fill="#666">${xml(text.length > 150 ? `${text.slice(0, 149)}…` : text)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

@@ -7,6 +7,7 @@
  * field path and the value), or a listener that cannot bind (nothing is left listening); 2 when
  * worker supervision gives up.
  */
+import net from 'node:net';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { readConfigFile } from '../cluster-config/load.ts';
@@ -19,9 +20,21 @@ import { offloadProvider } from '../native-offload/provider.ts';
 import { parseAdminAddress, type AdminServer } from './admin/server.ts';
 import { createAdmin } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
+import { ConfigStore } from '../cluster-config/store.ts';
+import { NATS_FLAGS, NATS_USAGE, connectionOptions } from '../fleet/options.ts';
+import { checkToken, defaultNodeId } from '../fleet/names.ts';
+import { parseLabels } from '../fleet/labels.ts';
+import { loadState } from '../fleet/state-dir.ts';
+import { FleetAgent } from '../fleet/agent.ts';
+import { mergeConfig } from '../fleet/desired.ts';
+import { applyCommand, fleetCommand } from '../fleet/cli.ts';
+import type { ConnectionOptions } from '@nats-io/transport-node';
 
 const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join('|')}] [-s] [--workers N] [--admin [HOST:]PORT] [-o init|no_init|disable]
+       l7mp-ts [-c FILE] --nats URL [--fleet NAME] [--node-id ID] [--labels k=v,...] [--state-dir DIR] ...
        l7mp-ts actors --admin HOST:PORT [--admin-token TOKEN] [--json]
+       l7mp-ts apply -f FILE --nats URL [--fleet F] [--node ID | --selector k=v,...] [--wait-s N]
+       l7mp-ts fleet status|actors ... (l7mp-ts fleet --help)
 
   -c, --config FILE     l7mp config (YAML if it ends in .yaml/.yml, else JSON)
   -l, --log-level LEVEL log level (overrides admin.log_level; default info)
@@ -31,7 +44,16 @@ const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join
                         or admin.address/admin.port in the config)
       --admin-token TOKEN require 'Authorization: Bearer TOKEN' on the admin server (or L7MP_ADMIN_TOKEN)
   -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; needs CAP_BPF+CAP_NET_ADMIN)
-  -h, --help            this text`;
+  -h, --help            this text
+
+Fleet (config from NATS JetStream KV; -c is then optional and merged under the fleet's config):
+${NATS_USAGE}
+      --fleet NAME        fleet (KV bucket l7mp-NAME, subjects l7mp.NAME.*; default "default")
+      --node-id ID        this node's id (default: hostname-pid)
+      --labels k=v,...    this node's labels (label selectors and CRDs pick nodes by them)
+      --advertise-address ADDR  address other nodes reach this one at (default: first non-loopback IPv4)
+      --state-dir DIR     keep the last applied fleet config here; used at start (a restart while NATS is down serves it)
+      --telemetry-s N     heartbeat and stats period, seconds (default 5)`;
 
 function fail(msg: string): never {
   process.stderr.write(`l7mp-ts: ${msg}\n`);
@@ -40,13 +62,32 @@ function fail(msg: string): never {
 
 /** Parsed command line. */
 interface Cli {
-  config: string;
+  /** Undefined only with --nats. */
+  config: string | undefined;
   logLevel: LogLevel | undefined;
   strict: boolean;
   workers: number;
   offload: 'init' | 'no_init' | 'disable' | undefined;
   admin: { host: string; port: number } | undefined;
   adminToken: string | undefined;
+  fleet: FleetCli | undefined;
+}
+
+/** The fleet part of the command line (`--nats` given). */
+interface FleetCli {
+  connection: ConnectionOptions;
+  fleet: string;
+  nodeId: string;
+  labels: Record<string, string>;
+  address: string;
+  stateDir: string | undefined;
+  telemetryMs: number;
+}
+
+/** The first non-internal IPv4 address of this host, else 127.0.0.1. */
+function defaultAddress(): string {
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return '127.0.0.1';
 }
 
 function parseCli(argv: string[]): Cli {
@@ -64,6 +105,13 @@ function parseCli(argv: string[]): Cli {
         admin: { type: 'string' },
         'admin-token': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        ...NATS_FLAGS,
+        fleet: { type: 'string' },
+        'node-id': { type: 'string' },
+        labels: { type: 'string' },
+        'advertise-address': { type: 'string' },
+        'state-dir': { type: 'string' },
+        'telemetry-s': { type: 'string' },
       },
       strict: true,
     }).values;
@@ -74,7 +122,32 @@ function parseCli(argv: string[]): Cli {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  if (v.config === undefined) fail(`-c <config> is required\n${USAGE}`);
+  if (v.config === undefined && v.nats === undefined) fail(`-c <config> is required (or --nats)\n${USAGE}`);
+  let fleet: FleetCli | undefined;
+  if (v.nats !== undefined) {
+    try {
+      const nodeId = checkToken('--node-id', v['node-id'] ?? defaultNodeId(os.hostname(), process.pid));
+      const telemetryS = Number(v['telemetry-s'] ?? 5);
+      if (!(telemetryS >= 0.1 && telemetryS <= 3600)) fail(`--telemetry-s: must be a number 0.1..3600, got "${v['telemetry-s']}"`);
+      const address = v['advertise-address'] ?? defaultAddress();
+      if (net.isIP(address) === 0) fail(`--advertise-address: must be an IP address, got "${address}"`);
+      fleet = {
+        connection: connectionOptions(v, `l7mp-ts ${nodeId}`),
+        fleet: checkToken('--fleet', v.fleet ?? 'default'),
+        nodeId,
+        labels: parseLabels('--labels', v.labels ?? ''),
+        address,
+        stateDir: v['state-dir'],
+        telemetryMs: Math.round(telemetryS * 1000),
+      };
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  } else {
+    for (const f of ['fleet', 'node-id', 'labels', 'state-dir', 'advertise-address', 'telemetry-s', ...Object.keys(NATS_FLAGS)]) {
+      if ((v as Record<string, unknown>)[f] !== undefined) fail(`--${f} needs --nats`);
+    }
+  }
   const level = v['log-level'];
   if (level !== undefined && !isLogLevel(level)) fail(`-l: must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   let workers = os.availableParallelism();
@@ -92,7 +165,7 @@ function parseCli(argv: string[]): Cli {
     }
   }
   const adminToken = v['admin-token'] ?? process.env.L7MP_ADMIN_TOKEN;
-  return { config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers, offload: v.offload as Cli['offload'], admin, adminToken };
+  return { fleet, config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers, offload: v.offload as Cli['offload'], admin, adminToken };
 }
 
 /** A line per listener telling how to try it (the default example relies on it). */
@@ -115,13 +188,32 @@ async function main(): Promise<void> {
   if (process.argv[2] === 'actors') {
     process.exit(await actorsCommand(process.argv.slice(3)));
   }
+  if (process.argv[2] === 'apply') process.exit(await applyCommand(process.argv.slice(3)));
+  if (process.argv[2] === 'fleet') process.exit(await fleetCommand(process.argv.slice(3)));
   const cli = parseCli(process.argv.slice(2));
   let snapshot: ConfigSnapshot;
   const warnings: string[] = [];
+  // With --nats: the -c document is the base the fleet's config is merged onto; the state dir's
+  // last applied config (when there is one) is what the proxy starts with.
+  let base: Record<string, unknown> = {};
+  let initial: { revision: number; doc: Record<string, unknown> } | undefined;
   try {
-    snapshot = normalize(readConfigFile(cli.config), { strict: cli.strict || undefined, warn: (m) => warnings.push(m) });
+    if (cli.config !== undefined) base = readConfigFile(cli.config) as Record<string, unknown>;
+    snapshot = normalize(cli.config !== undefined ? base : {}, { strict: cli.strict || undefined, warn: (m) => warnings.push(m) });
   } catch (e) {
     fail(e instanceof L7Error ? `${cli.config}: ${e.message}` : String(e));
+  }
+  if (cli.fleet?.stateDir !== undefined) {
+    try {
+      const st = loadState(cli.fleet.stateDir);
+      if (st !== null) {
+        snapshot = mergeConfig({ source: 'state', config: st.config }, [], cli.strict).snapshot;
+        initial = { revision: st.revision, doc: st.config };
+        warnings.push(`serving the last applied fleet config from ${cli.fleet.stateDir} (revision ${st.revision}) until NATS answers`);
+      }
+    } catch (e) {
+      warnings.push(`${(e as Error).message}; starting from ${cli.config ?? 'an empty config'}`);
+    }
   }
   const level = cli.logLevel ?? snapshot.admin.log_level;
   const log = makeLogger(level, { thread: 'main' });
@@ -141,13 +233,14 @@ async function main(): Promise<void> {
 
   let stopping = false;
   let admin: AdminServer | null = null;
+  let agent: FleetAgent | null = null;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
     // Whatever happens, exit within 2 s.
     setTimeout(() => process.exit(0), 1900).unref();
-    void Promise.all([runtime.shutdown(), admin?.close()]).then(() => process.exit(0));
+    void Promise.all([agent?.stop(), runtime.shutdown(), admin?.close()]).then(() => process.exit(0));
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -157,9 +250,30 @@ async function main(): Promise<void> {
   } catch (e) {
     fail(e instanceof Error ? e.message : String(e));
   }
+  const store = new ConfigStore(runtime.snapshot, { warn: (m) => log.debug(m) });
+  if (cli.fleet !== undefined) {
+    const f = cli.fleet;
+    agent = new FleetAgent({
+      connection: f.connection,
+      fleet: f.fleet,
+      nodeId: f.nodeId,
+      labels: f.labels,
+      address: f.address,
+      runtime,
+      base: { source: cli.config ?? '(no -c)', config: base },
+      strict: cli.strict,
+      log,
+      store,
+      telemetryMs: f.telemetryMs,
+      ...(f.stateDir !== undefined ? { stateDir: f.stateDir } : {}),
+      ...(initial !== undefined ? { initial } : {}),
+    });
+    agent.start();
+    log.info({ fleet: f.fleet, node: f.nodeId, labels: f.labels, address: f.address, nats: f.connection.servers }, 'fleet member: desired state from NATS KV');
+  }
   const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
   // The admin routes exist even unbound: L7mpController and Prometheus clusters reach them.
-  const api = createAdmin(runtime, { host: adminAddr?.host ?? '127.0.0.1', port: adminAddr?.port ?? 0, ...(cli.adminToken ? { token: cli.adminToken } : {}), log });
+  const api = createAdmin(runtime, { host: adminAddr?.host ?? '127.0.0.1', port: adminAddr?.port ?? 0, ...(cli.adminToken ? { token: cli.adminToken } : {}), log, store });
   admin = api;
   if (adminAddr !== undefined) {
     try {

@@ -277,6 +277,17 @@ export class Runtime extends EventEmitter {
     return withTimeout(s.api.stopActor(id), 1000, 'not-found' as const);
   }
 
+  /**
+   * Disconnect every session stage connected to `endpoint` of `cluster`, on every worker (a
+   * recursive endpoint delete: retries move them to the remaining endpoints). Resolves with the
+   * number of sessions told.
+   */
+  async dropEndpoint(cluster: string, endpoint: string): Promise<number> {
+    const live = [...this.slots.values()].filter((s) => s.live);
+    const counts = await Promise.all(live.map((s) => withTimeout(s.api.dropEndpoint(cluster, endpoint), 1000, 0)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   /** The thread of a slot (tests use it to kill a worker). */
   thread(slot: number): Worker | undefined {
     return this.slots.get(slot)?.thread;

@@ -183,6 +183,7 @@ export class UdpDownstream implements Connection {
   private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     if (rinfo.port !== this.port || rinfo.address !== this.address) {
       // Caught while unconnected in the reuseport group: it belongs to the listener logic.
+      this.listener.onStray();
       this.listener.onDatagram(msg, rinfo.address, rinfo.port);
       return;
     }
@@ -354,6 +355,11 @@ export class UdpListener implements ListenerInstance {
     const known = this.peers.get(key);
     if (known !== undefined) known.inject(data);
     else if (!this.closed) this.newPeer(key, h.address, h.port, data);
+  }
+
+  /** @internal A datagram of another peer reached a session's socket before it was connected. */
+  onStray(): void {
+    this.ctx.count('stray');
   }
 
   /** The listening socket's fd (server mode, for SO_REUSEPORT steering), or -1. */

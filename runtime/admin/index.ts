@@ -16,6 +16,8 @@ export interface AdminOptions {
   log: Logger;
   /** The process's name counters for inline objects (default: seeded from the snapshot's generated names). */
   namer?: Namer;
+  /** The config store the API edits (default: a new one over the runtime's snapshot). */
+  store?: ConfigStore;
 }
 
 /**
@@ -27,7 +29,7 @@ export function createAdmin(runtime: Runtime, opts: AdminOptions): AdminServer {
   const server = new AdminServer({ host: opts.host, port: opts.port, log: opts.log, ...(opts.token ? { token: opts.token } : {}) });
   registerHealth(server, runtime);
   registerActors(server, runtime);
-  registerApi(server, runtime, new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), warn: (m) => opts.log.debug(m) }));
+  registerApi(server, runtime, opts.store ?? new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), warn: (m) => opts.log.debug(m) }));
   registerMetrics(server, runtime);
   runtime.setAdminHandler((call) => server.request(call));
   return server;

@@ -11,6 +11,8 @@ export interface Proxy {
   proc: ChildProcess;
   /** Everything it wrote to stderr so far. */
   stderr(): string;
+  /** Everything it wrote to stdout so far (Stdio and Logger clusters write there). */
+  stdout(): string;
   /** SIGTERM and wait for exit; resolves with the exit code and how long it took (ms). */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
@@ -20,16 +22,26 @@ export function readExample(rel: string): any {
   return YAML.parse(fs.readFileSync(path.join(root, 'examples', rel), 'utf8'));
 }
 
-/** Start the proxy on `config` (an object, written to `file` as YAML); resolve when it logs "l7mp-ts ready". */
-export async function startProcess(config: unknown, file: string, args: string[] = [], timeoutMs = 10_000): Promise<Proxy> {
+/**
+ * Start the proxy on `config` (an object, written to `file` as YAML); resolve when it logs
+ * "l7mp-ts ready". `timeoutMs` bounds a hang (a loaded machine starts slowly); it times nothing.
+ */
+export async function startProcess(config: unknown, file: string, args: string[] = [], timeoutMs = 30_000): Promise<Proxy> {
   fs.writeFileSync(file, YAML.stringify(config));
+  return startConfigFile(file, args, timeoutMs);
+}
+
+/** Start the proxy on a config file as it is; resolve when it logs "l7mp-ts ready". */
+export async function startConfigFile(file: string, args: string[] = [], timeoutMs = 30_000): Promise<Proxy> {
   const proc = spawn(BIN, ['-c', file, '-l', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  proc.stdout?.resume();
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   const p: Proxy = {
     proc,
     stderr: () => err,
+    stdout: () => out,
     stop: (signal = 'SIGTERM') => {
       const t0 = Date.now();
       if (proc.exitCode !== null) return Promise.resolve({ code: proc.exitCode, ms: 0 });

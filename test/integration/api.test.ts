@@ -301,6 +301,34 @@ test('options.track keeps ended sessions listed as DESTROYED (l7mp §1.2); witho
   });
 });
 
+test('a recursive endpoint delete moves live sessions to the next endpoint under retry_on: disconnect, and ends them after the last (§1.9, §12.12)', async () => {
+  // A UDP cluster has one port: the two endpoints are two loopback addresses on it.
+  const a = await udpEcho('A:', '127.0.0.1');
+  const b = await udpEcho('B:', '127.0.0.2', a.port);
+  const port = await freePort();
+  const doc = {
+    listeners: [{ name: 'in', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: 'up', retry: { retry_on: 'disconnect', num_retries: 2, timeout: 1000 } } } }] }],
+    clusters: [{ name: 'up', spec: { protocol: 'UDP', port: a.port }, endpoints: [{ name: 'ep-a', spec: { address: '127.0.0.1' } }, { name: 'ep-b', spec: { address: '127.0.0.2' } }] }],
+  };
+  const c = await UdpClient.open();
+  try {
+    await withApi(doc, 2, async (admin) => {
+      assert.equal((await c.request('1', port)).toString(), 'A:1');
+      const [first] = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>;
+      await ok(call(admin, 'DELETE', '/api/v1/endpoints/ep-a?recursive=true'));
+      assert.equal((await c.request('2', port)).toString(), 'B:2', 'the same session now goes to the remaining endpoint');
+      const now = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>;
+      assert.deepEqual(now.map((x) => x.name), [first?.name], 'it is the same session');
+      await ok(call(admin, 'DELETE', '/api/v1/endpoints/ep-b?recursive=true'));
+      await waitFor(async () => ((await call(admin, 'GET', '/api/v1/sessions')).json as unknown[]).length === 0, WAIT, 'the session to end with no endpoint left');
+    });
+  } finally {
+    c.close();
+    await a.close();
+    await b.close();
+  }
+});
+
 test('YAML bodies (with a charset parameter) are accepted', async () => {
   await withApi(echoOnly, 1, async (admin) => {
     await ok(call(admin, 'POST', '/api/v1/clusters', 'cluster:\n  name: y1\n  spec:\n    protocol: Echo\n', 'text/yaml'));

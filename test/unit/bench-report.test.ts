@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cell, markdownTable, num, ratioToRef, stats, svgChart, wrap } from '../../bench/report.ts';
+import { cell, markdownTable, num, ratio, ratioToRef, stats, svgChart, wrap } from '../../bench/report.ts';
 import type { Figure, RowData } from '../../bench/report.ts';
 
 const pps: Figure = { key: 'pps', header: 'pps', fmt: num, higherIsBetter: true, chart: 'UDP pps' };
@@ -30,6 +30,8 @@ test('ratioToRef is > 1 when better than the reference, for both directions', ()
   assert.equal(ratioToRef(lat, 20, 40), 2);
   assert.equal(ratioToRef(lat, 0, 40), null);
   assert.equal(ratioToRef(pps, 10, undefined), null);
+  assert.equal(ratio(1.234), '1.23');
+  assert.equal(ratio(0.004321), '0.004');
 });
 
 test('cell: median, range with several samples, ratio to the reference', () => {
@@ -68,7 +70,9 @@ test('svgChart: one bar per shown system and charted figure, skipped and unavail
   assert.match(svg, /<title>l7mp-ts: pps 2.00× nginx<\/title>/);
   assert.match(svg, /<title>l7mp-ts: RTT µs 0.50× nginx<\/title>/);
   assert.ok(!svg.includes('direct') && !svg.includes('>l7mp<'));
+  assert.equal(svg.match(/<rect [^>]*width="14"/g)?.length, 2); // legend: nginx, l7mp-ts
   assert.ok(svg.includes('T &lt;1&gt;'));
+  assert.ok(svg.includes('Not run: l7mp: not installed'));
 });
 
 test('wrap: splits labels at spaces', () => {

@@ -1,0 +1,290 @@
+/**
+ * The NATS fleet bus end to end: a real nats-server with JetStream, three `l7mp-ts --nats`
+ * processes, the `apply` / `fleet` CLI as processes (issue 5, tests of item 6).
+ *
+ * Every node's `-c` base holds only a UDP listener on its own port whose rules name the rulelist
+ * `main`; the fleet config (applied to the selector tier=edge) brings `main` and the clusters.
+ * So traffic passes through a node only once the fleet config reached it.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { freePort, freeTcpPort, freeUdpPort, streamEcho, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
+import { cli, startNats, startNode, type NatsServer, type Node } from './nats.ts';
+import { openBucket } from '../../fleet/agent.ts';
+import { fleetNames } from '../../fleet/names.ts';
+import type { Heartbeat } from '../../fleet/telemetry.ts';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+
+/**
+ * The fleet config: rulelist `main` → UDP cluster `up-<tag>` → the echo server at `port`. A new
+ * tag renames the cluster, so sessions through the old one end and the next datagram takes the
+ * new route (sessions keep the route they started with). `extra` adds an unused Echo cluster: a
+ * change that leaves the data path alone.
+ */
+function fleetConfig(port: number | string, tag: string, extra?: string): unknown {
+  return {
+    rulelists: [{ name: 'main', rules: [{ name: 'all', action: { route: { destination: `up-${tag}` } } }] }],
+    clusters: [
+      { name: `up-${tag}`, spec: { protocol: 'UDP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] },
+      ...(extra !== undefined ? [{ name: extra, spec: { protocol: 'Echo' } }] : []),
+    ],
+  };
+}
+
+/** Every node's heartbeat, as answered to `discover` within `ms`. */
+async function heartbeats(nc: NatsConnection, fleet: string, ms = 300): Promise<Heartbeat[]> {
+  const it = await nc.requestMany(fleetNames(fleet).discover, '', { strategy: 'timer', maxWait: ms }).catch(() => null);
+  const out: Heartbeat[] = [];
+  if (it !== null) for await (const m of it) out.push(m.json<Heartbeat>());
+  return out;
+}
+
+describe('fleet over NATS', () => {
+  let nats: NatsServer;
+  let dir: string;
+  const nodes = new Map<string, Node>();
+  const ports = new Map<string, number>();
+  const echoes: Array<Awaited<ReturnType<typeof udpEcho>>> = [];
+  let client: UdpClient;
+  let nc: NatsConnection;
+  const fleet = 'f1';
+
+  const nodeArgs = (id: string): string[] => {
+    const base = path.join(dir, `${id}.yaml`);
+    return ['-c', base, '--nats', nats.url, '--fleet', fleet, '--labels', `tier=edge,name=${id}`, '--advertise-address', '127.0.0.1', '--state-dir', path.join(dir, `state-${id}`)];
+  };
+  const apply = (config: unknown, ...target: string[]) => {
+    const f = path.join(dir, `apply-${Date.now()}.yaml`);
+    fs.writeFileSync(f, YAML.stringify(config));
+    return cli(['apply', '-f', f, '--nats', nats.url, '--fleet', fleet, ...target, '--wait-s', '15']);
+  };
+  /** The reply through node `id` (one try: a loss would show). */
+  const via = async (id: string, msg: string, tries = 1, c = client): Promise<string> => (await c.request(msg, ports.get(id) as number, '127.0.0.1', 1000, tries)).toString();
+
+  before(async () => {
+    dir = tmpDir();
+    nats = await startNats();
+    for (const prefix of ['A:', 'B:', 'C:']) echoes.push(await udpEcho(prefix));
+    for (const id of ['n1', 'n2', 'n3']) {
+      const port = await freePort();
+      ports.set(id, port);
+      fs.writeFileSync(path.join(dir, `${id}.yaml`), YAML.stringify({ listeners: [{ name: 'in', spec: { protocol: 'UDP', port }, rules: 'main' }] }));
+    }
+    const started = await Promise.all(['n1', 'n2', 'n3'].map((id) => startNode(id, nodeArgs(id))));
+    for (const n of started) nodes.set(n.id, n);
+    client = await UdpClient.open();
+    nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+  });
+
+  after(async () => {
+    client?.close();
+    await nc?.close().catch(() => {});
+    await Promise.all([...nodes.values()].map((n) => n.stop()));
+    await Promise.all(echoes.map((e) => e.close()));
+    await nats?.stop();
+  });
+
+  test('3 nodes converge on a config applied to a selector and pass traffic; fleet status lists them', async () => {
+    const r = await apply(fleetConfig(echoes[0]!.port, 'A'), '--selector', 'tier=edge');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 3, r.stdout);
+    for (const [i, id] of ['n1', 'n2', 'n3'].entries()) assert.match(lines[i] as string, new RegExp(`^${id} ACK revision \\d+$`));
+    for (const id of ['n1', 'n2', 'n3']) assert.equal(await via(id, `hello ${id}`), `A:hello ${id}`);
+
+    const st = await cli(['fleet', 'status', '--nats', nats.url, '--fleet', fleet, '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    const rows = JSON.parse(st.stdout) as Heartbeat[];
+    assert.deepEqual(rows.map((x) => x.nodeId), ['n1', 'n2', 'n3']);
+    const rev = Number(/revision (\d+)/.exec(lines[0] as string)?.[1]);
+    for (const row of rows) {
+      assert.deepEqual(row.labels, { tier: 'edge', name: row.nodeId });
+      assert.equal(row.revision, rev);
+      assert.equal(row.health, 'ok');
+      assert.equal(typeof row.stats.sessions, 'number');
+    }
+    const text = await cli(['fleet', 'status', '--nats', nats.url, '--fleet', fleet]);
+    assert.match(text.stdout, /^NODE\s+LABELS\s+ADDRESS\s+REVISION\s+HEALTH/);
+    assert.match(text.stdout, /\nn2\s+name=n2,tier=edge\s+127\.0\.0\.1\s+\d+\s+ok/);
+
+    // Telemetry: heartbeats and stats on their subjects; the stats count the traffic above.
+    const names = fleetNames(fleet);
+    const stats = await new Promise<{ listeners: Array<{ name: string; sessions: number; packets: number; bytes: number; drops: number; pps: number }> }>((resolve) => {
+      const sub = nc.subscribe(names.stats('n1'), {
+        callback: (_e, m) => {
+          sub.unsubscribe();
+          resolve(m.json());
+        },
+      });
+    });
+    const inL = stats.listeners.find((l) => l.name === 'in');
+    assert.ok(inL && inL.sessions >= 1 && inL.packets >= 2 && inL.bytes > 0, JSON.stringify(stats));
+    const tree = await cli(['fleet', 'actors', 'n2', '--nats', nats.url, '--fleet', fleet]);
+    assert.equal(tree.code, 0, tree.stderr);
+    assert.match(tree.stdout, /^process l7mp-ts/);
+    assert.match(tree.stdout, /listener in .* UDP/);
+  });
+
+  test('a bad config is NACKed with the field named; the old config keeps serving', async () => {
+    const r = await apply(fleetConfig('not-a-port', 'X'), '--selector', 'tier=edge');
+    assert.equal(r.code, 1, r.stdout);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 3, r.stdout);
+    for (const line of lines) assert.match(line, /^n\d NACK revision \d+: L7_ERR_CONFIG_INVALID selector\.[A-Za-z0-9_-]+: clusters\[0\]\.spec\.port: must be an integer .*got "not-a-port"$/);
+    for (const id of ['n1', 'n2', 'n3']) assert.equal(await via(id, 'still'), 'A:still');
+    const good = await apply(fleetConfig(echoes[1]!.port, 'B'), '--selector', 'tier=edge');
+    assert.equal(good.code, 0, good.stdout);
+    for (const id of ['n1', 'n2', 'n3']) assert.equal(await via(id, 'b', 3), 'B:b');
+  });
+
+  test('nats-server down 10 s: no data-plane loss, a node restarted meanwhile serves its state dir, re-converged within 2 s', async (t) => {
+    const names = fleetNames(fleet);
+    const before = Math.max(...(await heartbeats(nc, fleet)).map((h) => h.revision));
+    // Steady traffic through two nodes during the outage, one datagram at a time, no retries.
+    let stop = false;
+    let sent = 0;
+    const lost: string[] = [];
+    const own = await UdpClient.open();
+    const traffic = (async () => {
+      for (let i = 0; !stop && i < 5000; i++) {
+        for (const id of ['n1', 'n2']) {
+          sent++;
+          try {
+            const reply = await via(id, `t${i}`, 1, own);
+            if (reply !== `B:t${i}`) lost.push(`${id}: ${reply}`);
+          } catch (e) {
+            lost.push(`${id}: ${(e as Error).message}`);
+          }
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    try {
+    const t0 = Date.now();
+    await nats.stop('SIGKILL');
+    // n3 restarts while the bus is away: it serves the config kept in its state dir.
+    await nodes.get('n3')!.stop();
+    nodes.set('n3', await startNode('n3', nodeArgs('n3')));
+    assert.equal(await via('n3', 'from state', 3), 'B:from state');
+    await new Promise((r) => setTimeout(r, Math.max(0, 10_000 - (Date.now() - t0))));
+    await nats.start();
+    const back = Date.now();
+    // Every node reconnects and resyncs from KV: it re-announces its revision (status published
+    // before the outage, or during it, is not relied on).
+    await waitFor(async () => (await heartbeats(nc, fleet, 200)).filter((h) => h.revision === before && h.last?.ok).length === 3, 10_000, 'all nodes back');
+    const reconnected = Date.now() - back;
+    // A change written after the restart: every node picks it up (a change that keeps the data path).
+    const kv = (await waitFor(async () => openBucket(nc, names).catch(() => null), 10_000, 'KV after the restart')) as Awaited<ReturnType<typeof openBucket>>;
+    const { formatLabels } = await import('../../fleet/labels.ts');
+    const written = Date.now();
+    const rev = await kv.put(names.selectorKey(formatLabels({ tier: 'edge' })), JSON.stringify({ selector: { matchLabels: { tier: 'edge' } }, config: fleetConfig(echoes[1]!.port, 'B', 'marker') }));
+    await waitFor(async () => (await heartbeats(nc, fleet, 150)).filter((h) => h.revision >= rev && h.last?.ok).length === 3, 2000, 'all nodes at the new revision within 2 s');
+    const converged = Date.now() - written;
+    stop = true;
+    await traffic;
+    t.diagnostic(`outage: ${sent} datagrams through 2 proxies over 10 s down + restart, ${lost.length} lost; all 3 nodes resynced ${reconnected} ms after nats-server was back; a change written then applied by all 3 in ${converged} ms`);
+    assert.deepEqual(lost, []);
+    assert.ok(sent > 100, `only ${sent} datagrams sent`);
+    for (const id of ['n1', 'n2', 'n3']) assert.equal(await via(id, 'c'), 'B:c');
+    } finally {
+      stop = true;
+      await traffic;
+      own.close();
+    }
+  });
+
+  test('a node restarted with an empty state dir gets its config back from KV', async () => {
+    await nodes.get('n2')!.stop();
+    fs.rmSync(path.join(dir, 'state-n2'), { recursive: true, force: true });
+    nodes.set('n2', await startNode('n2', nodeArgs('n2')));
+    const reply = await waitFor(() => via('n2', 'again').catch(() => ''), 10_000, 'n2 serving again');
+    assert.equal(reply, 'B:again');
+    const [n1, n2] = ['n1', 'n2'].map(async (id) => (await heartbeats(nc, fleet)).find((h) => h.nodeId === id));
+    assert.equal((await n2)?.revision, (await n1)?.revision);
+    assert.ok(fs.existsSync(path.join(dir, 'state-n2', 'applied.json')));
+  });
+});
+
+describe('the seed task as l7mp CRDs over a fleet of 3', () => {
+  let nats: NatsServer;
+  const nodes: Node[] = [];
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await nats?.stop();
+  });
+
+  test('app=l7mp-ingress, app=transcoder, app=worker: UDP → WebSocket → UDS transcoder → UDP worker and back', async (t) => {
+    const t0 = Date.now();
+    nats = await startNats();
+    const dir = tmpDir();
+    const sock = path.join(dir, 'uds-echo.sock');
+    const gwPort = await freePort();
+    const wsPort = await freeTcpPort();
+    const workerPort = await freeUdpPort('127.0.0.2');
+    const worker = await udpEcho('Echo on worker-1: ', '127.0.0.2', workerPort);
+    const app = await streamEcho({ path: sock }, 'Transcoded on transcoder-1: ');
+    const crds = fs
+      .readFileSync(path.join(root, 'examples', 'seed-task', 'crds.yaml'), 'utf8')
+      .replaceAll('port: 9001', `port: ${gwPort}`)
+      .replaceAll('port: 8888', `port: ${wsPort}`)
+      .replaceAll('port: 9999', `port: ${workerPort}`)
+      .replaceAll('/tmp/uds-echo.sock', sock);
+    const file = path.join(dir, 'crds.yaml');
+    fs.writeFileSync(file, crds);
+    const common = ['--nats', nats.url, '--fleet', 'seed'];
+    nodes.push(
+      ...(await Promise.all([
+        startNode('ingress', [...common, '--labels', 'app=l7mp-ingress', '--advertise-address', '127.0.0.1']),
+        startNode('transcoder', [...common, '--labels', 'app=transcoder', '--advertise-address', '127.0.0.1']),
+        startNode('worker', [...common, '--labels', 'app=worker', '--advertise-address', '127.0.0.2']),
+      ])),
+    );
+    const client = await UdpClient.open();
+    t.diagnostic(`fleet of 3 up after ${Date.now() - t0} ms`);
+    try {
+      const r = await cli(['apply', '-f', file, ...common, '--wait-s', '15']);
+      t.diagnostic(`apply done after ${Date.now() - t0} ms`);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^ingress ACK revision \d+\ntranscoder ACK revision \d+\nworker ACK revision \d+\n$/);
+      for (let i = 0; i < 3; i++) {
+        const reply = (await client.request(`message ${i}`, gwPort, '127.0.0.1', 2000, 3)).toString();
+        assert.equal(reply, `Echo on worker-1: Transcoded on transcoder-1: message ${i}`);
+      }
+      t.diagnostic(`traffic passed after ${Date.now() - t0} ms`);
+      // A bad CRD is refused by the compiler before anything is written, naming the field.
+      fs.writeFileSync(file, crds.replace('destinationRef: /apis/l7mp.io/v1/namespaces/default/targets/uds-cluster', 'destinationRef: /apis/l7mp.io/v1/namespaces/default/targets/nope'));
+      const bad = await cli(['apply', '-f', file, ...common, '--wait-s', '5']);
+      t.diagnostic(`bad apply refused after ${Date.now() - t0} ms`);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /VirtualService default\/transcoder-vsvc: spec\.listener\.rules\[0\]\.action\.route\.destinationRef: Target "default\/nope" is not defined/);
+    } finally {
+      client.close();
+      // The proxies first: the app's server.close() waits for the transcoder's connection to end.
+      await Promise.all(nodes.splice(0).map((n) => n.stop()));
+      await Promise.all([worker.close(), app.close()]);
+    }
+  });
+});
+
+test('fleet flags: clear errors, exit 1', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['-c', 'x.yaml', '--fleet', 'a'], /--fleet needs --nats/],
+    [['--nats', 'nats://127.0.0.1:1', '--node-id', 'a.b'], /--node-id: must be 1\.\.64 letters, digits, '_' or '-', got "a\.b"/],
+    [['--nats', 'nats://127.0.0.1:1', '--labels', 'app'], /--labels: each item must be key=value/],
+    [['--nats', 'nats://127.0.0.1:1', '--nats-user', 'u', '--nats-token', 't'], /exclude each other/],
+    [['apply', '-f', 'x.yaml', '--nats', 'nats://127.0.0.1:1', '--node', 'a', '--selector', 'b=c'], /--node and --selector exclude each other/],
+    [['apply', '--nats', 'nats://127.0.0.1:1'], /-f FILE is required/],
+    [['fleet', 'actors', '--nats', 'nats://127.0.0.1:1'], /actors: the NODE argument is required/],
+    [['fleet', 'status', '--nats', 'nats://127.0.0.1:1'], /cannot connect to NATS/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => cli(args, 30_000)));
+  results.forEach((r, i) => {
+    assert.equal(r.code, 1, `${cases[i]![0].join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, cases[i]![1]);
+  });
+});

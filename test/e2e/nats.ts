@@ -1,0 +1,111 @@
+/**
+ * Test fixtures for the fleet: a real nats-server with JetStream (its own store dir, a free
+ * port, stoppable and restartable on the same port and store), fleet nodes (`bin/l7mp-ts --nats`
+ * processes), and the fleet CLI as a process.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { freeTcpPort, tmpDir } from '../helpers.ts';
+import { BIN } from './proc.ts';
+
+export interface NatsServer {
+  readonly url: string;
+  readonly port: number;
+  /** Stop the server (SIGKILL by default, as in the reliability plan's outage test). */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Start it again on the same port and store; resolves when it is ready. */
+  start(): Promise<void>;
+}
+
+/** Start nats-server with JetStream on a free port. */
+export async function startNats(): Promise<NatsServer> {
+  const dir = tmpDir();
+  const port = await freeTcpPort();
+  let proc: ChildProcess | null = null;
+  const start = async (): Promise<void> => {
+    const p = spawn('nats-server', ['-js', '-sd', path.join(dir, 'js'), '-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = p;
+    let log = '';
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`nats-server not ready within 10 s:\n${log}`)), 10_000);
+      p.stderr?.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('Server is ready')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+      p.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`nats-server exited with ${code}:\n${log}`));
+      });
+    });
+  };
+  await start();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    start,
+    stop: (signal = 'SIGKILL') => {
+      const p = proc;
+      proc = null;
+      if (p === null || p.exitCode !== null) return Promise.resolve();
+      return new Promise((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill(signal);
+      });
+    },
+  };
+}
+
+export interface Node {
+  readonly id: string;
+  proc: ChildProcess;
+  stderr(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Start `bin/l7mp-ts` with `args`; resolve when it logs "l7mp-ts ready". */
+export async function startNode(id: string, args: string[], timeoutMs = 30_000): Promise<Node> {
+  const proc = spawn(BIN, ['-l', 'info', '--node-id', id, '--workers', '1', '--telemetry-s', '0.5', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`node ${id} not ready within ${timeoutMs} ms:\n${err}`));
+    }, timeoutMs);
+    const check = (): void => {
+      if (err.includes('l7mp-ts ready')) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stderr?.on('data', check);
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`node ${id} exited with ${code} before it was ready:\n${err}`));
+    });
+  });
+  return {
+    id,
+    proc,
+    stderr: () => err,
+    stop: (signal = 'SIGTERM') => {
+      if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
+      return new Promise((resolve) => {
+        proc.once('exit', (code) => resolve(code));
+        proc.kill(signal);
+      });
+    },
+  };
+}
+
+/** Run the CLI (`bin/l7mp-ts ARGS`) to completion. */
+export function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { timeout: timeoutMs }, (e, stdout, stderr) => {
+      resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
