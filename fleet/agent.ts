@@ -299,8 +299,13 @@ export class FleetAgent {
 
   private async reconcile(): Promise<void> {
     const d = desiredFor(this.entries, this.names, this.o.nodeId, this.o.labels);
-    // Applies are idempotent by revision: an older revision is never applied.
-    if (d.revision < this.appliedRevision) return;
+    // Applies are idempotent by revision: an older revision is never applied. Within one watch
+    // generation deliveries are in order; a fresh read after a resync is authoritative even if
+    // lower (the state dir holds a revision of a bucket that was since recreated).
+    if (d.revision < this.appliedRevision) {
+      if (!this.announce) return;
+      this.o.log.warn({ kv: d.revision, applied: this.appliedRevision }, 'KV revision is older than the applied one (bucket recreated?); following KV');
+    }
     if (!this.announce && this.last !== null && this.last.revision === d.revision) return;
     this.announce = false;
     let next: { doc: Record<string, unknown>; snapshot: ConfigSnapshot };
