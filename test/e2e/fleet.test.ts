@@ -14,6 +14,8 @@ import YAML from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, freeTcpPort, freeUdpPort, streamEcho, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { cli, startNats, startNode, type NatsServer, type Node } from './nats.ts';
+import { execFile } from 'node:child_process';
+import { BIN } from './proc.ts';
 import { openBucket } from '../../fleet/agent.ts';
 import { fleetNames } from '../../fleet/names.ts';
 import type { Heartbeat } from '../../fleet/telemetry.ts';
@@ -287,4 +289,39 @@ test('fleet flags: clear errors, exit 1', async () => {
     assert.equal(r.code, 1, `${cases[i]![0].join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, cases[i]![1]);
   });
+});
+
+test('NATS user/password: a node with the right credentials joins; a wrong password leaves the node serving its local config', async () => {
+  const nats = await startNats(['--user', 'l7', '--pass', 's3cret']);
+  const dir = tmpDir();
+  const port = await freePort();
+  const base = path.join(dir, 'base.yaml');
+  fs.writeFileSync(base, YAML.stringify({ listeners: [{ name: 'e', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] }] }));
+  const good = await startNode('authed', ['--nats', nats.url, '--nats-user', 'l7', '--nats-password', 's3cret']);
+  const bad = await startNode('denied', ['-c', base, '--nats', nats.url, '--nats-user', 'l7', '--nats-password', 'wrong']);
+  const client = await UdpClient.open();
+  try {
+    const env = { ...process.env, L7MP_NATS_PASSWORD: 's3cret' };
+    const st = await waitFor(
+      async () => {
+        const r = await new Promise<{ code: number; stdout: string }>((resolve) =>
+          execFile(BIN, ['fleet', 'status', '--json', '--nats', nats.url, '--nats-user', 'l7'], { env, timeout: 30_000 }, (e, stdout) => resolve({ code: e ? 1 : 0, stdout })),
+        );
+        return r.code === 0 && (JSON.parse(r.stdout) as Heartbeat[]).length > 0 ? r : null;
+      },
+      20_000,
+      'the authenticated node in fleet status',
+    );
+    assert.deepEqual((JSON.parse(st!.stdout) as Heartbeat[]).map((h) => h.nodeId), ['authed']);
+    const anon = await cli(['fleet', 'status', '--nats', nats.url]);
+    assert.equal(anon.code, 1);
+    assert.match(anon.stderr, /Authorization Violation/i);
+    assert.equal((await client.request('local', port, '127.0.0.1', 1000, 3)).toString(), 'local');
+    await waitFor(() => /"err":"Authorization Violation"[^\n]*NATS connect failed/.test(bad.stderr()), 20_000, 'the denied node to log the auth error');
+    assert.doesNotMatch(good.stderr() + bad.stderr(), /s3cret|wrong/);
+  } finally {
+    client.close();
+    await Promise.all([good.stop(), bad.stop()]);
+    await nats.stop();
+  }
 });
