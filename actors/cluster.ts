@@ -4,7 +4,7 @@
  */
 import { Actor } from './actor.ts';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
-import type { ClusterInstance, ProtocolModule } from '../protocols/types.ts';
+import type { ClusterContext, ClusterInstance, ProtocolModule } from '../protocols/types.ts';
 import type { ClusterConfig } from '../cluster-config/snapshot.ts';
 import type { WorkerServices } from './worker.ts';
 
@@ -26,6 +26,11 @@ export class ClusterCounters {
   retries = 0;
   /** Attempts that failed (refused, timed out, no endpoint). */
   failures = 0;
+  /** Protocol events and drops by name (`sync_forwarded`, `transform_error`...), from {@link ClusterContext.count}. */
+  readonly named = new Map<string, number>();
+  count(name: string, n = 1): void {
+    this.named.set(name, (this.named.get(name) ?? 0) + n);
+  }
 
   constructor(protocol: string) {
     this.protocol = protocol;
@@ -38,20 +43,34 @@ export class ClusterActor extends Actor<never> {
   private readonly proto: ProtocolModule;
   private readonly services: WorkerServices;
   private readonly registry: Map<string, ClusterInstance>;
+  private readonly counters: ClusterCounters;
   private instance: ClusterInstance | null = null;
 
-  constructor(cfg: ClusterConfig, proto: ProtocolModule, services: WorkerServices, registry: Map<string, ClusterInstance>) {
+  constructor(cfg: ClusterConfig, proto: ProtocolModule, services: WorkerServices, registry: Map<string, ClusterInstance>, counters: ClusterCounters) {
     super();
     this.cfg = cfg;
     this.proto = proto;
     this.services = services;
     this.registry = registry;
+    this.counters = counters;
   }
 
   override preStart(): void {
     const side = this.proto.cluster;
     if (side === undefined) throw new L7Error(ErrorCode.Internal, `protocol ${this.proto.name} has no cluster`);
-    this.instance = side.create({ name: this.cfg.name, spec: this.cfg.spec }, { slot: this.services.slot, log: this.services.log, rateLog: this.services.rateLog, admin: (c) => this.services.admin(c) });
+    const s = this.services;
+    const name = this.cfg.name;
+    const counters = this.counters;
+    const ctx: ClusterContext = {
+      slot: s.slot,
+      log: s.log,
+      rateLog: s.rateLog,
+      ownerOf: (key) => s.ownerOf(key),
+      sendPeer: (slot, msg) => s.sendCluster(slot, name, msg),
+      count: (counter, n = 1) => counters.count(counter, n),
+      admin: (c) => s.admin(c),
+    };
+    this.instance = side.create({ name, spec: this.cfg.spec }, ctx);
     this.registry.set(this.cfg.name, this.instance);
   }
 

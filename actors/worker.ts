@@ -32,6 +32,8 @@ export interface WorkerServices {
   ownerOf(key: string): number;
   /** Send a datagram hand-off to another worker; false if it cannot be delivered. */
   handoff(slot: number, h: DatagramHandoff): boolean;
+  /** Send `msg` to cluster `cluster` on worker `slot` (see ClusterContext.sendPeer); false if it cannot be delivered. */
+  sendCluster(slot: number, cluster: string, msg: unknown): boolean;
   /** The slot that hosts a `single`-placement listener. */
   placeSingle(listener: string): number;
   /** Keep a pending close (socket release) so shutdown can wait for it. */
@@ -178,7 +180,8 @@ export class WorkerActor extends Actor<Msg> {
       if (this.clusterCells.has(c.name)) continue;
       const proto = s.protocol(c.spec.protocol);
       if (proto === undefined) continue; // validated on the main thread
-      const cell = this.ctx.spawn(c.name, { factory: () => new ClusterActor(c, proto, s, this.clusters), restart: 'permanent' });
+      const counters = this.clusterCounters.get(c.name) as ClusterCounters;
+      const cell = this.ctx.spawn(c.name, { factory: () => new ClusterActor(c, proto, s, this.clusters, counters), restart: 'permanent' });
       this.clusterCells.set(c.name, { cfg: c, cell });
     }
 
@@ -230,6 +233,19 @@ export class WorkerActor extends Actor<Msg> {
     if (inst?.onHandoff === undefined) return false;
     inst.onHandoff(h);
     return true;
+  }
+
+  /** Deliver a message another worker's cluster of the same name sent; false if no such cluster takes it here. */
+  clusterMessage(cluster: string, from: number, msg: unknown): boolean {
+    const inst = this.clusters.get(cluster);
+    if (inst?.onPeerMessage === undefined) return false;
+    inst.onPeerMessage(from, msg);
+    return true;
+  }
+
+  /** The ring of live workers changed: tell every cluster that cares. */
+  ringChanged(live: readonly number[]): void {
+    for (const c of this.clusters.values()) c.onRingChange?.(live);
   }
 
   override onChildStopped(child: ActorCell<unknown>, reason: StopReason): void {

@@ -165,7 +165,9 @@ class Builder {
       throw new L7Error(ErrorCode.ConfigInvalid, `${path}.protocol: no ${side} for protocol ${show(spec.protocol)}`);
     }
     check(s.schema, spec, path, this.strict);
-    return spec as ProtocolSpec;
+    // Protocol checks the schema cannot express (a module file that must exist and export a function).
+    const prepared: unknown = s.prepare?.(spec, path);
+    return (prepared ?? spec) as ProtocolSpec;
   }
 
   private listener(l: ListenerDoc, path: string): void {

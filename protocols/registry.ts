@@ -19,8 +19,10 @@ import { jsondecap } from './jsondecap/index.ts';
 import { metric } from './metric/index.ts';
 import { exec } from './exec/index.ts';
 import { stdio } from './stdio/index.ts';
+import { sync } from './sync/index.ts';
+import { transform } from './transform/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio, sync, transform];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));

@@ -183,6 +183,13 @@ export interface ClusterInstance {
   connect(session: SessionInfo, endpoint: EndpointInfo | null, signal: AbortSignal): Promise<Connection>;
   /** Release shared resources. Idempotent. */
   close(): void;
+  /**
+   * A message from the cluster of the same name on another worker ({@link ClusterContext.sendPeer}),
+   * for clusters whose state spans workers (Sync). Data path: never throws; drop and count instead.
+   */
+  onPeerMessage?(from: number, msg: unknown): void;
+  /** The ring of live workers changed (a worker died or came back): `live` are the live slots. */
+  onRingChange?(live: readonly number[]): void;
 }
 
 /** A request to the process's admin API (REST API, metrics), made from a worker. */
@@ -207,6 +214,17 @@ export interface ClusterContext {
   readonly slot: number;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;
+  /** The owner slot of `key` on the consistent hash ring of live workers (this slot if none is live). */
+  ownerOf(key: string): number;
+  /**
+   * Send `msg` (plain data: msgpack-encodable, Uint8Array for bytes) to the cluster of the same
+   * name on worker `slot`, over the workers' MessagePort mesh; it arrives at that instance's
+   * {@link ClusterInstance.onPeerMessage}, in order per pair of workers. Returns false if that
+   * worker is unreachable (the caller counts a drop).
+   */
+  sendPeer(slot: number, msg: unknown): boolean;
+  /** A cluster-level counter (drops, events), aggregated in metrics as `l7mp_cluster_events_total`. */
+  count(counter: string, n?: number): void;
   /**
    * Serve a request with the process's admin API, which lives on the main thread (the
    * L7mpController and Prometheus clusters). Never rejects: failures come back as l7mp error
@@ -233,12 +251,21 @@ export interface ProtocolModule {
     placement(spec: any): 'shared' | 'single';
     /** Idle timeout of its sessions in ms (0 = none; stream protocols end on FIN). Default 0. */
     idleTimeoutMs?(spec: any): number;
+    /** Config-time checks beyond the schema; see the cluster side's `prepare`. */
+    prepare?(spec: any, path: string): any;
   };
   /** Cluster side, if the protocol can connect. */
   readonly cluster?: {
     readonly schema: TSchema;
     /** Virtual clusters (Echo, Discard, Logger) take no endpoints and ignore load balancing. */
     readonly virtual: boolean;
+    /**
+     * Config-time checks beyond the schema (run once on the main thread when a config is
+     * validated, after the schema passed): e.g. that a module file exists and exports a
+     * function. May return a normalized spec (absolute paths) that replaces the given one.
+     * @throws L7Error `L7_ERR_CONFIG_INVALID` whose message starts with `<path>.<field>: `.
+     */
+    prepare?(spec: any, path: string): any;
     /**
      * Export the traffic of each live session stage through this cluster as l7mp's
      * `session_byte_counter_total` / `session_packet_counter_total{sessionName, clusterName}`

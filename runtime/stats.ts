@@ -51,6 +51,8 @@ export interface ClusterMetrics {
   active: number;
   /** Upstream traffic: stages of ended sessions plus live ones. */
   traffic: Traffic;
+  /** Protocol events and drops by name (`sync_forwarded`, `transform_error`...); absent = none. */
+  events?: Record<string, number>;
 }
 
 /** Everything one worker reports at a scrape. Plain data (crosses threads by structured clone). */
@@ -161,6 +163,7 @@ export class TrafficTally {
           failures: c?.failures ?? 0,
           active: 0,
           traffic,
+          events: c === undefined ? {} : Object.fromEntries(c.named),
         };
         cm.set(name, m);
       }

@@ -19,7 +19,7 @@ import type { AdminAnswer, AdminCall, DatagramHandoff } from '../protocols/types
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing, placeSingle } from './ring.ts';
-import { decodeEnvelope, encodeHandoff } from './envelope.ts';
+import { decodeAny, encodeClusterMessage, encodeHandoff, EnvelopeType } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
 import { AccessLog } from './access-log.ts';
 import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
@@ -52,7 +52,13 @@ export interface WorkerStats {
   handoffsIn: number;
   handoffsOut: number;
   handoffsDropped: number;
+  /** Cluster messages received from other workers, sent to them, and not deliverable. */
+  clusterMsgsIn: number;
+  clusterMsgsOut: number;
+  clusterMsgsDropped: number;
   listeners: Record<string, { sessions: number; counters: Record<string, number> }>;
+  /** Per cluster: its protocol events and drops on this worker (ClusterContext.count). */
+  clusters: Record<string, Record<string, number>>;
 }
 
 class WorkerHost implements WorkerServices {
@@ -71,6 +77,9 @@ class WorkerHost implements WorkerServices {
   handoffsIn = 0;
   handoffsOut = 0;
   handoffsDropped = 0;
+  clusterMsgsIn = 0;
+  clusterMsgsOut = 0;
+  clusterMsgsDropped = 0;
   /** Traffic of ended sessions, by listener and cluster (metrics). */
   readonly tally = new TrafficTally();
   accessLog: AccessLog | null = null;
@@ -104,6 +113,21 @@ class WorkerHost implements WorkerServices {
     const buf = encodeHandoff(h);
     port.postMessage(buf, [buf.buffer as ArrayBuffer]);
     this.handoffsOut++;
+    return true;
+  }
+
+  sendCluster(slot: number, cluster: string, msg: unknown): boolean {
+    const port = this.peers.get(slot);
+    if (port === undefined) return false;
+    let buf: Uint8Array;
+    try {
+      buf = encodeClusterMessage(cluster, this.slot, msg);
+    } catch (e) {
+      this.rateLog.warn(`cluster-encode:${cluster}`, { cluster, err: (e as Error).message }, 'cluster message not encodable; dropped');
+      return false;
+    }
+    port.postMessage(buf, [buf.buffer as ArrayBuffer]);
+    this.clusterMsgsOut++;
     return true;
   }
 
@@ -190,13 +214,37 @@ class WorkerHost implements WorkerServices {
   }
 
   onEnvelope = (buf: Uint8Array): void => {
-    const h = decodeEnvelope(buf);
+    const e = decodeAny(buf);
+    if (e?.type === EnvelopeType.Cluster) {
+      const c = e.cluster;
+      let ok = false;
+      try {
+        ok = this.worker !== null && this.worker.clusterMessage(c.cluster, c.from, c.msg);
+      } catch (err) {
+        // The data path never kills the worker: a cluster that throws on a message loses it.
+        this.rateLog.warn(`cluster-msg:${c.cluster}`, { cluster: c.cluster, err: (err as Error).message }, 'cluster message handler threw; dropped');
+      }
+      if (ok) this.clusterMsgsIn++;
+      else this.clusterMsgsDropped++;
+      return;
+    }
+    const h = e?.type === EnvelopeType.Handoff ? e.handoff : null;
     if (h === null || this.worker === null || !this.worker.handoff(h)) {
       this.handoffsDropped++;
       return;
     }
     this.handoffsIn++;
   };
+
+  /** A new ring of live slots. */
+  setRing(live: number[]): void {
+    this.ring = new WorkerRing(live);
+    try {
+      this.worker?.ringChanged(this.ring.slots);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'a cluster failed to handle a ring change');
+    }
+  }
 }
 
 const host = new WorkerHost(workerData as WorkerInit);
@@ -259,7 +307,7 @@ const api = {
   },
   /** The live slots changed (a worker died or came back). */
   setRing(live: number[]): void {
-    host.ring = new WorkerRing(live);
+    host.setRing(live);
   },
   /** A port to another worker, for hand-offs. */
   addPeer(slot: number, port: MessagePort): void {
@@ -309,6 +357,8 @@ const api = {
   stats(): WorkerStats {
     const listeners: WorkerStats['listeners'] = {};
     for (const [name, c] of host.worker?.counters ?? []) listeners[name] = { sessions: c.sessions, counters: Object.fromEntries(c.named) };
+    const clusters: WorkerStats['clusters'] = {};
+    for (const [name, c] of host.worker?.clusterCounters ?? []) clusters[name] = Object.fromEntries(c.named);
     return {
       slot: host.slot,
       sessionsActive: sessionsActive(),
@@ -316,7 +366,11 @@ const api = {
       handoffsIn: host.handoffsIn,
       handoffsOut: host.handoffsOut,
       handoffsDropped: host.handoffsDropped,
+      clusterMsgsIn: host.clusterMsgsIn,
+      clusterMsgsOut: host.clusterMsgsOut,
+      clusterMsgsDropped: host.clusterMsgsDropped,
       listeners,
+      clusters,
     };
   },
   /** Listener, cluster and worker counters for metrics (read at scrape time). */

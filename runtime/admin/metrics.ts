@@ -57,7 +57,8 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_cluster_tx_packets_total', type: 'counter', labels: C, help: 'Datagrams (stream writes) sent to upstream endpoints.' },
   { name: 'l7mp_cluster_rx_bytes_total', type: 'counter', labels: C, help: 'Bytes received from upstream endpoints.' },
   { name: 'l7mp_cluster_tx_bytes_total', type: 'counter', labels: C, help: 'Bytes sent to upstream endpoints.' },
-  { name: 'l7mp_cluster_dropped_packets_total', type: 'counter', labels: [...C, 'reason'], help: 'Upstream datagrams dropped, by reason: connection, setup.' },
+  { name: 'l7mp_cluster_dropped_packets_total', type: 'counter', labels: [...C, 'reason'], help: 'Upstream datagrams dropped, by reason: connection, setup, and cluster drops (transform_error, transform_null, transform_overflow, sync_unheard, sync_undeliverable).' },
+  { name: 'l7mp_cluster_events_total', type: 'counter', labels: [...C, 'event'], help: 'Protocol events of a cluster, by name (sync_forwarded, sync_received...).' },
   // Workers.
   { name: 'l7mp_worker_up', type: 'gauge', labels: W, help: '1 if the worker answered this scrape, else 0.' },
   { name: 'l7mp_worker_sessions_active', type: 'gauge', labels: W, help: 'Sessions alive on the worker.' },
@@ -72,6 +73,9 @@ const byName = new Map(FAMILIES.map((f) => [f.name, f]));
 
 /** Listener events that are drops (reported as a drop reason instead of an event). */
 const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed']);
+
+/** Cluster events that are drops (reported as a drop reason instead of an event). */
+const CLUSTER_DROP_EVENTS: ReadonlySet<string> = new Set(['transform_error', 'transform_null', 'transform_overflow', 'sync_unheard', 'sync_undeliverable']);
 
 /** One value of a family, with all its labels (including ones the family sums away). */
 export interface Sample {
@@ -124,6 +128,10 @@ export function workerSamples(w: WorkerMetrics): Sample[] {
     add('l7mp_cluster_tx_bytes_total', lab, t.txBytes);
     add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'connection' }, t.drops);
     add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'setup' }, t.setupDrops);
+    for (const [event, n] of Object.entries(c.events ?? {})) {
+      if (CLUSTER_DROP_EVENTS.has(event)) add('l7mp_cluster_dropped_packets_total', { ...lab, reason: event }, n);
+      else add('l7mp_cluster_events_total', { ...lab, event }, n);
+    }
   }
   for (const s of w.sessionStages ?? []) {
     add('session_byte_counter_total', { sessionName: s.session, clusterName: s.cluster }, s.bytes);

@@ -70,6 +70,7 @@ test('TrafficTally: ended totals plus live sessions, by listener and cluster; en
       failures: 0,
       active: 1,
       traffic: { rxPackets: 11, rxBytes: 110, txPackets: 11, txBytes: 110, drops: 0, setupDrops: 1 },
+      events: {},
     },
   ]);
   // Collecting does not change the ended totals.
@@ -89,7 +90,7 @@ function worker(slot: number, threadId: number, rx: number, active = 1): WorkerM
     handoffsDropped: 1,
     accessLogDropped: 0,
     listeners: [{ name: 'gw', protocol: 'UDP', sessions: rx, active, traffic, ended: { normal: 1 }, events: { filtered: 3, handoff_in: 1 } }],
-    clusters: [{ name: 'up', protocol: 'UDP', requests: rx, connections: rx, attempts: rx, retries: 0, failures: 0, active, traffic }],
+    clusters: [{ name: 'up', protocol: 'UDP', requests: rx, connections: rx, attempts: rx, retries: 0, failures: 0, active, traffic, events: { sync_forwarded: 2, transform_error: 4 } }],
   };
 }
 
@@ -109,6 +110,9 @@ test('workerSamples: every sample names a declared family and carries the worker
   assert.equal(value(s, 'l7mp_listener_events_total', { event: 'handoff_in' }), 1);
   assert.equal(value(s, 'l7mp_listener_events_total', { event: 'filtered' }), undefined);
   assert.equal(value(s, 'l7mp_worker_dropped_packets_total', { reason: 'handoff' }), 1);
+  assert.equal(value(s, 'l7mp_cluster_events_total', { event: 'sync_forwarded' }), 2);
+  assert.equal(value(s, 'l7mp_cluster_dropped_packets_total', { reason: 'transform_error' }), 4);
+  assert.equal(value(s, 'l7mp_cluster_events_total', { event: 'transform_error' }), undefined);
 });
 
 test('WorkerSeries: a worker that does not answer keeps its counters (not its gauges); a replacement adds to its slot; restarts per slot', () => {

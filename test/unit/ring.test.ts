@@ -53,3 +53,19 @@ test('hand-off envelopes round-trip through msgpack; malformed ones decode to nu
   assert.equal(decodeEnvelope(new Uint8Array([0xc1])), null);
   assert.equal(decodeEnvelope(new Uint8Array([0x81, 0xa1, 0x74, 0x02])), null);
 });
+
+test('cluster envelopes round-trip with bytes inside; a hand-off decoder ignores them', async () => {
+  const { decodeAny, encodeClusterMessage, EnvelopeType } = await import('../../runtime/envelope.ts');
+  const data = new Uint8Array([0, 1, 2, 255]);
+  const buf = encodeClusterMessage('sync', 3, [1, '"room"', data]);
+  assert.equal(buf.byteOffset, 0);
+  assert.equal(buf.byteLength, buf.buffer.byteLength, 'an owned buffer, ready to transfer');
+  const e = decodeAny(buf);
+  assert.equal(e?.type, EnvelopeType.Cluster);
+  const c = e?.type === EnvelopeType.Cluster ? e.cluster : null;
+  assert.equal(c?.cluster, 'sync');
+  assert.equal(c?.from, 3);
+  const m = c?.msg as [number, string, Uint8Array];
+  assert.deepEqual([m[0], m[1], [...m[2]]], [1, '"room"', [0, 1, 2, 255]]);
+  assert.equal(decodeEnvelope(buf), null);
+});

@@ -1,0 +1,34 @@
+/**
+ * Sync: l7mp's broadcast-domain virtual cluster (compat reference §3.3). Every session routed to a
+ * Sync cluster joins the domain named by its metadata value at `query`; what one member sends is
+ * delivered to every *other* member, and nothing comes back to the sender. A session with no value
+ * at `query` fails to connect (as in l7mp).
+ *
+ * In l7mp-ts the members of one domain may live on different workers (UDP sessions are pinned to
+ * workers by the hash ring); see {@link SyncCluster} for the cross-worker path.
+ */
+import { Type } from '@sinclair/typebox';
+import type { ProtocolModule } from '../types.ts';
+import { SyncCluster } from './domain.ts';
+
+const SyncSpec = Type.Object(
+  {
+    protocol: Type.Literal('Sync'),
+    query: Type.String({
+      minLength: 1,
+      description: 'Metadata path (e.g. `/labels/session_id`, a path, not a predicate) whose value names the broadcast domain a session joins.',
+      expect: 'a metadata path',
+    }),
+  },
+  { description: 'Sync: sessions with equal metadata values at `query` form a broadcast domain; what one member sends goes to all the others.' },
+);
+
+export const sync: ProtocolModule = {
+  name: 'Sync',
+  kind: 'datagram',
+  cluster: {
+    schema: SyncSpec,
+    virtual: true,
+    create: (cfg, ctx) => new SyncCluster(cfg.name, cfg.spec.query as string, ctx),
+  },
+};
