@@ -144,3 +144,53 @@ test('l7mp-rule-test.yaml: WebSocket :9999 paths under /admin go to Echo, the re
     assert.equal(sessions?.length, 2);
   });
 });
+
+test('l7mp-sync-test.yaml: WebSocket clients on :9000 with the same id header are cross-connected', { concurrency: false }, async () => {
+  const { WebSocket } = await import('ws');
+  await withConfig('l7mp-sync-test.yaml', async () => {
+    const open = async (id: string) => {
+      const ws = new WebSocket('ws://127.0.0.1:9000/', { headers: { id } });
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      return ws;
+    };
+    const [a1, a2, b] = [await open('x-1'), await open('x-1'), await open('x-2')];
+    try {
+      // A session joins its domain once it is connected: retry the first message until it is heard.
+      const heard = wsRecv(a2, WAIT);
+      await waitFor(() => {
+        a1.send('ping');
+        return Promise.race([heard.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 200))]);
+      }, WAIT, 'a1 heard by a2');
+      a2.send('pong');
+      let got = (await wsRecv(a1, WAIT)).toString();
+      while (got === 'ping') got = (await wsRecv(a1, WAIT)).toString(); // never its own message
+      assert.equal(got, 'pong');
+    } finally {
+      [a1, a2, b].forEach((w) => w.close());
+    }
+  });
+});
+
+test('l7mp-udp-udp.yaml: UDP peers on :9001 and :9002 are connected back to back through the Sync cluster', { concurrency: false }, async () => {
+  const { UdpClient } = await import('../helpers.ts');
+  await withConfig('l7mp-udp-udp.yaml', async (p) => {
+    const [a, b] = [await UdpClient.open(), await UdpClient.open()];
+    try {
+      a.send('a joins', 9001);
+      // The Logger ingress chain prints a's datagram once its session is connected (a member of the domain).
+      await waitFor(() => p.stdout().includes('ingress1: a joins'), WAIT, "a's session connected");
+      b.send('b joins', 9002);
+      assert.equal((await a.recv(WAIT)).toString(), 'b joins');
+      a.send('hello b', 9001);
+      assert.equal((await b.recv(WAIT)).toString(), 'hello b');
+      b.send('hello a', 9002);
+      assert.equal((await a.recv(WAIT)).toString(), 'hello a');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
