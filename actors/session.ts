@@ -679,6 +679,8 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.kernelBuf = new Float64Array(3 * fds.length);
     this.jsRxAtSplice = this.jsRx();
     this.stages.forEach((st, i) => {
+      // The kernel relays now; a JS read would only find an empty queue once per datagram.
+      st.conn?.spliceReading?.(false);
       (st.conn as Connection).spliceErrorHook = (err: Error) => {
         // An ICMP error reached Node before the watchdog: same remedy, a fresh psock.
         this.init.env.rateLog.warn(`offload-error:${this.init.listener}`, { session: this.init.name, stage: i, err: err.message }, 'offload: socket error on a spliced session; psock reset');
@@ -718,14 +720,21 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
   }
 
-  /** Read the kernel counters one last time and take the sockets out of the kernel path. */
+  /**
+   * Read the kernel counters one last time and take the sockets out of the kernel path; unless the
+   * session is ending, JavaScript reads its sockets again.
+   */
   private unsplice(): void {
     const sp = this.splice;
     if (sp === null) return;
     this.syncKernel();
     sp.close();
     this.splice = null;
-    for (const st of this.stages) if (st.conn !== null) st.conn.spliceErrorHook = null;
+    for (const st of this.stages) {
+      if (st.conn === null) continue;
+      st.conn.spliceErrorHook = null;
+      if (!this.ended) st.conn.spliceReading?.(true);
+    }
   }
 
   private fail(err: L7Error): void {
