@@ -678,6 +678,19 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.kernelSeen = new Float64Array(3 * fds.length);
     this.kernelBuf = new Float64Array(3 * fds.length);
     this.jsRxAtSplice = this.jsRx();
+    // What waited in the receive queues at the splice was relayed by the provider: count it as the kernel's.
+    const n = fds.length;
+    for (let i = 0; i < n; i++) {
+      const dp = sp.drained[2 * i] as number;
+      const db = sp.drained[2 * i + 1] as number;
+      if (dp === 0) continue;
+      const from = (this.stages[i] as Stage).kernel;
+      const to = (this.stages[(i + 1) % n] as Stage).kernel;
+      from.rxPackets += dp;
+      from.rxBytes += db;
+      to.txPackets += dp;
+      to.txBytes += db;
+    }
     this.stages.forEach((st, i) => {
       // The kernel relays now; a JS read would only find an empty queue once per datagram.
       st.conn?.spliceReading?.(false);
