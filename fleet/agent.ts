@@ -121,16 +121,20 @@ export class FleetAgent {
   }
 
   private async connectLoop(): Promise<void> {
+    let failures = 0;
     while (!this.stopping) {
       let nc: NatsConnection;
       try {
-        nc = await connect(this.o.connection);
+        // Our own retry loop for the first connect (not nats.js waitOnFirstConnect), so that
+        // refused connections and bad credentials are seen and logged.
+        nc = await connect({ ...this.o.connection, waitOnFirstConnect: false });
       } catch (e) {
-        // Bad credentials and the like: keep serving, retry with a pause.
-        this.o.log.error({ err: (e as Error).message }, 'NATS connect failed; serving the current config, retrying in 2 s');
-        await new Promise((r) => setTimeout(r, 2000));
+        // Server down, bad credentials...: keep serving, retry; log the first failure and then every ~30 s.
+        if (failures++ % 60 === 0) this.o.log.error({ err: (e as Error).message, attempts: failures }, 'NATS connect failed; serving the current config, retrying every 500 ms');
+        await new Promise((r) => setTimeout(r, 500));
         continue;
       }
+      failures = 0;
       if (this.stopping) {
         await nc.close().catch(() => {});
         return;
@@ -299,8 +303,13 @@ export class FleetAgent {
 
   private async reconcile(): Promise<void> {
     const d = desiredFor(this.entries, this.names, this.o.nodeId, this.o.labels);
-    // Applies are idempotent by revision: an older revision is never applied.
-    if (d.revision < this.appliedRevision) return;
+    // Applies are idempotent by revision: an older revision is never applied. Within one watch
+    // generation deliveries are in order; a fresh read after a resync is authoritative even if
+    // lower (the state dir holds a revision of a bucket that was since recreated).
+    if (d.revision < this.appliedRevision) {
+      if (!this.announce) return;
+      this.o.log.warn({ kv: d.revision, applied: this.appliedRevision }, 'KV revision is older than the applied one (bucket recreated?); following KV');
+    }
     if (!this.announce && this.last !== null && this.last.revision === d.revision) return;
     this.announce = false;
     let next: { doc: Record<string, unknown>; snapshot: ConfigSnapshot };

@@ -31,6 +31,8 @@ import { formatLabels, matches, parseLabels } from './labels.ts';
 import { openBucket } from './agent.ts';
 import { compile, fqn, parseResources, type InventoryNode, type Resource } from './crd.ts';
 import type { Heartbeat } from './telemetry.ts';
+import { FleetController } from './controller.ts';
+import { isLogLevel, LOG_LEVELS, makeLogger } from '../runtime/common/log.ts';
 
 const APPLY_USAGE = `Usage: l7mp-ts apply -f FILE --nats URL [--fleet F] [--node ID | --selector k=v[,k=v]] [--wait-s N]
   -f, --file FILE        an l7mp config (YAML/JSON) for --node/--selector; without them, l7mp CRDs
@@ -43,6 +45,8 @@ ${NATS_USAGE}`;
 
 const FLEET_USAGE = `Usage: l7mp-ts fleet status --nats URL [--fleet F] [--json] [--wait-ms N]
        l7mp-ts fleet actors NODE --nats URL [--fleet F] [--json]
+       l7mp-ts fleet controller --nats URL [--fleet F] [--interval-s N] [--expire-s N] [-l LEVEL]
+  controller: keep the stored l7mp CRDs compiled against the live inventory (runs until SIGTERM)
 ${NATS_USAGE}`;
 
 function err(cmd: string, msg: string): number {
@@ -237,7 +241,12 @@ export async function applyCommand(argv: string[]): Promise<number> {
 export async function fleetCommand(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...NATS_FLAGS, fleet: { type: 'string' }, json: { type: 'boolean' }, 'wait-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: argv,
+      options: { ...NATS_FLAGS, fleet: { type: 'string' }, json: { type: 'boolean' }, 'wait-ms': { type: 'string' }, 'interval-s': { type: 'string' }, 'expire-s': { type: 'string' }, 'log-level': { type: 'string', short: 'l' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (e) {
     return err('fleet', `${(e as Error).message}\n${FLEET_USAGE}`);
   }
@@ -246,6 +255,10 @@ export async function fleetCommand(argv: string[]): Promise<number> {
   if (v.help) {
     process.stdout.write(`${FLEET_USAGE}\n`);
     return 0;
+  }
+  if (sub === 'controller') {
+    if (node !== undefined) return err('fleet', `unexpected argument ${JSON.stringify(node)}`);
+    return controller(v);
   }
   if (sub !== 'status' && sub !== 'actors') return err('fleet', `unknown subcommand ${JSON.stringify(sub ?? '')}\n${FLEET_USAGE}`);
   if (rest.length > 0 || (sub === 'status' && node !== undefined)) return err('fleet', `unexpected argument ${JSON.stringify(rest[0] ?? node)}`);
@@ -289,4 +302,32 @@ export async function fleetCommand(argv: string[]): Promise<number> {
   } finally {
     await nc.close().catch(() => {});
   }
+}
+
+/** `l7mp-ts fleet controller`: runs until SIGINT/SIGTERM (exit 0). */
+async function controller(v: Record<string, string | boolean | undefined>): Promise<number> {
+  const intervalS = Number(v['interval-s'] ?? 2);
+  const expireS = Number(v['expire-s'] ?? 15);
+  if (!(intervalS >= 0.1 && intervalS <= 3600)) return err('fleet', `--interval-s: must be 0.1..3600, got "${String(v['interval-s'])}"`);
+  if (!(expireS > intervalS && expireS <= 86_400)) return err('fleet', `--expire-s: must be more than --interval-s and at most 86400, got "${String(v['expire-s'])}"`);
+  const level = (v['log-level'] as string | undefined) ?? 'info';
+  if (!isLogLevel(level)) return err('fleet', `-l: must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  let opts;
+  let fleet: string;
+  try {
+    opts = connectionOptions(v, 'l7mp-ts fleet controller');
+    fleet = checkToken('--fleet', (v.fleet as string | undefined) ?? 'default');
+  } catch (e) {
+    return err('fleet', (e as Error).message);
+  }
+  const log = makeLogger(level, { thread: 'controller' });
+  const c = new FleetController({ connection: opts, fleet, log, intervalMs: Math.round(intervalS * 1000), expireMs: Math.round(expireS * 1000) });
+  const done = new Promise<number>((resolve) => {
+    const stop = (): void => void c.stop().then(() => resolve(0));
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await c.start();
+  log.info({ fleet }, 'l7mp-ts fleet controller ready');
+  return done;
 }

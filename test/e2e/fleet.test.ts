@@ -14,6 +14,8 @@ import YAML from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, freeTcpPort, freeUdpPort, streamEcho, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { cli, startNats, startNode, type NatsServer, type Node } from './nats.ts';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { BIN } from './proc.ts';
 import { openBucket } from '../../fleet/agent.ts';
 import { fleetNames } from '../../fleet/names.ts';
 import type { Heartbeat } from '../../fleet/telemetry.ts';
@@ -40,7 +42,11 @@ function fleetConfig(port: number | string, tag: string, extra?: string): unknow
 async function heartbeats(nc: NatsConnection, fleet: string, ms = 300): Promise<Heartbeat[]> {
   const it = await nc.requestMany(fleetNames(fleet).discover, '', { strategy: 'timer', maxWait: ms }).catch(() => null);
   const out: Heartbeat[] = [];
-  if (it !== null) for await (const m of it) out.push(m.json<Heartbeat>());
+  try {
+    if (it !== null) for await (const m of it) out.push(m.json<Heartbeat>());
+  } catch {
+    // no responders (yet): none
+  }
   return out;
 }
 
@@ -213,12 +219,20 @@ describe('fleet over NATS', () => {
 describe('the seed task as l7mp CRDs over a fleet of 3', () => {
   let nats: NatsServer;
   const nodes: Node[] = [];
+  let controller: ChildProcess | undefined;
   after(async () => {
+    if (controller && controller.exitCode === null) {
+      const c = controller;
+      await new Promise((r) => {
+        c.once('exit', r);
+        c.kill('SIGTERM');
+      });
+    }
     await Promise.all(nodes.map((n) => n.stop()));
     await nats?.stop();
   });
 
-  test('app=l7mp-ingress, app=transcoder, app=worker: UDP → WebSocket → UDS transcoder → UDP worker and back', async (t) => {
+  test('app=l7mp-ingress, app=transcoder, app=worker: UDP → WebSocket → UDS transcoder → UDP worker and back; the controller follows a worker that is replaced', async (t) => {
     const t0 = Date.now();
     nats = await startNats();
     const dir = tmpDir();
@@ -244,8 +258,12 @@ describe('the seed task as l7mp CRDs over a fleet of 3', () => {
         startNode('worker', [...common, '--labels', 'app=worker', '--advertise-address', '127.0.0.2']),
       ])),
     );
+    controller = spawn(BIN, ['fleet', 'controller', ...common, '--interval-s', '0.5', '--expire-s', '3'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let clog = '';
+    controller.stderr?.on('data', (d: Buffer) => (clog += d.toString()));
+    await waitFor(() => clog.includes('fleet controller connected'), 30_000, 'the controller');
     const client = await UdpClient.open();
-    t.diagnostic(`fleet of 3 up after ${Date.now() - t0} ms`);
+    t.diagnostic(`fleet of 3 and the controller up after ${Date.now() - t0} ms`);
     try {
       const r = await cli(['apply', '-f', file, ...common, '--wait-s', '15']);
       t.diagnostic(`apply done after ${Date.now() - t0} ms`);
@@ -256,6 +274,32 @@ describe('the seed task as l7mp CRDs over a fleet of 3', () => {
         assert.equal(reply, `Echo on worker-1: Transcoded on transcoder-1: message ${i}`);
       }
       t.diagnostic(`traffic passed after ${Date.now() - t0} ms`);
+      // The controller follows the inventory: the worker node goes, another one (another id and
+      // address) comes; the ingress's udp-cluster endpoints follow, new sessions reach the new worker.
+      const w2 = await udpEcho('Echo on worker-2: ', '127.0.0.3', workerPort);
+      try {
+        await Promise.all(nodes.splice(2, 1).map((n) => n.stop()));
+        nodes.push(await startNode('worker-2', [...common, '--labels', 'app=worker', '--advertise-address', '127.0.0.3']));
+        const reply = await waitFor(
+          async () => {
+            const c = await UdpClient.open();
+            try {
+              const r = (await c.request('moved', gwPort, '127.0.0.1', 1000, 1)).toString();
+              return r.startsWith('Echo on worker-2: ') ? r : null;
+            } catch {
+              return null;
+            } finally {
+              c.close();
+            }
+          },
+          30_000,
+          'the ingress to reach worker-2',
+        );
+        assert.equal(reply, 'Echo on worker-2: Transcoded on transcoder-1: moved');
+        t.diagnostic(`controller moved the endpoint after ${Date.now() - t0} ms`);
+      } finally {
+        await w2.close();
+      }
       // A bad CRD is refused by the compiler before anything is written, naming the field.
       fs.writeFileSync(file, crds.replace('destinationRef: /apis/l7mp.io/v1/namespaces/default/targets/uds-cluster', 'destinationRef: /apis/l7mp.io/v1/namespaces/default/targets/nope'));
       const bad = await cli(['apply', '-f', file, ...common, '--wait-s', '5']);
@@ -287,4 +331,39 @@ test('fleet flags: clear errors, exit 1', async () => {
     assert.equal(r.code, 1, `${cases[i]![0].join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, cases[i]![1]);
   });
+});
+
+test('NATS user/password: a node with the right credentials joins; a wrong password leaves the node serving its local config', async () => {
+  const nats = await startNats(['--user', 'l7', '--pass', 's3cret']);
+  const dir = tmpDir();
+  const port = await freePort();
+  const base = path.join(dir, 'base.yaml');
+  fs.writeFileSync(base, YAML.stringify({ listeners: [{ name: 'e', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] }] }));
+  const good = await startNode('authed', ['--nats', nats.url, '--nats-user', 'l7', '--nats-password', 's3cret']);
+  const bad = await startNode('denied', ['-c', base, '--nats', nats.url, '--nats-user', 'l7', '--nats-password', 'wrong']);
+  const client = await UdpClient.open();
+  try {
+    const env = { ...process.env, L7MP_NATS_PASSWORD: 's3cret' };
+    const st = await waitFor(
+      async () => {
+        const r = await new Promise<{ code: number; stdout: string }>((resolve) =>
+          execFile(BIN, ['fleet', 'status', '--json', '--nats', nats.url, '--nats-user', 'l7'], { env, timeout: 30_000 }, (e, stdout) => resolve({ code: e ? 1 : 0, stdout })),
+        );
+        return r.code === 0 && (JSON.parse(r.stdout) as Heartbeat[]).length > 0 ? r : null;
+      },
+      20_000,
+      'the authenticated node in fleet status',
+    );
+    assert.deepEqual((JSON.parse(st!.stdout) as Heartbeat[]).map((h) => h.nodeId), ['authed']);
+    const anon = await cli(['fleet', 'status', '--nats', nats.url]);
+    assert.equal(anon.code, 1);
+    assert.match(anon.stderr, /Authorization Violation/i);
+    assert.equal((await client.request('local', port, '127.0.0.1', 1000, 3)).toString(), 'local');
+    await waitFor(() => /"err":"Authorization Violation"[^\n]*NATS connect failed/.test(bad.stderr()), 20_000, 'the denied node to log the auth error');
+    assert.doesNotMatch(good.stderr() + bad.stderr(), /s3cret|wrong/);
+  } finally {
+    client.close();
+    await Promise.all([good.stop(), bad.stop()]);
+    await nats.stop();
+  }
 });

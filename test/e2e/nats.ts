@@ -17,13 +17,13 @@ export interface NatsServer {
   start(): Promise<void>;
 }
 
-/** Start nats-server with JetStream on a free port. */
-export async function startNats(): Promise<NatsServer> {
+/** Start nats-server with JetStream on a free port (`args`: more server flags, e.g. `--user u --pass p`). */
+export async function startNats(args: string[] = []): Promise<NatsServer> {
   const dir = tmpDir();
   const port = await freeTcpPort();
   let proc: ChildProcess | null = null;
   const start = async (): Promise<void> => {
-    const p = spawn('nats-server', ['-js', '-sd', path.join(dir, 'js'), '-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn('nats-server', ['-js', '-sd', path.join(dir, 'js'), '-a', '127.0.0.1', '-p', String(port), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     proc = p;
     let log = '';
     await new Promise<void>((resolve, reject) => {
