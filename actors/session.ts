@@ -13,6 +13,12 @@
  * DESTROYED. A stage that closes later is reconnected under `retry_on: disconnect|always`, else
  * the session ends. Idle sessions end after the listener's idle timeout (coarse timers: no timer
  * per session or packet).
+ *
+ * Kernel offload (native-offload/, `-o init`): when every connection is a plain connected UDP
+ * socket, the hop towards the source is armed; the first reply that reaches the source makes the
+ * session established and its sockets are spliced in the kernel (socket i's datagrams leave
+ * through socket i+1). The actor still owns the flow: it reads the kernel's per-socket counters
+ * into its stages (idle timeout, metrics, actor tree, access log) and unsplices before closing.
  */
 import { Actor, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
@@ -22,6 +28,7 @@ import type { ClusterInstance, Connection, ConnectionHandler, ConnStats, Endpoin
 import type { ClusterCounters } from './cluster.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import type { RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
+import type { OffloadProvider, Splice } from '../native-offload/provider.ts';
 
 /** l7mp's session statuses. */
 export type SessionStatus = 'INIT' | 'CONNECTED' | 'FINALIZING' | 'DESTROYED';
@@ -36,6 +43,8 @@ export interface SessionEnv {
   readonly rateLog: RateLimitedLog;
   /** Called once when the session ends, with its final record (metrics totals, the access log). */
   onEnd(record: SessionRecord): void;
+  /** The kernel offload provider when offload is on and available on this worker, else null. */
+  readonly offload?: OffloadProvider | null;
   /**
    * A connected route passes a datagram stream into a byte stream (message boundaries are lost
    * there, compat reference §3): `from` and `to` are the cluster (or listener) names. Optional.
@@ -102,6 +111,13 @@ export function zeroCounts(): TrafficCounts {
   return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0, setupDrops: 0 };
 }
 
+function addCounts(into: TrafficCounts, k: TrafficCounts): void {
+  into.rxPackets += k.rxPackets;
+  into.rxBytes += k.rxBytes;
+  into.txPackets += k.txPackets;
+  into.txBytes += k.txBytes;
+}
+
 function addStats(into: TrafficCounts, s: ConnStats): void {
   into.rxPackets += s.rxPackets;
   into.rxBytes += s.rxBytes;
@@ -130,6 +146,7 @@ type Msg =
   | { type: 'idle' }
   | { type: 'eof'; stage: number; conn: Connection }
   | { type: 'linger' }
+  | { type: 'established' }
   | { type: 'end'; reason: L7Error | null }
   | { type: 'dropEndpoint'; cluster: string; endpoint: string };
 
@@ -167,11 +184,13 @@ interface Stage {
   remote: string | null;
   /** Its peer half-closed (FIN): nothing more will be read from it. */
   eof: boolean;
+  /** Traffic the kernel relayed for this stage's sockets while spliced (rx: received on it; tx: sent out of it). */
+  kernel: TrafficCounts;
 }
 
 /** A stage before its first connect (or the source stage, which starts with its connection). */
 function newStage(cluster: string, role: Stage['role'], conn: Connection | null): Stage {
-  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: conn?.remote ?? null, eof: false };
+  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: conn?.remote ?? null, eof: false, kernel: zeroCounts() };
 }
 
 /**
@@ -216,6 +235,29 @@ class Hop implements ConnectionHandler {
   }
 }
 
+/**
+ * The hop towards the source of a session that may be offloaded: the first reply it forwards makes
+ * the session established (then spliced). Only used when offload is on, so the plain path is
+ * unchanged.
+ */
+class ArmedHop extends Hop {
+  private fired = false;
+  private readonly owner: SessionActor;
+
+  constructor(session: SessionActor, stage: number, self: Connection, next: Connection, prev: Connection) {
+    super(session, stage, self, next, prev);
+    this.owner = session;
+  }
+
+  override onData(data: Buffer): void {
+    super.onData(data);
+    if (!this.fired) {
+      this.fired = true;
+      this.owner.ctx.self.tell({ type: 'established' });
+    }
+  }
+}
+
 /** Holds reads and reports a close while a session is being set up. */
 class SetupHandler implements ConnectionHandler {
   readonly held: Buffer[] = [];
@@ -257,6 +299,22 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   private ended = false;
   /** Pending end after a half-close that could not be passed on. */
   private linger: NodeJS.Timeout | null = null;
+  /** Every connection is a plain UDP socket and offload is on: the session may be spliced. */
+  private offloadable = false;
+  /** The live kernel splice, if any. */
+  private splice: Splice | null = null;
+  /** Splice again at the next tick (a socket was not connected yet, or a stage reconnected). */
+  private spliceWanted = false;
+  /** Kernel counters: the last read, and a scratch buffer (3 per socket). */
+  private kernelSeen: Float64Array | null = null;
+  private kernelBuf: Float64Array | null = null;
+  /** CLOCK_MONOTONIC ns of the last datagram the kernel relayed (0: none yet). */
+  private kernelLastNs = 0;
+  /** Datagrams JavaScript received on this session's sockets when it was spliced (to tell how many it saw after). */
+  private jsRxAtSplice = 0;
+  /** Times the session was spliced, and watchdog resets. */
+  private splices = 0;
+  private spliceResets = 0;
 
   constructor(init: SessionInit) {
     super();
@@ -315,6 +373,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
         return;
       case 'linger':
         this.end(null);
+        return;
+      case 'established':
+        this.trySplice();
         return;
       case 'idle':
         this.end(new L7Error(ErrorCode.SessionIdle, `idle for ${this.init.idleTimeoutMs} ms`));
@@ -425,6 +486,8 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   /** Every stage is up: replay what was held and let packets flow. */
   private wireAll(): void {
+    const off = this.init.env.offload;
+    this.offloadable = off !== undefined && off !== null && this.stages.every((s) => s.conn?.spliceFd !== undefined);
     const held: Array<SetupHandler | null> = [];
     for (let i = 0; i < this.stages.length; i++) held.push(this.wireStage(i));
     this.status = 'CONNECTED';
@@ -438,7 +501,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       return;
     }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
-    if (this.init.idleTimeoutMs > 0) {
+    if (this.init.idleTimeoutMs > 0 || this.offloadable) {
       this.lastActive = Date.now();
       this.init.env.timers.add(this);
     }
@@ -501,7 +564,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     const next = this.stages[(i + 1) % n] as Stage;
     const prev = this.stages[(i - 1 + n) % n] as Stage;
     const conn = st.conn as Connection;
-    const hop = new Hop(this, i, conn, next.conn as Connection, prev.conn as Connection);
+    const hop = this.offloadable && i === n - 1 ? new ArmedHop(this, i, conn, next.conn as Connection, prev.conn as Connection) : new Hop(this, i, conn, next.conn as Connection, prev.conn as Connection);
     st.hop = hop;
     if (prev.hop !== null) prev.hop.next = conn;
     if (next.hop !== null) next.hop.prev = conn;
@@ -514,6 +577,10 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   private onStageClosed(i: number, err: L7Error | null, conn: Connection): void {
     const st = this.stages[i] as Stage;
     if (st.conn !== conn) return; // an old connection of a stage that was reconnected
+    if (this.splice !== null) {
+      this.unsplice();
+      this.spliceWanted = this.offloadable;
+    }
     this.event('DISCONNECT', `Stage ${st.role === 'source' ? 'source' : st.cluster}: ${err === null ? 'closed' : err.message}`);
     const r = this.route?.retry;
     const retriable = st.role !== 'source' && r !== undefined && (r.retry_on === 'disconnect' || r.retry_on === 'always') && this.status === 'CONNECTED' && r.num_retries > 0;
@@ -558,16 +625,107 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     st.retired = conn;
   }
 
-  /** Tickable: idle detection from packet counters, no per-packet clock reads. */
+  /**
+   * Tickable: idle detection from packet counters (the kernel's too, when spliced), no per-packet
+   * clock reads; a splice that had to wait is tried again.
+   */
   onTick(now: number): void {
+    if (this.spliceWanted && this.splice === null) this.trySplice();
+    this.syncKernel();
     let pk = 0;
-    for (const s of this.stages) if (s.conn !== null) pk += s.conn.stats.rxPackets;
+    for (const s of this.stages) {
+      if (s.conn !== null) pk += s.conn.stats.rxPackets;
+      pk += s.kernel.rxPackets;
+    }
     if (pk !== this.lastPackets) {
       this.lastPackets = pk;
       this.lastActive = now;
-    } else if (now - this.lastActive >= this.init.idleTimeoutMs) {
+    } else if (this.init.idleTimeoutMs > 0 && now - this.lastActive >= this.init.idleTimeoutMs) {
       this.ctx.self.tell({ type: 'idle' });
     }
+  }
+
+  /** Datagrams JavaScript received on the session's current connections. */
+  private jsRx(): number {
+    let n = 0;
+    for (const s of this.stages) if (s.conn !== null) n += s.conn.stats.rxPackets;
+    return n;
+  }
+
+  /** The session is established (first reply): hand its sockets to the kernel. */
+  private trySplice(): void {
+    const off = this.init.env.offload;
+    if (!this.offloadable || off === undefined || off === null || this.splice !== null || this.ended || this.status !== 'CONNECTED') return;
+    const fds: number[] = [];
+    for (const st of this.stages) {
+      const fd = st.conn?.spliceFd?.() ?? -1;
+      if (fd < 0) {
+        // Not connected yet (the downstream connects asynchronously): try again at the next tick.
+        this.spliceWanted = true;
+        return;
+      }
+      fds.push(fd);
+    }
+    this.spliceWanted = false;
+    const sp = off.splice(fds, (i, errno) => this.onSpliceReset(i, errno));
+    if (sp === null) {
+      this.init.env.rateLog.warn(`offload-splice:${this.init.listener}`, { session: this.init.name, reason: off.lastError }, 'offload: session stays in userspace');
+      this.event('OFFLOAD', `not spliced: ${off.lastError}`);
+      return;
+    }
+    this.splice = sp;
+    this.splices++;
+    this.kernelSeen = new Float64Array(3 * fds.length);
+    this.kernelBuf = new Float64Array(3 * fds.length);
+    this.jsRxAtSplice = this.jsRx();
+    this.stages.forEach((st, i) => {
+      (st.conn as Connection).spliceErrorHook = (err: Error) => {
+        // An ICMP error reached Node before the watchdog: same remedy, a fresh psock.
+        this.init.env.rateLog.warn(`offload-error:${this.init.listener}`, { session: this.init.name, stage: i, err: err.message }, 'offload: socket error on a spliced session; psock reset');
+        sp.reset(i);
+      };
+    });
+    this.event('OFFLOAD', `spliced ${fds.length} sockets in the kernel`);
+  }
+
+  private onSpliceReset(i: number, errno: number): void {
+    this.spliceResets++;
+    this.init.env.rateLog.warn(`offload-reset:${this.init.listener}`, { session: this.init.name, stage: i, errno }, 'offload: socket error on a spliced session; psock reset');
+  }
+
+  /** Fold what the kernel relayed since the last read into the stages' kernel counts. */
+  private syncKernel(): void {
+    const sp = this.splice;
+    const seen = this.kernelSeen;
+    const buf = this.kernelBuf;
+    if (sp === null || seen === null || buf === null || !sp.read(buf)) return;
+    const n = this.stages.length;
+    for (let i = 0; i < n; i++) {
+      const dp = (buf[3 * i] as number) - (seen[3 * i] as number);
+      const db = (buf[3 * i + 1] as number) - (seen[3 * i + 1] as number);
+      if (dp > 0) {
+        const from = (this.stages[i] as Stage).kernel;
+        const to = (this.stages[(i + 1) % n] as Stage).kernel;
+        from.rxPackets += dp;
+        from.rxBytes += db;
+        to.txPackets += dp;
+        to.txBytes += db;
+      }
+      seen[3 * i] = buf[3 * i] as number;
+      seen[3 * i + 1] = buf[3 * i + 1] as number;
+      const last = buf[3 * i + 2] as number;
+      if (last > this.kernelLastNs) this.kernelLastNs = last;
+    }
+  }
+
+  /** Read the kernel counters one last time and take the sockets out of the kernel path. */
+  private unsplice(): void {
+    const sp = this.splice;
+    if (sp === null) return;
+    this.syncKernel();
+    sp.close();
+    this.splice = null;
+    for (const st of this.stages) if (st.conn !== null) st.conn.spliceErrorHook = null;
   }
 
   private fail(err: L7Error): void {
@@ -593,6 +751,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   override postStop(reason: StopReason): void {
     if (this.linger !== null) clearTimeout(this.linger);
+    this.unsplice();
     this.ended = true;
     this.init.env.timers.delete(this);
     for (const st of this.stages) {
@@ -612,6 +771,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
    */
   record(reason = 'active'): SessionRecord {
     const final = this.status === 'DESTROYED';
+    this.syncKernel();
     const src = this.stages[0];
     const r: SessionRecord = {
       name: this.init.name,
@@ -625,6 +785,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       stages: [],
     };
     addStats(r, this.init.source.stats);
+    if (src !== undefined) addCounts(r, src.kernel);
     if (final && src !== undefined && src.setup !== null) r.setupDrops = src.setup.held.length;
     for (let i = 1; i < this.stages.length; i++) {
       const st = this.stages[i] as Stage;
@@ -639,10 +800,30 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       };
       if (st.retired !== null) addStats(sr, st.retired.stats);
       if (st.conn !== null) addStats(sr, st.conn.stats);
+      addCounts(sr, st.kernel);
       if (final && st.setup !== null) sr.setupDrops += st.setup.held.length;
       r.stages.push(sr);
     }
     return r;
+  }
+
+  /**
+   * Offload state for the actor tree: `spliced` now; `kernel_packets` the datagrams the kernel
+   * relayed (all sockets); `js_packets_since_splice` datagrams JavaScript still received on the
+   * spliced sockets (0 when the splice works); `last_activity_ms` since the kernel's last datagram.
+   */
+  private offloadState(): Record<string, unknown> {
+    let kp = 0;
+    for (const s of this.stages) kp += s.kernel.rxPackets;
+    const idle = this.kernelLastNs > 0 ? Number(process.hrtime.bigint() - BigInt(Math.round(this.kernelLastNs))) / 1e6 : null;
+    return {
+      spliced: this.splice !== null,
+      splices: this.splices,
+      resets: this.spliceResets,
+      kernel_packets: kp,
+      js_packets_since_splice: this.splices > 0 ? this.jsRx() - this.jsRxAtSplice : 0,
+      last_activity_ms: idle === null ? null : Math.max(0, Math.round(idle)),
+    };
   }
 
   /** True if one of this session's stages goes through one of `clusters`. */
@@ -652,15 +833,17 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   }
 
   override describe(): Record<string, unknown> {
-    const src = this.init.source.stats;
-    // Stage counts from record(): they include the connections a reconnect replaced, as /metrics does.
-    const recs = this.record().stages;
+    // Counts from record(): they include the connections a reconnect replaced and the kernel's
+    // share of a spliced session, as /metrics does.
+    const rec = this.record();
+    const recs = rec.stages;
     return {
       status: this.status,
       listener: this.init.listener,
       route: this.route?.name ?? null,
       age_ms: Date.now() - this.started,
-      downstream: { remote: this.init.source.remote, rx_packets: src.rxPackets, rx_bytes: src.rxBytes, tx_packets: src.txPackets, tx_bytes: src.txBytes },
+      downstream: { remote: this.init.source.remote, rx_packets: rec.rxPackets, rx_bytes: rec.rxBytes, tx_packets: rec.txPackets, tx_bytes: rec.txBytes },
+      ...(this.offloadable ? { offload: this.offloadState() } : {}),
       metadata: this.init.metadata,
       events: this.events,
       stages: this.stages.slice(1).map((s, i) => ({

@@ -17,6 +17,7 @@ import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
 import { SessionActor, type SessionEnv, type SessionRecord } from './session.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
+import type { OffloadProvider } from '../native-offload/provider.ts';
 
 /** What the runtime provides to the actors of one worker thread. */
 export interface WorkerServices {
@@ -40,6 +41,8 @@ export interface WorkerServices {
   track(p: Promise<void>): void;
   /** A session ended. */
   sessionEnded(r: SessionRecord): void;
+  /** The kernel offload provider when offload is on and available here, else null. */
+  readonly offload: OffloadProvider | null;
   /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
   admin(call: AdminCall): Promise<AdminAnswer>;
 }
@@ -106,6 +109,7 @@ export class WorkerActor extends Actor<Msg> {
       timers: s.timers,
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
+      offload: s.offload,
       framingLost: (listener, route, from, to) => {
         // Counted per session on its listener (l7mp_listener_events_total{event="framing_lost"}, actor tree), logged once per route.
         this.counters.get(listener)?.count('framing_lost');

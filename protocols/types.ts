@@ -82,6 +82,17 @@ export interface Connection {
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
   /**
+   * Kernel offload (native-offload/): the fd of this connection's own connected datagram socket,
+   * or -1 while it has none yet. Only plain UDP connections have the method; a session whose
+   * every connection has it may be spliced in the kernel. Listener sockets never offer it.
+   */
+  spliceFd?(): number;
+  /**
+   * While the session is spliced, a socket error (ECONNREFUSED after an ICMP error) goes to this
+   * hook instead of closing the connection; null (the default) gives errors back to the connection.
+   */
+  spliceErrorHook?: ((err: Error) => void) | null;
+  /**
    * Optional, downstream connections only: the session has connected every stage of its route.
    * Called once, before anything read from the upstream stages is sent to this connection. A
    * listener whose protocol answers a handshake (JSONSocket's 200 reply) answers from here.
@@ -147,6 +158,11 @@ export interface ListenerInstance {
   close(): Promise<void>;
   /** Datagram listeners: a datagram another worker handed to this one. */
   onHandoff?(h: DatagramHandoff): void;
+  /**
+   * Datagram listeners in a SO_REUSEPORT group: the listening socket's fd, which the runtime puts
+   * in the group's steering socket array (this worker's slot), or -1 while it has none.
+   */
+  steerFd?(): number;
   /** For the actor tree: bound addresses and the like. */
   describe(): Record<string, unknown>;
 }

@@ -43,7 +43,7 @@ const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join
       --admin [HOST:]PORT admin HTTP server: REST API, actor tree, metrics (default host 127.0.0.1;
                         or admin.address/admin.port in the config)
       --admin-token TOKEN require 'Authorization: Bearer TOKEN' on the admin server (or L7MP_ADMIN_TOKEN)
-  -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; userspace only for now)
+  -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; needs CAP_BPF+CAP_NET_ADMIN)
   -h, --help            this text
 
 Fleet (config from NATS JetStream KV; -c is then optional and merged under the fleet's config):
@@ -219,8 +219,13 @@ async function main(): Promise<void> {
   const log = makeLogger(level, { thread: 'main' });
   for (const w of warnings) log.warn(w);
   const offload = cli.offload ?? snapshot.admin.offload;
-  if (offload !== 'disable') log.warn({ offload, reason: offloadProvider(offload).probe().reason }, 'kernel offload unavailable');
-  const runtime = new Runtime({ snapshot, workers: cli.workers, logLevel: level, log });
+  if (offload !== 'disable') {
+    // Probed once here for the log; each worker loads its own maps.
+    const p = offloadProvider(offload).probe();
+    if (p.available) log.info({ offload }, 'kernel offload on: established UDP sessions are spliced in the kernel');
+    else log.warn({ offload, reason: p.reason }, 'kernel offload unavailable; every flow runs in userspace');
+  }
+  const runtime = new Runtime({ snapshot, workers: cli.workers, logLevel: level, log, offload });
   runtime.on('gaveUp', (err: L7Error) => {
     log.error({ err: err.message }, 'exiting: worker supervision gave up');
     void runtime.shutdown().finally(() => process.exit(2));

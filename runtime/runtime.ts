@@ -17,6 +17,9 @@ import type { LogLevel, Logger } from './common/log.ts';
 import type { HostApi, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
 import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
 import type { WorkerMetrics } from './stats.ts';
+import type { OffloadMode } from '../native-offload/provider.ts';
+import { WorkerRing } from './ring.ts';
+import { Steering, type SteerStats } from './steering.ts';
 
 /** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
 export interface RuntimeMetrics {
@@ -41,6 +44,12 @@ export interface RuntimeOptions {
   restartPeriodMs?: number;
   /** How long shutdown waits for a worker to close its sockets, ms (default 1500). */
   shutdownTimeoutMs?: number;
+  /**
+   * Kernel offload mode (`-o`; default: the snapshot's `admin.offload`). `init`/`no_init` splice
+   * established UDP sessions in the kernel and steer UDP listeners' datagrams to their ring owner
+   * (native-offload/), where BPF is available; `disable` keeps everything in userspace.
+   */
+  offload?: OffloadMode;
 }
 
 interface Slot {
@@ -96,6 +105,10 @@ export class Runtime extends EventEmitter {
   restarts = 0;
   /** Worker restarts since start, by slot. */
   private readonly restartsBySlot = new Map<number, number>();
+  /** SO_REUSEPORT steering of UDP listeners (offload on and CAP_BPF), else null. */
+  private readonly steering: Steering | null;
+  /** Steering refreshes run one at a time, in order. */
+  private steeringRun: Promise<void> = Promise.resolve();
   private adminHandler: AdminHandler | null = null;
   /** Served to every worker. */
   private readonly hostApi: HostApi = {
@@ -105,6 +118,34 @@ export class Runtime extends EventEmitter {
   constructor(opts: RuntimeOptions) {
     super();
     this.opts = opts;
+    this.steering = this.offloadMode === 'disable' ? null : Steering.create(opts.log);
+  }
+
+  /** The effective offload mode. */
+  get offloadMode(): OffloadMode {
+    return this.opts.offload ?? this.opts.snapshot.admin.offload;
+  }
+
+  /** Steering counters of a UDP listener (null when steering is off or the listener has none). */
+  steeringStats(listener: string): SteerStats | null {
+    return this.steering?.stats(listener) ?? null;
+  }
+
+  /**
+   * Rewrite the steering programs from the live workers' listening sockets and the ring. Resolves
+   * when done (tests wait on it); a no-op without steering.
+   */
+  refreshSteering(): Promise<void> {
+    const st = this.steering;
+    if (st === null) return Promise.resolve();
+    const run = this.steeringRun.then(async () => {
+      const live = [...this.slots.values()].filter((s) => s.live);
+      const fds = await Promise.all(live.map(async (s) => ({ slot: s.slot, fds: await withTimeout(s.api.steerFds(), 1000, []) })));
+      if (this.stopping) return;
+      st.refresh(fds, new WorkerRing(this.liveSlots()));
+    });
+    this.steeringRun = run.catch((e: unknown) => this.opts.log.warn({ err: (e as Error).message }, 'reuseport steering refresh failed'));
+    return this.steeringRun;
   }
 
   get workers(): number {
@@ -131,6 +172,7 @@ export class Runtime extends EventEmitter {
       throw new L7Error(ErrorCode.WorkerStart, unique.join('; '), { cause: errors[0] });
     }
     for (const i of all) (this.slots.get(i) as Slot).live = true;
+    await this.refreshSteering();
   }
 
   /** The config every worker runs (and a replacement worker starts with). */
@@ -159,9 +201,11 @@ export class Runtime extends EventEmitter {
       this.opts.snapshot = next;
       // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
       if (next.admin.log_level !== prev.admin.log_level) this.opts.log.level = next.admin.log_level;
+      await this.refreshSteering();
       return;
     }
     await Promise.all(live.map((s) => s.api.apply(prev)));
+    await this.refreshSteering();
     const first = errors[0] as L7ErrorData;
     throw new L7Error(first.code, [...new Set(errors.map((e) => e.message))].join('; '), { cause: first });
   }
@@ -179,6 +223,7 @@ export class Runtime extends EventEmitter {
       }),
     );
     this.slots.clear();
+    this.steering?.close();
   }
 
   /**
@@ -254,7 +299,7 @@ export class Runtime extends EventEmitter {
     // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
     const dgram = new MessageChannel();
     this.unixDgram.attach(dgram.port1);
-    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2, unixDgramPort: dgram.port2 };
+    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2, unixDgramPort: dgram.port2, offload: this.offloadMode };
     const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, dgram.port2], name: `l7mp-ts worker ${slot}` });
     thread.once('exit', () => this.unixDgram.detach(dgram.port1));
     const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false };
@@ -285,6 +330,7 @@ export class Runtime extends EventEmitter {
   private broadcastRing(): void {
     const live = this.liveSlots();
     for (const s of this.slots.values()) if (s.live) void s.api.setRing(live);
+    void this.refreshSteering();
   }
 
   private onExit(s: Slot, code: number): void {

@@ -22,6 +22,8 @@ import { WorkerRing, placeSingle } from './ring.ts';
 import { decodeAny, encodeClusterMessage, encodeHandoff, EnvelopeType } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
 import { AccessLog } from './access-log.ts';
+import { offloadProvider, type OffloadMode, type OffloadProvider } from '../native-offload/provider.ts';
+import { ListenerActor } from '../actors/listener.ts';
 import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
 
 /** What the main thread passes to a new worker. */
@@ -29,6 +31,8 @@ export interface WorkerInit {
   slot: number;
   workers: number;
   logLevel: LogLevel;
+  /** Kernel offload mode (`-o` / `admin.offload`); default `disable`. */
+  offload?: OffloadMode;
   /** The main thread's {@link HostApi} (comlink over this port). */
   host: MessagePort;
   /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
@@ -83,6 +87,7 @@ class WorkerHost implements WorkerServices {
   /** Traffic of ended sessions, by listener and cluster (metrics). */
   readonly tally = new TrafficTally();
   accessLog: AccessLog | null = null;
+  readonly offload: OffloadProvider | null;
   /** `admin.log_level` of the snapshot last applied (null before start). */
   adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
@@ -98,6 +103,10 @@ class WorkerHost implements WorkerServices {
     this.rateLog = new RateLimitedLog(this.log);
     this.dispatcher = new Dispatcher(`w${init.slot}`, this.log);
     this.ring = new WorkerRing(Array.from({ length: init.workers }, (_, i) => i));
+    const off = offloadProvider(init.offload ?? 'disable');
+    // The main thread logs the probe's outcome once; a worker only says it at debug.
+    this.offload = off.probe().available ? off : null;
+    this.log.debug({ offload: off.name, reason: off.probe().reason }, 'kernel offload');
   }
 
   protocol = protocol;
@@ -350,6 +359,19 @@ const api = {
     if (cell.kind !== 'session') return 'not-session';
     cell.stop(new L7Error(ErrorCode.SessionStopped, 'Session removed from the API'));
     return 'ok';
+  },
+  /**
+   * The listening sockets of this worker's UDP server listeners, for SO_REUSEPORT steering:
+   * listener name, bound address:port and fd.
+   */
+  steerFds(): Array<{ listener: string; fd: number }> {
+    const out: Array<{ listener: string; fd: number }> = [];
+    for (const [name, cell] of host.worker?.listeners ?? []) {
+      if (cell.state === 'stopped' || !(cell.actor instanceof ListenerActor)) continue;
+      const fd = cell.actor.instance?.steerFd?.() ?? -1;
+      if (fd >= 0) out.push({ listener: name, fd });
+    }
+    return out;
   },
   tree(): ActorNode | null {
     return host.root === null ? null : actorTree(host.root, host.slot);

@@ -7,6 +7,7 @@
  */
 import dgram from 'node:dgram';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { dgramFd } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, EndpointInfo, SessionInfo } from '../types.ts';
 import type { UdpClusterSpec } from './config.ts';
@@ -28,6 +29,13 @@ class UdpUpstream implements Connection {
     this.remote = remote;
     sock.on('message', this.onMessage);
     sock.on('error', this.onError);
+  }
+
+  spliceErrorHook: ((err: Error) => void) | null = null;
+
+  /** The connected upstream socket's fd, or -1 once closed. */
+  spliceFd(): number {
+    return this.closed ? -1 : dgramFd(this.sock);
   }
 
   setHandler(h: ConnectionHandler): void {
@@ -76,6 +84,10 @@ class UdpUpstream implements Connection {
   };
 
   private readonly onError = (err: Error): void => {
+    if (this.spliceErrorHook !== null) {
+      this.spliceErrorHook(err);
+      return;
+    }
     this.finish(new L7Error(ErrorCode.UpstreamReset, `UDP upstream ${this.remote}: ${err.message}`, { cause: err }));
   };
 }

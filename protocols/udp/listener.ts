@@ -20,6 +20,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { dgramFd } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type {
   Connection,
@@ -116,6 +117,13 @@ export class UdpDownstream implements Connection {
     });
   }
 
+  spliceErrorHook: ((err: Error) => void) | null = null;
+
+  /** The per-peer socket's fd once it is connected to the peer, else -1. */
+  spliceFd(): number {
+    return this.connected && this.sock !== null && !this.closed ? dgramFd(this.sock) : -1;
+  }
+
   /** A datagram of this peer that reached a listening socket (before connect, or handed off). */
   inject(data: Buffer): void {
     if (this.closed) return;
@@ -175,6 +183,7 @@ export class UdpDownstream implements Connection {
   private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     if (rinfo.port !== this.port || rinfo.address !== this.address) {
       // Caught while unconnected in the reuseport group: it belongs to the listener logic.
+      this.listener.onStray();
       this.listener.onDatagram(msg, rinfo.address, rinfo.port);
       return;
     }
@@ -184,6 +193,10 @@ export class UdpDownstream implements Connection {
   };
 
   private readonly onError = (err: Error): void => {
+    if (this.spliceErrorHook !== null && this.connected) {
+      this.spliceErrorHook(err);
+      return;
+    }
     // ECONNREFUSED: the peer's port is closed (ICMP port unreachable). The session is over.
     this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP peer ${this.remote}: ${err.message}`, { cause: err }));
   };
@@ -342,6 +355,16 @@ export class UdpListener implements ListenerInstance {
     const known = this.peers.get(key);
     if (known !== undefined) known.inject(data);
     else if (!this.closed) this.newPeer(key, h.address, h.port, data);
+  }
+
+  /** @internal A datagram of another peer reached a session's socket before it was connected. */
+  onStray(): void {
+    this.ctx.count('stray');
+  }
+
+  /** The listening socket's fd (server mode, for SO_REUSEPORT steering), or -1. */
+  steerFd(): number {
+    return this.mode === 'server' && this.sock !== null && !this.closed ? dgramFd(this.sock) : -1;
   }
 
   /** @internal Send on the listening socket (before a session's own socket is connected). */
