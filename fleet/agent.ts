@@ -85,6 +85,8 @@ export class FleetAgent {
   private last: ApplyResult | null = null;
   /** Publish the status after the next reconcile even if the revision did not change (after a resync). */
   private announce = false;
+  /** When the last resync finished (ISO 8601). */
+  private syncedAt: string | null = null;
   private readonly sampler = new StatsSampler();
   private timer: NodeJS.Timeout | null = null;
   private subs: Subscription[] = [];
@@ -210,11 +212,19 @@ export class FleetAgent {
           for await (const k of await kv.keys(f)) want.add(k);
           pending.push(this.feed(w, gen, entries, want));
         }
-        const complete = await Promise.all(pending);
+        // Bounded: a watch that stalls makes this resync fail and start over.
+        let timer: NodeJS.Timeout | undefined;
+        const complete = await Promise.race([
+          Promise.all(pending),
+          new Promise<boolean[]>((resolve) => {
+            timer = setTimeout(() => resolve([false]), 10_000);
+          }),
+        ]).finally(() => clearTimeout(timer));
         if (gen !== this.generation) return;
-        if (complete.includes(false)) throw new Error('a KV watch ended before it delivered the current state');
+        if (complete.includes(false)) throw new Error('a KV watch did not deliver the current state (ended, or not within 10 s)');
         this.entries = entries;
         this.synced = true;
+        this.syncedAt = new Date().toISOString();
         this.o.log.debug({ keys: entries.size }, 'fleet state synced from KV');
         // Re-announce even if nothing changed: a status published during an outage was lost.
         this.announce = true;
@@ -395,6 +405,7 @@ export class FleetAgent {
       health: live === total ? 'ok' : 'degraded',
       workers: { live, total },
       last: this.last,
+      synced: this.syncedAt,
       stats: this.sampler.totals,
       pid: process.pid,
       time: new Date().toISOString(),

@@ -275,7 +275,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
   try {
     if (sub === 'status') {
       const nodes = await discover(nc, names, waitMs);
-      const rows = nodes.map((h) => ({ nodeId: h.nodeId, labels: h.labels, address: h.address, revision: h.revision, health: h.health, workers: h.workers, last: h.last, stats: h.stats }));
+      const rows = nodes.map((h) => ({ nodeId: h.nodeId, labels: h.labels, address: h.address, revision: h.revision, health: h.health, workers: h.workers, last: h.last, synced: h.synced, stats: h.stats }));
       if (v.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         return 0;

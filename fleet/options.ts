@@ -102,3 +102,9 @@ export function connectionOptions(v: NatsFlagValues, name: string, env: NodeJS.P
   }
   return opts;
 }
+
+/** Server URLs with any `user:password@` replaced by `***@`, for logs. */
+export function redactServers(servers: ConnectionOptions['servers']): string[] {
+  const list = servers === undefined ? [] : Array.isArray(servers) ? servers : [servers];
+  return list.map((u) => u.replace(/\/\/[^/@]*@/, '//***@'));
+}

@@ -69,6 +69,8 @@ export interface Heartbeat {
   workers: { live: number; total: number };
   /** The last apply attempt (an ACK or a NACK). */
   last: ApplyResult | null;
+  /** When the node last finished reading its keys from KV (after a connect or reconnect); null before. ISO 8601. */
+  synced: string | null;
   stats: StatTotals;
   pid: number;
   time: string;

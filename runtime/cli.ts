@@ -21,7 +21,7 @@ import { parseAdminAddress, type AdminServer } from './admin/server.ts';
 import { createAdmin } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
 import { ConfigStore } from '../cluster-config/store.ts';
-import { NATS_FLAGS, NATS_USAGE, connectionOptions } from '../fleet/options.ts';
+import { NATS_FLAGS, NATS_USAGE, connectionOptions, redactServers } from '../fleet/options.ts';
 import { checkToken, defaultNodeId } from '../fleet/names.ts';
 import { parseLabels } from '../fleet/labels.ts';
 import { loadState } from '../fleet/state-dir.ts';
@@ -269,7 +269,7 @@ async function main(): Promise<void> {
       ...(initial !== undefined ? { initial } : {}),
     });
     agent.start();
-    log.info({ fleet: f.fleet, node: f.nodeId, labels: f.labels, address: f.address, nats: f.connection.servers }, 'fleet member: desired state from NATS KV');
+    log.info({ fleet: f.fleet, node: f.nodeId, labels: f.labels, address: f.address, nats: redactServers(f.connection.servers) }, 'fleet member: desired state from NATS KV');
   }
   const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
   // The admin routes exist even unbound: L7mpController and Prometheus clusters reach them.

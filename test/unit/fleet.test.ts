@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { checkToken, defaultNodeId, fleetNames } from '../../fleet/names.ts';
 import { checkSelector, formatLabels, matches, parseLabels } from '../../fleet/labels.ts';
 import { desiredFor, mergeConfig, type DesiredEntry } from '../../fleet/desired.ts';
-import { connectionOptions } from '../../fleet/options.ts';
+import { connectionOptions, redactServers } from '../../fleet/options.ts';
 import { StatsSampler } from '../../fleet/telemetry.ts';
 import type { RuntimeMetrics } from '../../runtime/runtime.ts';
 
@@ -99,6 +99,7 @@ test('NATS flags: auth kinds exclude each other; files are read at start', () =>
   assert.throws(() => connectionOptions({ nats: 'nats://h:1', 'nats-user': 'u', 'nats-token': 't' }, 'x', {}), /exclude each other/);
   assert.throws(() => connectionOptions({ nats: 'nats://h:1', 'nats-creds': '/nonexistent/x.creds' }, 'x', {}), /--nats-creds: cannot read \/nonexistent\/x\.creds/);
   assert.throws(() => connectionOptions({ nats: 'nats://h:1', 'nats-tls-cert': '/x' }, 'x', {}), /--nats-tls-cert and --nats-tls-key go together/);
+  assert.deepEqual(redactServers(['nats://u:pw@h:1', 'tls://h2:2']), ['nats://***@h:1', 'tls://h2:2']);
 });
 
 test('stats: sums workers, rates between samples', () => {
