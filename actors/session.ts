@@ -678,7 +678,22 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.kernelSeen = new Float64Array(3 * fds.length);
     this.kernelBuf = new Float64Array(3 * fds.length);
     this.jsRxAtSplice = this.jsRx();
+    // What waited in the receive queues at the splice was relayed by the provider: count it as the kernel's.
+    const n = fds.length;
+    for (let i = 0; i < n; i++) {
+      const dp = sp.drained[2 * i] as number;
+      const db = sp.drained[2 * i + 1] as number;
+      if (dp === 0) continue;
+      const from = (this.stages[i] as Stage).kernel;
+      const to = (this.stages[(i + 1) % n] as Stage).kernel;
+      from.rxPackets += dp;
+      from.rxBytes += db;
+      to.txPackets += dp;
+      to.txBytes += db;
+    }
     this.stages.forEach((st, i) => {
+      // The kernel relays now; a JS read would only find an empty queue once per datagram.
+      st.conn?.spliceReading?.(false);
       (st.conn as Connection).spliceErrorHook = (err: Error) => {
         // An ICMP error reached Node before the watchdog: same remedy, a fresh psock.
         this.init.env.rateLog.warn(`offload-error:${this.init.listener}`, { session: this.init.name, stage: i, err: err.message }, 'offload: socket error on a spliced session; psock reset');
@@ -718,14 +733,21 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
   }
 
-  /** Read the kernel counters one last time and take the sockets out of the kernel path. */
+  /**
+   * Read the kernel counters one last time and take the sockets out of the kernel path; unless the
+   * session is ending, JavaScript reads its sockets again.
+   */
   private unsplice(): void {
     const sp = this.splice;
     if (sp === null) return;
     this.syncKernel();
     sp.close();
     this.splice = null;
-    for (const st of this.stages) if (st.conn !== null) st.conn.spliceErrorHook = null;
+    for (const st of this.stages) {
+      if (st.conn === null) continue;
+      st.conn.spliceErrorHook = null;
+      if (!this.ended) st.conn.spliceReading?.(true);
+    }
   }
 
   private fail(err: L7Error): void {

@@ -16,7 +16,8 @@
  *   0.2 s is warm-up and is not counted. The measured phase lasts SECONDS (or MAXPKTS datagrams); then
  *   the sink drains until 50 ms pass without a datagram (at most 1 s). A per-flow bitmap of sequence
  *   numbers gives unique, duplicated and reordered (arrived below the highest sequence seen) counts;
- *   lost = sent - unique.
+ *   lost = sent - unique. With -e the sink answers the first 16 warm-up datagrams (16-byte tag) to their
+ *   source, for proxies that only offload a flow once a reply came back (l7mp-ts -o init).
  *   With -P, the CPU time of PID and all its descendants (every thread: the sum of the first field of
  *   /proc/<pid>/task/<tid>/schedstat, ns of run time, falling back to utime+stime of .../stat) is
  *   sampled when the measured phase starts (the process set is taken then, after the warm-up, so that a
@@ -99,7 +100,7 @@ enum { EXIT_OK = 0, EXIT_SYS = 1, EXIT_USAGE = 2, EXIT_NOTHING = 3 };
 
 static const char usage_text[] =
   "usage:\n"
-  "  udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS]\n"
+  "  udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS] [-e]\n"
   "  udpbench echo -p PORT [-a ADDR] [-x PREFIX]\n"
   "  udpbench ping -d PORT -m SIZE -t SECONDS [-w WARMUP_COUNT] [-a ADDR]\n"
   "  udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]\n"
@@ -364,6 +365,8 @@ struct flow_state {
 
 struct tput {
   int size, flows;
+  bool echo_warm; /* -e: the sink answers warm-up datagrams (a proxy that waits for a reply, e.g. to offload) */
+  int echoed;
   double seconds, pps;
   uint64_t max_pkts;
   pid_t pid;
@@ -418,6 +421,7 @@ static void *sink_main(void *arg) {
   uint8_t *bufs = malloc(bufsz * RX_BATCH);
   struct mmsghdr msgs[RX_BATCH];
   struct iovec iov[RX_BATCH];
+  struct sockaddr_storage from[RX_BATCH];
   if (!bufs) die_errno("malloc");
   memset(msgs, 0, sizeof msgs);
   for (int i = 0; i < RX_BATCH; i++) {
@@ -425,10 +429,12 @@ static void *sink_main(void *arg) {
     iov[i].iov_len = bufsz;
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &from[i];
   }
   double last_any = now_s();
   double hard_stop = last_any + WARMUP_S + t->seconds + DRAIN_MAX_S + 1.0;
   for (;;) {
+    for (int i = 0; i < RX_BATCH; i++) msgs[i].msg_hdr.msg_namelen = sizeof from[i];
     int n = recvmmsg(t->sink_fd, msgs, RX_BATCH, MSG_WAITFORONE, NULL);
     double now = now_s();
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -448,6 +454,11 @@ static void *sink_main(void *arg) {
         measured = true;
       } else if (g.magic == MAGIC_WARM) {
         t->warm_received++;
+        if (t->echo_warm && t->echoed < 16) {
+          /* A few replies back through the proxy (the sender's sockets never read them). */
+          if (sendto(t->sink_fd, iov[i].iov_base, TAG_LEN, 0, (const struct sockaddr *)&from[i], msgs[i].msg_hdr.msg_namelen) == TAG_LEN)
+            t->echoed++;
+        }
       } else {
         t->stray++;
       }
@@ -555,7 +566,7 @@ static int run_tput(int argc, char **argv) {
   t->flows = 1;
   t->max_pkts = DEFAULT_MAX_PKTS;
   int c;
-  while ((c = getopt(argc, argv, "d:s:m:t:r:f:P:a:n:")) != -1) {
+  while ((c = getopt(argc, argv, "d:s:m:t:r:f:P:a:n:e")) != -1) {
     switch (c) {
     case 'd': t->dst_port = (int)parse_long(optarg, 1, 65535, "d"); break;
     case 's': t->sink_port = (int)parse_long(optarg, 1, 65535, "s"); break;
@@ -566,6 +577,7 @@ static int run_tput(int argc, char **argv) {
     case 'P': t->pid = (pid_t)parse_long(optarg, 1, 1L << 30, "P"); break;
     case 'a': host = optarg; break;
     case 'n': t->max_pkts = (uint64_t)parse_long(optarg, 1, 1L << 40, "n"); break;
+    case 'e': t->echo_warm = true; break;
     default: usage(NULL);
     }
   }

@@ -53,6 +53,11 @@ export interface Splice {
   reset(i: number): void;
   /** Watchdog resets so far. */
   readonly resets: number;
+  /**
+   * Datagrams that were waiting in the sockets' receive queues when they were spliced, relayed
+   * once by the provider: `[2i]` datagrams and `[2i+1]` bytes of socket i (sent out of i+1).
+   */
+  readonly drained: Float64Array;
   /** Take the sockets out of the kernel path (normal datagram semantics again). Idempotent. */
   close(): void;
 }
@@ -95,7 +100,7 @@ export class NoopOffload implements OffloadProvider {
 export interface OffloadAddon {
   probe(): { ok: boolean; errno: number; reason: string };
   cookie(fd: number): bigint | number;
-  splice(fds: Int32Array, cookies: BigUint64Array): number;
+  splice(fds: Int32Array, cookies: BigUint64Array, drained?: Float64Array): number;
   unsplice(cookies: BigUint64Array): void;
   read(cookies: BigUint64Array, out: Float64Array): number;
   reset(fd: number, cookie: bigint): number;
@@ -150,11 +155,13 @@ class EbpfSplice implements Splice {
   readonly cookies: BigUint64Array;
   resets = 0;
   closed = false;
+  readonly drained: Float64Array;
   readonly onReset: ((i: number, errno: number) => void) | undefined;
   private readonly owner: EbpfOffload;
 
-  constructor(owner: EbpfOffload, fds: readonly number[], cookies: BigUint64Array, onReset: ((i: number, errno: number) => void) | undefined) {
+  constructor(owner: EbpfOffload, fds: readonly number[], cookies: BigUint64Array, drained: Float64Array, onReset: ((i: number, errno: number) => void) | undefined) {
     this.owner = owner;
+    this.drained = drained;
     this.fds = fds;
     this.cookies = cookies;
     this.onReset = onReset;
@@ -217,12 +224,13 @@ export class EbpfOffload implements OffloadProvider {
       return null;
     }
     const cookies = new BigUint64Array(fds.length);
-    const r = this.addon.splice(Int32Array.from(fds), cookies);
+    const drained = new Float64Array(2 * fds.length);
+    const r = this.addon.splice(Int32Array.from(fds), cookies, drained);
     if (r !== 0) {
       this.lastError = `${errnoName(r)}: splice failed`;
       return null;
     }
-    const s = new EbpfSplice(this, [...fds], cookies, onReset);
+    const s = new EbpfSplice(this, [...fds], cookies, drained, onReset);
     fds.forEach((fd, index) => {
       this.byFd.set(fd, { splice: s, index });
       this.addon.watch(fd);

@@ -93,6 +93,11 @@ export interface Connection {
    */
   spliceErrorHook?: ((err: Error) => void) | null;
   /**
+   * While spliced, JavaScript stops reading the socket (false); true reads again (the session went
+   * back to userspace). Comes with {@link Connection.spliceFd}.
+   */
+  spliceReading?(reading: boolean): void;
+  /**
    * Optional, downstream connections only: the session has connected every stage of its route.
    * Called once, before anything read from the upstream stages is sent to this connection. A
    * listener whose protocol answers a handshake (JSONSocket's 200 reply) answers from here.

@@ -175,9 +175,14 @@ class Offload : public Napi::Addon<Offload> {
     return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(c));
   }
 
-  // splice(fds: Int32Array, cookies: BigUint64Array): 0 or -errno. Socket i's datagrams leave
-  // through socket i+1 (the last one's through socket 0); every socket must be bound and
-  // connected. On failure nothing stays in the maps.
+  // splice(fds: Int32Array, cookies: BigUint64Array, drained: Float64Array(2n)): 0 or -errno.
+  // Socket i's datagrams leave through socket i+1 (the last one's through socket 0); every socket
+  // must be bound and connected. On failure nothing stays in the maps.
+  //
+  // Datagrams that were already in a socket's receive queue before it entered the map would stay
+  // there: the psock's data-ready only dequeues one (the oldest) per new arrival, so the flow would
+  // lag one datagram behind for good (a ping-pong stalls). They are relayed here, once, and
+  // counted in drained[2i] (datagrams) and drained[2i+1] (bytes).
   Napi::Value Splice(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (skel_ == nullptr) return Napi::Number::New(env, -ENODEV);
@@ -218,6 +223,22 @@ class Offload : public Napi::Addon<Offload> {
       return Napi::Number::New(env, err);
     }
     for (size_t i = 0; i < n; i++) out[i] = c[i];
+    if (info.Length() > 2 && info[2].IsTypedArray()) {
+      auto drained = info[2].As<Napi::Float64Array>();
+      static thread_local std::vector<char> buf(65536);
+      for (size_t i = 0; i < n && drained.ElementLength() >= 2 * n; i++) {
+        double pk = 0, by = 0;
+        for (int k = 0; k < 1024; k++) {
+          ssize_t r = recv(fds[i], buf.data(), buf.size(), MSG_DONTWAIT);
+          if (r < 0) break;
+          send(fds[(i + 1) % n], buf.data(), static_cast<size_t>(r), MSG_DONTWAIT);
+          pk += 1;
+          by += static_cast<double>(r);
+        }
+        drained[2 * i] = pk;
+        drained[2 * i + 1] = by;
+      }
+    }
     return Napi::Number::New(env, 0);
   }
 

@@ -7,7 +7,7 @@
  */
 import dgram from 'node:dgram';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { dgramFd } from '../../runtime/common/dgram-fd.ts';
+import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, EndpointInfo, SessionInfo } from '../types.ts';
 import type { UdpClusterSpec } from './config.ts';
@@ -36,6 +36,10 @@ class UdpUpstream implements Connection {
   /** The connected upstream socket's fd, or -1 once closed. */
   spliceFd(): number {
     return this.closed ? -1 : dgramFd(this.sock);
+  }
+
+  spliceReading(reading: boolean): void {
+    if (!this.closed) dgramReading(this.sock, reading);
   }
 
   setHandler(h: ConnectionHandler): void {

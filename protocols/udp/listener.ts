@@ -20,7 +20,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { dgramFd } from '../../runtime/common/dgram-fd.ts';
+import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type {
   Connection,
@@ -122,6 +122,10 @@ export class UdpDownstream implements Connection {
   /** The per-peer socket's fd once it is connected to the peer, else -1. */
   spliceFd(): number {
     return this.connected && this.sock !== null && !this.closed ? dgramFd(this.sock) : -1;
+  }
+
+  spliceReading(reading: boolean): void {
+    if (this.sock !== null && !this.closed) dgramReading(this.sock, reading);
   }
 
   /** A datagram of this peer that reached a listening socket (before connect, or handed off). */

@@ -10,9 +10,33 @@ import type dgram from 'node:dgram';
  * change it returns -1, which only keeps sessions in userspace.
  */
 export function dgramFd(s: dgram.Socket): number {
-  const sym = Object.getOwnPropertySymbols(s).find((x) => x.description === 'state symbol');
-  if (sym === undefined) return -1;
-  const state = (s as unknown as Record<symbol, { handle?: { fd?: number } | null } | undefined>)[sym];
-  const fd = state?.handle?.fd;
+  const fd = handleOf(s)?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+interface UdpHandle {
+  fd?: number;
+  recvStart?(): number;
+  recvStop?(): number;
+}
+
+function handleOf(s: dgram.Socket): UdpHandle | null {
+  const sym = Object.getOwnPropertySymbols(s).find((x) => x.description === 'state symbol');
+  if (sym === undefined) return null;
+  return (s as unknown as Record<symbol, { handle?: UdpHandle | null } | undefined>)[sym]?.handle ?? null;
+}
+
+/**
+ * Stop (false) or restart (true) libuv's reads of a bound dgram socket, through the same internal
+ * handle (`uv_udp_recv_stop`/`uv_udp_recv_start`). A socket spliced in the kernel still wakes its
+ * readers once per datagram (the psock calls the socket's data-ready), and each wake-up costs Node
+ * an epoll return and a recvmsg that finds nothing: about 2 µs of CPU per datagram, measured.
+ * Returns false if the handle is not reachable.
+ */
+export function dgramReading(s: dgram.Socket, reading: boolean): boolean {
+  const h = handleOf(s);
+  const f = reading ? h?.recvStart : h?.recvStop;
+  if (h === null || f === undefined) return false;
+  f.call(h);
+  return true;
 }
