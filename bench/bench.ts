@@ -508,6 +508,8 @@ interface Ctx {
 }
 
 let udpbenchBin = '';
+/** Writes what was measured so far; set once the rows exist (used when the watchdog fires). */
+let onWatchdog: (() => void) | null = null;
 
 const fits = (ctx: Ctx, seconds: number) => Date.now() - ctx.began + seconds * 1000 + GROUP_SLACK_MS < ctx.profile.budgetMs;
 
@@ -764,7 +766,12 @@ async function main(): Promise<void> {
   process.on('exit', () => rmSync(ctx.tmp, { recursive: true, force: true }));
   setTimeout(() => {
     console.error(`bench: over the ${profile.budgetMs / 1000} s budget, aborting`);
-    process.exit(1);
+    for (const child of live) killGroup(child, 'SIGKILL');
+    try {
+      onWatchdog?.();
+    } finally {
+      process.exit(1);
+    }
   }, profile.budgetMs + 5_000).unref();
   const loadBefore = os.loadavg();
   spawnSync('taskset', ['-a', '-p', '-c', TOOL_CPU, String(process.pid)], { stdio: 'ignore' });
@@ -781,6 +788,7 @@ async function main(): Promise<void> {
     rows.push({ sys, name: sys.name, unavailable: why, samples: {}, missing: { ...sys.na }, notes: [...(sys.notes ?? [])], other: [], established: [], dead: why !== null });
     if (why) progress(`${sys.name}: not run: ${why}`);
   }
+  onWatchdog = () => writeOutputs(rows, ctx, loadBefore, false, true);
   const groups = [
     { name: 'tput', run: tputGroup, seconds: profile.satS + profile.ladderS * 2 + 2 * profile.streamS },
     { name: 'rtt', run: rttGroup, seconds: 2 * profile.pingS + 1 },
@@ -814,6 +822,13 @@ async function main(): Promise<void> {
     }
   }
 
+  onWatchdog = null;
+  writeOutputs(rows, ctx, loadBefore, profile.name === 'full' && ids.length === ALL.length && values.readme, false);
+}
+
+/** Writes the table, chart and samples; a complete full run also updates README.md. */
+function writeOutputs(rows: Row[], ctx: Ctx, loadBefore: number[], complete: boolean, aborted: boolean): void {
+  const profile = ctx.profile;
   const stamp = new Date().toISOString().replace(/:\d\d\.\d+Z$/, 'Z').replace(':', '-');
   const base = `${stamp}${profile.name === 'quick' ? '-quick' : ''}`;
   const resultsDir = path.join(BENCH_DIR, 'results');
@@ -826,7 +841,8 @@ async function main(): Promise<void> {
       (load && load.med > 10 ? `; loaded: other jobs used ${load.med.toFixed(0)}% of ${os.cpus().length * 100}% CPU` : ''),
     skip: ['direct'],
   }));
-  const text = resultText(rows, ctx, stamp, loadBefore, path.basename(chartFile));
+  let text = resultText(rows, ctx, stamp, loadBefore, path.basename(chartFile));
+  if (aborted) text = text.replace('\n\n', `\n\n**Aborted at the time budget (${profile.budgetMs / 1000} s): later trials are missing.**\n\n`);
   const resultsFile = path.join(resultsDir, `${base}.md`);
   writeFileSync(resultsFile, text);
   // The raw samples, to re-render or compare runs later.
@@ -834,8 +850,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(resultsDir, `${base}.json`), `${JSON.stringify({ date: stamp, profile, machine: machine(), figures: FIGURES.map((f) => ({ key: f.key, header: f.header, higherIsBetter: f.higherIsBetter })), rows: raw }, null, 1)}\n`);
   process.stdout.write(`\n${text}`);
   progress(`wrote ${path.relative(REPO_ROOT, resultsFile)}, ${path.basename(chartFile)} (chart) and ${base}.json (samples)`);
-  const complete = profile.name === 'full' && ids.length === ALL.length;
-  if (complete && values.readme) {
+  if (complete && !aborted) {
     copyFileSync(chartFile, path.join(resultsDir, 'latest.svg'));
     writeReadme(resultsFile, 'bench/results/latest.svg', text);
   }

@@ -12,6 +12,7 @@
  */
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
+import type { ListenerBind } from '../protocols/types.ts';
 import { check, show } from './validate.ts';
 import { ConfigDocument } from './schema.ts';
 import type { ClusterDoc, EndpointDoc, ListenerDoc, RouteDoc, RuleDoc } from './schema.ts';
@@ -114,6 +115,7 @@ class Builder {
       if (r.name === undefined) throw new L7Error(ErrorCode.ConfigInvalid, `routes[${i}].name: is required`);
       this.route(r, `routes[${i}]`, r.name, false);
     });
+    this.checkBinds();
     for (const [kind, name, path] of this.refs) {
       if (this.has(kind, name)) continue;
       const msg = `${path}: ${kind} "${name}" is not defined`;
@@ -168,6 +170,25 @@ class Builder {
     // Protocol checks the schema cannot express (a module file that must exist and export a function).
     const prepared: unknown = s.prepare?.(spec, path);
     return (prepared ?? spec) as ProtocolSpec;
+  }
+
+  /**
+   * Two listeners must not bind the same local address: with SO_REUSEPORT both would bind and the
+   * kernel would split the traffic between them without a word (l7mp's second listener failed to
+   * bind instead).
+   * @throws L7Error `listeners[i].spec: listener "b" binds TCP [::]:80, which listener "a" binds already`.
+   */
+  private checkBinds(): void {
+    const seen: Array<{ bind: ListenerBind; name: string }> = [];
+    [...this.listeners.values()].forEach((l, i) => {
+      for (const bind of protocol(l.spec.protocol)?.listener?.binds?.(l.spec) ?? []) {
+        const other = seen.find((o) => o.name !== l.name && bindsOverlap(o.bind, bind));
+        if (other !== undefined) {
+          throw new L7Error(ErrorCode.ConfigInvalid, `listeners[${i}].spec: listener "${l.name}" binds ${showBind(bind)}, which listener "${other.name}" binds already`);
+        }
+        seen.push({ bind, name: l.name });
+      }
+    });
   }
 
   private listener(l: ListenerDoc, path: string): void {
@@ -288,4 +309,17 @@ class Builder {
     this.routes.set(name, { name, destination, ingress, egress, retry });
     return name;
   }
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '::0', '0:0:0:0:0:0:0:0']);
+
+/** True if two listener binds would share a socket address (a wildcard overlaps every address of its port). */
+function bindsOverlap(a: ListenerBind, b: ListenerBind): boolean {
+  if (a.transport === 'unix' || b.transport === 'unix') return a.transport === 'unix' && b.transport === 'unix' && a.path === b.path;
+  return a.transport === b.transport && a.port === b.port && (a.address === b.address || WILDCARDS.has(a.address) || WILDCARDS.has(b.address));
+}
+
+function showBind(b: ListenerBind): string {
+  if (b.transport === 'unix') return `the Unix socket ${b.path}`;
+  return `${b.transport.toUpperCase()} ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
 }

@@ -155,6 +155,9 @@ export interface DatagramHandoff {
   data: Uint8Array;
 }
 
+/** A local address a listener binds: an IP transport and port, or a Unix socket path. */
+export type ListenerBind = { transport: 'tcp' | 'udp'; address: string; port: number } | { transport: 'unix'; path: string };
+
 /** A listener instance on one worker: it binds, accepts, and closes. */
 export interface ListenerInstance {
   /** Bind. Rejects with an L7Error (code `L7_ERR_LISTENER_BIND`) naming the address. */
@@ -272,6 +275,11 @@ export interface ProtocolModule {
     placement(spec: any): 'shared' | 'single';
     /** Idle timeout of its sessions in ms (0 = none; stream protocols end on FIN). Default 0. */
     idleTimeoutMs?(spec: any): number;
+    /**
+     * The local addresses the listener binds: config validation rejects two listeners that would
+     * bind the same one (SO_REUSEPORT would otherwise let them split the traffic silently).
+     */
+    binds?(spec: any): readonly ListenerBind[];
     /** Config-time checks beyond the schema; see the cluster side's `prepare`. */
     prepare?(spec: any, path: string): any;
   };

@@ -7,6 +7,11 @@ import { HttpCluster } from './cluster.ts';
 export const httpProtocol: ProtocolModule = {
   name: 'HTTP',
   kind: 'byte',
-  listener: { schema: HttpListenerSpec, placement: () => 'shared', create: (cfg, ctx) => new HttpListener(cfg, ctx) },
+  listener: {
+    schema: HttpListenerSpec,
+    placement: () => 'shared',
+    create: (cfg, ctx) => new HttpListener(cfg, ctx),
+    binds: (spec: HttpListenerSpec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
+  },
   cluster: { schema: HttpClusterSpec, virtual: false, create: (cfg, ctx) => new HttpCluster(cfg, ctx) },
 };

@@ -24,6 +24,10 @@ export const jsonsocket: ProtocolModule = {
       const { t, side } = transportListener(spec);
       return side?.idleTimeoutMs?.(t) ?? 0;
     },
+    binds: (spec: JsonSocketListenerSpec) => {
+      const { t, side } = transportListener(spec);
+      return side?.binds?.(t) ?? [];
+    },
     create: (cfg, ctx) => new JsonSocketListener(cfg, ctx),
   },
   cluster: { schema: JsonSocketClusterSpec, virtual: false, create: (cfg, ctx) => new JsonSocketCluster(cfg, ctx) },

@@ -7,6 +7,11 @@ import { TcpCluster } from './cluster.ts';
 export const tcp: ProtocolModule = {
   name: 'TCP',
   kind: 'byte',
-  listener: { schema: TcpListenerSpec, placement: () => 'shared', create: (cfg, ctx) => new TcpListener(cfg, ctx) },
+  listener: {
+    schema: TcpListenerSpec,
+    placement: () => 'shared',
+    create: (cfg, ctx) => new TcpListener(cfg, ctx),
+    binds: (spec: TcpListenerSpec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
+  },
   cluster: { schema: TcpClusterSpec, virtual: false, create: (cfg, ctx) => new TcpCluster(cfg, ctx) },
 };

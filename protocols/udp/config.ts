@@ -35,7 +35,7 @@ export const UdpListenerSpec = Type.Object(
             Type.Number({
               minimum: 0,
               default: 120,
-              description: 'Seconds without a datagram in either direction after which a session ends; 0 disables. Unit: s.',
+              description: 'Seconds without a datagram in either direction after which a session ends; 0 disables. Default 120 in server mode; a singleton has none unless set (its one session is the listener). Unit: s.',
               expect: 'a number of seconds >= 0',
             }),
           ),

@@ -11,7 +11,10 @@ export const udp: ProtocolModule = {
     schema: UdpListenerSpec,
     placement: (spec: UdpListenerSpec) => (udpMode(spec) === 'singleton' ? 'single' : 'shared'),
     create: (cfg, ctx) => new UdpListener(cfg, ctx),
-    idleTimeoutMs: (spec: UdpListenerSpec) => (spec.options?.idle_timeout ?? DEFAULT_UDP_IDLE_TIMEOUT_S) * 1000,
+    // A singleton's one session is the listener itself (l7mp: it never expires): no idle timeout
+    // unless one is set.
+    idleTimeoutMs: (spec: UdpListenerSpec) => (spec.options?.idle_timeout ?? (udpMode(spec) === 'singleton' ? 0 : DEFAULT_UDP_IDLE_TIMEOUT_S)) * 1000,
+    binds: (spec: UdpListenerSpec) => [{ transport: 'udp', address: spec.address ?? '0.0.0.0', port: spec.port }],
   },
   cluster: {
     schema: UdpClusterSpec,

@@ -13,6 +13,7 @@ export const uds: ProtocolModule = {
   listener: {
     schema: UdsListenerSpec,
     placement: () => 'single',
+    binds: (spec: UdsListenerSpec) => [{ transport: 'unix', path: spec.filename }],
     create: (cfg, ctx) => (cfg.spec.type === 'dgram' ? new UdsDgramListener(cfg, ctx) : new UdsListener(cfg, ctx)),
     idleTimeoutMs: (spec: UdsListenerSpec) => (spec.type === 'dgram' ? (spec.options?.idle_timeout ?? DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S) * 1000 : 0),
   },

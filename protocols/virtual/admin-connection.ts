@@ -7,7 +7,8 @@
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { ConnStats } from '../types.ts';
-import type { AdminAnswer, AdminCall, Connection, ConnectionHandler, Metadata } from '../types.ts';
+import type { AdminAnswer, AdminCall, Connection, ConnectionHandler, Metadata, ProtocolModule } from '../types.ts';
+import { Type } from '@sinclair/typebox';
 import { PendingHandler } from '../udp/listener.ts';
 import { httpExchange, l7mpErrorBody, type HttpExchange } from '../http/exchange.ts';
 
@@ -106,4 +107,23 @@ export class AdminConnection implements Connection {
     this.closed = true;
     this.handler.onClose(null);
   }
+}
+
+/**
+ * A virtual byte-stream cluster whose every connection is an {@link AdminConnection} that asks the
+ * admin API what `build` makes of the session (L7mpController, Prometheus).
+ */
+export function adminCluster(name: string, description: string, build: AdminCallBuilder): ProtocolModule {
+  return {
+    name,
+    kind: 'byte',
+    cluster: {
+      schema: Type.Object({ protocol: Type.Literal(name) }, { description }),
+      virtual: true,
+      create: (cfg, ctx) => ({
+        connect: (s) => Promise.resolve(new AdminConnection(cfg.name, s.metadata, build, ctx.admin)),
+        close() {},
+      }),
+    },
+  };
 }

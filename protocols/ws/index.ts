@@ -7,6 +7,11 @@ import { WsCluster } from './cluster.ts';
 export const websocket: ProtocolModule = {
   name: 'WebSocket',
   kind: 'datagram',
-  listener: { schema: WsListenerSpec, placement: () => 'shared', create: (cfg, ctx) => new WsListener(cfg, ctx) },
+  listener: {
+    schema: WsListenerSpec,
+    placement: () => 'shared',
+    create: (cfg, ctx) => new WsListener(cfg, ctx),
+    binds: (spec: WsListenerSpec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
+  },
   cluster: { schema: WsClusterSpec, virtual: false, create: (cfg, ctx) => new WsCluster(cfg, ctx) },
 };

@@ -329,6 +329,21 @@ test('a recursive endpoint delete moves live sessions to the next endpoint under
   }
 });
 
+test('a listener on a port another listener binds is refused (SO_REUSEPORT would split its traffic); nothing changes', async () => {
+  const port = await freeTcpPort();
+  const doc = { listeners: [{ name: 'first', spec: { protocol: 'TCP', port }, rules: [{ action: { route: { destination: 'echo' } } }] }], ...echoOnly };
+  await withApi(doc, 1, async (admin) => {
+    const a = await fails(
+      call(admin, 'POST', '/api/v1/listeners', { listener: { name: 'second', spec: { protocol: 'HTTP', port }, rules: [{ action: { route: { destination: 'echo' } } }] } }),
+      400,
+      'Bad Request',
+      /^Cannot add listener: .*listener "second" binds TCP \[::\]:\d+, which listener "first" binds already$/,
+    );
+    assert.match(a.json.content, new RegExp(`:${port},`));
+    assert.deepEqual((await call(admin, 'GET', '/api/v1/listeners')).json.map((l: { name: string }) => l.name), ['first']);
+  });
+});
+
 test('YAML bodies (with a charset parameter) are accepted', async () => {
   await withApi(echoOnly, 1, async (admin) => {
     await ok(call(admin, 'POST', '/api/v1/clusters', 'cluster:\n  name: y1\n  spec:\n    protocol: Echo\n', 'text/yaml'));

@@ -146,7 +146,7 @@ test('Exec: the process is killed when the session ends (UDP idle timeout); the 
       return false;
     }
   };
-  assert.ok(alive());
+  // It ran (it sent its pid); on a loaded machine the 0.5 s idle timeout may already have ended it.
   await waitFor(() => !alive(), 5000, `process ${pid} to be killed after the session ended`);
   assert.equal(await listenerCounter(rt, 'l', 'framing_lost'), 1, 'UDP (datagram) into Exec (byte stream)');
 });

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { DEFAULT_RETRY } from '../../cluster-config/snapshot.ts';
 import { ErrorCode } from '../../runtime/common/errors.ts';
+import { protocol } from '../../protocols/registry.ts';
 
 /** A listener with one wildcard rule routing to an inline Echo cluster. */
 function listener(spec: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -230,4 +231,28 @@ test('strict mode accepts top-level rules and still rejects their unknown fields
     () => normalize({ ...doc, rules: [{ name: 'r', action: { route: 'x' }, bogus: 1 }] }, { strict: true }),
     (e: Error & { code?: string }) => e.code === 'L7_ERR_CONFIG_INVALID' && e.message === 'rules[0].bogus: unknown field (strict mode)',
   );
+});
+
+test('config errors: two listeners binding the same local address (SO_REUSEPORT would split the traffic)', () => {
+  const l = (name: string, spec: Record<string, unknown>) => ({ name, spec, rules: [{ action: { route: { destination: 'e' } } }] });
+  const doc = (...listeners: unknown[]) => ({ listeners, clusters: [{ name: 'e', spec: { protocol: 'Echo' } }] });
+  rejects(doc(l('a', { protocol: 'TCP', port: 7000 }), l('b', { protocol: 'HTTP', port: 7000 })), ErrorCode.ConfigInvalid, 'listeners[1].spec: listener "b" binds TCP [::]:7000, which listener "a" binds already');
+  rejects(doc(l('a', { protocol: 'WebSocket', port: 7000, address: '127.0.0.1' }), l('b', { protocol: 'TCP', port: 7000 })), ErrorCode.ConfigInvalid, 'listeners[1].spec: listener "b" binds TCP [::]:7000, which listener "a" binds already');
+  rejects(
+    doc(l('a', { protocol: 'UDP', port: 7000 }), l('b', { protocol: 'JSONSocket', transport: { protocol: 'UDP', port: 7000 } })),
+    ErrorCode.ConfigInvalid,
+    'listeners[1].spec: listener "b" binds UDP 0.0.0.0:7000, which listener "a" binds already',
+  );
+  rejects(doc(l('a', { protocol: 'UnixDomainSocket', filename: '/tmp/x.sock' }), l('b', { protocol: 'UnixDomainSocket', filename: '/tmp/x.sock', type: 'dgram' })), ErrorCode.ConfigInvalid, 'listeners[1].spec: listener "b" binds the Unix socket /tmp/x.sock, which listener "a" binds already');
+  // Different transports, or two specific addresses, do not clash.
+  assert.equal(normalize(doc(l('a', { protocol: 'UDP', port: 7000 }), l('b', { protocol: 'TCP', port: 7000 }))).listeners.length, 2);
+  assert.equal(normalize(doc(l('a', { protocol: 'TCP', port: 7000, address: '127.0.0.1' }), l('b', { protocol: 'TCP', port: 7000, address: '127.0.0.2' }))).listeners.length, 2);
+});
+
+test('UDP idle timeout: 120 s by default in server mode; none for a singleton unless set (its one session is the listener)', () => {
+  const side = protocol('UDP')?.listener;
+  assert.ok(side?.idleTimeoutMs !== undefined);
+  assert.equal(side.idleTimeoutMs({ protocol: 'UDP', port: 1 }), 120_000);
+  assert.equal(side.idleTimeoutMs({ protocol: 'UDP', port: 1, connect: { address: '127.0.0.1', port: 2 } }), 0);
+  assert.equal(side.idleTimeoutMs({ protocol: 'UDP', port: 1, connect: { address: '127.0.0.1', port: 2 }, options: { idle_timeout: 5 } }), 5000);
 });
