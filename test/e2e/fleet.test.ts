@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -74,6 +75,7 @@ describe('fleet over NATS', () => {
 
   before(async () => {
     dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'empty.yaml'), '{}\n');
     nats = await startNats();
     for (const prefix of ['A:', 'B:', 'C:']) echoes.push(await udpEcho(prefix));
     for (const id of ['n1', 'n2', 'n3']) {
@@ -146,11 +148,29 @@ describe('fleet over NATS', () => {
     const good = await apply(fleetConfig(echoes[1]!.port, 'B'), '--selector', 'tier=edge');
     assert.equal(good.code, 0, good.stdout);
     for (const id of ['n1', 'n2', 'n3']) assert.equal(await via(id, 'b', 3), 'B:b');
+
+    // A config that validates but cannot be applied (its port is taken): NACKed by that node,
+    // rolled back on every worker; the node keeps serving.
+    const busy = net.createServer();
+    const taken = await freeTcpPort();
+    await new Promise<void>((r) => busy.listen({ port: taken, host: '127.0.0.1', exclusive: true }, () => r()));
+    try {
+      const r = await apply({ listeners: [{ name: 'extra', spec: { protocol: 'TCP', port: taken, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] }] }, '--node', 'n1');
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stdout, new RegExp(`^n1 NACK revision \\d+: L7_ERR_LISTENER_BIND .*${taken}`));
+      assert.equal(await via('n1', 'bound'), 'B:bound');
+    } finally {
+      await new Promise<void>((r) => busy.close(() => r()));
+    }
+    const cleared = await cli(['apply', '-f', path.join(dir, 'empty.yaml'), '--nats', nats.url, '--fleet', fleet, '--node', 'n1']);
+    assert.equal(cleared.code, 0, cleared.stdout);
   });
 
   test('nats-server down 10 s: no data-plane loss, a node restarted meanwhile serves its state dir, re-converged (resync, then a new change) within 2 s each', async (t) => {
     const names = fleetNames(fleet);
-    const before = Math.max(...(await heartbeats(nc, fleet)).map((h) => h.revision));
+    // Each node's revision before the outage (n1's is higher: it also watches node.n1).
+    const before = new Map((await heartbeats(nc, fleet)).map((h) => [h.nodeId, h.revision]));
+    assert.equal(before.size, 3);
     // Steady traffic through two nodes during the outage, one datagram at a time, no retries.
     let stop = false;
     let sent = 0;
@@ -184,7 +204,7 @@ describe('fleet over NATS', () => {
     const back = Date.now();
     // Every node reconnects and resyncs from KV: it re-announces its revision (status published
     // before the outage, or during it, is not relied on).
-    await waitFor(async () => (await heartbeats(nc, fleet, 200)).filter((h) => h.revision === before && h.last?.ok && (h.synced ?? '') > restarted).length === 3, 2000, 'all nodes resynced from KV within 2 s');
+    await waitFor(async () => (await heartbeats(nc, fleet, 200)).filter((h) => h.revision === before.get(h.nodeId) && h.last?.ok && (h.synced ?? '') > restarted).length === 3, 2000, 'all nodes resynced from KV within 2 s');
     const reconnected = Date.now() - back;
     // A change written after the restart: every node picks it up (a change that keeps the data path).
     const kv = (await waitFor(async () => openBucket(nc, names).catch(() => null), 10_000, 'KV after the restart')) as Awaited<ReturnType<typeof openBucket>>;
@@ -207,13 +227,16 @@ describe('fleet over NATS', () => {
   });
 
   test('a node restarted with an empty state dir gets its config back from KV', async () => {
+    const rev = (await heartbeats(nc, fleet)).find((h) => h.nodeId === 'n2')?.revision;
+    assert.ok(rev !== undefined && rev > 0);
     await nodes.get('n2')!.stop();
     fs.rmSync(path.join(dir, 'state-n2'), { recursive: true, force: true });
     nodes.set('n2', await startNode('n2', nodeArgs('n2')));
     const reply = await waitFor(() => via('n2', 'again').catch(() => ''), 10_000, 'n2 serving again');
     assert.equal(reply, 'B:again');
-    const [n1, n2] = ['n1', 'n2'].map(async (id) => (await heartbeats(nc, fleet)).find((h) => h.nodeId === id));
-    assert.equal((await n2)?.revision, (await n1)?.revision);
+    const n2 = (await waitFor(async () => (await heartbeats(nc, fleet)).find((h) => h.nodeId === 'n2' && h.last !== null), 5000, 'n2 to report')) as Heartbeat;
+    assert.equal(n2.revision, rev);
+    assert.equal(n2.last?.ok, true);
     assert.ok(fs.existsSync(path.join(dir, 'state-n2', 'applied.json')));
   });
 });
