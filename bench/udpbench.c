@@ -2,7 +2,7 @@
  * udpbench: UDP load generator, sink, echo server and ping-pong client for measuring a UDP proxy
  * on loopback (127.0.0.1 or ::1). C11 + POSIX/Linux libc only; prints one JSON line per run.
  *
- *   udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS]
+ *   udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS] [-e] [-K]
  *   udpbench echo -p PORT [-a ADDR] [-x PREFIX]
  *   udpbench ping -d PORT -m SIZE -t SECONDS [-w WARMUP_COUNT] [-a ADDR]
  *   udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]
@@ -18,6 +18,11 @@
  *   numbers gives unique, duplicated and reordered (arrived below the highest sequence seen) counts;
  *   lost = sent - unique. With -e the sink answers the first 16 warm-up datagrams (16-byte tag) to their
  *   source, for proxies that only offload a flow once a reply came back (l7mp-ts -o init).
+ *   With -K, the CPU time of every kworker* and ksoftirqd* kernel thread is sampled over the same window
+ *   (kthread_cpu_pct, kthread_cpu_us_per_pkt): where the kernel sends datagrams that an eBPF verdict
+ *   redirected, i.e. an offloaded proxy's work done outside its process), minus their background rate
+ *   measured over 0.25 s just before the trial (kthread_bg_cpu_pct). Other jobs' kernel work that
+ *   varies during the trial still counts, so it is an estimate.
  *   With -P, the CPU time of PID and all its descendants (every thread: the sum of the first field of
  *   /proc/<pid>/task/<tid>/schedstat, ns of run time, falling back to utime+stime of .../stat) is
  *   sampled when the measured phase starts (the process set is taken then, after the warm-up, so that a
@@ -94,13 +99,14 @@
 #define PING_WARMUP_MAX_S 2.0
 #define MAX_PING_SAMPLES 10000000ULL
 #define MAX_TREE 256
+#define MAX_KTHREADS 1024
 #define MAX_PREFIX 1024
 
 enum { EXIT_OK = 0, EXIT_SYS = 1, EXIT_USAGE = 2, EXIT_NOTHING = 3 };
 
 static const char usage_text[] =
   "usage:\n"
-  "  udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS] [-e]\n"
+  "  udpbench tput -d DSTPORT -s SINKPORT -m SIZE -t SECONDS [-r PPS] [-f FLOWS] [-P PID] [-a ADDR] [-n MAXPKTS] [-e] [-K]\n"
   "  udpbench echo -p PORT [-a ADDR] [-x PREFIX]\n"
   "  udpbench ping -d PORT -m SIZE -t SECONDS [-w WARMUP_COUNT] [-a ADDR]\n"
   "  udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]\n"
@@ -280,6 +286,26 @@ static int collect_tree(pid_t root, pid_t *out, int max) {
   return count;
 }
 
+/* The kernel threads that may do a proxy's sending for it (kworker*, ksoftirqd*: where the kernel
+ * sends datagrams an eBPF sk_skb verdict redirected); returns the count. */
+static int collect_kthreads(pid_t *out, int max) {
+  DIR *d = opendir("/proc");
+  if (!d) die_errno("scan /proc");
+  struct dirent *e;
+  char path[64], buf[1024];
+  int count = 0;
+  while ((e = readdir(d)) && count < max) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof path, "/proc/%d/stat", atoi(e->d_name));
+    if (read_small(path, buf, sizeof buf) < 0) continue;
+    const char *comm = strchr(buf, '(');
+    if (comm && (!strncmp(comm + 1, "kworker", 7) || !strncmp(comm + 1, "ksoftirqd", 9)))
+      out[count++] = (pid_t)atoi(e->d_name);
+  }
+  closedir(d);
+  return count;
+}
+
 /* Run time of every thread of the given processes, ns. */
 static uint64_t tree_cpu_ns(const pid_t *pids, int n) {
   static long tck;
@@ -366,6 +392,11 @@ struct flow_state {
 struct tput {
   int size, flows;
   bool echo_warm; /* -e: the sink answers warm-up datagrams (a proxy that waits for a reply, e.g. to offload) */
+  bool kthreads;  /* -K: also sample the CPU time of kworker and ksoftirqd threads */
+  pid_t kt[MAX_KTHREADS];
+  int kt_n;
+  uint64_t kcpu0;
+  double kbg_rate; /* ns of kernel-thread CPU per second before the trial (background) */
   int echoed;
   double seconds, pps;
   uint64_t max_pkts;
@@ -480,6 +511,10 @@ static void sample_start(struct tput *t) {
     t->tree_n = collect_tree(t->pid, t->tree, MAX_TREE);
     t->cpu0 = tree_cpu_ns(t->tree, t->tree_n);
   }
+  if (t->kthreads) {
+    t->kt_n = collect_kthreads(t->kt, MAX_KTHREADS);
+    t->kcpu0 = tree_cpu_ns(t->kt, t->kt_n);
+  }
   t->self0 = self_cpu_ns();
   host_jiffies(&t->host_busy0, &t->host_total0);
   t->dst_drops0 = udp_port_drops(t->dst_port);
@@ -566,7 +601,7 @@ static int run_tput(int argc, char **argv) {
   t->flows = 1;
   t->max_pkts = DEFAULT_MAX_PKTS;
   int c;
-  while ((c = getopt(argc, argv, "d:s:m:t:r:f:P:a:n:e")) != -1) {
+  while ((c = getopt(argc, argv, "d:s:m:t:r:f:P:a:n:eK")) != -1) {
     switch (c) {
     case 'd': t->dst_port = (int)parse_long(optarg, 1, 65535, "d"); break;
     case 's': t->sink_port = (int)parse_long(optarg, 1, 65535, "s"); break;
@@ -578,6 +613,7 @@ static int run_tput(int argc, char **argv) {
     case 'a': host = optarg; break;
     case 'n': t->max_pkts = (uint64_t)parse_long(optarg, 1, 1L << 40, "n"); break;
     case 'e': t->echo_warm = true; break;
+    case 'K': t->kthreads = true; break;
     default: usage(NULL);
     }
   }
@@ -607,6 +643,14 @@ static int run_tput(int argc, char **argv) {
   }
   if (t->pps > 0) (void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 
+  if (t->kthreads) {
+    /* Their background rate (other jobs' kernel work) over 0.25 s without traffic, subtracted below. */
+    t->kt_n = collect_kthreads(t->kt, MAX_KTHREADS);
+    uint64_t a = tree_cpu_ns(t->kt, t->kt_n);
+    double ta = now_s();
+    usleep(250000);
+    t->kbg_rate = (double)(tree_cpu_ns(t->kt, t->kt_n) - a) / (now_s() - ta);
+  }
   pthread_t sink_thread;
   int err = pthread_create(&sink_thread, NULL, sink_main, t);
   if (err) {
@@ -648,6 +692,14 @@ static int run_tput(int argc, char **argv) {
            (double)cpu * 1e-3 / (double)t->unique);
   else
     printf("\"cpu_pct\":null,\"cpu_us_per_pkt\":null,");
+  if (t->kthreads) {
+    uint64_t k1 = tree_cpu_ns(t->kt, t->kt_n);
+    double kcpu = (double)(k1 > t->kcpu0 ? k1 - t->kcpu0 : 0) - t->kbg_rate * window;
+    if (kcpu < 0) kcpu = 0;
+    printf("\"kthread_cpu_pct\":%.1f,\"kthread_cpu_us_per_pkt\":%.3f,\"kthread_bg_cpu_pct\":%.1f,\"kthreads\":%d,",
+           100.0 * kcpu * 1e-9 / busy_window, t->unique ? kcpu * 1e-3 / (double)t->unique : 0.0,
+           100.0 * t->kbg_rate * 1e-9, t->kt_n);
+  }
   printf("\"duration_s\":%.3f,\"dst_sock_drops\":%" PRIu64 ",\"sink_sock_drops\":%" PRIu64 ","
          "\"send_errors\":%" PRIu64 ",\"host_cpu_pct\":%.1f,\"tool_cpu_pct\":%.1f,"
          "\"other_cpu_pct\":%.1f,\"pids\":%d}\n",

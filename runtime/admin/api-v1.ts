@@ -23,6 +23,7 @@
  * - GET /config dumps each cluster's `endpoints` as the endpoint array (a count cannot be posted
  *   back), so the dump round-trips through POST /config.
  */
+import { offloadProvider } from '../../native-offload/provider.ts';
 import fs from 'node:fs';
 import YAML from 'yaml';
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
@@ -52,7 +53,7 @@ function packageVersion(): string {
   return version;
 }
 
-/** `GET /api/v1/admin` (compat reference §1.1). `offload` is whether an offload engine runs: none does yet. */
+/** `GET /api/v1/admin` (compat reference §1.1). `offload` is whether the kernel offload engine runs. */
 export interface AdminDump {
   log_level: string;
   strict: boolean;
@@ -142,10 +143,13 @@ type TopKind = Exclude<ObjectKind, 'endpoint'>;
 class Dumper {
   private readonly s: ConfigSnapshot;
   private readonly recursive: boolean;
+  private readonly offload: boolean;
 
-  constructor(s: ConfigSnapshot, recursive: boolean) {
+  /** @param offload whether the kernel offload engine runs (the admin dump's `offload`). */
+  constructor(s: ConfigSnapshot, recursive: boolean, offload = false) {
     this.s = s;
     this.recursive = recursive;
+    this.offload = offload;
   }
 
   /** Every object of a kind, dumped, in config order. */
@@ -198,7 +202,7 @@ class Dumper {
     return {
       log_level: a.log_level,
       strict: a.strict,
-      offload: false,
+      offload: this.offload,
       version: packageVersion(),
       ...(a.log_file !== undefined ? { log_file: a.log_file } : {}),
       ...(a.access_log_path !== undefined ? { access_log_path: a.access_log_path } : {}),
@@ -395,7 +399,9 @@ function unwrap(body: unknown, key: string, prefix: string): unknown {
  */
 export function registerApi(server: AdminServer, runtime: Runtime, store: ConfigStore): void {
   const rec = (req: AdminRequest): boolean => req.query.get('recursive') === 'true';
-  const dumper = (req: AdminRequest, recursive = rec(req)): Dumper => new Dumper(store.current, recursive);
+  // Whether the kernel offload engine runs: the mode in effect and a probe that passed (cached).
+  const offloadOn = runtime.offloadMode !== 'disable' && offloadProvider(runtime.offloadMode).probe().available;
+  const dumper = (req: AdminRequest, recursive = rec(req)): Dumper => new Dumper(store.current, recursive, offloadOn);
 
   /** Compute, apply on every worker, commit; a failed apply (bind) is a 400 naming the operation. */
   const change = async (req: AdminRequest, what: string, compute: () => ConfigSnapshot): Promise<Reply> => {
@@ -422,7 +428,7 @@ export function registerApi(server: AdminServer, runtime: Runtime, store: Config
   // config, admin
   server.route('GET', '/api/v1/config', async (req) => {
     const s = store.current;
-    const d = new Dumper(s, false);
+    const d = new Dumper(s, false, offloadOn);
     const tree = await runtime.tree();
     return respond(req, {
       admin: d.admin(),

@@ -14,8 +14,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort, freeTcpPort, freeUdpPort, streamEcho, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
-import { cli, startNats, startNode, type NatsServer, type Node } from './nats.ts';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { cli, spawnTracked, startNats, startNode, type NatsServer, type Node } from './nats.ts';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { BIN } from './proc.ts';
 import { openBucket } from '../../fleet/agent.ts';
 import { fleetNames } from '../../fleet/names.ts';
@@ -249,7 +249,11 @@ describe('the seed task as l7mp CRDs over a fleet of 3', () => {
     if (controller && controller.exitCode === null) {
       const c = controller;
       await new Promise((r) => {
-        c.once('exit', r);
+        const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
+        c.once('exit', () => {
+          clearTimeout(t);
+          r(undefined);
+        });
         c.kill('SIGTERM');
       });
     }
@@ -283,7 +287,7 @@ describe('the seed task as l7mp CRDs over a fleet of 3', () => {
         startNode('worker', [...common, '--labels', 'app=worker', '--advertise-address', '127.0.0.2']),
       ])),
     );
-    controller = spawn(BIN, ['fleet', 'controller', ...common, '--interval-s', '0.5', '--expire-s', '3'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    controller = spawnTracked(['fleet', 'controller', ...common, '--interval-s', '0.5', '--expire-s', '3']);
     let clog = '';
     controller.stderr?.on('data', (d: Buffer) => (clog += d.toString()));
     await waitFor(() => clog.includes('fleet controller connected'), 30_000, 'the controller');
@@ -364,10 +368,14 @@ test('NATS user/password: a node with the right credentials joins; a wrong passw
   const port = await freePort();
   const base = path.join(dir, 'base.yaml');
   fs.writeFileSync(base, YAML.stringify({ listeners: [{ name: 'e', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }] }] }));
-  const good = await startNode('authed', ['--nats', nats.url, '--nats-user', 'l7', '--nats-password', 's3cret']);
-  const bad = await startNode('denied', ['-c', base, '--nats', nats.url, '--nats-user', 'l7', '--nats-password', 'wrong']);
+  const started: Node[] = [];
   const client = await UdpClient.open();
   try {
+    const [good, bad] = (await Promise.all([
+      startNode('authed', ['--nats', nats.url, '--nats-user', 'l7', '--nats-password', 's3cret']),
+      startNode('denied', ['-c', base, '--nats', nats.url, '--nats-user', 'l7', '--nats-password', 'wrong']),
+    ])) as [Node, Node];
+    started.push(good, bad);
     const env = { ...process.env, L7MP_NATS_PASSWORD: 's3cret' };
     const st = await waitFor(
       async () => {
@@ -388,7 +396,7 @@ test('NATS user/password: a node with the right credentials joins; a wrong passw
     assert.doesNotMatch(good.stderr() + bad.stderr(), /s3cret|wrong/);
   } finally {
     client.close();
-    await Promise.all([good.stop(), bad.stop()]);
+    await Promise.all(started.map((n) => n.stop()));
     await nats.stop();
   }
 });

@@ -8,6 +8,23 @@ import path from 'node:path';
 import { freeTcpPort, tmpDir } from '../helpers.ts';
 import { BIN } from './proc.ts';
 
+/**
+ * Children still running when the test process exits are killed then. Their handles are unref'd,
+ * so a test that failed before its cleanup cannot keep the test file's process alive (a hung file
+ * would stall the whole `npm test`).
+ */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+function track(c: ChildProcess): ChildProcess {
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  c.unref();
+  for (const s of [c.stdin, c.stdout, c.stderr]) (s as { unref?: () => void } | null)?.unref?.();
+  return c;
+}
+
 export interface NatsServer {
   readonly url: string;
   readonly port: number;
@@ -19,11 +36,12 @@ export interface NatsServer {
 
 /** Start nats-server with JetStream on a free port (`args`: more server flags, e.g. `--user u --pass p`). */
 export async function startNats(args: string[] = []): Promise<NatsServer> {
+  // Killed when the test process exits, if a test did not stop it.
   const dir = tmpDir();
   const port = await freeTcpPort();
   let proc: ChildProcess | null = null;
   const start = async (): Promise<void> => {
-    const p = spawn('nats-server', ['-js', '-sd', path.join(dir, 'js'), '-a', '127.0.0.1', '-p', String(port), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = track(spawn('nats-server', ['-js', '-sd', path.join(dir, 'js'), '-a', '127.0.0.1', '-p', String(port), ...args], { stdio: ['ignore', 'ignore', 'pipe'] }));
     proc = p;
     let log = '';
     await new Promise<void>((resolve, reject) => {
@@ -51,7 +69,12 @@ export async function startNats(args: string[] = []): Promise<NatsServer> {
       proc = null;
       if (p === null || p.exitCode !== null) return Promise.resolve();
       return new Promise((resolve) => {
-        p.once('exit', () => resolve());
+        // The ref'd timer also keeps the (unref'd) child's exit event observable.
+        const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+        p.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
         p.kill(signal);
       });
     },
@@ -65,9 +88,9 @@ export interface Node {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Start `bin/l7mp-ts` with `args`; resolve when it logs "l7mp-ts ready". */
+/** Start `bin/l7mp-ts` with `args`; resolve when it logs "l7mp-ts ready". Killed when the test process exits. */
 export async function startNode(id: string, args: string[], timeoutMs = 30_000): Promise<Node> {
-  const proc = spawn(BIN, ['-l', 'info', '--node-id', id, '--workers', '1', '--telemetry-s', '0.5', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = track(spawn(BIN, ['-l', 'info', '--node-id', id, '--workers', '1', '--telemetry-s', '0.5', ...args], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -94,7 +117,11 @@ export async function startNode(id: string, args: string[], timeoutMs = 30_000):
     stop: (signal = 'SIGTERM') => {
       if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
       return new Promise((resolve) => {
-        proc.once('exit', (code) => resolve(code));
+        const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        proc.once('exit', (code) => {
+          clearTimeout(t);
+          resolve(code);
+        });
         proc.kill(signal);
       });
     },
@@ -108,4 +135,9 @@ export function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number;
       resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+/** Spawn a long-running CLI process (e.g. `fleet controller`); killed when the test process exits. */
+export function spawnTracked(args: string[]): ChildProcess {
+  return track(spawn(BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
 }

@@ -17,6 +17,8 @@ import { offloadProvider } from '../../native-offload/provider.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
+import { createAdmin } from '../../runtime/admin/index.ts';
+import { makeLogger } from '../../runtime/common/log.ts';
 
 const probe = offloadProvider('init').probe();
 const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';
@@ -332,5 +334,21 @@ test('offload provider: datagrams queued on a socket when it is spliced are rela
     sp.close();
   } finally {
     for (const s of [client, backend, p1, p2]) s.close();
+  }
+});
+
+test('offload: GET /api/v1/admin says the engine runs (l7mp\'s `offload` field); false with offload disabled', { skip }, async () => {
+  for (const [mode, expected] of [['init', true], ['disable', false]] as const) {
+    const up = await udpEcho();
+    const rt = await startProxy(gateway(await freePort(), up.port, { offload: mode }));
+    try {
+      const admin = createAdmin(rt, { host: '127.0.0.1', port: 0, log: makeLogger('silent') });
+      const a = await admin.request({ method: 'GET', url: '/api/v1/admin', headers: {}, body: new Uint8Array(0) });
+      assert.equal(a.status, 200);
+      assert.equal(JSON.parse(Buffer.from(a.body).toString()).offload, expected, `admin.offload: ${mode}`);
+    } finally {
+      await rt.shutdown();
+      await up.close();
+    }
   }
 });
