@@ -28,7 +28,11 @@ import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, SessionInfo, StreamKind } from '../types.ts';
 
-/** Wire ops of the cluster messages between workers: [STATE, key, n] | [DATA, key, bytes] | [DELIVER, key, bytes]. */
+/**
+ * Wire ops of the cluster messages between workers: [STATE, key, n] | [DATA, key, bytes, heard] |
+ * [DELIVER, key, bytes]. `heard` is how many members the sender's worker delivered to already, so
+ * the owner does not count a message as unheard that members next to the sender got.
+ */
 const Op = { State: 0, Data: 1, Deliver: 2 } as const;
 
 const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
@@ -148,7 +152,7 @@ export class SyncCluster implements ClusterInstance {
       }
       return;
     }
-    if (this.ctx.sendPeer(d.owner, [Op.Data, d.key, data])) this.ctx.count('sync_forwarded');
+    if (this.ctx.sendPeer(d.owner, [Op.Data, d.key, data, local])) this.ctx.count('sync_forwarded');
     else {
       this.ctx.count('sync_undeliverable');
       if (local === 0) from.stats.drops++;
@@ -185,12 +189,13 @@ export class SyncCluster implements ClusterInstance {
     const data = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
     const d = this.domains.get(key);
     if (d === undefined) {
-      this.ctx.count('sync_unheard');
+      if (!(op === Op.Data && typeof msg[3] === 'number' && msg[3] > 0)) this.ctx.count('sync_unheard');
       return;
     }
     const local = this.deliverLocal(d, null, data);
     const fwd = op === Op.Data ? this.fanOut(d, from, data) : 0;
-    if (local + fwd === 0) this.ctx.count('sync_unheard');
+    const heardAtSender = op === Op.Data && typeof msg[3] === 'number' ? msg[3] : 0;
+    if (heardAtSender + local + fwd === 0) this.ctx.count('sync_unheard');
   }
 
   onRingChange(): void {
