@@ -16,6 +16,7 @@ import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import type { LogLevel, Logger } from './common/log.ts';
 import type { HostApi, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
 import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
+import { l7mpErrorAnswer } from '../protocols/http/exchange.ts';
 import type { WorkerMetrics } from './stats.ts';
 import type { OffloadMode } from '../native-offload/provider.ts';
 import { WorkerRing } from './ring.ts';
@@ -65,8 +66,7 @@ interface Slot {
 export type AdminHandler = (call: AdminCall) => Promise<AdminAnswer>;
 
 function unavailable(): AdminAnswer {
-  const body = Buffer.from(JSON.stringify({ status: 503, message: 'Service Unavailable', content: 'The admin API is not up yet' }, null, 4));
-  return { status: 503, statusMessage: 'Service Unavailable', headers: { 'content-type': 'application/json' }, body };
+  return l7mpErrorAnswer(503, 'Service Unavailable', 'The admin API is not up yet');
 }
 
 // From a checkout Node runs the .ts sources; an installed package runs the build in dist/ (.js).

@@ -16,6 +16,7 @@ import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
 import type { AdminAnswer, AdminCall, DatagramHandoff } from '../protocols/types.ts';
+import { l7mpErrorAnswer } from '../protocols/http/exchange.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing, placeSingle } from './ring.ts';
@@ -144,8 +145,7 @@ class WorkerHost implements WorkerServices {
     try {
       return await this.hostApi.adminRequest(call);
     } catch (e) {
-      const body = Buffer.from(JSON.stringify({ status: 503, message: 'Service Unavailable', content: (e as Error).message }, null, 4));
-      return { status: 503, statusMessage: 'Service Unavailable', headers: { 'content-type': 'application/json' }, body };
+      return l7mpErrorAnswer(503, 'Service Unavailable', (e as Error).message);
     }
   }
 

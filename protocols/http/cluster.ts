@@ -16,13 +16,7 @@ import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, En
 import { PendingHandler } from '../udp/listener.ts';
 import { hostPort } from '../stream/server.ts';
 import type { HttpClusterSpec } from './config.ts';
-import { HOP_BY_HOP, httpExchange, type HttpExchange } from './exchange.ts';
-
-interface HttpMeta {
-  method?: string;
-  url?: { path?: string };
-  headers?: Record<string, string | string[] | undefined>;
-}
+import { HOP_BY_HOP, httpExchange, httpMeta, type HttpExchange } from './exchange.ts';
 
 /** The upstream side of one session stage: one request and its response. */
 export class HttpClientConnection implements Connection {
@@ -42,7 +36,8 @@ export class HttpClientConnection implements Connection {
     req.on('response', (res) => {
       this.res = res;
       const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = v;
+      // The HTTP listener drops hop-by-hop headers and the length when it writes the head.
       exchange?.setResponseHead({ status: res.statusCode ?? 502, ...(res.statusMessage ? { statusMessage: res.statusMessage } : {}), headers });
       res.on('data', (chunk: Buffer) => {
         this.stats.rxPackets++;
@@ -117,7 +112,7 @@ export class HttpCluster implements ClusterInstance {
 
   connect(s: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
     if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
-    const meta = s.metadata.HTTP as HttpMeta | undefined;
+    const meta = httpMeta(s.metadata);
     const method = meta?.method ?? this.spec.method ?? 'POST';
     const path = meta?.url?.path ?? this.spec.path ?? '/';
     const headers: Record<string, string | string[]> = {};

@@ -8,7 +8,7 @@
  * the session metadata under a symbol key: JSON predicates, dumps and the actor tree never see it,
  * and it never leaves the worker.
  */
-import type { Metadata } from '../types.ts';
+import type { AdminAnswer, Metadata } from '../types.ts';
 
 /** Status line and headers of an HTTP response. */
 export interface ResponseHead {
@@ -20,7 +20,10 @@ export interface ResponseHead {
 
 /** The downstream side of an HTTP exchange. */
 export interface HttpExchange {
-  /** Use this head for the response unless it has already been sent (then it is ignored). */
+  /**
+   * Use this head for the response unless it has already been sent (then it is ignored). The
+   * listener drops its hop-by-hop headers and its length when it writes it.
+   */
   setResponseHead(head: ResponseHead): void;
 }
 
@@ -57,3 +60,24 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
+
+/**
+ * l7mp's `HTTP` session metadata (compat reference §3.1), as HTTP and WebSocket listeners set it:
+ * `url.path` is the path with the query string.
+ */
+export interface HttpMeta {
+  version?: string;
+  method?: string;
+  url?: { url?: string; href?: string; protocol?: string; host?: string; port?: string | number; path?: string; query?: string };
+  headers?: Record<string, string | string[] | undefined>;
+}
+
+/** The `HTTP` metadata of a session, if it came from an HTTP or WebSocket listener (or a rewrite set it). */
+export function httpMeta(metadata: Metadata): HttpMeta | undefined {
+  return metadata.HTTP as HttpMeta | undefined;
+}
+
+/** An admin answer carrying l7mp's error body (`{status, message, content}`, §2.3). */
+export function l7mpErrorAnswer(status: number, message: string, content: unknown): AdminAnswer {
+  return { status, statusMessage: message, headers: { 'content-type': 'application/json' }, body: Buffer.from(l7mpErrorBody(status, message, content)) };
+}

@@ -6,10 +6,11 @@
  * here too.
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { adminCluster, type HttpMeta } from '../virtual/admin-connection.ts';
+import { adminCluster } from '../virtual/admin-connection.ts';
+import { httpMeta } from '../http/exchange.ts';
 
 export const l7mpController = adminCluster('L7mpController', "L7mpController: serves l7mp's REST API to the sessions of an HTTP listener.", (md, body) => {
-  const http = md.HTTP as HttpMeta | undefined;
+  const http = httpMeta(md);
   if (http?.method === undefined || http.url?.path === undefined) {
     return new L7Error(ErrorCode.InvalidArgument, 'L7mpController serves HTTP sessions only (no HTTP metadata)');
   }

@@ -4,9 +4,10 @@
  * `/metrics`, aggregated over all workers), whatever the path: match `/HTTP/url/path` in a rule
  * to serve it on `/metrics` only. Unlike l7mp it sends the exposition's Content-Type.
  */
-import { adminCluster, type HttpMeta } from '../virtual/admin-connection.ts';
+import { adminCluster } from '../virtual/admin-connection.ts';
+import { httpMeta } from '../http/exchange.ts';
 
 export const prometheus = adminCluster('Prometheus', 'Prometheus: answers each request with the metrics of the whole process.', (md) => {
-  const auth = (md.HTTP as HttpMeta | undefined)?.headers?.authorization;
+  const auth = httpMeta(md)?.headers?.authorization;
   return { method: 'GET', url: '/metrics', headers: auth === undefined ? {} : { authorization: auth }, body: new Uint8Array(0) };
 });

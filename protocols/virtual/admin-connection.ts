@@ -10,20 +10,13 @@ import { ConnStats } from '../types.ts';
 import type { AdminAnswer, AdminCall, Connection, ConnectionHandler, Metadata, ProtocolModule } from '../types.ts';
 import { Type } from '@sinclair/typebox';
 import { PendingHandler } from '../udp/listener.ts';
-import { httpExchange, l7mpErrorBody, type HttpExchange } from '../http/exchange.ts';
+import { httpExchange, l7mpErrorAnswer, l7mpStatusMessage, type HttpExchange } from '../http/exchange.ts';
 
 /** Largest request body an admin cluster reads, bytes (as the admin server). */
 export const MAX_ADMIN_BODY = 1 << 20;
 
 /** Builds the admin request from the session's metadata and the request body, or says why it cannot. */
 export type AdminCallBuilder = (metadata: Metadata, body: Buffer) => AdminCall | L7Error;
-
-/** l7mp's `HTTP` metadata, as far as the admin clusters read it. */
-export interface HttpMeta {
-  method?: string;
-  url?: { path?: string };
-  headers?: Record<string, string | string[] | undefined>;
-}
 
 export class AdminConnection implements Connection {
   readonly kind = 'byte' as const;
@@ -80,7 +73,7 @@ export class AdminConnection implements Connection {
         : this.build(this.metadata, Buffer.concat(this.chunks));
     this.chunks.length = 0;
     if (call instanceof L7Error) {
-      this.answer({ status: call.status, statusMessage: 'Bad Request', headers: { 'content-type': 'application/json' }, body: Buffer.from(l7mpErrorBody(call.status, 'Bad Request', call.message)) });
+      this.answer(l7mpErrorAnswer(call.status, l7mpStatusMessage(call.status), call.message));
       return true;
     }
     void this.admin(call).then((a) => this.answer(a));

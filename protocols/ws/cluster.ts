@@ -12,14 +12,10 @@ import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
 import { hostPort } from '../stream/server.ts';
 import { WsConnection } from './connection.ts';
+import { httpMeta, type HttpMeta } from '../http/exchange.ts';
 import { DEFAULT_MAX_PAYLOAD, type WsClusterSpec } from './config.ts';
 
 const SKIP_HEADERS = new Set(['connection', 'upgrade', 'content-length', 'transfer-encoding', 'keep-alive', 'te', 'trailer', 'proxy-connection']);
-
-interface HttpMeta {
-  url?: { protocol?: string; host?: string; port?: string | number; path?: string };
-  headers?: Record<string, string | string[] | undefined>;
-}
 
 /** The upstream URL, headers and subprotocols for a session (exported for tests). */
 export function upstreamRequest(http: HttpMeta | undefined, ep: EndpointInfo, port: number): { url: string; headers: Record<string, string>; protocols: string[] } {
@@ -58,7 +54,7 @@ export class WsCluster implements ClusterInstance {
 
   connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
     if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
-    const req = upstreamRequest(session.metadata.HTTP as HttpMeta | undefined, ep, this.spec.port);
+    const req = upstreamRequest(httpMeta(session.metadata), ep, this.spec.port);
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(req.url, req.protocols, {
         headers: req.headers,
