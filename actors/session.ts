@@ -693,7 +693,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
     this.stages.forEach((st, i) => {
       // The kernel relays now; a JS read would only find an empty queue once per datagram.
-      st.conn?.spliceReading?.(false);
+      if (st.conn?.spliceReading?.(false) === true) sp.unpoll(i);
       (st.conn as Connection).spliceErrorHook = (err: Error) => {
         // An ICMP error reached Node before the watchdog: same remedy, a fresh psock.
         this.init.env.rateLog.warn(`offload-error:${this.init.listener}`, { session: this.init.name, stage: i, err: err.message }, 'offload: socket error on a spliced session; psock reset');

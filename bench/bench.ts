@@ -294,7 +294,10 @@ stream {
         return `offload unavailable: l7mp-ts -o init logs "${line.trim()}"`;
       }
     },
-    notes: ['1 worker, -o init; CPU µs/dgram includes the kworker and ksoftirqd threads (where the kernel sends spliced datagrams), minus their rate just before the trial'],
+    notes: [
+      '1 worker, -o init; CPU µs/dgram includes the kworker and ksoftirqd threads (where the kernel sends spliced datagrams), minus their rate just before the trial',
+      'no priority boost for this row (proxy and tools): the kworkers that forward its datagrams run at normal priority, and tools at -20 on their CPU starve them',
+    ],
   },
 };
 const ALL = ['direct', 'nginx', 'socat', 'l7mp', 'node-relay', 'l7mp-ts', 'l7mp-ts-w2', 'l7mp-ts-offload'];
@@ -313,6 +316,11 @@ interface Proc {
 
 const live = new Set<ChildProcess>();
 let boost = true;
+/**
+ * Whether the children of the row being measured get the boost: not for a system whose forwarding
+ * runs in kernel threads (kworkers cannot be boosted; tools at -20 would starve them, facts G6).
+ */
+let boostRow = true;
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -326,7 +334,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 function start(name: string, argv: string[], cwd = REPO_ROOT): Proc {
   const child = spawn(argv[0], argv.slice(1), { cwd, env: CHILD_ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
-  if (boost && child.pid !== undefined) {
+  if (boost && boostRow && child.pid !== undefined) {
     try {
       writeFileSync(`/proc/${child.pid}/autogroup`, '-20');
     } catch {
@@ -850,6 +858,7 @@ async function main(): Promise<void> {
           continue;
         }
         progress(`${row.name} rep ${rep}/${profile.reps} ${g.name}`);
+        boostRow = !row.sys.kernelThreads;
         try {
           await g.run(row, ctx);
         } catch (err) {

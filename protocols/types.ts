@@ -94,9 +94,11 @@ export interface Connection {
   spliceErrorHook?: ((err: Error) => void) | null;
   /**
    * While spliced, JavaScript stops reading the socket (false); true reads again (the session went
-   * back to userspace). Comes with {@link Connection.spliceFd}.
+   * back to userspace). Comes with {@link Connection.spliceFd}. Returns true if the socket was
+   * stopped and has nothing queued to send, so it may leave the event loop's poll set
+   * (`Splice.unpoll`).
    */
-  spliceReading?(reading: boolean): void;
+  spliceReading?(reading: boolean): boolean;
   /**
    * Optional, downstream connections only: the session has connected every stage of its route.
    * Called once, before anything read from the upstream stages is sent to this connection. A

@@ -38,8 +38,8 @@ class UdpUpstream implements Connection {
     return this.closed ? -1 : dgramFd(this.sock);
   }
 
-  spliceReading(reading: boolean): void {
-    if (!this.closed) dgramReading(this.sock, reading);
+  spliceReading(reading: boolean): boolean {
+    return !this.closed && dgramReading(this.sock, reading);
   }
 
   setHandler(h: ConnectionHandler): void {

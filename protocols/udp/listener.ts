@@ -124,8 +124,8 @@ export class UdpDownstream implements Connection {
     return this.connected && this.sock !== null && !this.closed ? dgramFd(this.sock) : -1;
   }
 
-  spliceReading(reading: boolean): void {
-    if (this.sock !== null && !this.closed) dgramReading(this.sock, reading);
+  spliceReading(reading: boolean): boolean {
+    return this.sock !== null && !this.closed && dgramReading(this.sock, reading);
   }
 
   /** A datagram of this peer that reached a listening socket (before connect, or handed off). */

@@ -31,12 +31,15 @@ function handleOf(s: dgram.Socket): UdpHandle | null {
  * handle (`uv_udp_recv_stop`/`uv_udp_recv_start`). A socket spliced in the kernel still wakes its
  * readers once per datagram (the psock calls the socket's data-ready), and each wake-up costs Node
  * an epoll return and a recvmsg that finds nothing: about 2 µs of CPU per datagram, measured.
- * Returns false if the handle is not reachable.
+ * Returns false if the handle is not reachable. When stopping, returns true only if the socket is
+ * then idle for libuv (not read, no send queued: no POLLOUT interest), which is when it may leave the
+ * thread's epoll set behind libuv's back (`Splice.unpoll`): libuv would `EPOLL_CTL_MOD` (and abort
+ * on ENOENT) a watcher that still has events, but it re-adds one that has none.
  */
 export function dgramReading(s: dgram.Socket, reading: boolean): boolean {
   const h = handleOf(s);
   const f = reading ? h?.recvStart : h?.recvStop;
   if (h === null || f === undefined) return false;
   f.call(h);
-  return true;
+  return reading || s.getSendQueueCount() === 0;
 }

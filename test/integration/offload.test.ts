@@ -83,6 +83,24 @@ function gateway(port: number, upstream: number, extra: Record<string, unknown> 
   };
 }
 
+/**
+ * Context switches so far of this process's proxy worker threads (comm "l7mp-ts worker N"): how
+ * often the kernel woke them.
+ */
+function workerSwitches(): number {
+  let n = 0;
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    try {
+      if (!fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').startsWith('l7mp-ts worker')) continue;
+      const st = fs.readFileSync(`/proc/self/task/${t}/status`, 'utf8');
+      for (const m of st.matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+    } catch {
+      // the thread ended
+    }
+  }
+  return n;
+}
+
 /** Send until the session reports itself spliced (the first reply establishes it). */
 async function established(rt: Runtime, c: UdpClient, port: number, address = '127.0.0.1'): Promise<number> {
   let sent = 0;
@@ -113,12 +131,18 @@ test('offload: a spliced round trip never reaches JavaScript, and every counter 
     const before = (await onlySession(rt)).offload as Offload;
     const N = 200;
     let bytes = 0;
+    const switches0 = workerSwitches();
     for (let i = 0; i < N; i++) {
       const m = Buffer.from(`m${i}-${'x'.repeat(i % 50)}`);
       bytes += m.length;
       const r = await c.request(m, port);
       assert.deepEqual(r, m);
     }
+    // The worker sleeps through the spliced traffic: its sockets left its epoll set (Splice.unpoll),
+    // where each datagram would wake it once without an event (2N wake-ups). Its timers remain.
+    const woken = workerSwitches() - switches0;
+    assert.ok(switches0 > 0, 'the worker threads are found by name');
+    assert.ok(woken < N / 4, `the worker was woken ${woken} times during ${N} spliced round trips`);
     const s = await onlySession(rt);
     const off = s.offload as Offload;
     assert.equal(off.spliced, true);
@@ -332,6 +356,47 @@ test('offload provider: datagrams queued on a socket when it is spliced are rela
     assert.ok(sp.read(out));
     assert.equal(out[0], 1, 'the kernel relayed the one sent after the splice');
     sp.close();
+  } finally {
+    for (const s of [client, backend, p1, p2]) s.close();
+  }
+});
+
+test('offload provider: a socket taken out of the event loop while spliced reads again once unspliced', { skip }, async () => {
+  checkProbe();
+  const { dgramFd, dgramReading } = await import('../../runtime/common/dgram-fd.ts');
+  const bound = async (): Promise<dgram.Socket> => {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    return s;
+  };
+  const connect = (s: dgram.Socket, p: number): Promise<void> => new Promise<void>((r) => s.connect(p, '127.0.0.1', () => r()));
+  const [client, backend, p1, p2] = await Promise.all([bound(), bound(), bound(), bound()]);
+  const atBackend: string[] = [];
+  const atP1: string[] = [];
+  backend.on('message', (m) => atBackend.push(m.toString()));
+  p1.on('message', (m) => atP1.push(m.toString()));
+  try {
+    await connect(p1, client.address().port);
+    await connect(p2, backend.address().port);
+    // One datagram read by JavaScript first: p1 is in the event loop's epoll set.
+    client.send('js1', p1.address().port, '127.0.0.1');
+    await waitFor(() => atP1.length === 1, 2000, 'p1 read by JavaScript');
+    const sp = offloadProvider('init').splice([dgramFd(p1), dgramFd(p2)]);
+    assert.ok(sp !== null, 'spliced');
+    for (const [i, s] of [p1, p2].entries()) {
+      assert.equal(dgramReading(s, false), true, 'stopped, nothing queued to send');
+      sp.unpoll(i);
+    }
+    client.send('k1', p1.address().port, '127.0.0.1');
+    await waitFor(() => atBackend.length === 1, 2000, 'the kernel relaying k1');
+    sp.close();
+    // Unspliced: libuv adds the socket to epoll again (it deleted nothing itself; an EPOLL_CTL_MOD
+    // of a missing entry would abort the process).
+    assert.equal(dgramReading(p1, true), true);
+    client.send('js2', p1.address().port, '127.0.0.1');
+    await waitFor(() => atP1.length === 2, 2000, 'p1 read by JavaScript again');
+    assert.deepEqual(atP1, ['js1', 'js2']);
+    assert.deepEqual(atBackend, ['k1']);
   } finally {
     for (const s of [client, backend, p1, p2]) s.close();
   }
