@@ -675,8 +675,10 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
     this.splice = sp;
     this.splices++;
-    this.kernelSeen = new Float64Array(3 * fds.length);
-    this.kernelBuf = new Float64Array(3 * fds.length);
+    const bound = off.queueBound();
+    if (bound.limit === 0) this.init.env.rateLog.warn('offload-unbounded', { reason: bound.reason }, 'offload: the kernel send queues of spliced sockets are not bounded (a starved kworker lets them grow)');
+    this.kernelSeen = new Float64Array(4 * fds.length);
+    this.kernelBuf = new Float64Array(4 * fds.length);
     this.jsRxAtSplice = this.jsRx();
     // What waited in the receive queues at the splice was relayed by the provider: count it as the kernel's.
     const n = fds.length;
@@ -716,19 +718,23 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     if (sp === null || seen === null || buf === null || !sp.read(buf)) return;
     const n = this.stages.length;
     for (let i = 0; i < n; i++) {
-      const dp = (buf[3 * i] as number) - (seen[3 * i] as number);
-      const db = (buf[3 * i + 1] as number) - (seen[3 * i + 1] as number);
+      const dp = (buf[4 * i] as number) - (seen[4 * i] as number);
+      const db = (buf[4 * i + 1] as number) - (seen[4 * i + 1] as number);
+      // Received on socket i and dropped: the next socket's send queue was full (the queue bound).
+      const dd = (buf[4 * i + 3] as number) - (seen[4 * i + 3] as number);
+      const from = (this.stages[i] as Stage).kernel;
+      const to = (this.stages[(i + 1) % n] as Stage).kernel;
       if (dp > 0) {
-        const from = (this.stages[i] as Stage).kernel;
-        const to = (this.stages[(i + 1) % n] as Stage).kernel;
         from.rxPackets += dp;
         from.rxBytes += db;
         to.txPackets += dp;
         to.txBytes += db;
       }
-      seen[3 * i] = buf[3 * i] as number;
-      seen[3 * i + 1] = buf[3 * i + 1] as number;
-      const last = buf[3 * i + 2] as number;
+      if (dd > 0) to.drops += dd;
+      seen[4 * i] = buf[4 * i] as number;
+      seen[4 * i + 1] = buf[4 * i + 1] as number;
+      seen[4 * i + 3] = buf[4 * i + 3] as number;
+      const last = buf[4 * i + 2] as number;
       if (last > this.kernelLastNs) this.kernelLastNs = last;
     }
   }

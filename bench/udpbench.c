@@ -696,6 +696,8 @@ static int run_tput(int argc, char **argv) {
     uint64_t k1 = tree_cpu_ns(t->kt, t->kt_n);
     double kcpu = (double)(k1 > t->kcpu0 ? k1 - t->kcpu0 : 0) - t->kbg_rate * window;
     if (kcpu < 0) kcpu = 0;
+    /* The kernel threads' share above their background rate is the proxy's (-K), not other load. */
+    other_pct -= 100.0 * kcpu * 1e-9 / window;
     printf("\"kthread_cpu_pct\":%.1f,\"kthread_cpu_us_per_pkt\":%.3f,\"kthread_bg_cpu_pct\":%.1f,\"kthreads\":%d,",
            100.0 * kcpu * 1e-9 / busy_window, t->unique ? kcpu * 1e-3 / (double)t->unique : 0.0,
            100.0 * t->kbg_rate * 1e-9, t->kt_n);

@@ -39,10 +39,12 @@ export interface Splice {
   /** The sockets' fds, in cycle order. */
   readonly fds: readonly number[];
   /**
-   * Kernel counters since the splice: `out[3i]` datagrams and `out[3i+1]` bytes received on
-   * socket i (and sent out of socket i+1), `out[3i+2]` the CLOCK_MONOTONIC time of the last one
-   * in ns (comparable with `process.hrtime.bigint()`; 0 if none). Returns false if the splice is
-   * gone (closed); `out` is then left as it was.
+   * Kernel counters since the splice (`out` holds 4 per socket): `out[4i]` datagrams and
+   * `out[4i+1]` bytes received on socket i and sent out of socket i+1, `out[4i+2]` the
+   * CLOCK_MONOTONIC time of the last one in ns (comparable with `process.hrtime.bigint()`; 0 if
+   * none), `out[4i+3]` datagrams received on socket i and dropped because socket i+1 already had
+   * {@link OffloadProvider.queueBound} bytes queued and not yet sent. Returns false if the splice
+   * is gone (closed); `out` is then left as it was.
    */
   read(out: Float64Array): boolean;
   /**
@@ -83,6 +85,12 @@ export interface OffloadProvider {
   splice(fds: readonly number[], onReset?: (i: number, errno: number) => void): Splice | null;
   /** Why the last `splice` returned null (an errno name and message). */
   readonly lastError: string;
+  /**
+   * The most payload bytes a spliced socket may have queued in the kernel and not yet sent, after
+   * which datagrams for it are dropped and counted (facts G6: the kernel itself has no limit). The
+   * eBPF provider uses net.core.rmem_default; `limit` 0 means no bound, and `reason` says why.
+   */
+  queueBound(): { limit: number; reason: string };
 }
 
 /** The userspace fallback: offloads nothing. */
@@ -103,6 +111,10 @@ export class NoopOffload implements OffloadProvider {
   splice(): Splice | null {
     return null;
   }
+
+  queueBound(): { limit: number; reason: string } {
+    return { limit: 0, reason: this.why };
+  }
 }
 
 /** The addon's functions (native-offload/addon/offload.cc); every call returns -errno instead of throwing. */
@@ -110,6 +122,10 @@ export interface OffloadAddon {
   probe(): { ok: boolean; errno: number; reason: string };
   cookie(fd: number): bigint | number;
   splice(fds: Int32Array, cookies: BigUint64Array, drained?: Float64Array): number;
+  /** The send-queue bound of spliced sockets: payload bytes (0: none) and why there is none. */
+  queueBound(): { limit: number; reason: string };
+  /** Set the bound (bytes >= 1); -ENODEV without the egress program. */
+  setQueueLimit(bytes: number): number;
   unsplice(cookies: BigUint64Array): void;
   read(cookies: BigUint64Array, out: Float64Array): number;
   reset(fd: number, cookie: bigint): number;
@@ -119,7 +135,7 @@ export interface OffloadAddon {
   poll(out: Int32Array): number;
   /** Remove fd from the calling thread's libuv epoll set: 0 or -errno (ENOENT: not in it). */
   unpoll(fd: number): number;
-  /** [redirected, dropped: no peer, dropped: redirect failed] */
+  /** [redirected, dropped: no peer, dropped: redirect failed, dropped: queue full] */
   stats(): number[];
   steerOpen(): number;
   steerSlot(h: number, slot: number, fd: number): number;
@@ -229,6 +245,21 @@ export class EbpfOffload implements OffloadProvider {
 
   probe(): OffloadProbe {
     return this.result;
+  }
+
+  private bound: { limit: number; reason: string } | null = null;
+
+  queueBound(): { limit: number; reason: string } {
+    // Settled by the first call (the addon attaches its egress program then); a test may change it.
+    this.bound ??= this.addon.queueBound();
+    return this.bound;
+  }
+
+  /** Change the bound (tests): payload bytes >= 1. Throws if there is no egress program. */
+  setQueueLimit(bytes: number): void {
+    const r = this.addon.setQueueLimit(bytes);
+    if (r !== 0) throw new Error(`setQueueLimit(${bytes}): ${errnoName(r)}`);
+    this.bound = this.addon.queueBound();
   }
 
   splice(fds: readonly number[], onReset?: (i: number, errno: number) => void): Splice | null {

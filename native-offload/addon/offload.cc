@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,7 +42,63 @@ struct Peer {
   __u64 pkts;
   __u64 bytes;
   __u64 last_ns;
+  __u64 drops;
 };
+
+struct Queue {
+  __u64 queued;
+  __u64 sent;
+};
+
+// The cgroup v2 directory of this process (for the egress program), or "" with the reason in why.
+std::string own_cgroup2(std::string* why) {
+  std::string rel;
+  if (FILE* f = fopen("/proc/self/cgroup", "r")) {
+    char line[4096];
+    while (fgets(line, sizeof line, f) != nullptr) {
+      if (std::strncmp(line, "0::", 3) == 0) {
+        rel = line + 3;
+        while (!rel.empty() && (rel.back() == '\n' || rel.back() == '\r')) rel.pop_back();
+      }
+    }
+    fclose(f);
+  }
+  if (rel.empty()) {
+    *why = "no cgroup v2 membership in /proc/self/cgroup";
+    return "";
+  }
+  std::string mnt;
+  if (FILE* f = fopen("/proc/self/mountinfo", "r")) {
+    char line[4096];
+    while (fgets(line, sizeof line, f) != nullptr) {
+      // id parent major:minor root mount-point options ... - fstype source super-options
+      if (std::strstr(line, " - cgroup2 ") == nullptr) continue;
+      char point[1024];
+      if (std::sscanf(line, "%*s %*s %*s %*s %1023s", point) == 1) {
+        mnt = point;
+        break;
+      }
+    }
+    fclose(f);
+  }
+  if (mnt.empty()) {
+    *why = "no cgroup2 file system mounted";
+    return "";
+  }
+  return rel == "/" ? mnt : mnt + rel;
+}
+
+// net.core.rmem_default (bytes): the default receive buffer, used as the bound of a spliced
+// socket's send queue; 212992 if unreadable.
+__u64 rmem_default() {
+  __u64 v = 212992;
+  if (FILE* f = fopen("/proc/sys/net/core/rmem_default", "r")) {
+    unsigned long long x = 0;
+    if (std::fscanf(f, "%llu", &x) == 1 && x > 0) v = x;
+    fclose(f);
+  }
+  return v;
+}
 
 // The last lines libbpf printed on this thread (the verifier's complaint, for probe()'s reason).
 thread_local std::string last_log;
@@ -97,6 +155,8 @@ class Offload : public Napi::Addon<Offload> {
       InstanceMethod("unwatch", &Offload::Unwatch),
       InstanceMethod("poll", &Offload::Poll),
       InstanceMethod("unpoll", &Offload::Unpoll),
+      InstanceMethod("queueBound", &Offload::QueueBound),
+      InstanceMethod("setQueueLimit", &Offload::SetQueueLimit),
       InstanceMethod("stats", &Offload::Stats),
       InstanceMethod("steerOpen", &Offload::SteerOpen),
       InstanceMethod("steerSlot", &Offload::SteerSlot),
@@ -121,6 +181,10 @@ class Offload : public Napi::Addon<Offload> {
   int epfd_ = -1;
   int probe_err_ = 0;
   std::string probe_reason_;
+  int queues_fd_ = -1;
+  // Why spliced sockets' send queues are not bounded ("" when they are).
+  std::string bound_reason_;
+  bool bound_tried_ = false;
   bool probed_ = false;
   std::vector<reuseport_bpf*> steer_;
 
@@ -138,6 +202,19 @@ class Offload : public Napi::Addon<Offload> {
       if (err == 0) {
         step = "load";
         err = -offload_bpf__load(skel_);
+        if (err != 0) {
+          // The queue bound's fexit program needs BTF, CAP_PERFMON and a kernel with trampolines;
+          // the splice does not: load again without it (queueBound() then says why).
+          bound_reason_ = std::string("the send-queue program (cgroup_skb/egress) did not load: ") + strerror(err);
+          bound_tried_ = true;
+          offload_bpf__destroy(skel_);
+          skel_ = offload_bpf__open();
+          if (skel_ == nullptr) err = errno ? errno : EINVAL;
+          else {
+            bpf_program__set_autoload(skel_->progs.udp_sent, false);
+            err = -offload_bpf__load(skel_);
+          }
+        }
       }
       if (err == 0) {
         step = "attach";
@@ -145,6 +222,7 @@ class Offload : public Napi::Addon<Offload> {
         peers_fd_ = bpf_map__fd(skel_->maps.peers);
         if (bpf_prog_attach(bpf_program__fd(skel_->progs.udp_splice), socks_fd_, BPF_SK_SKB_VERDICT, 0) != 0) err = errno;
       }
+      if (err == 0) queues_fd_ = bpf_map__fd(skel_->maps.queues);
       if (err == 0) {
         step = "epoll";
         epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -188,6 +266,7 @@ class Offload : public Napi::Addon<Offload> {
   Napi::Value Splice(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (skel_ == nullptr) return Napi::Number::New(env, -ENODEV);
+    EnsureBound();
     auto fds = info[0].As<Napi::Int32Array>();
     auto out = info[1].As<Napi::BigUint64Array>();
     size_t n = fds.ElementLength();
@@ -201,9 +280,15 @@ class Offload : public Napi::Addon<Offload> {
     std::vector<bool> inserted(n, false);
     int err = 0;
     for (; peers_done < n; peers_done++) {
-      Peer v = {c[(peers_done + 1) % n], 0, 0, 0};
+      Peer v = {c[(peers_done + 1) % n], 0, 0, 0, 0};
+      Queue q = {0, 0};
+      if (bpf_map_update_elem(queues_fd_, &c[peers_done], &q, BPF_ANY) != 0) {
+        err = -errno;
+        break;
+      }
       if (bpf_map_update_elem(peers_fd_, &c[peers_done], &v, BPF_ANY) != 0) {
         err = -errno;
+        bpf_map_delete_elem(queues_fd_, &c[peers_done]);
         break;
       }
     }
@@ -221,7 +306,10 @@ class Offload : public Napi::Addon<Offload> {
     if (err != 0) {
       for (size_t i = 0; i < n; i++)
         if (inserted[i]) bpf_map_delete_elem(socks_fd_, &c[i]);
-      for (size_t i = 0; i < peers_done; i++) bpf_map_delete_elem(peers_fd_, &c[i]);
+      for (size_t i = 0; i < peers_done; i++) {
+        bpf_map_delete_elem(peers_fd_, &c[i]);
+        bpf_map_delete_elem(queues_fd_, &c[i]);
+      }
       return Napi::Number::New(env, err);
     }
     for (size_t i = 0; i < n; i++) out[i] = c[i];
@@ -256,18 +344,20 @@ class Offload : public Napi::Addon<Offload> {
     for (size_t i = 0; i < cs.ElementLength(); i++) {
       __u64 c = cs[i];
       bpf_map_delete_elem(peers_fd_, &c);
+      bpf_map_delete_elem(queues_fd_, &c);
     }
     return info.Env().Undefined();
   }
 
-  // read(cookies: BigUint64Array, out: Float64Array): out[3i..3i+2] = packets, bytes, last_ns of
-  // socket i (received and redirected by the kernel). 0 or -errno (the first missing entry).
+  // read(cookies: BigUint64Array, out: Float64Array): out[4i..4i+3] = packets, bytes, last_ns of
+  // socket i (received and redirected by the kernel), and its datagrams dropped because the next
+  // socket's send queue was full. 0 or -errno (the first missing entry).
   Napi::Value Read(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (skel_ == nullptr) return Napi::Number::New(env, -ENODEV);
     auto cs = info[0].As<Napi::BigUint64Array>();
     auto out = info[1].As<Napi::Float64Array>();
-    if (out.ElementLength() < 3 * cs.ElementLength()) return Napi::Number::New(env, -EINVAL);
+    if (out.ElementLength() < 4 * cs.ElementLength()) return Napi::Number::New(env, -EINVAL);
     int ret = 0;
     for (size_t i = 0; i < cs.ElementLength(); i++) {
       __u64 c = cs[i];
@@ -276,9 +366,10 @@ class Offload : public Napi::Addon<Offload> {
         if (ret == 0) ret = -errno;
         continue;
       }
-      out[3 * i] = u64_to_double(v.pkts);
-      out[3 * i + 1] = u64_to_double(v.bytes);
-      out[3 * i + 2] = u64_to_double(v.last_ns);
+      out[4 * i] = u64_to_double(v.pkts);
+      out[4 * i + 1] = u64_to_double(v.bytes);
+      out[4 * i + 2] = u64_to_double(v.last_ns);
+      out[4 * i + 3] = u64_to_double(v.drops);
     }
     return Napi::Number::New(env, ret);
   }
@@ -298,7 +389,67 @@ class Offload : public Napi::Addon<Offload> {
     bpf_map_delete_elem(socks_fd_, &c);
     __u64 fdv = static_cast<__u64>(fd);
     if (bpf_map_update_elem(socks_fd_, &c, &fdv, BPF_NOEXIST) != 0) return Napi::Number::New(env, -errno);
+    // The old psock's queue went with it: none of what it held will be sent.
+    Queue q;
+    if (bpf_map_lookup_elem(queues_fd_, &c, &q) == 0) {
+      q.sent = q.queued;
+      bpf_map_update_elem(queues_fd_, &c, &q, BPF_EXIST);
+    }
     return Napi::Number::New(env, soerr);
+  }
+
+  // The queue bound (G6) counts what each spliced socket sent with a cgroup_skb egress program on
+  // this process's cgroup v2 (every packet the cgroup's sockets send runs it), so it is attached at
+  // the first splice of this thread, not at probe(). Without it the splice still works, unbounded
+  // (queue_limit stays 0), and queueBound() says why. (An fexit program on skb_send_sock would run
+  // for spliced sends only, but tracing programs do not load here: EPERM as root.)
+  void EnsureBound() {
+    if (bound_tried_ || skel_ == nullptr) return;
+    bound_tried_ = true;
+    if (std::getenv("L7MP_OFFLOAD_NO_QUEUE_BOUND") != nullptr) {
+      bound_reason_ = "L7MP_OFFLOAD_NO_QUEUE_BOUND is set";
+      return;
+    }
+    std::string cg = own_cgroup2(&bound_reason_);
+    if (cg.empty()) return;
+    int cgfd = open(cg.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgfd < 0) {
+      bound_reason_ = "open " + cg + ": " + strerror(errno);
+      return;
+    }
+    bpf_link* link = bpf_program__attach_cgroup(skel_->progs.udp_sent, cgfd);
+    int aerr = static_cast<int>(libbpf_get_error(link));
+    close(cgfd);
+    if (aerr != 0) {
+      bound_reason_ = "attaching the egress program to " + cg + ": " + strerror(-aerr);
+      return;
+    }
+    skel_->links.udp_sent = link;  // detached by offload_bpf__destroy
+    skel_->bss->queue_limit = rmem_default();
+  }
+
+  // queueBound(): {limit, reason}: the most payload bytes a spliced socket may have queued and not
+  // yet sent (net.core.rmem_default at load), or 0 and why there is no bound.
+  Napi::Value QueueBound(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EnsureBound();
+    Napi::Object r = Napi::Object::New(env);
+    __u64 limit = skel_ != nullptr ? skel_->bss->queue_limit : 0;
+    r.Set("limit", Napi::Number::New(env, static_cast<double>(limit)));
+    r.Set("reason", Napi::String::New(env, skel_ == nullptr ? "offload unavailable" : limit > 0 ? "ok" : bound_reason_));
+    return r;
+  }
+
+  // setQueueLimit(bytes): change the bound (tests); only while the egress program is attached
+  // (without it nothing would ever count as sent). 0 or -errno.
+  Napi::Value SetQueueLimit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    EnsureBound();
+    if (skel_ == nullptr || skel_->links.udp_sent == nullptr) return Napi::Number::New(env, -ENODEV);
+    double v = info[0].As<Napi::Number>().DoubleValue();
+    if (!(v >= 1)) return Napi::Number::New(env, -EINVAL);
+    skel_->bss->queue_limit = static_cast<__u64>(v);
+    return Napi::Number::New(env, 0);
   }
 
   // sockError(fd): read and clear SO_ERROR (0 if none, -errno if the fd is bad).
@@ -370,16 +521,16 @@ class Offload : public Napi::Addon<Offload> {
     return Napi::Number::New(env, n);
   }
 
-  // stats(): [redirected, no_peer (dropped), redirect_failed (dropped)], summed over CPUs.
+  // stats(): [redirected, no_peer, redirect_failed, queue_full] (the last three dropped), summed over CPUs.
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array r = Napi::Array::New(env, 3);
-    for (uint32_t k = 0; k < 3; k++) r.Set(k, Napi::Number::New(env, 0));
+    Napi::Array r = Napi::Array::New(env, 4);
+    for (uint32_t k = 0; k < 4; k++) r.Set(k, Napi::Number::New(env, 0));
     if (skel_ == nullptr) return r;
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) return r;
     std::vector<__u64> v(ncpu);
-    for (uint32_t k = 0; k < 3; k++) {
+    for (uint32_t k = 0; k < 4; k++) {
       if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.stats), &k, v.data()) != 0) continue;
       double sum = 0;
       for (int i = 0; i < ncpu; i++) sum += static_cast<double>(v[i]);

@@ -13,7 +13,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, freeUdpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
-import { offloadProvider } from '../../native-offload/provider.ts';
+import { offloadProvider, type EbpfOffload } from '../../native-offload/provider.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
@@ -352,7 +352,7 @@ test('offload provider: datagrams queued on a socket when it is spliced are rela
     client.send('n1', p1.address().port, '127.0.0.1');
     await waitFor(() => got.length === 4, 2000, 'the next datagram, right away');
     assert.deepEqual(got, ['q1', 'q2', 'q3', 'n1']);
-    const out = new Float64Array(6);
+    const out = new Float64Array(8);
     assert.ok(sp.read(out));
     assert.equal(out[0], 1, 'the kernel relayed the one sent after the splice');
     sp.close();
@@ -398,6 +398,63 @@ test('offload provider: a socket taken out of the event loop while spliced reads
     assert.deepEqual(atP1, ['js1', 'js2']);
     assert.deepEqual(atBackend, ['k1']);
   } finally {
+    for (const s of [client, backend, p1, p2]) s.close();
+  }
+});
+
+test('offload provider: a spliced socket\'s kernel send queue is bounded (net.core.rmem_default); what does not fit is dropped and counted', { skip }, async () => {
+  checkProbe();
+  const { dgramFd, dgramReading } = await import('../../runtime/common/dgram-fd.ts');
+  const off = offloadProvider('init') as EbpfOffload;
+  const rmem = Number(fs.readFileSync('/proc/sys/net/core/rmem_default', 'utf8'));
+  assert.deepEqual(off.queueBound(), { limit: rmem, reason: 'ok' }, 'the egress program is attached to this process\'s cgroup v2');
+  const bound = async (): Promise<dgram.Socket> => {
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    return s;
+  };
+  const connect = (s: dgram.Socket, p: number): Promise<void> => new Promise<void>((r) => s.connect(p, '127.0.0.1', () => r()));
+  const [client, backend, p1, p2] = await Promise.all([bound(), bound(), bound(), bound()]);
+  let got = 0;
+  let last = '';
+  backend.on('message', (m) => {
+    got++;
+    last = m.toString();
+  });
+  const out = new Float64Array(8);
+  const sp = await (async () => {
+    await connect(p1, client.address().port);
+    await connect(p2, backend.address().port);
+    const x = off.splice([dgramFd(p1), dgramFd(p2)]);
+    assert.ok(x !== null, 'spliced');
+    dgramReading(p1, false);
+    dgramReading(p2, false);
+    return x;
+  })();
+  try {
+    // A bound smaller than one datagram: nothing fits, each one is dropped and counted on p1.
+    off.setQueueLimit(1);
+    for (let i = 0; i < 5; i++) client.send('x'.repeat(64), p1.address().port, '127.0.0.1');
+    await waitFor(() => sp.read(out) && out[3] === 5, 2000, 'five drops counted');
+    assert.equal(out[0], 0, 'none relayed');
+    assert.equal(got, 0, 'none reached the backend');
+    // The default bound: a burst from one synchronous loop (the kworker that sends runs after it).
+    off.setQueueLimit(rmem);
+    const N = 4000;
+    for (let i = 0; i < N; i++) client.send('y'.repeat(1000), p1.address().port, '127.0.0.1');
+    await waitFor(() => sp.read(out) && out[0] + out[3] - 5 === N, 5000, 'every datagram of the burst relayed or dropped');
+    const relayed = out[0] as number;
+    assert.ok(relayed >= Math.floor(rmem / 1000) - 1, `at least a bound's worth relayed: ${relayed}`);
+    assert.ok(got > 0, 'the backend got some of the burst (its own receive buffer drops the rest)');
+    // Nothing stays counted as queued once the kworker has sent: the next datagram goes through.
+    await new Promise((r) => setTimeout(r, 100));
+    client.send('z', p1.address().port, '127.0.0.1');
+    await waitFor(() => last === 'z', 2000, 'a datagram after the burst');
+    assert.ok(sp.read(out));
+    assert.equal(out[0], relayed + 1, 'relayed, not dropped');
+  } finally {
+    off.setQueueLimit(rmem);
+    sp.close();
     for (const s of [client, backend, p1, p2]) s.close();
   }
 });
