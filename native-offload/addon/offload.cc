@@ -203,8 +203,8 @@ class Offload : public Napi::Addon<Offload> {
         step = "load";
         err = -offload_bpf__load(skel_);
         if (err != 0) {
-          // The queue bound's fexit program needs BTF, CAP_PERFMON and a kernel with trampolines;
-          // the splice does not: load again without it (queueBound() then says why).
+          // The queue bound's cgroup_skb program may be refused where the splice is not: load again
+          // without it (the splice then runs unbounded, and queueBound() says why).
           bound_reason_ = std::string("the send-queue program (cgroup_skb/egress) did not load: ") + strerror(err);
           bound_tried_ = true;
           offload_bpf__destroy(skel_);
