@@ -90,9 +90,10 @@ int udp_splice(struct __sk_buff *skb)
 		return SK_DROP;
 	}
 	__u64 target = p->peer_cookie;
-	struct queue *q = bpf_map_lookup_elem(&queues, &target);
+	/* Without a bound (no egress program counting what is sent) the queues are not looked at. */
 	__u64 limit = queue_limit;
-	if (q && limit && q->queued - q->sent + len > limit) {
+	struct queue *q = limit ? bpf_map_lookup_elem(&queues, &target) : 0;
+	if (q && q->queued - q->sent + len > limit) {
 		__sync_fetch_and_add(&p->drops, 1);
 		count(ST_QUEUE_FULL);
 		return SK_DROP;

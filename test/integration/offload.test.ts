@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, freeUdpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { offloadProvider, type EbpfOffload } from '../../native-offload/provider.ts';
+import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
@@ -82,6 +83,16 @@ function gateway(port: number, upstream: number, extra: Record<string, unknown> 
     ],
   };
 }
+
+/** A UDP socket bound to an ephemeral port on 127.0.0.1 (the provider tests' raw sockets). */
+async function bound(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+}
+
+/** Connect `s` to 127.0.0.1:`port`. */
+const connect = (s: dgram.Socket, port: number): Promise<void> => new Promise<void>((r) => s.connect(port, '127.0.0.1', () => r()));
 
 /**
  * Context switches so far of this process's proxy worker threads (comm "l7mp-ts worker N"): how
@@ -324,13 +335,6 @@ test('offload: SO_REUSEPORT steering puts 200 clients on their ring owner; a dea
 
 test('offload provider: datagrams queued on a socket when it is spliced are relayed, and later ones do not lag behind', { skip }, async () => {
   checkProbe();
-  const { dgramFd, dgramReading } = await import('../../runtime/common/dgram-fd.ts');
-  const bound = async (): Promise<dgram.Socket> => {
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-    return s;
-  };
-  const connect = (s: dgram.Socket, p: number): Promise<void> => new Promise<void>((r) => s.connect(p, '127.0.0.1', () => r()));
   const client = await bound();
   const backend = await bound();
   const p1 = await bound();
@@ -363,13 +367,6 @@ test('offload provider: datagrams queued on a socket when it is spliced are rela
 
 test('offload provider: a socket taken out of the event loop while spliced reads again once unspliced', { skip }, async () => {
   checkProbe();
-  const { dgramFd, dgramReading } = await import('../../runtime/common/dgram-fd.ts');
-  const bound = async (): Promise<dgram.Socket> => {
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-    return s;
-  };
-  const connect = (s: dgram.Socket, p: number): Promise<void> => new Promise<void>((r) => s.connect(p, '127.0.0.1', () => r()));
   const [client, backend, p1, p2] = await Promise.all([bound(), bound(), bound(), bound()]);
   const atBackend: string[] = [];
   const atP1: string[] = [];
@@ -404,16 +401,9 @@ test('offload provider: a socket taken out of the event loop while spliced reads
 
 test('offload provider: a spliced socket\'s kernel send queue is bounded (net.core.rmem_default); what does not fit is dropped and counted', { skip }, async () => {
   checkProbe();
-  const { dgramFd, dgramReading } = await import('../../runtime/common/dgram-fd.ts');
   const off = offloadProvider('init') as EbpfOffload;
   const rmem = Number(fs.readFileSync('/proc/sys/net/core/rmem_default', 'utf8'));
   assert.deepEqual(off.queueBound(), { limit: rmem, reason: 'ok' }, 'the egress program is attached to this process\'s cgroup v2');
-  const bound = async (): Promise<dgram.Socket> => {
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-    return s;
-  };
-  const connect = (s: dgram.Socket, p: number): Promise<void> => new Promise<void>((r) => s.connect(p, '127.0.0.1', () => r()));
   const [client, backend, p1, p2] = await Promise.all([bound(), bound(), bound(), bound()]);
   let got = 0;
   let last = '';
