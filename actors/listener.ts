@@ -10,6 +10,7 @@ import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import { SessionActor, type SessionEnv } from './session.ts';
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
+import { Admission, admissionLimits, type AdmissionReason } from './admission.ts';
 
 /** At most this many ended sessions are kept per listener and worker for `options.track`. */
 const TRACK_MAX = 10_000;
@@ -41,14 +42,16 @@ export class ListenerActor extends Actor<Msg> {
   instance: ListenerInstance | null = null;
   readonly counters: ListenerCounters;
 
-  private readonly cfg: ListenerConfig;
+  private cfg: ListenerConfig;
   private readonly proto: ProtocolModule;
   private readonly services: WorkerServices;
   private readonly env: SessionEnv;
   private readonly report: (name: string, err: L7Error | null) => void;
-  private readonly names = new Set<string>();
-  /** Accepted connections whose 'accept' message is still in the mailbox: closed if the actor stops first. */
-  private readonly unclaimed = new Set<Connection>();
+  /** Live sessions by name → the source address they were admitted under. */
+  private readonly names = new Map<string, string | undefined>();
+  /** Accepted connections whose 'accept' message is still in the mailbox (→ source): closed if the actor stops first. */
+  private readonly unclaimed = new Map<Connection, string | undefined>();
+  private readonly admission: Admission;
   private seq = 0;
   /** Ended sessions kept visible (`options.track`), oldest first. */
   private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
@@ -62,6 +65,19 @@ export class ListenerActor extends Actor<Msg> {
     this.env = env;
     this.counters = counters;
     this.report = report;
+    this.admission = new Admission(admissionLimits(cfg.options), services.listenerGauge(cfg.name), services.processGauge, () => services.sessionCap());
+  }
+
+  /** New options of the same listener (admission limits, track) from a config change: no rebind. */
+  setOptions(cfg: ListenerConfig): void {
+    this.cfg = cfg;
+    this.admission.limits = admissionLimits(cfg.options);
+  }
+
+  /** Count and log (once per period) a session refused by admission control. */
+  private refused(reason: AdmissionReason, source: string | undefined): void {
+    this.counters.count(reason);
+    this.services.rateLog.warn(`admission:${this.cfg.name}:${reason}`, { listener: this.cfg.name, reason, source }, 'new session refused by admission control');
   }
 
   override preStart(): void {
@@ -81,8 +97,21 @@ export class ListenerActor extends Actor<Msg> {
             conn.close();
             return;
           }
-          this.unclaimed.add(conn);
+          const source = sourceOf(metadata);
+          const r = this.admission.admit(source);
+          if (r !== null) {
+            this.refused(r, source);
+            conn.close();
+            return;
+          }
+          this.unclaimed.set(conn, source);
           self.tell({ type: 'accept', conn, metadata, name });
+        },
+        admit: (source) => {
+          const r = this.admission.check(source);
+          if (r === null) return true;
+          this.refused(r, source);
+          return false;
         },
         ownerOf: (key) => s.ownerOf(key),
         handoff: (slot, h) => s.handoff(slot, h),
@@ -117,17 +146,21 @@ export class ListenerActor extends Actor<Msg> {
   }
 
   private accept(conn: Connection, metadata: Metadata, base: string): void {
+    const source = this.unclaimed.get(conn);
     this.unclaimed.delete(conn);
     let name = base;
     for (let i = 1; this.names.has(name); i++) name = `${base}_${i}`;
-    this.names.add(name);
+    this.names.set(name, source);
     this.counters.sessions++;
     const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env };
     this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
   }
 
   override onChildStopped(child: ActorCell<unknown>): void {
-    this.names.delete(child.name);
+    if (this.names.has(child.name)) {
+      this.admission.release(this.names.get(child.name));
+      this.names.delete(child.name);
+    }
     const track = this.cfg.options.track;
     if (track > 0 && child.actor instanceof SessionActor) {
       this.pruneTracked();
@@ -150,8 +183,14 @@ export class ListenerActor extends Actor<Msg> {
   }
 
   override postStop(_reason: StopReason): void {
-    for (const c of this.unclaimed) c.close();
+    for (const [c, source] of this.unclaimed) {
+      c.close();
+      this.admission.release(source);
+    }
     this.unclaimed.clear();
+    // The sessions were stopped with this actor (their 'stopped' notes are not delivered to it).
+    for (const source of this.names.values()) this.admission.release(source);
+    this.names.clear();
     const inst = this.instance;
     this.instance = null;
     if (inst !== null) this.services.track(inst.close());
@@ -162,7 +201,14 @@ export class ListenerActor extends Actor<Msg> {
       protocol: this.cfg.spec.protocol,
       ...this.instance?.describe(),
       sessions_total: this.counters.sessions,
+      admission: this.admission.describe(),
       counters: Object.fromEntries(this.counters.named),
     };
   }
+}
+
+/** The source IP address of a new session (l7mp's `/IP/src_addr`), if it has one. */
+function sourceOf(md: Metadata): string | undefined {
+  const ip = md.IP as { src_addr?: unknown } | undefined;
+  return typeof ip?.src_addr === 'string' && ip.src_addr !== '' ? ip.src_addr : undefined;
 }

@@ -18,6 +18,7 @@ import { ListenerActor, ListenerCounters } from './listener.ts';
 import { SessionActor, type SessionEnv, type SessionRecord } from './session.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
 import type { OffloadProvider } from '../native-offload/provider.ts';
+import type { SharedGauge } from './admission.ts';
 
 /** What the runtime provides to the actors of one worker thread. */
 export interface WorkerServices {
@@ -45,6 +46,12 @@ export interface WorkerServices {
   readonly offload: OffloadProvider | null;
   /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
   admin(call: AdminCall): Promise<AdminAnswer>;
+  /** Sessions of every listener of the process (admission control, actors/admission.ts). */
+  readonly processGauge: SharedGauge;
+  /** Sessions of listener `name`, process-wide. */
+  listenerGauge(name: string): SharedGauge;
+  /** The process-wide session cap in force: admin.max_sessions, bounded by the open-file limit. */
+  sessionCap(): number;
 }
 
 type Msg =
@@ -193,7 +200,15 @@ export class WorkerActor extends Actor<Msg> {
     const nextListeners = new Map(next.listeners.map((l) => [l.name, l]));
     for (const [name, cfg] of this.listenerCfgs) {
       const n = nextListeners.get(name);
-      if (n !== undefined && isDeepStrictEqual(n.spec, cfg.spec)) continue;
+      if (n !== undefined && isDeepStrictEqual(n.spec, cfg.spec)) {
+        // Same spec: the listener keeps its sockets and sessions; new options (limits) apply at once.
+        if (!isDeepStrictEqual(n.options, cfg.options) || n.rules !== cfg.rules) {
+          this.listenerCfgs.set(name, n);
+          const cell = this.listeners.get(name);
+          if (cell?.actor instanceof ListenerActor) cell.actor.setOptions(n);
+        }
+        continue;
+      }
       this.listeners.get(name)?.stop(stopReason);
       this.listeners.delete(name);
       this.listenerCfgs.delete(name);

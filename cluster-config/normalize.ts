@@ -23,6 +23,7 @@ import type {
   ConfigSnapshot,
   EndpointConfig,
   ListenerConfig,
+  ListenerOptions,
   ProtocolSpec,
   RouteConfig,
   RuleConfig,
@@ -105,6 +106,8 @@ class Builder {
       ...(d.admin?.access_log_path !== undefined ? { access_log_path: d.admin.access_log_path } : {}),
       ...(d.admin?.address !== undefined ? { address: d.admin.address } : {}),
       ...(d.admin?.port !== undefined ? { port: d.admin.port } : {}),
+      ...(d.admin?.max_sessions !== undefined ? { max_sessions: d.admin.max_sessions } : {}),
+      ...(d.admin?.fd_reserve !== undefined ? { fd_reserve: d.admin.fd_reserve } : {}),
     };
     // l7mp's load order: clusters, listeners, rulelists, rules, routes.
     (d.clusters ?? []).forEach((c, i) => this.cluster(c, `clusters[${i}]`, false));
@@ -202,7 +205,7 @@ class Builder {
       rules = this.generated('RuleList', l.name);
       this.rulelist(rules, l.rules, `${path}.rules`, true);
     }
-    this.listeners.set(l.name, { name: l.name, spec, rules, options: { track: (l.options?.track as number | undefined) ?? 0 } });
+    this.listeners.set(l.name, { name: l.name, spec, rules, options: listenerOptions(l.options) });
   }
 
   /** @returns the cluster's name */
@@ -322,4 +325,14 @@ function bindsOverlap(a: ListenerBind, b: ListenerBind): boolean {
 function showBind(b: ListenerBind): string {
   if (b.transport === 'unix') return `the Unix socket ${b.path}`;
   return `${b.transport.toUpperCase()} ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
+}
+
+/** The options a listener keeps: `track` (default 0) and whichever admission limits were set. */
+function listenerOptions(o: ListenerDoc['options']): ListenerOptions {
+  const out: { -readonly [K in keyof ListenerOptions]: ListenerOptions[K] } = { track: (o?.track as number | undefined) ?? 0 };
+  if (o?.max_sessions !== undefined) out.max_sessions = o.max_sessions;
+  if (o?.max_sessions_per_source !== undefined) out.max_sessions_per_source = o.max_sessions_per_source;
+  if (o?.source_session_rate !== undefined) out.source_session_rate = o.source_session_rate;
+  if (o?.source_session_burst !== undefined) out.source_session_burst = o.source_session_burst;
+  return out;
 }

@@ -9,6 +9,13 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LOG_LEVELS } from '../runtime/common/log.ts';
+import { DEFAULT_FD_RESERVE } from '../runtime/common/fd-limit.ts';
+
+/** Default of `listeners[].options.max_sessions_per_source`. */
+export const DEFAULT_MAX_SESSIONS_PER_SOURCE = 1024;
+/** Default of `listeners[].options.source_session_rate` (sessions/s). */
+export const DEFAULT_SOURCE_SESSION_RATE = 1000;
+
 
 /** l7mp names: non-empty, no whitespace (slashes allowed: the k8s operator uses fqn names). */
 export const Name = Type.String({ pattern: '^\\S+$', description: 'Unique name within its kind; no whitespace.', expect: 'a non-empty name without whitespace' });
@@ -128,8 +135,43 @@ export const Listener = Type.Object(
     }),
     options: Type.Optional(
       Type.Object(
-        { track: Type.Optional(Type.Integer({ minimum: 0, default: 0, description: 'Seconds an ended session stays listed. Unit: s.', expect: 'an integer number of seconds >= 0' })) },
-        { additionalProperties: true },
+        {
+          track: Type.Optional(Type.Integer({ minimum: 0, default: 0, description: 'Seconds an ended session stays listed. Unit: s.', expect: 'an integer number of seconds >= 0' })),
+          max_sessions: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description:
+                'Admission: concurrent sessions (connections of a stream listener) of this listener in the whole process, over all workers. A new one past it is refused: its datagram dropped, its connection closed (l7mp_listener_dropped_packets_total{reason="listener_sessions"}). Default: the process-wide cap (admin.max_sessions). HAProxy frontend maxconn.',
+              expect: 'an integer >= 1',
+            }),
+          ),
+          max_sessions_per_source: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              default: DEFAULT_MAX_SESSIONS_PER_SOURCE,
+              description:
+                'Admission: concurrent sessions of one source IP address (any port) on this listener, counted per worker thread (a UDP source spread over its ports may reach it on each worker). Past it: reason="source_sessions". nginx limit_conn with $binary_remote_addr.',
+              expect: 'an integer >= 1',
+            }),
+          ),
+          source_session_rate: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              default: DEFAULT_SOURCE_SESSION_RATE,
+              description:
+                'Admission: new sessions per second one source IP address may open on this listener (token bucket per worker thread, burst `source_session_burst`). Past it: reason="source_rate". Unit: sessions/s. nginx limit_req, HAProxy sc_conn_rate.',
+              expect: 'a number > 0',
+            }),
+          ),
+          source_session_burst: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              description: 'Admission: the token bucket depth of `source_session_rate` (sessions a source may open at once). Default: 2 x source_session_rate, at least 1.',
+              expect: 'an integer >= 1',
+            }),
+          ),
+        },
+        { additionalProperties: true, description: 'Listener options. Admission limits apply to every protocol; see README, Limits.' },
       ),
     ),
   },
@@ -151,6 +193,22 @@ export const Admin = Type.Object(
     offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()], { description: 'Interfaces to offload on.' })),
     address: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address of the admin HTTP server (REST API, actor tree, metrics); `--admin` overrides.' })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port of the admin HTTP server; no admin server when unset (and no `--admin`). 0 picks a free port.', expect: 'an integer 0..65535' })),
+    max_sessions: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        description:
+          'Admission: concurrent sessions of the whole process, all listeners. Default and upper bound: (open-file soft limit - fd_reserve) / 2, as every userspace session holds at least two sockets; a larger value is lowered to it. Past it: l7mp_listener_dropped_packets_total{reason="process_sessions"}.',
+        expect: 'an integer >= 1',
+      }),
+    ),
+    fd_reserve: Type.Optional(
+      Type.Integer({
+        minimum: 16,
+        default: DEFAULT_FD_RESERVE,
+        description: 'File descriptors the session cap leaves free for the admin server, listeners, logs and the offload. Unit: fds.',
+        expect: 'an integer >= 16',
+      }),
+    ),
   },
   { additionalProperties: true, description: 'Process-wide settings.' },
 );

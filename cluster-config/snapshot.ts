@@ -16,7 +16,24 @@ export interface ListenerConfig {
   readonly spec: ProtocolSpec;
   /** Name of the rulelist (may name nothing yet: resolved per session, as l7mp). */
   readonly rules: string;
-  readonly options: { readonly track: number };
+  readonly options: ListenerOptions;
+}
+
+/**
+ * `listeners[].options`: l7mp's `track`, and the admission limits (README, Limits). An unset limit
+ * takes its default when the listener applies it (actors/admission.ts), so dumps show what was set.
+ */
+export interface ListenerOptions {
+  /** Seconds an ended session stays listed. */
+  readonly track: number;
+  /** Concurrent sessions of the listener, process-wide. */
+  readonly max_sessions?: number;
+  /** Concurrent sessions per source IP address, per worker. */
+  readonly max_sessions_per_source?: number;
+  /** New sessions per second per source IP address, per worker (sessions/s). */
+  readonly source_session_rate?: number;
+  /** Token bucket depth of `source_session_rate` (sessions). */
+  readonly source_session_burst?: number;
 }
 
 export interface EndpointConfig {
@@ -82,6 +99,10 @@ export interface AdminConfig {
   /** Admin HTTP server address and port (no server when port is undefined). */
   readonly address?: string;
   readonly port?: number;
+  /** Concurrent sessions of the process (lowered to what the open-file limit allows). */
+  readonly max_sessions?: number;
+  /** File descriptors the session cap leaves free (default 256). */
+  readonly fd_reserve?: number;
 }
 
 /** A whole config, normalized and frozen. Arrays keep the order objects were defined in. */

@@ -127,6 +127,14 @@ export interface ListenerContext {
    */
   accept(conn: Connection, metadata: Metadata, name: string): void;
   /**
+   * Admission control (README, Limits): may a new session from `source` (an IP address; undefined
+   * for address-less peers such as Unix sockets) be accepted now? A datagram listener asks before
+   * it allocates anything for a new peer; on false the runtime has already counted the refusal
+   * under its reason and logged it (rate-limited), and the listener drops the datagram. `accept`
+   * applies the same check to every protocol: a connection past a limit is closed there.
+   */
+  admit(source: string | undefined): boolean;
+  /**
    * Datagram listeners: the worker slot that owns the session key (peer `address:port`) on the
    * consistent hash ring of live workers.
    */

@@ -285,6 +285,12 @@ async function main(): Promise<void> {
     log.info({ admin: api.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${api.address}/api/v1`);
   }
   hints(snapshot, log);
+  const fds = runtime.fdLimit;
+  log.info(
+    { fd_soft_limit: fds?.soft ?? null, fd_hard_limit: fds?.hard ?? null, max_sessions: runtime.sessionCap() },
+    // Node raised the soft limit to the hard one when it started (src/node.cc); the session cap derives from it.
+    'open-file limit (soft raised to hard at start) and the process-wide session cap',
+  );
   log.info({ workers: cli.workers, config: cli.config, pid: process.pid }, 'l7mp-ts ready');
 }
 

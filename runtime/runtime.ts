@@ -14,7 +14,8 @@ import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import type { ActorNode } from '../actors/tree.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import type { LogLevel, Logger } from './common/log.ts';
-import type { HostApi, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import type { HostApi, ListenerGauges, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
+import { fdLimit, openFds, sessionCap, type FdLimit } from './common/fd-limit.ts';
 import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
 import { l7mpErrorAnswer } from '../protocols/http/exchange.ts';
 import type { WorkerMetrics } from './stats.ts';
@@ -30,6 +31,8 @@ export interface RuntimeMetrics {
   slots: Array<{ slot: number; metrics: WorkerMetrics | null }>;
   /** Worker restarts by slot since start. */
   restarts: Record<number, number>;
+  /** Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown). */
+  process?: { sessions: number; sessionLimit: number; openFds: number; maxFds: number };
 }
 
 /** Options of a {@link Runtime}. */
@@ -110,6 +113,12 @@ export class Runtime extends EventEmitter {
   /** Steering refreshes run one at a time, in order. */
   private steeringRun: Promise<void> = Promise.resolve();
   private adminHandler: AdminHandler | null = null;
+  /** The open-file limit the session cap derives from (null: unknown, no fd-derived cap). */
+  readonly fdLimit: FdLimit | null = fdLimit();
+  /** Sessions of the process, an Int32 per worker slot (admission control). */
+  private readonly sessionGauge: SharedArrayBuffer;
+  /** Sessions per listener name, an Int32 per worker slot each; kept while the name is configured. */
+  private readonly listenerGauges = new Map<string, SharedArrayBuffer>();
   /** Served to every worker. */
   private readonly hostApi: HostApi = {
     adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
@@ -118,6 +127,7 @@ export class Runtime extends EventEmitter {
   constructor(opts: RuntimeOptions) {
     super();
     this.opts = opts;
+    this.sessionGauge = new SharedArrayBuffer(4 * opts.workers);
     this.steering = this.offloadMode === 'disable' ? null : Steering.create(opts.log);
   }
 
@@ -195,16 +205,18 @@ export class Runtime extends EventEmitter {
   private async applyNow(next: ConfigSnapshot): Promise<void> {
     const prev = this.opts.snapshot;
     const live = [...this.slots.values()].filter((s) => s.live);
-    const results = await Promise.all(live.map((s) => s.api.apply(next)));
+    const results = await Promise.all(live.map((s) => s.api.apply(next, this.gauges(next))));
     const errors = results.flatMap((r) => (r.ok ? [] : r.errors));
     if (errors.length === 0) {
       this.opts.snapshot = next;
+      const names = new Set(next.listeners.map((l) => l.name));
+      for (const n of this.listenerGauges.keys()) if (!names.has(n)) this.listenerGauges.delete(n);
       // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
       if (next.admin.log_level !== prev.admin.log_level) this.opts.log.level = next.admin.log_level;
       await this.refreshSteering();
       return;
     }
-    await Promise.all(live.map((s) => s.api.apply(prev)));
+    await Promise.all(live.map((s) => s.api.apply(prev, this.gauges(prev))));
     await this.refreshSteering();
     const first = errors[0] as L7ErrorData;
     throw new L7Error(first.code, [...new Set(errors.map((e) => e.message))].join('; '), { cause: first });
@@ -249,7 +261,8 @@ export class Runtime extends EventEmitter {
       [...this.slots.values()].map(async (s) => ({ slot: s.slot, metrics: s.live ? await withTimeout(s.api.metrics(), timeoutMs, null) : null })),
     );
     slots.sort((a, b) => a.slot - b.slot);
-    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot) };
+    const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1 };
+    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot), process };
   }
 
   /** The actor tree: the process, its workers, their listeners, clusters and sessions. */
@@ -299,7 +312,16 @@ export class Runtime extends EventEmitter {
     // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
     const dgram = new MessageChannel();
     this.unixDgram.attach(dgram.port1);
-    const init: WorkerInit = { slot, workers: this.opts.workers, logLevel: this.opts.logLevel, host: hostCh.port2, unixDgramPort: dgram.port2, offload: this.offloadMode };
+    const init: WorkerInit = {
+      slot,
+      workers: this.opts.workers,
+      logLevel: this.opts.logLevel,
+      host: hostCh.port2,
+      unixDgramPort: dgram.port2,
+      offload: this.offloadMode,
+      sessionGauge: this.sessionGauge,
+      fdSoftLimit: this.fdLimit?.soft ?? Infinity,
+    };
     const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, dgram.port2], name: `l7mp-ts worker ${slot}` });
     thread.once('exit', () => this.unixDgram.detach(dgram.port1));
     const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false };
@@ -324,7 +346,34 @@ export class Runtime extends EventEmitter {
         resolve({ ok: false, errors: [new L7Error(ErrorCode.WorkerStart, `worker ${slot} exited with code ${code} while starting`).toData()] }),
       ),
     );
-    return Promise.race([s.api.start(this.opts.snapshot, live), exited]);
+    return Promise.race([s.api.start(this.opts.snapshot, live, this.gauges(this.opts.snapshot)), exited]);
+  }
+
+  /** The session gauge of every listener of `snap` (created for new names). */
+  private gauges(snap: ConfigSnapshot): ListenerGauges {
+    const out: ListenerGauges = {};
+    for (const l of snap.listeners) {
+      let g = this.listenerGauges.get(l.name);
+      if (g === undefined) {
+        g = new SharedArrayBuffer(4 * this.opts.workers);
+        this.listenerGauges.set(l.name, g);
+      }
+      out[l.name] = g;
+    }
+    return out;
+  }
+
+  /** The process-wide session cap in force (admin.max_sessions bounded by the open-file limit). */
+  sessionCap(): number {
+    return sessionCap(this.opts.snapshot.admin, this.fdLimit?.soft ?? Infinity);
+  }
+
+  /** Sessions of the process now, over every worker (admission control's count). */
+  sessionCount(): number {
+    const a = new Int32Array(this.sessionGauge);
+    let n = 0;
+    for (let i = 0; i < a.length; i++) n += Atomics.load(a, i);
+    return n;
   }
 
   private broadcastRing(): void {
@@ -337,6 +386,9 @@ export class Runtime extends EventEmitter {
     if (this.stopping || this.slots.get(s.slot) !== s) return;
     this.opts.log.error({ worker: s.slot, code }, 'worker died; replacing it');
     s.live = false;
+    // Its sessions are gone: its share of every session count goes back to 0 for the replacement.
+    Atomics.store(new Int32Array(this.sessionGauge), s.slot, 0);
+    for (const g of this.listenerGauges.values()) Atomics.store(new Int32Array(g), s.slot, 0);
     s.api[Comlink.releaseProxy]();
     s.host.close();
     this.emit('workerExit', s.slot, code);

@@ -26,6 +26,8 @@ import { AccessLog } from './access-log.ts';
 import { offloadProvider, type OffloadMode, type OffloadProvider } from '../native-offload/provider.ts';
 import { ListenerActor } from '../actors/listener.ts';
 import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
+import { SharedGauge } from '../actors/admission.ts';
+import { sessionCap } from './common/fd-limit.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
@@ -38,7 +40,14 @@ export interface WorkerInit {
   host: MessagePort;
   /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
   unixDgramPort?: MessagePort;
+  /** Sessions of the process: an Int32 per worker slot (actors/admission.ts, SharedGauge). */
+  sessionGauge?: SharedArrayBuffer;
+  /** The soft open-file limit (fds) the session cap derives from; Infinity when unknown. */
+  fdSoftLimit?: number;
 }
+
+/** Per listener name: its process-wide session gauge (an Int32 per worker slot). */
+export type ListenerGauges = Record<string, SharedArrayBuffer>;
 
 /** What the main thread serves to its workers (comlink, one port per worker). */
 export interface HostApi {
@@ -93,6 +102,11 @@ class WorkerHost implements WorkerServices {
   adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
   private accessLogDroppedBefore = 0;
+  readonly processGauge: SharedGauge;
+  private readonly listenerGauges = new Map<string, SharedGauge>();
+  private readonly fdSoftLimit: number;
+  /** The admin section last applied (session cap settings). */
+  private adminConfig: ConfigSnapshot['admin'] | null = null;
 
   private readonly hostApi: Comlink.Remote<HostApi>;
 
@@ -104,6 +118,8 @@ class WorkerHost implements WorkerServices {
     this.rateLog = new RateLimitedLog(this.log);
     this.dispatcher = new Dispatcher(`w${init.slot}`, this.log);
     this.ring = new WorkerRing(Array.from({ length: init.workers }, (_, i) => i));
+    this.processGauge = init.sessionGauge === undefined ? SharedGauge.local() : new SharedGauge(new Int32Array(init.sessionGauge), init.slot);
+    this.fdSoftLimit = init.fdSoftLimit ?? Infinity;
     const off = offloadProvider(init.offload ?? 'disable');
     // The main thread logs the probe's outcome once; a worker only says it at debug.
     this.offload = off.probe().available ? off : null;
@@ -111,6 +127,27 @@ class WorkerHost implements WorkerServices {
   }
 
   protocol = protocol;
+
+  listenerGauge(name: string): SharedGauge {
+    let g = this.listenerGauges.get(name);
+    if (g === undefined) {
+      g = SharedGauge.local();
+      this.listenerGauges.set(name, g);
+    }
+    return g;
+  }
+
+  /** Take the main thread's gauges and admin settings of a snapshot about to be applied. */
+  setGauges(admin: ConfigSnapshot['admin'], gauges: ListenerGauges | undefined): void {
+    this.adminConfig = admin;
+    for (const [name, sab] of Object.entries(gauges ?? {})) {
+      if (this.listenerGauges.get(name)?.cells.buffer !== sab) this.listenerGauges.set(name, new SharedGauge(new Int32Array(sab), this.slot));
+    }
+  }
+
+  sessionCap(): number {
+    return sessionCap(this.adminConfig ?? {}, this.fdSoftLimit);
+  }
 
   ownerOf(key: string): number {
     const o = this.ring.owner(key);
@@ -273,7 +310,8 @@ function startResult(failures: readonly L7Error[]): StartResult {
 /** The control API a worker exposes to the main thread. */
 const api = {
   /** Build the actors of `snapshot`; resolves once every listener placed here is bound. */
-  start(snapshot: ConfigSnapshot, live: number[]): Promise<StartResult> {
+  start(snapshot: ConfigSnapshot, live: number[], gauges?: ListenerGauges): Promise<StartResult> {
+    host.setGauges(snapshot.admin, gauges);
     host.ring = new WorkerRing(live);
     host.setAccessLog(snapshot.admin.access_log_path);
     host.adminLogLevel = snapshot.admin.log_level;
@@ -302,7 +340,8 @@ const api = {
    * Apply a new config snapshot (a diff against the current one). Resolves when every new
    * listener placed here is bound, or with the ones that failed.
    */
-  apply(snapshot: ConfigSnapshot): Promise<StartResult> {
+  apply(snapshot: ConfigSnapshot, gauges?: ListenerGauges): Promise<StartResult> {
+    host.setGauges(snapshot.admin, gauges);
     const w = host.worker;
     if (w === null) return Promise.resolve({ ok: false, errors: [new L7Error(ErrorCode.Internal, `worker ${host.slot} is not started`).toData()] });
     const table = new RoutingTable(snapshot);

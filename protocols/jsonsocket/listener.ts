@@ -49,6 +49,7 @@ export class JsonSocketListener implements ListenerInstance {
         accept: (conn, metadata) => this.onTransport(conn, metadata),
         ownerOf: (key) => ctx.ownerOf(key),
         handoff: (slot, h) => ctx.handoff(slot, h),
+        admit: (source) => ctx.admit(source),
         count: (c, n) => ctx.count(c, n),
         // The transport's own session names are not used; ours are JSONSocket:<listener>-<n>.
         nextSessionSeq: () => 0,

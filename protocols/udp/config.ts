@@ -5,6 +5,11 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Bind, Port } from '../schema.ts';
 
+/** Default `options.max_pps` of a UDP listener: above one flow's userspace maximum (~150k/s), finite. */
+export const DEFAULT_UDP_MAX_PPS = 1_000_000;
+/** Default `options.max_bps` of a UDP listener: 10 Gbit/s. */
+export const DEFAULT_UDP_MAX_BPS = 10_000_000_000;
+
 export const UdpListenerSpec = Type.Object(
   {
     protocol: Type.Literal('UDP'),
@@ -44,6 +49,24 @@ export const UdpListenerSpec = Type.Object(
               default: false,
               description:
                 'Server mode: read the RTP header (RFC 3550) of each session\'s first datagram into /RTP/SSRC, /RTP/payload_type and /RTP/sequence (numbers), for rules and a ConsistentHash `key: /RTP/SSRC` that keeps a call on one endpoint. A first datagram that is not RTP leaves /RTP absent.',
+            }),
+          ),
+          max_pps: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              default: DEFAULT_UDP_MAX_PPS,
+              description:
+                'Server mode: datagrams per second one session may send towards the upstream (a token bucket holding one second of it); past it a datagram is dropped and counted (l7mp_listener_dropped_packets_total{reason="session_rate"}). A session spliced in the kernel (-o init) is not limited. Unit: datagrams/s.',
+              expect: 'a number > 0',
+            }),
+          ),
+          max_bps: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              default: DEFAULT_UDP_MAX_BPS,
+              description:
+                'Server mode: payload bits per second one session may send towards the upstream (a token bucket holding one second of it, at least one 64 KiB datagram); past it: reason="session_rate". Unit: bit/s.',
+              expect: 'a number > 0',
             }),
           ),
           recv_buffer_size: Type.Optional(

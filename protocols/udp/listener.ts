@@ -31,7 +31,7 @@ import type {
   ListenerSpecContext,
   Metadata,
 } from '../types.ts';
-import type { UdpListenerSpec } from './config.ts';
+import { DEFAULT_UDP_MAX_BPS, DEFAULT_UDP_MAX_PPS, type UdpListenerSpec } from './config.ts';
 import { parseRtp } from './rtp.ts';
 
 /** Datagrams a connection holds before the session wires it (the first datagram, a burst). */
@@ -87,11 +87,17 @@ export class UdpDownstream implements Connection {
   private connected = false;
   private closed = false;
   private readonly listener: UdpListener;
+  /** Per-session rate limit (options.max_pps / max_bps): token buckets of one second, refilled lazily. */
+  private pktTokens: number;
+  private byteTokens: number;
+  private refilledAt = 0;
 
   constructor(listener: UdpListener, address: string, port: number) {
     this.listener = listener;
     this.address = address;
     this.port = port;
+    this.pktTokens = listener.pktBurst;
+    this.byteTokens = listener.byteBurst;
     this.local = `${listener.bindAddress}:${listener.spec.port}`;
     this.remote = net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
   }
@@ -131,6 +137,7 @@ export class UdpDownstream implements Connection {
   /** A datagram of this peer that reached a listening socket (before connect, or handed off). */
   inject(data: Buffer): void {
     if (this.closed) return;
+    if (this.overRate(data.length)) return;
     this.stats.rxPackets++;
     this.stats.rxBytes += data.length;
     this.handler.onData(data);
@@ -191,12 +198,42 @@ export class UdpDownstream implements Connection {
       this.listener.onDatagram(msg, rinfo.address, rinfo.port);
       return;
     }
+    if (this.overRate(msg.length)) return;
     this.stats.rxPackets++;
     this.stats.rxBytes += msg.length;
     this.handler.onData(msg);
   };
 
+  /**
+   * The session's rate limit: true (and counted as a `session_rate` drop) if a datagram of `len`
+   * bytes exceeds it. Within the buckets it costs two compares; the clock is read only when a
+   * bucket runs dry.
+   */
+  private overRate(len: number): boolean {
+    if (this.pktTokens >= 1 && this.byteTokens >= len) {
+      this.pktTokens--;
+      this.byteTokens -= len;
+      return false;
+    }
+    const l = this.listener;
+    const now = Date.now();
+    const dt = now - this.refilledAt;
+    if (dt > 0) {
+      this.refilledAt = now;
+      this.pktTokens = Math.min(l.pktBurst, this.pktTokens + (dt * l.pktBurst) / 1000);
+      this.byteTokens = Math.min(l.byteBurst, this.byteTokens + (dt * l.byteRate) / 1000);
+    }
+    if (this.pktTokens >= 1 && this.byteTokens >= len) {
+      this.pktTokens--;
+      this.byteTokens -= len;
+      return false;
+    }
+    l.countDrop('session_rate');
+    return true;
+  }
+
   private readonly onError = (err: Error): void => {
+    if ((err as NodeJS.ErrnoException).code === 'EMFILE' || (err as NodeJS.ErrnoException).code === 'ENFILE') this.listener.countDrop('fd_exhausted');
     if (this.spliceErrorHook !== null && this.connected) {
       this.spliceErrorHook(err);
       return;
@@ -270,6 +307,11 @@ export class UdpListener implements ListenerInstance {
   readonly type: 'udp4' | 'udp6';
   readonly bindAddress: string;
   readonly bufferOptions: { recvBufferSize?: number };
+  /** Per-session rate limit: datagrams per second (= the packet bucket's depth). */
+  readonly pktBurst: number;
+  /** Per-session rate limit: payload bytes per second, and the byte bucket's depth (>= one 64 KiB datagram). */
+  readonly byteRate: number;
+  readonly byteBurst: number;
 
   private readonly ctx: ListenerContext;
   private readonly mode: 'server' | 'singleton';
@@ -285,6 +327,9 @@ export class UdpListener implements ListenerInstance {
     this.bindAddress = cfg.spec.address ?? '0.0.0.0';
     this.type = udpType(this.bindAddress);
     this.mode = udpMode(cfg.spec);
+    this.pktBurst = cfg.spec.options?.max_pps ?? DEFAULT_UDP_MAX_PPS;
+    this.byteRate = (cfg.spec.options?.max_bps ?? DEFAULT_UDP_MAX_BPS) / 8;
+    this.byteBurst = Math.max(this.byteRate, 65_536);
     const rcv = cfg.spec.options?.recv_buffer_size;
     this.bufferOptions = rcv ? { recvBufferSize: rcv } : {};
   }
@@ -344,6 +389,8 @@ export class UdpListener implements ListenerInstance {
       this.ctx.rateLog.warn(`udp-filter:${this.name}`, { listener: this.name, peer: key }, 'UDP datagram from a peer outside connect filter dropped');
       return;
     }
+    // Admission before anything is allocated or handed off (the owner checks again, per source).
+    if (!this.ctx.admit(address)) return;
     const owner = this.ctx.ownerOf(key);
     if (owner !== this.ctx.slot && this.ctx.handoff(owner, { listener: this.name, address, port, data: msg })) {
       this.ctx.count('handoff_out');
@@ -358,7 +405,12 @@ export class UdpListener implements ListenerInstance {
     const key = `${h.address}:${h.port}`;
     const known = this.peers.get(key);
     if (known !== undefined) known.inject(data);
-    else if (!this.closed) this.newPeer(key, h.address, h.port, data);
+    else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data);
+  }
+
+  /** @internal A datagram dropped by a session of this listener (rate limit, no fd), counted by reason. */
+  countDrop(reason: string): void {
+    this.ctx.count(reason);
   }
 
   /** @internal A datagram of another peer reached a session's socket before it was connected. */

@@ -16,6 +16,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Runtime, RuntimeMetrics } from '../runtime.ts';
 import type { WorkerMetrics } from '../stats.ts';
 import type { AdminServer } from './server.ts';
+import { ADMISSION_REASONS } from '../../actors/admission.ts';
 
 /** A metric family: declared once, filled at each scrape. */
 export interface Family {
@@ -45,7 +46,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_listener_tx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream writes) sent to downstream peers.' },
   { name: 'l7mp_listener_rx_bytes_total', type: 'counter', labels: L, help: 'Bytes received from downstream peers.' },
   { name: 'l7mp_listener_tx_bytes_total', type: 'counter', labels: L, help: 'Bytes sent to downstream peers.' },
-  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter).' },
+  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, source_sessions, source_rate, source_table_full.' },
   { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out...).' },
   // Clusters, per worker. rx = from the upstream endpoints, tx = to them.
   { name: 'l7mp_cluster_connections_total', type: 'counter', labels: C, help: 'Successful connects of session stages, reconnects included.' },
@@ -67,12 +68,17 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_worker_dropped_packets_total', type: 'counter', labels: [...W, 'reason'], help: 'Datagrams dropped by the worker, by reason: handoff (hand-off envelope not deliverable).' },
   { name: 'l7mp_worker_access_log_dropped_lines_total', type: 'counter', labels: W, help: 'Access log lines dropped (the file fell behind or failed).' },
   { name: 'l7mp_worker_restarts_total', type: 'counter', labels: W, help: 'Worker thread restarts (a dead worker replaced in its slot).' },
+  // The process: admission control's count and cap, file descriptors.
+  { name: 'l7mp_process_sessions', type: 'gauge', labels: [], help: 'Sessions of the whole process, as admission control counts them.' },
+  { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / 2.' },
+  { name: 'l7mp_process_open_fds', type: 'gauge', labels: [], help: 'Open file descriptors of the process.' },
+  { name: 'l7mp_process_max_fds', type: 'gauge', labels: [], help: 'The soft open-file limit (RLIMIT_NOFILE) of the process.' },
 ]);
 
 const byName = new Map(FAMILIES.map((f) => [f.name, f]));
 
 /** Listener events that are drops (reported as a drop reason instead of an event). */
-const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed']);
+const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed', 'session_rate', 'fd_exhausted', ...ADMISSION_REASONS]);
 
 /** Cluster events that are drops (reported as a drop reason instead of an event). */
 const CLUSTER_DROP_EVENTS: ReadonlySet<string> = new Set(['transform_error', 'transform_null', 'transform_overflow', 'sync_unheard', 'sync_undeliverable']);
@@ -188,6 +194,15 @@ export class WorkerSeries {
       merge(all, [{ name: 'l7mp_worker_up', labels: { worker: String(slot) }, value: up ? 1 : 0 }]);
     }
     for (const [slot, n] of Object.entries(rm.restarts)) merge(all, [{ name: 'l7mp_worker_restarts_total', labels: { worker: slot }, value: n }]);
+    const p = rm.process;
+    if (p !== undefined) {
+      merge(all, [
+        { name: 'l7mp_process_sessions', labels: {}, value: p.sessions },
+        { name: 'l7mp_process_session_limit', labels: {}, value: p.sessionLimit },
+        ...(p.openFds >= 0 ? [{ name: 'l7mp_process_open_fds', labels: {}, value: p.openFds }] : []),
+        ...(p.maxFds >= 0 && Number.isFinite(p.maxFds) ? [{ name: 'l7mp_process_max_fds', labels: {}, value: p.maxFds }] : []),
+      ]);
+    }
     return [...all.values()];
   }
 }
