@@ -28,6 +28,8 @@ export const AdmissionReason = {
   SourceSessions: 'source_sessions',
   SourceRate: 'source_rate',
   SourceTable: 'source_table_full',
+  /** The worker's event loop is late (actors/overload.ts): new datagram sessions wait. */
+  Overload: 'overload',
 } as const;
 export type AdmissionReason = (typeof AdmissionReason)[keyof typeof AdmissionReason];
 

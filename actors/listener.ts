@@ -10,7 +10,7 @@ import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import { SessionActor, type SessionEnv } from './session.ts';
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
-import { Admission, admissionLimits, type AdmissionReason } from './admission.ts';
+import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
 
 /** At most this many ended sessions are kept per listener and worker for `options.track`. */
 const TRACK_MAX = 10_000;
@@ -108,6 +108,10 @@ export class ListenerActor extends Actor<Msg> {
           self.tell({ type: 'accept', conn, metadata, name });
         },
         admit: (source) => {
+          if (!s.overload.admit()) {
+            this.refused(AdmissionReason.Overload, source);
+            return false;
+          }
           const r = this.admission.check(source);
           if (r === null) return true;
           this.refused(r, source);

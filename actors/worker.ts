@@ -19,6 +19,7 @@ import { SessionActor, type SessionEnv, type SessionRecord } from './session.ts'
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
 import type { OffloadProvider } from '../native-offload/provider.ts';
 import type { SharedGauge } from './admission.ts';
+import type { OverloadGuard } from './overload.ts';
 
 /** What the runtime provides to the actors of one worker thread. */
 export interface WorkerServices {
@@ -52,6 +53,8 @@ export interface WorkerServices {
   listenerGauge(name: string): SharedGauge;
   /** The process-wide session cap in force: admin.max_sessions, bounded by the open-file limit. */
   sessionCap(): number;
+  /** This worker's overload guard: refuses new datagram sessions while the event loop is late. */
+  readonly overload: OverloadGuard;
 }
 
 type Msg =

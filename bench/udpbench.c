@@ -8,6 +8,7 @@
  *   udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]
  *   udpbench ws   -d DSTPORT -s SINKPORT -t SECONDS [-m PAYLOAD] [-P PID] [-a ADDR]
  *   udpbench sess -d DSTPORT -s SINKPORT -n SESSIONS [-w WINDOW] [-t MAXSECONDS] [-m SIZE]
+ *   udpbench flood -d DSTPORT -n SOURCES [-r NEW_PER_S] [-k DGRAMS] [-m SIZE] [-L LEGIT_PPS] [-W WARMUP_S] [-A AFTER_S]
  *
  * tput: the main thread sends SIZE-byte datagrams with sendmmsg (batches of 32) to ADDR:DSTPORT from
  *   FLOWS sockets (one source port, hence one proxy session, each), unpaced or paced to PPS; a sink
@@ -53,6 +54,13 @@
  *   in flight are written off. sessions_per_s = sessions arrived / (last arrival - start). Then the
  *   missing ones are resent (up to 3 rounds, 2 s) so the proxy holds `established` sessions. Nothing
  *   is sent back. Bounded by MAXSECONDS (default 10) and SESSIONS (<= 1000000). IPv4 only.
+ * flood: a session-creation flood beside one legitimate flow (reliability plan R-10). SOURCES new
+ *   sources 127.1.0.0+i (IP_PKTINFO, as sess) at NEW_PER_S (default 1000) per second, each sending
+ *   DGRAMS (default 1) SIZE-byte datagrams back to back; their replies come back to the sending socket
+ *   and are counted. With -L, a legitimate flow from its own socket on 127.0.0.1 sends LEGIT_PPS tagged
+ *   datagrams, paced, from WARMUP_S (default 2) before the flood to AFTER_S (default 2) after it, and
+ *   expects each back (an echo server upstream): loss and RTT percentiles before, during and after
+ *   the flood, by send time. A reply that never comes is lost. Bounded: flood <= 60 s.
  *
  * Exit codes: 0 measured; 1 system error (socket, bind, /proc); 2 usage error; 3 nothing came back
  * (no measured datagram at the sink, or no ping reply): the JSON line is still printed.
@@ -112,6 +120,7 @@ static const char usage_text[] =
   "  udpbench tcp  -d DSTPORT -s SINKPORT -t SECONDS [-m WRITE_SIZE] [-P PID] [-a ADDR]\n"
   "  udpbench ws   -d DSTPORT -s SINKPORT -t SECONDS [-m PAYLOAD] [-P PID] [-a ADDR]\n"
   "  udpbench sess -d DSTPORT -s SINKPORT -n SESSIONS [-w WINDOW] [-t MAXSECONDS] [-m SIZE]\n"
+  "  udpbench flood -d DSTPORT -n SOURCES [-r NEW_PER_S] [-k DGRAMS] [-m SIZE] [-L LEGIT_PPS] [-W WARMUP_S] [-A AFTER_S]\n"
   "ADDR defaults to 127.0.0.1 (use ::1 for IPv6); SIZE 16..65507 bytes; SECONDS <= 60;\n"
   "PPS 0 = unpaced (default); FLOWS 1..64 (default 1); MAXPKTS default 50000000.\n"
   "exit: 0 ok, 1 system error, 2 usage, 3 nothing received.\n";
@@ -1510,6 +1519,215 @@ static int run_sess(int argc, char **argv) {
   return rc;
 }
 
+/* ---- flood: many new sources at a paced rate, beside one legitimate paced flow ---- */
+
+#define MAGIC_FLOOD 0x464c4f44u /* "FLOD" */
+#define MAGIC_LEGIT 0x4c454754u /* "LEGT" */
+#define FLOOD_MAX_LEGIT (1000000u)
+
+struct legit {
+  int fd;
+  double pps, t0, flood_start, flood_end, end;
+  uint64_t sent;
+  uint64_t *sent_ns;   /* per seq: CLOCK_MONOTONIC ns it was sent */
+  uint32_t *rtt_us;    /* per seq: RTT in us, 0 = no reply (yet) */
+  atomic_int stop;
+  uint64_t replies, late_or_dup;
+};
+
+struct flood_rx {
+  int fd;
+  atomic_int stop;
+  atomic_uint_fast64_t replies;
+};
+
+static void *legit_tx_main(void *arg) {
+  struct legit *l = arg;
+  uint8_t buf[64];
+  memset(buf, 0, sizeof buf);
+  double period = 1.0 / l->pps;
+  for (uint64_t i = 0; i < FLOOD_MAX_LEGIT && !atomic_load(&l->stop); i++) {
+    double due = l->t0 + (double)i * period;
+    if (due > l->end) break;
+    sleep_until(due);
+    struct tag g = { .magic = MAGIC_LEGIT, .flow = 0, .seq = i };
+    memcpy(buf + sizeof buf - TAG_LEN, &g, sizeof g); /* at the end: a prefixing echo server keeps it there */
+    l->sent_ns[i] = now_ns();
+    if (send(l->fd, buf, sizeof buf, 0) < 0) l->sent_ns[i] = 0; /* a failed send is not a loss of the proxy's */
+    l->sent = i + 1;
+  }
+  return NULL;
+}
+
+static void *legit_rx_main(void *arg) {
+  struct legit *l = arg;
+  uint8_t buf[2048];
+  while (!atomic_load(&l->stop)) {
+    ssize_t n = recv(l->fd, buf, sizeof buf, 0);
+    if (n < (ssize_t)TAG_LEN) continue;
+    uint64_t t = now_ns();
+    struct tag g;
+    memcpy(&g, buf + (size_t)n - TAG_LEN, sizeof g); /* a prefixing echo server keeps the tag at the end */
+    if (g.magic != MAGIC_LEGIT || g.seq >= FLOOD_MAX_LEGIT || l->sent_ns[g.seq] == 0 || l->rtt_us[g.seq] != 0) {
+      l->late_or_dup++;
+      continue;
+    }
+    uint64_t us = (t - l->sent_ns[g.seq]) / 1000;
+    l->rtt_us[g.seq] = us == 0 ? 1 : (uint32_t)(us > UINT32_MAX ? UINT32_MAX : us);
+    l->replies++;
+  }
+  return NULL;
+}
+
+static void *flood_rx_main(void *arg) {
+  struct flood_rx *f = arg;
+  enum { SZ = 2048 };
+  uint8_t *bufs = malloc((size_t)SZ * RX_BATCH);
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  if (!bufs) die_errno("malloc");
+  memset(msgs, 0, sizeof msgs);
+  for (int i = 0; i < RX_BATCH; i++) {
+    iov[i].iov_base = bufs + (size_t)SZ * (size_t)i;
+    iov[i].iov_len = SZ;
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  while (!atomic_load(&f->stop)) {
+    int n = recvmmsg(f->fd, msgs, RX_BATCH, MSG_WAITFORONE, NULL);
+    if (n > 0) atomic_fetch_add(&f->replies, (uint64_t)n);
+  }
+  free(bufs);
+  return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Legit flow figures over the datagrams sent in [from, to) seconds after t0. */
+static void legit_report(const struct legit *l, const char *name, double from, double to, int comma) {
+  uint64_t sent = 0, got = 0;
+  uint32_t *v = malloc(sizeof(uint32_t) * (l->sent + 1));
+  if (!v) die_errno("malloc");
+  double period = 1.0 / l->pps;
+  for (uint64_t i = 0; i < l->sent; i++) {
+    double at = (double)i * period;
+    if (at < from || at >= to || l->sent_ns[i] == 0) continue;
+    sent++;
+    if (l->rtt_us[i]) v[got++] = l->rtt_us[i];
+  }
+  qsort(v, got, sizeof *v, cmp_u32);
+#define PCT(p) (got ? v[(size_t)((double)(got - 1) * (p))] : 0)
+  printf("\"%s\":{\"sent\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"loss_pct\":%.3f,\"rtt_p50_us\":%u,\"rtt_p99_us\":%u,\"rtt_p999_us\":%u,\"rtt_max_us\":%u}%s",
+         name, sent, sent - got, sent ? 100.0 * (double)(sent - got) / (double)sent : 0.0, PCT(0.5), PCT(0.99), PCT(0.999),
+         got ? v[got - 1] : 0, comma ? "," : "");
+#undef PCT
+  free(v);
+}
+
+static int run_flood(int argc, char **argv) {
+  int dst_port = -1, size = 64, per_src = 1, c;
+  long n = -1;
+  double rate = 1000, legit_pps = 0, warm = 2.0, after = 2.0;
+  while ((c = getopt(argc, argv, "d:n:r:k:m:L:W:A:")) != -1) {
+    switch (c) {
+    case 'd': dst_port = (int)parse_long(optarg, 1, 65535, "d"); break;
+    case 'n': n = parse_long(optarg, 1, 1000000, "n"); break;
+    case 'r': rate = parse_double(optarg, 1, 1000000, "r"); break;
+    case 'k': per_src = (int)parse_long(optarg, 1, 16, "k"); break;
+    case 'm': size = (int)parse_long(optarg, TAG_LEN, 1400, "m"); break;
+    case 'L': legit_pps = parse_double(optarg, 0, 100000, "L"); break;
+    case 'W': warm = parse_double(optarg, 0, MAX_SECONDS, "W"); break;
+    case 'A': after = parse_double(optarg, 0, MAX_SECONDS, "A"); break;
+    default: usage(NULL);
+    }
+  }
+  if (optind != argc) usage("flood: unexpected argument");
+  if (dst_port < 0 || n < 0) usage("flood needs -d and -n");
+  double flood_s = (double)n / rate;
+  if (flood_s > MAX_SECONDS) usage("flood: SOURCES / RATE must be <= 60 s");
+  struct addr dst, any, lo;
+  make_addr("127.0.0.1", dst_port, &dst);
+  make_addr("0.0.0.0", 0, &any);
+  make_addr("127.0.0.1", 0, &lo);
+
+  /* The legitimate flow: its own connected socket on 127.0.0.1 (outside the flood's 127.1/16). */
+  struct legit *l = calloc(1, sizeof *l);
+  if (!l || !(l->sent_ns = calloc(FLOOD_MAX_LEGIT, sizeof *l->sent_ns)) || !(l->rtt_us = calloc(FLOOD_MAX_LEGIT, sizeof *l->rtt_us))) die_errno("calloc");
+  l->pps = legit_pps;
+  pthread_t ltx, lrx;
+  double t0 = now_s();
+  l->t0 = t0;
+  l->flood_start = warm;
+  l->flood_end = warm + flood_s;
+  l->end = t0 + warm + flood_s + after;
+  if (legit_pps > 0) {
+    l->fd = bound_socket(&lo, "bind legit");
+    if (connect(l->fd, (struct sockaddr *)&dst.ss, dst.len) < 0) die_errno("connect legit");
+    big_rcvbuf(l->fd);
+    rcv_timeout(l->fd, 0.05);
+    if (pthread_create(&ltx, NULL, legit_tx_main, l) || pthread_create(&lrx, NULL, legit_rx_main, l)) die_errno("pthread_create");
+  }
+
+  /* The flood: source i is 127.1.0.0+i (IP_PKTINFO per datagram); replies come back to this socket. */
+  struct flood_rx *f = calloc(1, sizeof *f);
+  if (!f) die_errno("calloc");
+  int fd = bound_socket(&any, "bind flood");
+  big_rcvbuf(fd);
+  rcv_timeout(fd, 0.05);
+  f->fd = fd;
+  pthread_t frx;
+  if (pthread_create(&frx, NULL, flood_rx_main, f)) die_errno("pthread_create");
+  struct sess_tx *tx = sess_tx_new(fd, &dst, size);
+  for (int i = 0; i < BATCH; i++) {
+    struct tag g = { .magic = MAGIC_FLOOD };
+    memcpy(tx->iov[i].iov_base, &g, sizeof g);
+  }
+  sleep_until(t0 + warm);
+  double fs = now_s();
+  uint64_t sent = 0, next = 0;
+  uint32_t ids[BATCH];
+  while (next < (uint64_t)n) {
+    /* Sources due by now at RATE per second; each sends PER_SRC datagrams back to back. */
+    double now = now_s();
+    uint64_t due = (uint64_t)((now - fs) * rate) + 1;
+    if (due > (uint64_t)n) due = (uint64_t)n;
+    if (next >= due) {
+      struct timespec ts = { 0, 200000 };
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    int k = 0;
+    while (next < due && k + per_src <= BATCH) {
+      for (int j = 0; j < per_src; j++) ids[k++] = (uint32_t)next;
+      next++;
+    }
+    sent += (uint64_t)sess_send(tx, ids, k);
+  }
+  double flood_dur = now_s() - fs;
+  sleep_until(l->end);
+  /* Drain late replies for 0.5 s. */
+  usleep(500000);
+  atomic_store(&l->stop, 1);
+  atomic_store(&f->stop, 1);
+  if (legit_pps > 0) {
+    pthread_join(ltx, NULL);
+    pthread_join(lrx, NULL);
+  }
+  pthread_join(frx, NULL);
+  printf("{\"mode\":\"flood\",\"sources\":%ld,\"rate\":%.0f,\"per_source\":%d,\"flood_s\":%.3f,\"flood_sent\":%" PRIu64
+         ",\"flood_send_errors\":%" PRIu64 ",\"flood_replies\":%" PRIu64 ",\"legit_pps\":%.0f,",
+         n, rate, per_src, flood_dur, sent, tx->send_errors, (uint64_t)atomic_load(&f->replies), legit_pps);
+  legit_report(l, "legit_before", 0, warm, 1);
+  legit_report(l, "legit_during", warm, warm + flood_s, 1);
+  legit_report(l, "legit_after", warm + flood_s, warm + flood_s + after, 1);
+  printf("\"legit_late_or_dup\":%" PRIu64 "}\n", l->late_or_dup);
+  fflush(stdout);
+  return EXIT_OK;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) usage(NULL);
   const char *mode = argv[1];
@@ -1520,6 +1738,7 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "tcp")) return run_stream(argc - 1, argv + 1, false);
   if (!strcmp(mode, "ws")) return run_stream(argc - 1, argv + 1, true);
   if (!strcmp(mode, "sess")) return run_sess(argc - 1, argv + 1);
+  if (!strcmp(mode, "flood")) return run_flood(argc - 1, argv + 1);
   if (!strcmp(mode, "-h") || !strcmp(mode, "--help")) {
     fputs(usage_text, stdout);
     return EXIT_OK;

@@ -10,6 +10,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { LOG_LEVELS } from '../runtime/common/log.ts';
 import { DEFAULT_FD_RESERVE } from '../runtime/common/fd-limit.ts';
+import { DEFAULT_OVERLOAD_LAG_MS } from '../actors/overload.ts';
 
 /** Default of `listeners[].options.max_sessions_per_source`. */
 export const DEFAULT_MAX_SESSIONS_PER_SOURCE = 1024;
@@ -207,6 +208,15 @@ export const Admin = Type.Object(
         default: DEFAULT_FD_RESERVE,
         description: 'File descriptors the session cap leaves free for the admin server, listeners, logs and the offload. Unit: fds.',
         expect: 'an integer >= 16',
+      }),
+    ),
+    overload_lag_ms: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        default: DEFAULT_OVERLOAD_LAG_MS,
+        description:
+          'Overload guard: a worker whose event loop is later than this refuses new datagram sessions (their datagrams dropped, reason="overload") until it catches up, so a flood of new peers cannot starve the sessions it carries. 0 turns it off. Unit: ms.',
+        expect: 'a number of ms >= 0',
       }),
     ),
   },

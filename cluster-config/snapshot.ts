@@ -103,6 +103,8 @@ export interface AdminConfig {
   readonly max_sessions?: number;
   /** File descriptors the session cap leaves free (default 256). */
   readonly fd_reserve?: number;
+  /** Event-loop lag (ms) past which a worker refuses new datagram sessions (default 50; 0: off). */
+  readonly overload_lag_ms?: number;
 }
 
 /** A whole config, normalized and frozen. Arrays keep the order objects were defined in. */

@@ -78,6 +78,12 @@ export interface WorkerMetrics {
    * messages written into the stage. Optional.
    */
   sessionStages?: Array<{ session: string; cluster: string; bytes: number; packets: number }>;
+  /** The worker's V8 heap (bytes): committed, used, and memory outside it held by its objects (Buffers). Optional. */
+  heap?: { total: number; used: number; external: number };
+  /** New datagram sessions this worker's overload guard refused, and its last probe's lag (ms). Optional. */
+  overload?: { refused: number; lagMs: number };
+  /** Full collections run to give memory back after a burst of sessions (runtime/heap-reclaim.ts). Optional. */
+  reclaims?: number;
 }
 
 export function addTraffic(into: Traffic, t: Traffic): void {

@@ -5,6 +5,7 @@
  * {@link WorkerActor}.
  */
 import { parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
+import { getHeapStatistics } from 'node:v8';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
@@ -27,7 +28,9 @@ import { offloadProvider, type OffloadMode, type OffloadProvider } from '../nati
 import { ListenerActor } from '../actors/listener.ts';
 import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
 import { SharedGauge } from '../actors/admission.ts';
+import { DEFAULT_OVERLOAD_LAG_MS, OverloadGuard } from '../actors/overload.ts';
 import { sessionCap } from './common/fd-limit.ts';
+import { HeapReclaimer } from './heap-reclaim.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
@@ -103,6 +106,12 @@ class WorkerHost implements WorkerServices {
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
   private accessLogDroppedBefore = 0;
   readonly processGauge: SharedGauge;
+  readonly overload = new OverloadGuard();
+  /** Runs a full collection once a burst of sessions has ended (runtime/heap-reclaim.ts). */
+  readonly reclaimer = new HeapReclaimer(
+    () => this.processGauge.own(),
+    () => this.overload.active,
+  );
   private readonly listenerGauges = new Map<string, SharedGauge>();
   private readonly fdSoftLimit: number;
   /** The admin section last applied (session cap settings). */
@@ -140,6 +149,9 @@ class WorkerHost implements WorkerServices {
   /** Take the main thread's gauges and admin settings of a snapshot about to be applied. */
   setGauges(admin: ConfigSnapshot['admin'], gauges: ListenerGauges | undefined): void {
     this.adminConfig = admin;
+    this.overload.setMaxLag(admin.overload_lag_ms ?? DEFAULT_OVERLOAD_LAG_MS);
+    this.overload.start();
+    this.reclaimer.start();
     for (const [name, sab] of Object.entries(gauges ?? {})) {
       if (this.listenerGauges.get(name)?.cells.buffer !== sab) this.listenerGauges.set(name, new SharedGauge(new Int32Array(sab), this.slot));
     }
@@ -256,6 +268,9 @@ class WorkerHost implements WorkerServices {
       listeners,
       clusters,
       sessionStages,
+      heap: workerHeap(),
+      overload: { refused: this.overload.refused, lagMs: this.overload.lastLagMs },
+      reclaims: this.reclaimer.reclaims,
     };
   }
 
@@ -291,6 +306,12 @@ class WorkerHost implements WorkerServices {
       this.log.error({ err: (err as Error).message }, 'a cluster failed to handle a ring change');
     }
   }
+}
+
+/** This isolate's heap, from V8 (cheap: no walk of the heap). */
+function workerHeap(): { total: number; used: number; external: number } {
+  const h = getHeapStatistics();
+  return { total: h.total_heap_size, used: h.used_heap_size, external: h.external_memory };
 }
 
 const host = new WorkerHost(workerData as WorkerInit);

@@ -46,7 +46,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_listener_tx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream writes) sent to downstream peers.' },
   { name: 'l7mp_listener_rx_bytes_total', type: 'counter', labels: L, help: 'Bytes received from downstream peers.' },
   { name: 'l7mp_listener_tx_bytes_total', type: 'counter', labels: L, help: 'Bytes sent to downstream peers.' },
-  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, source_sessions, source_rate, source_table_full.' },
+  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, source_sessions, source_rate, source_table_full, overload (the worker event loop was late).' },
   { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out...).' },
   // Clusters, per worker. rx = from the upstream endpoints, tx = to them.
   { name: 'l7mp_cluster_connections_total', type: 'counter', labels: C, help: 'Successful connects of session stages, reconnects included.' },
@@ -68,6 +68,9 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_worker_dropped_packets_total', type: 'counter', labels: [...W, 'reason'], help: 'Datagrams dropped by the worker, by reason: handoff (hand-off envelope not deliverable).' },
   { name: 'l7mp_worker_access_log_dropped_lines_total', type: 'counter', labels: W, help: 'Access log lines dropped (the file fell behind or failed).' },
   { name: 'l7mp_worker_restarts_total', type: 'counter', labels: W, help: 'Worker thread restarts (a dead worker replaced in its slot).' },
+  { name: 'l7mp_worker_heap_bytes', type: 'gauge', labels: [...W, 'kind'], help: 'The worker thread V8 heap: kind=total (committed), used, external (Buffers and other memory its objects hold).' },
+  { name: 'l7mp_worker_heap_reclaims_total', type: 'counter', labels: W, help: 'Full garbage collections a worker ran to give memory back after a burst of sessions ended.' },
+  { name: 'l7mp_worker_overload_lag_ms', type: 'gauge', labels: W, help: 'How late the worker event loop ran its last 10 ms overload probe (admin.overload_lag_ms).' },
   // The process: admission control's count and cap, file descriptors.
   { name: 'l7mp_process_sessions', type: 'gauge', labels: [], help: 'Sessions of the whole process, as admission control counts them.' },
   { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / 2.' },
@@ -149,6 +152,13 @@ export function workerSamples(w: WorkerMetrics): Sample[] {
   add('l7mp_worker_actors', lab, w.actors);
   add('l7mp_worker_dropped_packets_total', { worker, reason: 'handoff' }, w.handoffsDropped);
   add('l7mp_worker_access_log_dropped_lines_total', lab, w.accessLogDropped);
+  if (w.heap !== undefined) {
+    add('l7mp_worker_heap_bytes', { worker, kind: 'total' }, w.heap.total);
+    add('l7mp_worker_heap_bytes', { worker, kind: 'used' }, w.heap.used);
+    add('l7mp_worker_heap_bytes', { worker, kind: 'external' }, w.heap.external);
+  }
+  if (w.overload !== undefined) add('l7mp_worker_overload_lag_ms', lab, w.overload.lagMs);
+  if (w.reclaims !== undefined) add('l7mp_worker_heap_reclaims_total', lab, w.reclaims);
   return out;
 }
 

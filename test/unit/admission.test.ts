@@ -1,0 +1,151 @@
+/**
+ * Admission control and the overload guard with a fake clock: caps, per-source buckets, the source
+ * table's bound, the gauges shared between workers, and the guard's hysteresis.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Admission, AdmissionReason, SharedGauge, SOURCE_TABLE_MAX, admissionLimits } from '../../actors/admission.ts';
+import { OverloadGuard } from '../../actors/overload.ts';
+import { HeapReclaimer } from '../../runtime/heap-reclaim.ts';
+
+function make(opts: Parameters<typeof admissionLimits>[0], cap = 1000): { a: Admission; clock: { t: number }; listener: SharedGauge; process: SharedGauge } {
+  const clock = { t: 0 };
+  const listener = SharedGauge.local();
+  const process = SharedGauge.local();
+  const a = new Admission(admissionLimits(opts), listener, process, () => cap, () => clock.t);
+  return { a, clock, listener, process };
+}
+
+test('limits: defaults are finite and the burst defaults to two seconds of the rate', () => {
+  const l = admissionLimits({ track: 0 });
+  assert.equal(l.maxSessions, Infinity, 'the process cap bounds a listener without its own');
+  assert.equal(l.maxPerSource, 1024);
+  assert.equal(l.ratePerSource, 1000);
+  assert.equal(l.burstPerSource, 2000);
+  assert.equal(admissionLimits({ track: 0, source_session_rate: 0.2 }).burstPerSource, 1);
+});
+
+test('the process cap, then the listener cap, are checked before any per-source state is made', () => {
+  const { a, process, listener } = make({ track: 0, max_sessions: 2 }, 3);
+  assert.equal(a.admit('10.0.0.1'), null);
+  assert.equal(a.admit('10.0.0.2'), null);
+  assert.equal(a.admit('10.0.0.3'), AdmissionReason.ListenerSessions);
+  process.add(1); // another listener's session
+  assert.equal(a.check('10.0.0.3'), AdmissionReason.ProcessSessions);
+  assert.equal(listener.total(), 2);
+  a.release('10.0.0.1');
+  process.add(-1);
+  assert.equal(a.check('10.0.0.3'), null);
+  assert.equal(a.trackedSources, 2);
+});
+
+test('per source: concurrent sessions are capped, released ones come back', () => {
+  const { a } = make({ track: 0, max_sessions_per_source: 2 });
+  assert.equal(a.admit('10.0.0.1'), null);
+  assert.equal(a.admit('10.0.0.1'), null);
+  assert.equal(a.admit('10.0.0.1'), AdmissionReason.SourceSessions);
+  assert.equal(a.admit('10.0.0.2'), null, 'another source is not affected');
+  a.release('10.0.0.1');
+  assert.equal(a.admit('10.0.0.1'), null);
+});
+
+test('per source: the new-session token bucket refills at the rate, up to the burst', () => {
+  const { a, clock } = make({ track: 0, source_session_rate: 10, source_session_burst: 3 });
+  for (let i = 0; i < 3; i++) assert.equal(a.admit('10.0.0.1'), null);
+  assert.equal(a.admit('10.0.0.1'), AdmissionReason.SourceRate);
+  clock.t += 100; // one token at 10/s
+  assert.equal(a.admit('10.0.0.1'), null);
+  assert.equal(a.admit('10.0.0.1'), AdmissionReason.SourceRate);
+  clock.t += 10_000; // refilled, but never past the burst
+  for (let i = 0; i < 3; i++) assert.equal(a.admit('10.0.0.1'), null);
+  assert.equal(a.admit('10.0.0.1'), AdmissionReason.SourceRate);
+});
+
+test('a source without sessions and with a full bucket is forgotten: the table stays bounded', () => {
+  const { a, clock } = make({ track: 0, source_session_rate: 1000 });
+  for (let i = 0; i < 5000; i++) {
+    const src = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+    assert.equal(a.admit(src), null);
+    a.release(src);
+  }
+  clock.t += 5000;
+  assert.equal(a.admit('192.0.2.1'), null);
+  assert.ok(a.trackedSources < 5000, `${a.trackedSources} sources still tracked`);
+  assert.ok(SOURCE_TABLE_MAX >= 65_536);
+});
+
+test('shared gauge: each worker writes its own cell; the total is their sum', () => {
+  const sab = new SharedArrayBuffer(4 * 3);
+  const w0 = new SharedGauge(new Int32Array(sab), 0);
+  const w2 = new SharedGauge(new Int32Array(sab), 2);
+  w0.add(5);
+  w2.add(2);
+  w2.add(-1);
+  assert.equal(w0.total(), 6);
+  assert.equal(w2.own(), 1);
+});
+
+test('overload guard: refuses during a long stretch and from a late tick until a timely one', () => {
+  const clock = { t: 0 };
+  const g = new OverloadGuard(50, 10, () => clock.t);
+  clock.t = 10;
+  g.tick();
+  assert.equal(g.admit(), true);
+  clock.t = 50; // 40 ms into a stretch: still within tickMs + maxLag
+  assert.equal(g.admit(), true);
+  clock.t = 71; // 61 ms since the last tick: the loop is late right now
+  assert.equal(g.admit(), false);
+  g.tick(); // that tick was 51 ms late
+  assert.equal(g.admit(), false, 'a late tick keeps refusing');
+  clock.t += 40; // 30 ms late: between half and the threshold, still overloaded
+  g.tick();
+  assert.equal(g.admit(), false);
+  clock.t += 20; // 10 ms late: below half
+  g.tick();
+  assert.equal(g.admit(), true);
+  assert.equal(g.refused, 3);
+  assert.equal(g.lateTicks, 1);
+  g.setMaxLag(0);
+  clock.t += 1000;
+  assert.equal(g.admit(), true, '0 turns the guard off');
+});
+
+test('heap reclaim: one collection once a burst of sessions has ended and the count holds still', () => {
+  const MiB = 1024 * 1024;
+  let total = 20 * MiB;
+  let used = 10 * MiB;
+  let sessions = 0;
+  let busy = false;
+  let collections = 0;
+  const heap = {
+    stats: () => ({ total, used }),
+    collect: () => {
+      collections++;
+      total = 20 * MiB;
+      used = 12 * MiB;
+    },
+  };
+  const r = new HeapReclaimer(() => sessions, () => busy, 64 * MiB, 5000, heap);
+  let t = 0;
+  const step = (): boolean => r.check((t += 1000));
+  // A burst: sessions and the heap grow; nothing is collected while sessions are there.
+  for (sessions = 0; sessions <= 3000; sessions += 500) {
+    total += 40 * MiB;
+    used += 30 * MiB;
+    assert.equal(step(), false);
+  }
+  sessions = 3000;
+  assert.equal(step(), false, 'a full worker is left alone');
+  sessions = 1000; // ending, not yet settled
+  assert.equal(step(), false);
+  busy = true;
+  assert.equal(step(), false, 'not while the worker is overloaded');
+  busy = false;
+  assert.equal(step(), true, 'settled at a third of the peak: collect');
+  assert.equal(collections, 1);
+  assert.equal(r.reclaims, 1);
+  sessions = 0;
+  step();
+  assert.equal(step(), false, 'the heap is back under the floor');
+  assert.equal(collections, 1);
+});
