@@ -4,14 +4,15 @@
  * new peers (reliability plan R-10, R-13; Envoy's overload manager, which stops accepting new
  * connections under pressure).
  *
- * A timer fires every `tickMs` (10 ms). The lag is how late it fired. The guard refuses a new
- * session:
+ * A timer fires every `tickMs` (10 ms). The lag is how late it fired. The worker is late:
  * - while the current stretch of work has kept timers from running for more than `tickMs +
  *   maxLagMs` (the event loop is inside a long burst of new sessions right now), or
  * - from a tick whose lag exceeded `maxLagMs` until a tick whose lag is below half of it (the work
  *   a new session leaves behind, its upstream connects, runs after its admission).
- * Creating a session costs far more than dropping a datagram, so refusing sheds load at once; how
- * many sessions per second that lets in adapts to what the machine can do.
+ * While it is late, the guard admits one new session per tick and refuses the others. Creating a
+ * session costs far more than dropping a datagram, so refusing sheds load at once; the one per
+ * tick keeps new peers coming in (slowly) when the machine is merely busy with other work, and
+ * how many sessions per second get in adapts to what the machine can do.
  *
  * Stream listeners are not guarded here: their peers wait in the kernel's accept queue.
  */
@@ -34,6 +35,8 @@ export class OverloadGuard {
   private readonly now: MonoClock;
   private lastTick: number;
   private overloaded = false;
+  /** Sessions admitted since the last tick while late. */
+  private lateAdmits = 0;
   private timer: NodeJS.Timeout | null = null;
 
   /**
@@ -72,6 +75,7 @@ export class OverloadGuard {
     const lag = Math.max(0, t - this.lastTick - this.tickMs);
     this.lastTick = t;
     this.lastLagMs = lag;
+    this.lateAdmits = 0;
     if (this.maxLagMs === 0) return;
     if (lag > this.maxLagMs) {
       this.lateTicks++;
@@ -83,6 +87,10 @@ export class OverloadGuard {
   admit(): boolean {
     if (this.maxLagMs === 0) return true;
     if (!this.overloaded && this.now() - this.lastTick <= this.tickMs + this.maxLagMs) return true;
+    if (this.lateAdmits === 0) {
+      this.lateAdmits++;
+      return true;
+    }
     this.refused++;
     return false;
   }
