@@ -12,22 +12,43 @@ import { normalize } from '../cluster-config/normalize.ts';
 import { Runtime } from '../runtime/runtime.ts';
 import { makeLogger } from '../runtime/common/log.ts';
 
-/** A free UDP port on `address` (bound with port 0, then released). */
-export async function freeUdpPort(address = '127.0.0.1'): Promise<number> {
-  const s = dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4');
-  await new Promise<void>((r) => s.bind(0, address, () => r()));
-  const p = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
+/**
+ * Ports tests pick for the proxy's listeners: below the kernel's ephemeral range (32768-60999),
+ * where a port picked with bind(0) could be taken meanwhile by any outgoing socket.
+ */
+const PORT_LO = 10_000;
+const PORT_HI = 32_000;
+
+function randomPort(): number {
+  return PORT_LO + Math.floor(Math.random() * (PORT_HI - PORT_LO));
 }
 
-/** A free TCP port on `address`. */
+/** Try to bind `port`; true if it was free. */
+function tryBind(make: () => dgram.Socket | net.Server, port: number, address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = make();
+    s.once('error', () => resolve(false));
+    if (s instanceof net.Server) s.listen(port, address, () => s.close(() => resolve(true)));
+    else s.bind(port, address, () => s.close(() => resolve(true)));
+  });
+}
+
+/** A free UDP port on `address`, below 32000 (bound, then released). */
+export async function freeUdpPort(address = '127.0.0.1'): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const p = randomPort();
+    if (await tryBind(() => dgram.createSocket(net.isIPv6(address) ? 'udp6' : 'udp4'), p, address)) return p;
+  }
+  throw new Error('no free UDP port below 32000');
+}
+
+/** A free TCP port on `address`, below 32000. */
 export async function freeTcpPort(address = '127.0.0.1'): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, address, () => r()));
-  const p = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return p;
+  for (let i = 0; i < 100; i++) {
+    const p = randomPort();
+    if (await tryBind(() => net.createServer(), p, address)) return p;
+  }
+  throw new Error('no free TCP port below 32000');
 }
 
 /** A port free for both UDP and TCP on 127.0.0.1. */

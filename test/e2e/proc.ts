@@ -26,14 +26,24 @@ export function readExample(rel: string): any {
  * Start the proxy on `config` (an object, written to `file` as YAML); resolve when it logs
  * "l7mp-ts ready". `timeoutMs` bounds a hang (a loaded machine starts slowly); it times nothing.
  */
-export async function startProcess(config: unknown, file: string, args: string[] = [], timeoutMs = 30_000): Promise<Proxy> {
+export async function startProcess(config: unknown, file: string, args: string[] = [], timeoutMs = 30_000, opts: StartOptions = {}): Promise<Proxy> {
   fs.writeFileSync(file, YAML.stringify(config));
-  return startConfigFile(file, args, timeoutMs);
+  return startConfigFile(file, args, timeoutMs, opts);
+}
+
+/** How to start the process. */
+export interface StartOptions {
+  /** Run it with this open-file limit (soft and hard, `ulimit -n` in the shell that execs it). */
+  nofile?: number;
 }
 
 /** Start the proxy on a config file as it is; resolve when it logs "l7mp-ts ready". */
-export async function startConfigFile(file: string, args: string[] = [], timeoutMs = 30_000): Promise<Proxy> {
-  const proc = spawn(BIN, ['-c', file, '-l', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startConfigFile(file: string, args: string[] = [], timeoutMs = 30_000, opts: StartOptions = {}): Promise<Proxy> {
+  const argv = ['-c', file, '-l', 'info', ...args];
+  const proc =
+    opts.nofile === undefined
+      ? spawn(BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('sh', ['-c', `ulimit -n ${opts.nofile} && exec "$0" "$@"`, BIN, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   let out = '';
