@@ -17,40 +17,10 @@ import type { Connection, ConnectionHandler, ListenerContext, ListenerInstance, 
 import { hostPort, listen } from '../stream/server.ts';
 import type { HttpListenerSpec } from './config.ts';
 import { HTTP_EXCHANGE, HOP_BY_HOP, l7mpErrorBody, l7mpStatusMessage, type HttpExchange, type ResponseHead } from './exchange.ts';
+import { clientErrorHandler, httpMetadata } from './request.ts';
 
 /** How long a closing listener lets in-flight requests finish before it drops them, ms. */
 const CLOSE_GRACE_MS = 1000;
-
-/**
- * l7mp's `HTTP` metadata of a request (compat reference §3.1): `url.path` is the path plus query
- * string, `url.query` the query without `?`; `protocol`, `host` and `port` are empty for the
- * usual origin-form request targets and filled for absolute-form ones (forward proxies).
- */
-export function httpMetadata(req: http.IncomingMessage): Record<string, unknown> {
-  const target = req.url ?? '/';
-  let protocol = '';
-  let host = '';
-  let port = '';
-  let path = target;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) {
-    try {
-      const u = new URL(target);
-      protocol = u.protocol;
-      host = u.hostname;
-      port = u.port;
-      path = u.pathname + u.search;
-    } catch {
-      // Not a URL after all: keep it as the path.
-    }
-  }
-  const q = path.indexOf('?');
-  return {
-    version: req.httpVersion,
-    method: req.method ?? 'GET',
-    url: { url: target, href: target, protocol, host, port, path, query: q < 0 ? '' : path.slice(q + 1) },
-    headers: req.headers,
-  };
-}
 
 /** One request/response exchange: the downstream of one session. */
 export class HttpServerConnection implements Connection, HttpExchange {
@@ -173,6 +143,7 @@ export class HttpListener implements ListenerInstance {
     // No request timeout: a session may stream for as long as its route lives (nginx's
     // client_body_timeout is per read, and the session's own idle handling applies).
     this.server = http.createServer({ requestTimeout: 0, keepAlive: true }, (req, res) => this.onRequest(req, res));
+    this.server.on('clientError', clientErrorHandler(this.name, ctx));
   }
 
   start(): Promise<void> {
@@ -186,6 +157,16 @@ export class HttpListener implements ListenerInstance {
       return;
     }
     this.requests++;
+    const meta = httpMetadata(req);
+    if (meta === null) {
+      // An absolute-form target that is not a URL (`GET http://[/`): 400, never a session.
+      this.ctx.count('malformed');
+      this.ctx.rateLog.warn(`http-target:${this.name}`, { listener: this.name, peer: req.socket.remoteAddress }, 'malformed HTTP request target');
+      const body = l7mpErrorBody(400, 'Bad Request', 'Malformed request target');
+      res.writeHead(400, 'Bad Request', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
+      return;
+    }
     const sock = req.socket;
     const raddr = sock.remoteAddress ?? '';
     const rport = sock.remotePort ?? 0;
@@ -195,7 +176,7 @@ export class HttpListener implements ListenerInstance {
     const metadata: Metadata = {
       IP: { src_addr: raddr, dst_addr: laddr },
       TCP: { src_port: rport, dst_port: lport },
-      HTTP: httpMetadata(req),
+      HTTP: meta,
       [HTTP_EXCHANGE]: conn,
     };
     this.ctx.accept(conn, metadata, `HTTP:${raddr}:${rport}-${laddr}:${lport}-${this.ctx.nextSessionSeq()}`);
