@@ -54,6 +54,11 @@ export class HeaderReader implements ConnectionHandler {
       this.fail(`JSON header nested deeper than ${MAX_HEADER_DEPTH} levels`);
       return;
     }
+    if (end !== Scan.NotObject && this.length + end > MAX_HEADER_BYTES) {
+      // Complete, but too long: the limit holds however the bytes were chunked.
+      this.fail(`header longer than ${MAX_HEADER_BYTES} bytes`);
+      return;
+    }
     const acc = this.chunks.length === 0 ? data : Buffer.concat([...this.chunks, data]);
     // Not an object: the owner's parser answers 400. Else the header, and the payload after it.
     if (end === Scan.NotObject) this.finish(acc, null);
