@@ -25,7 +25,7 @@ interface Case {
 const b = (s: string) => Buffer.from(s, 'latin1');
 
 const valid = fc
-  .dictionary(fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype', 'JSONSocketStatus'), fc.string({ maxLength: 8 })), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 })
+  .dictionary(fc.oneof(fc.constantFrom('__proto__', 'constructor', 'prototype', 'JSONSocketStatus', 'user', 'user'), fc.string({ maxLength: 8 })), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 })
   .map((d): Case => ({ header: Buffer.from(JSON.stringify({ ...d, JSONSocketVersion: 1 })), expect: 200 }));
 
 const hostile = fc.oneof(
@@ -40,6 +40,8 @@ const hostile = fc.oneof(
     { header: b('{"JSONSocketVersion":1,"JSONSocketVersion":2}'), expect: 505 },
     { header: b('{"__proto__":{"JSONSocketVersion":1}}'), expect: 400 },
     { header: b('{"constructor":{"prototype":{"x":1}},"JSONSocketVersion":1}'), expect: 200 },
+    { header: b('{"JSONSocketVersion":1,"user":5}'), expect: 200 },
+    { header: b('{"JSONSocketVersion":1,"user":{"toString":1}}'), expect: 200 },
     { header: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), b('{"JSONSocketVersion":1}')]), expect: 400 },
     { header: b('{"JSONSocketVersion":1,"a":"\u0000"}'), expect: 400 },
     { header: b('{"JSONSocketVersion":1,\u0000}'), expect: 400 },
@@ -63,10 +65,15 @@ function splitReply(data: Buffer): { status: unknown; rest: Buffer } | null {
 }
 
 const echoRoute = [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }];
+/**
+ * A predicate on a header value first: json-predicate's `contains` throws on a number or an
+ * object at `/JSONSocket/user`; that must be a non-match (the next rule routes), not a failed session.
+ */
+const predicateRoutes = [{ match: { op: 'contains', path: '/JSONSocket/user', value: 'adm' }, action: { route: { destination: { spec: { protocol: 'Echo' } } } } }, ...echoRoute];
 
 test('JSONSocket over TCP: fuzzed headers in arbitrary chunks get the right reply, rejects counted, the worker never dies', async (t) => {
   const port = await freeTcpPort();
-  const x = await target(t, { listeners: [{ name: 'js', spec: { protocol: 'JSONSocket', transport: { protocol: 'TCP', port, address: '::' } }, rules: echoRoute }] });
+  const x = await target(t, { listeners: [{ name: 'js', spec: { protocol: 'JSONSocket', transport: { protocol: 'TCP', port, address: '::' } }, rules: predicateRoutes }] });
   const started = Date.now();
   let rejected = 0;
   await fc.assert(
