@@ -148,7 +148,7 @@ export class HttpListener implements ListenerInstance {
 
   start(): Promise<void> {
     const address = this.spec.address ?? '::';
-    return listen(this.server as net.Server, { port: this.spec.port, host: address, reusePort: true }, this.name, `HTTP ${hostPort(address, this.spec.port)}`);
+    return listen(this.server as net.Server, { port: this.spec.port, host: address, reusePort: true }, this.name, `HTTP ${hostPort(address, this.spec.port)}`, this.ctx);
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -75,7 +75,7 @@ export class WsListener implements ListenerInstance {
 
   start(): Promise<void> {
     const address = this.spec.address ?? '::';
-    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `WebSocket ${hostPort(address, this.spec.port)}`);
+    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `WebSocket ${hostPort(address, this.spec.port)}`, this.ctx);
   }
 
   async close(): Promise<void> {
