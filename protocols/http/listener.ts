@@ -72,8 +72,20 @@ export class HttpServerConnection implements Connection, HttpExchange {
     }
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(h.headers)) if (!HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') headers[k] = v;
-    if (h.statusMessage !== undefined) this.res.writeHead(h.status, h.statusMessage, headers);
-    else this.res.writeHead(h.status, headers);
+    // The head may come from an upstream that is not to be trusted: Node's client parses a status
+    // like 099 or 000, and writeHead throws on a status outside 100..999 or a character it refuses.
+    // That would throw out of the upstream's 'data' event and end the worker: answer 502 instead.
+    if (h.status >= 200 && h.status <= 999) {
+      try {
+        if (h.statusMessage !== undefined) this.res.writeHead(h.status, h.statusMessage, headers);
+        else this.res.writeHead(h.status, headers);
+        return;
+      } catch {
+        // fall through to 502
+      }
+    }
+    this.stats.drops++;
+    this.res.writeHead(502, 'Bad Gateway');
   }
 
   send(data: Buffer): boolean {
