@@ -66,7 +66,7 @@ test('HTTP listener: fuzzed requests never kill the worker; malformed ones are 4
       assert.ok(wellFormed(r.data), `answer ${JSON.stringify(r.data.subarray(0, 80).toString('latin1'))}`);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 250),
+    params(t, 500),
   );
   await fc.assert(
     fc.asyncProperty(chunked(bytes(300)), async (chunks) => {
@@ -74,7 +74,7 @@ test('HTTP listener: fuzzed requests never kill the worker; malformed ones are 4
       assert.ok(wellFormed(r.data));
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 100),
+    params(t, 200),
   );
 
   assertWorkersAlive(x);
@@ -142,7 +142,7 @@ test('HTTP listener to an HTTP cluster: fuzzed upstream responses never kill the
       assert.ok(wellFormed(r.data), `answer ${JSON.stringify(r.data.subarray(0, 80).toString('latin1'))}`);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 150),
+    params(t, 300),
   );
   assertWorkersAlive(x);
   up.reply.bytes = Buffer.from('HTTP/1.1 201 Made\r\nContent-Length: 10\r\n\r\nstill here');

@@ -95,7 +95,7 @@ test('JSONSocket over TCP: fuzzed headers in arbitrary chunks get the right repl
       }
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 150),
+    params(t, 400),
   );
   assertWorkersAlive(x);
   assert.equal(await listenerCounter(x.rt, 'js', 'malformed'), rejected);
@@ -125,7 +125,7 @@ test('JSONSocket over UDP: a fuzzed header datagram gets the right reply, reject
       } else rejected++;
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 120),
+    params(t, 300),
   );
   assertWorkersAlive(x);
   await waitFor(async () => (await listenerCounter(x.rt, 'js', 'malformed')) === rejected, 3000, `malformed == ${rejected}`);

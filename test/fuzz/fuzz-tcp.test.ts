@@ -25,7 +25,7 @@ test('TCP listener: fuzzed byte streams are echoed exactly, the worker never die
       assert.ok(r.data.equals(sent), `echoed ${r.data.length} of ${sent.length} bytes`);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 150),
+    params(t, 400),
   );
   assertWorkersAlive(x);
   assert.equal(await listenerCounter(x.rt, 'tcp', 'sessions'), runs);

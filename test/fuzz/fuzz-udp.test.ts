@@ -57,7 +57,7 @@ test('UDP listener (rtp on): fuzzed datagrams are echoed unchanged, non-RTP firs
       await waitFor(() => want.every((w) => got.includes(w)), 3000, `echoes of ${want.length} datagrams`);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 150),
+    params(t, 250),
   );
   assertWorkersAlive(x);
   assert.equal(await listenerCounter(x.rt, 'udp', 'rtp_absent'), notRtp);

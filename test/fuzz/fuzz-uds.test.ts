@@ -36,7 +36,7 @@ test('UnixDomainSocket stream listener: fuzzed byte streams are echoed exactly, 
       assert.ok(r.data.equals(sent), `echoed ${r.data.length} of ${sent.length} bytes`);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 150),
+    params(t, 400),
   );
   assertWorkersAlive(x);
   assert.equal(await listenerCounter(x.rt, 'us', 'sessions'), runs);
@@ -65,7 +65,7 @@ test('UnixDomainSocket dgram listener: fuzzed datagrams come back unchanged to t
       await waitFor(() => want.every((w) => got.includes(w)), 3000, `echoes of ${want.length} datagrams`);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 120),
+    params(t, 250),
   );
   assertWorkersAlive(x);
   const c = closing(t, new DgramSocket(), (s) => s.close());

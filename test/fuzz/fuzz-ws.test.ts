@@ -94,7 +94,7 @@ test('WebSocket listener: fuzzed upgrade requests and frames never kill the work
       await shot({ host: v6 ? '::1' : '127.0.0.1', port }, splitAt(req, cuts), 800, (d) => d.includes('\r\n\r\n'));
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 250),
+    params(t, 500),
   );
   // Raw bytes, then frames after a valid upgrade.
   await fc.assert(
@@ -102,7 +102,7 @@ test('WebSocket listener: fuzzed upgrade requests and frames never kill the work
       await shot({ host: '127.0.0.1', port }, chunks, 500, (d) => d.length > 0);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 100),
+    params(t, 200),
   );
   const before = await listenerCounter(x.rt, 'ws', 'malformed');
   await fc.assert(
@@ -111,7 +111,7 @@ test('WebSocket listener: fuzzed upgrade requests and frames never kill the work
       await shot({ host: '127.0.0.1', port }, [upgrade, ...splitAt(Buffer.concat(frames), cuts)], 800);
       assert.deepEqual(x.exits, []);
     }),
-    params(t, 250),
+    params(t, 500),
   );
   // An unmasked client frame is a protocol error (RFC 6455 §5.1): close 1002 and a count.
   const unmasked = await shot({ host: '127.0.0.1', port }, [Buffer.from(head('GET', '/', 'HTTP/1.1', upgradeHeaders())), Buffer.from([0x82, 0x01, 0x41])], 3000, (d) => d.includes(Buffer.from([0x88, 0x02, 0x03, 0xea])), false);
