@@ -43,6 +43,9 @@ export class HttpServerConnection implements Connection, HttpExchange {
     res.once('close', () => {
       this.finish(res.writableFinished ? null : new L7Error(ErrorCode.DownstreamReset, `${remote}: client closed the connection before the response ended`));
     });
+    // A write Node refuses (after the end, on a destroyed socket) is emitted as 'error': without a
+    // listener it would be thrown out of the event loop.
+    res.on('error', (err: Error) => this.finish(new L7Error(ErrorCode.DownstreamReset, `${remote}: ${err.message}`, { cause: err })));
   }
 
   /** Request body chunks are read only once a handler is set: until then the socket pushes back. */
