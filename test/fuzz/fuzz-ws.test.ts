@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { freeTcpPort, wsClient, wsRecv } from '../helpers.ts';
 import { listenerCounter } from '../integration/proto-helpers.ts';
+import { startAdmin } from '../../runtime/admin/index.ts';
+import { makeLogger } from '../../runtime/common/log.ts';
 import { assertWorkersAlive, bytes, chunked, closing, params, shot, splitAt, target } from './fuzz-helpers.ts';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -120,6 +122,11 @@ test('WebSocket listener: fuzzed upgrade requests and frames never kill the work
   assert.ok(after > before, `malformed frames were counted (${before} -> ${after})`);
 
   assertWorkersAlive(x);
+  // The drops are exported as l7mp_listener_dropped_packets_total{reason="malformed"}.
+  const admin = closing(t, await startAdmin(x.rt, { host: '127.0.0.1', port: 0, log: makeLogger('silent') }), (a) => a.close());
+  const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('l7mp_listener_dropped_packets_total{') && l.includes('listenerName="ws"') && l.includes('reason="malformed"'));
+  assert.equal(Number(line?.split(' ').at(-1)), after, `exported: ${line}`);
   for (const host of ['127.0.0.1', '[::1]']) {
     const ws = closing(t, await wsClient(`ws://${host}:${port}/legit`), (w) => w.terminate());
     ws.send(Buffer.from('still here'));
