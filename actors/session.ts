@@ -325,7 +325,20 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.events.push({ event, timestamp: new Date().toISOString(), message });
   }
 
+  /**
+   * Routing and the first connects run on metadata a peer shaped (headers, JSONSocket header
+   * values, RTP fields): whatever throws in them fails this session only, with its error reply,
+   * its end record and its source connection closed (a throw out of preStart would skip postStop).
+   */
   override preStart(): void {
+    try {
+      this.setup();
+    } catch (e) {
+      if (!this.ended) this.fail(asL7Error(e, ErrorCode.ActorFailed, `session ${this.init.name}: setup`));
+    }
+  }
+
+  private setup(): void {
     const { init } = this;
     this.event('INIT', `Session ${init.name} initialized`);
     const source = newStage(init.listener, 'source', init.source);
@@ -787,6 +800,8 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       st.abort?.abort();
       st.conn?.close();
     }
+    // Idempotent: normally stage 0 already closed it; not when setup failed before stage 0 existed.
+    this.init.source.close();
     this.status = 'DESTROYED';
     this.event('DESTROY', 'Session destroyed');
     this.init.env.onEnd(this.record(reason === null ? 'normal' : reason.code));

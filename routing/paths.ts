@@ -34,7 +34,9 @@ export function setAtPath(obj: Record<string, unknown>, path: string, value: unk
   if (segs.length === 0) {
     if (v === null || typeof v !== 'object') return false;
     for (const k of Object.keys(obj)) delete obj[k];
-    Object.assign(obj, v);
+    // Not Object.assign: an own `__proto__` key (JSON.parse makes one from a peer's
+    // `{"__proto__":...}`) would replace obj's prototype. Copy it as a plain own property.
+    for (const k of Object.keys(v)) Object.defineProperty(obj, k, { value: (v as Record<string, unknown>)[k], writable: true, enumerable: true, configurable: true });
     return true;
   }
   let cur: Record<string, unknown> = obj;

@@ -11,6 +11,20 @@ import { makeLoadBalancer, type LoadBalancer } from './loadbalancer.ts';
 /** How deep `apply` jumps may nest before lookup gives up (l7mp recursed without bound). */
 const MAX_APPLY_DEPTH = 16;
 
+/**
+ * A rule's JSON predicate on a session's metadata. json-predicate throws on some values it did not
+ * expect (`contains`, `starts` and `ends` call `indexOf` on whatever is at the path: a number or an
+ * object from a peer's JSONSocket header throws TypeError). A predicate that throws does not match,
+ * so the rulelist goes on to its next rule, as for any other value that is not a string.
+ */
+function matches(metadata: Record<string, unknown>, match: unknown): boolean {
+  try {
+    return jsonPredicate.test(metadata, match as Parameters<typeof jsonPredicate.test>[1]) === true;
+  } catch {
+    return false;
+  }
+}
+
 /** The outcome of routing a session. */
 export interface RouteMatch {
   /** `<rulelist>/<rule>` that matched, for the session's event log. */
@@ -60,7 +74,7 @@ export class RoutingTable {
       for (const rn of list.rules) {
         const rule = this.rules.get(rn);
         if (rule === undefined) throw new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find named rule "${rn}" in RuleList "${listName}"`);
-        if (rule.match === null || jsonPredicate.test(metadata, rule.match) === true) {
+        if (rule.match === null || matches(metadata, rule.match)) {
           matched = rule;
           break;
         }

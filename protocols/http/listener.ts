@@ -17,40 +17,10 @@ import type { Connection, ConnectionHandler, ListenerContext, ListenerInstance, 
 import { hostPort, listen } from '../stream/server.ts';
 import type { HttpListenerSpec } from './config.ts';
 import { HTTP_EXCHANGE, HOP_BY_HOP, l7mpErrorBody, l7mpStatusMessage, type HttpExchange, type ResponseHead } from './exchange.ts';
+import { clientErrorHandler, httpMetadata } from './request.ts';
 
 /** How long a closing listener lets in-flight requests finish before it drops them, ms. */
 const CLOSE_GRACE_MS = 1000;
-
-/**
- * l7mp's `HTTP` metadata of a request (compat reference §3.1): `url.path` is the path plus query
- * string, `url.query` the query without `?`; `protocol`, `host` and `port` are empty for the
- * usual origin-form request targets and filled for absolute-form ones (forward proxies).
- */
-export function httpMetadata(req: http.IncomingMessage): Record<string, unknown> {
-  const target = req.url ?? '/';
-  let protocol = '';
-  let host = '';
-  let port = '';
-  let path = target;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) {
-    try {
-      const u = new URL(target);
-      protocol = u.protocol;
-      host = u.hostname;
-      port = u.port;
-      path = u.pathname + u.search;
-    } catch {
-      // Not a URL after all: keep it as the path.
-    }
-  }
-  const q = path.indexOf('?');
-  return {
-    version: req.httpVersion,
-    method: req.method ?? 'GET',
-    url: { url: target, href: target, protocol, host, port, path, query: q < 0 ? '' : path.slice(q + 1) },
-    headers: req.headers,
-  };
-}
 
 /** One request/response exchange: the downstream of one session. */
 export class HttpServerConnection implements Connection, HttpExchange {
@@ -73,6 +43,9 @@ export class HttpServerConnection implements Connection, HttpExchange {
     res.once('close', () => {
       this.finish(res.writableFinished ? null : new L7Error(ErrorCode.DownstreamReset, `${remote}: client closed the connection before the response ended`));
     });
+    // A write Node refuses (after the end, on a destroyed socket) is emitted as 'error': without a
+    // listener it would be thrown out of the event loop.
+    res.on('error', (err: Error) => this.finish(new L7Error(ErrorCode.DownstreamReset, `${remote}: ${err.message}`, { cause: err })));
   }
 
   /** Request body chunks are read only once a handler is set: until then the socket pushes back. */
@@ -102,8 +75,20 @@ export class HttpServerConnection implements Connection, HttpExchange {
     }
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(h.headers)) if (!HOP_BY_HOP.has(k.toLowerCase()) && k.toLowerCase() !== 'content-length') headers[k] = v;
-    if (h.statusMessage !== undefined) this.res.writeHead(h.status, h.statusMessage, headers);
-    else this.res.writeHead(h.status, headers);
+    // The head may come from an upstream that is not to be trusted: Node's client parses a status
+    // like 099 or 000, and writeHead throws on a status outside 100..999 or a character it refuses.
+    // That would throw out of the upstream's 'data' event and end the worker: answer 502 instead.
+    if (h.status >= 200 && h.status <= 999) {
+      try {
+        if (h.statusMessage !== undefined) this.res.writeHead(h.status, h.statusMessage, headers);
+        else this.res.writeHead(h.status, headers);
+        return;
+      } catch {
+        // fall through to 502
+      }
+    }
+    this.stats.drops++;
+    this.res.writeHead(502, 'Bad Gateway');
   }
 
   send(data: Buffer): boolean {
@@ -173,11 +158,12 @@ export class HttpListener implements ListenerInstance {
     // No request timeout: a session may stream for as long as its route lives (nginx's
     // client_body_timeout is per read, and the session's own idle handling applies).
     this.server = http.createServer({ requestTimeout: 0, keepAlive: true }, (req, res) => this.onRequest(req, res));
+    this.server.on('clientError', clientErrorHandler(this.name, ctx));
   }
 
   start(): Promise<void> {
     const address = this.spec.address ?? '::';
-    return listen(this.server as net.Server, { port: this.spec.port, host: address, reusePort: true }, this.name, `HTTP ${hostPort(address, this.spec.port)}`);
+    return listen(this.server as net.Server, { port: this.spec.port, host: address, reusePort: true }, this.name, `HTTP ${hostPort(address, this.spec.port)}`, this.ctx);
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -186,6 +172,16 @@ export class HttpListener implements ListenerInstance {
       return;
     }
     this.requests++;
+    const meta = httpMetadata(req);
+    if (meta === null) {
+      // An absolute-form target that is not a URL (`GET http://[/`): 400, never a session.
+      this.ctx.count('malformed');
+      this.ctx.rateLog.warn(`http-target:${this.name}`, { listener: this.name, peer: req.socket.remoteAddress }, 'malformed HTTP request target');
+      const body = l7mpErrorBody(400, 'Bad Request', 'Malformed request target');
+      res.writeHead(400, 'Bad Request', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
+      return;
+    }
     const sock = req.socket;
     const raddr = sock.remoteAddress ?? '';
     const rport = sock.remotePort ?? 0;
@@ -195,7 +191,7 @@ export class HttpListener implements ListenerInstance {
     const metadata: Metadata = {
       IP: { src_addr: raddr, dst_addr: laddr },
       TCP: { src_port: rport, dst_port: lport },
-      HTTP: httpMetadata(req),
+      HTTP: meta,
       [HTTP_EXCHANGE]: conn,
     };
     this.ctx.accept(conn, metadata, `HTTP:${raddr}:${rport}-${laddr}:${lport}-${this.ctx.nextSessionSeq()}`);

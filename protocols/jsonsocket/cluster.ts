@@ -54,6 +54,7 @@ export class JsonSocketCluster implements ClusterInstance {
             if (rest !== null) framed.onData(rest);
             resolve(framed);
           },
+          invalid: (reason) => fail(`reply rejected: ${reason}`),
           gone: (err) => fail(err === null ? 'closed before the JSONSocket reply' : err.message, err ?? undefined),
         }),
       );

@@ -31,35 +31,91 @@ export function statusMessage(status: number, reason: string): string {
 }
 
 /**
- * Index just past the first top-level JSON object in `buf`, -1 while it is incomplete, -2 if the
- * bytes cannot start one (the first non-blank byte is not `{`). Strings and escapes are honoured,
- * so braces inside strings do not count.
+ * Deepest object/array nesting accepted in a header. A header becomes session metadata, which is
+ * cloned, serialised and logged: V8 parses 1e6 levels but `JSON.stringify` of them throws
+ * RangeError (reliability plan §5.5), so depth is capped before parsing.
  */
-export function jsonObjectEnd(buf: Buffer): number {
-  let i = 0;
-  while (i < buf.length && (buf[i] === 0x20 || buf[i] === 0x09 || buf[i] === 0x0a || buf[i] === 0x0d)) i++;
-  if (i === buf.length) return -1;
-  if (buf[i] !== 0x7b) return -2;
-  let depth = 0;
-  let inString = false;
-  for (; i < buf.length; i++) {
-    const c = buf[i];
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
-      else if (c === 0x22) inString = false;
-      continue;
-    }
-    if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) depth++;
-    else if (c === 0x7d || c === 0x5d) {
-      depth--;
-      if (depth === 0) return i + 1;
-    }
+export const MAX_HEADER_DEPTH = 32;
+
+/** {@link JsonObjectScanner.scan} results other than an end index. */
+export const Scan = {
+  /** More bytes are needed. */
+  Incomplete: -1,
+  /** The first non-blank byte is not `{`. */
+  NotObject: -2,
+  /** Nesting passed {@link MAX_HEADER_DEPTH}. */
+  TooDeep: -3,
+} as const;
+
+/**
+ * Finds the end of the first top-level JSON object of a byte stream fed in chunks, in one pass
+ * (each byte is looked at once, whatever the chunking: 1-byte deliveries cost O(n), not O(n²)).
+ * Strings and escapes are honoured, so braces inside strings do not count. It checks framing and
+ * depth only; `JSON.parse` judges the rest.
+ */
+export class JsonObjectScanner {
+  private depth = 0;
+  private started = false;
+  private inString = false;
+  private escaped = false;
+  private readonly maxDepth: number;
+
+  /** @param maxDepth deepest nesting accepted (the outer object is depth 1). */
+  constructor(maxDepth = MAX_HEADER_DEPTH) {
+    this.maxDepth = maxDepth;
   }
-  return -1;
+
+  /**
+   * Scan the next chunk. Returns the index in `chunk` just past the object's closing `}`, or a
+   * {@link Scan} code. After anything but `Incomplete` the scanner must not be fed again.
+   */
+  scan(chunk: Uint8Array): number {
+    let i = 0;
+    if (!this.started) {
+      while (i < chunk.length && (chunk[i] === 0x20 || chunk[i] === 0x09 || chunk[i] === 0x0a || chunk[i] === 0x0d)) i++;
+      if (i === chunk.length) return Scan.Incomplete;
+      if (chunk[i] !== 0x7b) return Scan.NotObject;
+      this.started = true;
+    }
+    for (; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === 0x5c) this.escaped = true;
+        else if (c === 0x22) this.inString = false;
+        continue;
+      }
+      if (c === 0x22) this.inString = true;
+      else if (c === 0x7b || c === 0x5b) {
+        if (++this.depth > this.maxDepth) return Scan.TooDeep;
+      } else if (c === 0x7d || c === 0x5d) {
+        if (--this.depth === 0) return i + 1;
+      }
+    }
+    return Scan.Incomplete;
+  }
+}
+
+/**
+ * Index just past the first top-level JSON object in `buf`, -1 while it is incomplete, -2 if the
+ * bytes cannot start one (the first non-blank byte is not `{`), -3 if it nests deeper than
+ * {@link MAX_HEADER_DEPTH}.
+ */
+export function jsonObjectEnd(buf: Uint8Array): number {
+  return new JsonObjectScanner().scan(buf);
+}
+
+/** A short description of a peer's value for an error message (never re-serialises it whole). */
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (typeof v === 'string') return v.length > 32 ? `a string of ${v.length} characters` : JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  return Array.isArray(v) ? 'an array' : 'an object';
 }
 
 function parseObject(buf: Buffer): Record<string, unknown> | string {
+  const end = jsonObjectEnd(buf);
+  if (end === Scan.TooDeep) return `JSON header nested deeper than ${MAX_HEADER_DEPTH} levels`;
   let v: unknown;
   try {
     v = JSON.parse(buf.toString('utf8'));
@@ -79,10 +135,10 @@ export function checkRequest(buf: Buffer): RequestCheck {
   if (typeof h === 'string') return { ok: false, status: 400, message: statusMessage(400, h) };
   const v = h.JSONSocketVersion;
   if (typeof v !== 'number' || !Number.isInteger(v)) {
-    return { ok: false, status: 400, message: statusMessage(400, `JSONSocketVersion must be an integer, got ${JSON.stringify(v) ?? 'nothing'}`) };
+    return { ok: false, status: 400, message: statusMessage(400, `JSONSocketVersion must be an integer, got ${describe(v)}`) };
   }
   if (v !== JSONSOCKET_VERSION) {
-    return { ok: false, status: 505, message: statusMessage(400, `Unsupported JSONSocket version ${v}, this server speaks version ${JSONSOCKET_VERSION}`) };
+    return { ok: false, status: 505, message: statusMessage(400, `Unsupported JSONSocket version ${describe(v)}, this server speaks version ${JSONSOCKET_VERSION}`) };
   }
   return { ok: true, header: h };
 }
@@ -95,10 +151,10 @@ export function checkRequest(buf: Buffer): RequestCheck {
 export function checkReply(buf: Buffer): string | null {
   const h = parseObject(buf);
   if (typeof h === 'string') return h;
-  if (h.JSONSocketVersion !== JSONSOCKET_VERSION) return `unsupported JSONSocketVersion ${JSON.stringify(h.JSONSocketVersion) ?? 'nothing'}`;
+  if (h.JSONSocketVersion !== JSONSOCKET_VERSION) return `unsupported JSONSocketVersion ${describe(h.JSONSocketVersion)}`;
   const st = h.JSONSocketStatus;
   if (st === undefined) return null;
-  if (typeof st !== 'number' || st < 200 || st > 299) return `status ${JSON.stringify(st)}: ${String(h.JSONSocketMessage ?? '')}`;
+  if (typeof st !== 'number' || st < 200 || st > 299) return `status ${describe(st)}: ${typeof h.JSONSocketMessage === 'string' ? h.JSONSocketMessage.slice(0, 512) : describe(h.JSONSocketMessage)}`;
   return null;
 }
 

@@ -82,6 +82,10 @@ export class JsonSocketListener implements ListenerInstance {
         if (rest !== null) framed.onData(rest);
         this.ctx.accept(framed, { ...metadata, JSONSocket: h.header }, `JSONSocket:${this.name}-${this.ctx.nextSessionSeq()}`);
       },
+      invalid: (reason) => {
+        this.pending.delete(conn);
+        this.reject(conn, 400, statusMessage(400, reason));
+      },
       gone: () => {
         this.pending.delete(conn);
         conn.close();

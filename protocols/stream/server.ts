@@ -5,9 +5,15 @@
  */
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ListenerContext } from '../types.ts';
 
-/** Listen and resolve once bound; reject with a clear error otherwise. */
-export function listen(server: net.Server, opts: net.ListenOptions, listenerName: string, what: string): Promise<void> {
+/**
+ * Listen and resolve once bound; reject with a clear error otherwise. Once bound, the server keeps
+ * an `'error'` listener for its life: an error after the bind (an `accept` that failed with EMFILE
+ * or ENFILE) would otherwise be thrown out of the event loop and end the worker. It is counted as
+ * the listener event `accept_error` and logged at a limited rate.
+ */
+export function listen(server: net.Server, opts: net.ListenOptions, listenerName: string, what: string, ctx?: Pick<ListenerContext, 'count' | 'rateLog'>): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => {
       reject(new L7Error(ErrorCode.ListenerBind, `listener "${listenerName}": cannot listen on ${what}: ${err.message}`, { cause: err }));
@@ -15,6 +21,10 @@ export function listen(server: net.Server, opts: net.ListenOptions, listenerName
     server.once('error', onError);
     server.listen(opts, () => {
       server.removeListener('error', onError);
+      server.on('error', (err: Error) => {
+        ctx?.count('accept_error');
+        ctx?.rateLog.warn(`accept-error:${listenerName}`, { listener: listenerName, err: err.message }, 'listener socket error');
+      });
       resolve();
     });
   });

@@ -25,7 +25,7 @@ export class TcpListener implements ListenerInstance {
 
   start(): Promise<void> {
     const address = this.spec.address ?? '::';
-    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `TCP ${hostPort(address, this.spec.port)}`);
+    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `TCP ${hostPort(address, this.spec.port)}`, this.ctx);
   }
 
   private onConnection(sock: net.Socket): void {

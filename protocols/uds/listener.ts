@@ -56,7 +56,7 @@ export class UdsListener implements ListenerInstance {
 
   async start(): Promise<void> {
     await clearStaleSocket(this.spec.filename, this.name);
-    await listen(this.server, { path: this.spec.filename }, this.name, `unix:${this.spec.filename}`);
+    await listen(this.server, { path: this.spec.filename }, this.name, `unix:${this.spec.filename}`, this.ctx);
     this.bound = true;
   }
 

@@ -30,7 +30,12 @@ export class WsConnection implements Connection {
   private readonly ws: WebSocket;
   private readonly errCode: ErrorCodeValue;
 
-  constructor(ws: WebSocket, side: 'downstream' | 'upstream', local: string, remote: string) {
+  /**
+   * @param onProtocolError called once when the peer broke RFC 6455 (a `WS_ERR_*` error from ws:
+   *   bad opcode, unmasked frame, invalid UTF-8, a message over `maxPayload`...). ws has already
+   *   sent the close frame (1002/1007/1009); the connection then closes without cutting it off.
+   */
+  constructor(ws: WebSocket, side: 'downstream' | 'upstream', local: string, remote: string, onProtocolError?: (err: Error & { code?: string }) => void) {
     this.ws = ws;
     this.local = local;
     this.remote = remote;
@@ -42,7 +47,11 @@ export class WsConnection implements Connection {
       this.handler.onData(b);
     });
     ws.on('close', () => this.finish(null));
-    ws.on('error', (err: Error) => this.finish(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err })));
+    ws.on('error', (err: Error & { code?: string }) => {
+      const protocolError = typeof err.code === 'string' && err.code.startsWith('WS_ERR_');
+      if (protocolError && !this.closed) onProtocolError?.(err);
+      this.finish(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err }), !protocolError);
+    });
   }
 
   setHandler(h: ConnectionHandler): void {
@@ -92,10 +101,11 @@ export class WsConnection implements Connection {
     this.finish(null);
   }
 
-  private finish(err: L7Error | null): void {
+  /** @param terminate destroy the socket now (default for errors); false lets ws finish its close handshake. */
+  private finish(err: L7Error | null, terminate = err !== null): void {
     if (this.closed) return;
     this.closed = true;
-    if (err !== null) this.ws.terminate();
+    if (terminate) this.ws.terminate();
     this.handler.onClose(err);
   }
 }

@@ -2,38 +2,18 @@
  * WebSocket listener: an HTTP server bound on every worker (SO_REUSEPORT) that upgrades every
  * request to a WebSocket session. Metadata follows l7mp's HTTP shape (compat reference §3.1).
  * Every socket gets an 'error' handler: an oversized message closes that connection (1009), never
- * the worker.
+ * the worker. A request the proxy cannot read (a parser error, a target `new URL()` rejects such as
+ * `GET http://[/`, a bad handshake) is a 400 and a counted drop (`malformed`); so is a frame that
+ * breaks RFC 6455 after the upgrade (ws closes it with 1002/1007/1009).
  */
 import http from 'node:http';
 import type net from 'node:net';
 import { WebSocketServer } from 'ws';
-import type { ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
+import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { closeServer, hostPort, listen } from '../stream/server.ts';
 import { WsConnection } from './connection.ts';
 import { DEFAULT_MAX_PAYLOAD, type WsListenerSpec } from './config.ts';
-
-/** l7mp's `/HTTP` metadata of a request (url.path is path plus query, host/port/protocol "" for origin-form). */
-export function httpMetadata(req: http.IncomingMessage): Metadata {
-  const raw = req.url ?? '/';
-  let protocol = '';
-  let host = '';
-  let port = '';
-  let path = raw;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
-    const u = new URL(raw);
-    protocol = u.protocol;
-    host = u.hostname;
-    port = u.port;
-    path = u.pathname + u.search;
-  }
-  const q = path.indexOf('?');
-  return {
-    version: req.httpVersion,
-    method: req.method,
-    url: { url: raw, href: raw, protocol, host, port, path, query: q >= 0 ? path.slice(q + 1) : '' },
-    headers: { ...req.headers },
-  };
-}
+import { clientErrorHandler, httpMetadata, rejectSocket } from '../http/request.ts';
 
 export class WsListener implements ListenerInstance {
   private readonly name: string;
@@ -52,27 +32,50 @@ export class WsListener implements ListenerInstance {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
       res.end('WebSocket upgrade required\n');
     });
-    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      socket.on('error', () => socket.destroy());
-      if (this.closed) {
-        socket.destroy();
-        return;
-      }
-      this.wss.handleUpgrade(req, socket, head, (ws) => {
-        const raddr = socket.remoteAddress ?? '';
-        const rport = socket.remotePort ?? 0;
-        const laddr = socket.localAddress ?? '';
-        const lport = socket.localPort ?? 0;
-        const conn = new WsConnection(ws, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport));
-        const metadata = { IP: { src_addr: raddr, dst_addr: laddr }, TCP: { src_port: rport, dst_port: lport }, HTTP: httpMetadata(req) };
-        this.ctx.accept(conn, metadata, `WS:${raddr}:${rport}-${laddr}:${lport}-${this.ctx.nextSessionSeq()}`);
-      });
+    this.server.on('clientError', clientErrorHandler(this.name, ctx));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+    // A handshake ws refuses (bad Sec-WebSocket-Key or version, not a GET...): ws leaves the answer to us.
+    this.wss.on('wsClientError', (err: Error, socket: net.Socket) => this.malformed(socket, `WebSocket handshake: ${err.message}`));
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const meta = httpMetadata(req);
+    if (meta === null) {
+      this.malformed(socket, 'malformed request target');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const raddr = socket.remoteAddress ?? '';
+      const rport = socket.remotePort ?? 0;
+      const laddr = socket.localAddress ?? '';
+      const lport = socket.localPort ?? 0;
+      const conn = new WsConnection(ws, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport), this.onBadFrame);
+      const metadata = { IP: { src_addr: raddr, dst_addr: laddr }, TCP: { src_port: rport, dst_port: lport }, HTTP: meta };
+      this.ctx.accept(conn, metadata, `WS:${raddr}:${rport}-${laddr}:${lport}-${this.ctx.nextSessionSeq()}`);
     });
   }
 
+  /** A request or handshake the listener cannot serve: 400, count, close. */
+  private malformed(socket: net.Socket, why: string): void {
+    this.ctx.count('malformed');
+    this.ctx.rateLog.warn(`ws-upgrade:${this.name}`, { listener: this.name, peer: socket.remoteAddress, why }, 'WebSocket upgrade rejected');
+    rejectSocket(socket, 400, why);
+  }
+
+  /** A frame that broke RFC 6455 after the upgrade (ws closed it with 1002/1007/1009). */
+  private readonly onBadFrame = (err: Error & { code?: string }): void => {
+    this.ctx.count('malformed');
+    this.ctx.rateLog.warn(`ws-frame:${this.name}`, { listener: this.name, code: err.code, err: err.message }, 'WebSocket protocol error');
+  };
+
   start(): Promise<void> {
     const address = this.spec.address ?? '::';
-    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `WebSocket ${hostPort(address, this.spec.port)}`);
+    return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `WebSocket ${hostPort(address, this.spec.port)}`, this.ctx);
   }
 
   async close(): Promise<void> {

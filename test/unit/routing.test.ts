@@ -311,3 +311,24 @@ test('load balancer: without a key (or no value at it) the downstream address:po
   // Non-string key values are hashed by their JSON form.
   assert.equal(explicit.pick({ k: { a: 1 } }, 'x')?.name, explicit.pick({ k: '{"a":1}' }, 'y')?.name);
 });
+
+test('lookup: a predicate that throws on a peer\'s value (contains/starts on a number, an object, null) does not match; later rules still do', () => {
+  const t = table({
+    ...base,
+    listeners: [
+      {
+        name: 'l',
+        spec: { protocol: 'UDP', port: 9000 },
+        rules: [
+          { name: 'r-contains', match: { op: 'contains', path: '/JSONSocket/user', value: 'adm' }, action: { route: 'to-a' } },
+          { name: 'r-starts', match: { op: 'starts', path: '/JSONSocket/user/x', value: 'a' }, action: { route: 'to-b' } },
+          { name: 'r-any', match: '*', action: { route: 'to-d' } },
+        ],
+      },
+    ],
+  });
+  const pick = (user: unknown) => t.lookup('l', 's', udpMeta('1.2.3.4', 5, { JSONSocket: { user } })).route.name;
+  assert.equal(pick('admin'), 'to-a');
+  for (const hostile of [5, { toString: 1 }, [1, 2], null, JSON.parse('{"__proto__":{"x":"a"}}') as unknown, { x: 7 }]) assert.equal(pick(hostile), 'to-d', JSON.stringify(hostile));
+  assert.equal(pick({ x: 'abc' }), 'to-b');
+});
