@@ -45,8 +45,8 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_listener_tx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream writes) sent to downstream peers.' },
   { name: 'l7mp_listener_rx_bytes_total', type: 'counter', labels: L, help: 'Bytes received from downstream peers.' },
   { name: 'l7mp_listener_tx_bytes_total', type: 'counter', labels: L, help: 'Bytes sent to downstream peers.' },
-  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), emsgsize / enobufs / econnrefused / send_error (a send to the peer the kernel refused, by errno; never counted as tx).' },
-  { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out...).' },
+  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, body_too_large (HTTP 413), header_too_large (HTTP 431), emsgsize / enobufs / econnrefused / send_error (a send to the peer the kernel refused, by errno; never counted as tx).' },
+  { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out; connections closed by a deadline: header_timeout, request_timeout, handshake_timeout, keepalive_timeout...).' },
   // Clusters, per worker. rx = from the upstream endpoints, tx = to them.
   { name: 'l7mp_cluster_connections_total', type: 'counter', labels: C, help: 'Successful connects of session stages, reconnects included.' },
   { name: 'l7mp_cluster_connections_active', type: 'gauge', labels: C, help: 'Open connections of live session stages.' },
@@ -71,8 +71,13 @@ export const FAMILIES: readonly Family[] = Object.freeze([
 
 const byName = new Map(FAMILIES.map((f) => [f.name, f]));
 
-/** Listener events that are drops (reported as a drop reason instead of an event). */
-const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed']);
+/**
+ * Listener events that are drops (reported as a drop reason instead of an event). Requests over a
+ * size limit (HTTP 413 `body_too_large`, 431 `header_too_large`) are drops; connections a deadline
+ * closed (`header_timeout`, `request_timeout`, `handshake_timeout`, `keepalive_timeout`) are events.
+ */
+const LIMIT_DROPS = ['body_too_large', 'header_too_large'] as const;
+const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed', ...LIMIT_DROPS]);
 
 /** Cluster events that are drops (reported as a drop reason instead of an event). */
 const CLUSTER_DROP_EVENTS: ReadonlySet<string> = new Set(['transform_error', 'transform_null', 'transform_overflow', 'sync_unheard', 'sync_undeliverable']);
