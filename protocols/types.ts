@@ -115,6 +115,13 @@ export interface Connection {
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
   /**
+   * Optional, byte streams: close for good because the peer broke a limit (a header deadline):
+   * what is queued is flushed, then the socket is destroyed whatever the peer does, so a peer that
+   * never sends its FIN cannot keep it (nginx `reset_timedout_connection`). Without it, `close()`.
+   * Idempotent; `onClose(null)` follows unless already closed.
+   */
+  abort?(): void;
+  /**
    * Kernel offload (native-offload/): the fd of this connection's own connected datagram socket,
    * or -1 while it has none yet. Only plain UDP connections have the method; a session whose
    * every connection has it may be spliced in the kernel. Listener sockets never offer it.

@@ -97,12 +97,20 @@ export class JsonSocketListener implements ListenerInstance {
     conn.close();
   }
 
+  /**
+   * No header within `header_timeout` (a deadline from accept, on every transport): 408, then the
+   * transport is closed for good (a byte stream is destroyed once the reply is flushed, so a peer
+   * that never sends its FIN cannot keep it). Counted `header_timeout`.
+   */
   private expire(): void {
     const now = Date.now();
     for (const [conn, r] of this.pending) {
       if (now - r.since < this.headerTimeoutMs) continue;
       this.pending.delete(conn);
-      this.reject(conn, 408, statusMessage(408, `no JSONSocket header within ${this.headerTimeoutMs / 1000} s`));
+      this.ctx.count('header_timeout');
+      conn.send(reply(408, statusMessage(408, `no JSONSocket header within ${this.headerTimeoutMs / 1000} s`)));
+      if (conn.abort !== undefined) conn.abort();
+      else conn.close();
     }
   }
 

@@ -10,7 +10,8 @@ import { WebSocketServer } from 'ws';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
 import { closeServer, hostPort, listen } from '../stream/server.ts';
 import { WsConnection } from './connection.ts';
-import { DEFAULT_MAX_PAYLOAD, type WsListenerSpec } from './config.ts';
+import { DEFAULT_MAX_PAYLOAD, WS_HANDSHAKE_TIMEOUT_S, type WsListenerSpec } from './config.ts';
+import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from '../http/limits.ts';
 
 /** l7mp's `/HTTP` metadata of a request (url.path is path plus query, host/port/protocol "" for origin-form). */
 export function httpMetadata(req: http.IncomingMessage): Metadata {
@@ -41,6 +42,8 @@ export class WsListener implements ListenerInstance {
   private readonly ctx: ListenerContext;
   private readonly server: http.Server;
   private readonly wss: WebSocketServer;
+  /** Counts and answers what the HTTP server refuses before an upgrade (timeouts, 431, 400). */
+  private readonly guard: HttpServerGuard;
   private closed = false;
 
   constructor(cfg: ListenerSpecContext<WsListenerSpec>, ctx: ListenerContext) {
@@ -48,10 +51,20 @@ export class WsListener implements ListenerInstance {
     this.spec = cfg.spec;
     this.ctx = ctx;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.spec.max_payload ?? DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
-    this.server = http.createServer((_req, res) => {
+    // The handshake deadline runs from accept to a complete upgrade request (Node's header
+    // deadline starts at accept); the upgrade is answered synchronously once the head is in.
+    const handshakeMs = (cfg.spec.options?.handshake_timeout ?? WS_HANDSHAKE_TIMEOUT_S) * 1000;
+    const limits = serverOptions({
+      headersTimeoutMs: handshakeMs,
+      requestTimeoutMs: handshakeMs,
+      keepAliveTimeoutMs: HTTP_LIMIT_DEFAULTS.keepalive_timeout * 1000,
+      maxHeaderSize: cfg.spec.options?.max_header_size ?? HTTP_LIMIT_DEFAULTS.max_header_size,
+    });
+    this.server = http.createServer(limits, (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
       res.end('WebSocket upgrade required\n');
     });
+    this.guard = new HttpServerGuard(this.server, ctx, 'handshake_timeout');
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       socket.on('error', () => socket.destroy());
       if (this.closed) {
