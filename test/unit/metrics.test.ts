@@ -115,6 +115,25 @@ test('workerSamples: every sample names a declared family and carries the worker
   assert.equal(value(s, 'l7mp_cluster_events_total', { event: 'transform_error' }), undefined);
 });
 
+test('workerSamples: refused sends are drop reasons by errno (listener and cluster); size limits are drops, deadlines are events', () => {
+  const w = worker(0, 1, 5);
+  const lt = { ...w.listeners[0]!.traffic, dropEmsgsize: 2, dropEconnrefused: 1 };
+  const ct = { ...w.clusters[0]!.traffic, dropEnobufs: 3, dropSendError: 4 };
+  w.listeners[0] = { ...w.listeners[0]!, traffic: lt, events: { body_too_large: 5, header_too_large: 6, header_timeout: 7, handshake_timeout: 8 } };
+  w.clusters[0] = { ...w.clusters[0]!, traffic: ct };
+  const s = workerSamples(w);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'emsgsize' }), 2);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'econnrefused' }), 1);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'enobufs' }), undefined, 'a reason with no drop is left out');
+  assert.equal(value(s, 'l7mp_cluster_dropped_packets_total', { reason: 'enobufs' }), 3);
+  assert.equal(value(s, 'l7mp_cluster_dropped_packets_total', { reason: 'send_error' }), 4);
+  assert.equal(value(s, 'l7mp_listener_tx_packets_total'), 5, 'refused sends are not tx');
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'body_too_large' }), 5);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'header_too_large' }), 6);
+  assert.equal(value(s, 'l7mp_listener_events_total', { event: 'header_timeout' }), 7);
+  assert.equal(value(s, 'l7mp_listener_events_total', { event: 'handshake_timeout' }), 8);
+});
+
 test('WorkerSeries: a worker that does not answer keeps its counters (not its gauges); a replacement adds to its slot; restarts per slot', () => {
   const ws = new WorkerSeries();
   const rm = (slots: RuntimeMetrics['slots'], restarts: Record<number, number> = {}): RuntimeMetrics => ({ workers: 2, slots, restarts });
