@@ -184,13 +184,19 @@ export class HttpServerConnection implements Connection, HttpExchange {
   }
 }
 
+/** The request's `Content-Length` is over `maxBody` bytes (0 = no limit). */
+function declaredOver(req: http.IncomingMessage, maxBody: number): boolean {
+  const cl = req.headers['content-length'];
+  return maxBody > 0 && cl !== undefined && Number(cl) > maxBody;
+}
+
 /**
  * A request whose `Content-Length` is over `maxBody` (bytes, 0 = no limit) gets 413 and a close
  * before any session starts; true if it did.
  */
 export function rejectLargeBody(req: http.IncomingMessage, res: http.ServerResponse, maxBody: number): boolean {
-  const cl = req.headers['content-length'];
-  if (maxBody <= 0 || cl === undefined || !(Number(cl) > maxBody)) return false;
+  if (!declaredOver(req, maxBody)) return false;
+  const cl = req.headers['content-length'] as string;
   const body = l7mpErrorBody(413, 'Payload Too Large', `request body of ${cl} bytes is over the limit of ${maxBody} bytes`);
   res.writeHead(413, 'Payload Too Large', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
   res.end(body);
@@ -225,6 +231,12 @@ export class HttpListener implements ListenerInstance {
     });
     this.server = http.createServer({ ...limits, keepAlive: true }, (req, res) => this.onRequest(req, res));
     this.guard = new HttpServerGuard(this.server, ctx, 'header_timeout');
+    // `Expect: 100-continue`: no 100 for a body that is over the limit, its 413 goes at once
+    // (RFC 9110 §10.1.1), so the client does not send it.
+    this.server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (!declaredOver(req, this.maxBody)) res.writeContinue();
+      this.onRequest(req, res);
+    });
   }
 
   start(): Promise<void> {

@@ -109,6 +109,22 @@ test('413: a Content-Length over max_body_size is refused before any session; a 
   assert.equal(await listenerCounter(rt, 'h', 'sessions'), 1);
 });
 
+test('413 with Expect: 100-continue: the 413 comes instead of the 100; under the limit the 100 comes and the body is served', async (t) => {
+  const { rt, port } = await httpProxy(t, { max_body_size: 1000 });
+  const p = await raw(t, port);
+  p.sock.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n');
+  await waitFor(() => p.closed, 5000, 'the connection to close');
+  assert.match(p.data, /^HTTP\/1\.1 413 /);
+  assert.doesNotMatch(p.data, /100 Continue/);
+  const q = await raw(t, port);
+  q.sock.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
+  await waitFor(() => q.data.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 5000, 'the 100');
+  q.sock.write('hello');
+  await waitFor(() => q.data.includes('hello'), 5000, 'the echo');
+  assert.match(q.data, /HTTP\/1\.1 200 /);
+  assert.equal(await listenerCounter(rt, 'h', 'body_too_large'), 1);
+});
+
 test('413: a chunked body is counted as it streams; over max_body_size the session ends with L7_ERR_DOWNSTREAM_LIMIT', async (t) => {
   // Discard answers nothing before the body ends: the 413 can still be sent.
   const { rt, port } = await httpProxy(t, { max_body_size: 1000 }, { protocol: 'Discard' });
