@@ -1,7 +1,7 @@
 /** HTTP listener and cluster specs (l7mp compat reference §3.2; the cluster is new in l7mp-ts). */
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Bind, Port } from '../schema.ts';
-import { Deadline, HTTP_LIMIT_DEFAULTS as D, IdleTimeout, Size, Timeout } from './limits.ts';
+import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
+import { Deadline, HTTP_LIMIT_DEFAULTS as D, Size, Timeout } from './limits.ts';
 
 export const HttpListenerSpec = Type.Object(
   {
@@ -30,7 +30,7 @@ export const HttpListenerSpec = Type.Object(
               0,
             ),
           ),
-          idle_timeout: Type.Optional(IdleTimeout()),
+          idle_timeout: Type.Optional(StreamIdleTimeout()),
         },
         { description: 'HTTP listener limits and timeouts (every one finite by default).' },
       ),

@@ -28,8 +28,6 @@ export const HTTP_LIMIT_DEFAULTS = {
   keepalive_timeout: 5,
   max_header_size: 16384,
   max_body_size: 1048576,
-  /** Session idle timeout of stream listeners (nginx `proxy_timeout` 10 m). */
-  idle_timeout: 600,
 } as const;
 
 /** Schema of a deadline in seconds that must be finite and positive. */
@@ -43,13 +41,6 @@ export const Timeout = (description: string, dflt: number) =>
 /** Schema of a size in bytes. */
 export const Size = (description: string, dflt: number, min: number) =>
   Type.Integer({ minimum: min, default: dflt, description: `${description} Unit: bytes.`, expect: `an integer number of bytes >= ${min}` });
-
-/** Session idle timeout of a stream listener: `options.idle_timeout`. */
-export const IdleTimeout = () =>
-  Timeout(
-    'Seconds without a read on either side of a session (downstream or any upstream stage) after which it ends with L7_ERR_SESSION_IDLE, as nginx proxy_timeout (10 min).',
-    HTTP_LIMIT_DEFAULTS.idle_timeout,
-  );
 
 /** The server-side deadlines and sizes, in Node's units. */
 export interface HttpServerLimits {

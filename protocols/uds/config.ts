@@ -53,6 +53,3 @@ export type UdsClusterSpec = Static<typeof UdsClusterSpec>;
 
 /** Default idle timeout of Unix datagram sessions, s (as UDP). */
 export const DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S = 120;
-
-/** Default idle timeout of Unix stream sessions, s (nginx proxy_timeout, as TCP). */
-export const DEFAULT_UDS_STREAM_IDLE_TIMEOUT_S = 600;

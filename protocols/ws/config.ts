@@ -1,7 +1,7 @@
 /** WebSocket listener and cluster specs (l7mp compat reference §3.2, §3.3). */
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Bind, Port } from '../schema.ts';
-import { Deadline, HTTP_LIMIT_DEFAULTS, IdleTimeout, Size } from '../http/limits.ts';
+import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
+import { Deadline, HTTP_LIMIT_DEFAULTS, Size } from '../http/limits.ts';
 
 /** Default `options.handshake_timeout` of a WebSocket listener. Unit: s. */
 export const WS_HANDSHAKE_TIMEOUT_S = 10;
@@ -32,7 +32,7 @@ export const WsListenerSpec = Type.Object(
             ),
           ),
           max_header_size: Type.Optional(Size('Largest upgrade request head. Over it: 431 and close.', HTTP_LIMIT_DEFAULTS.max_header_size, 1024)),
-          idle_timeout: Type.Optional(IdleTimeout()),
+          idle_timeout: Type.Optional(StreamIdleTimeout()),
         },
         { description: 'WebSocket listener limits and timeouts.' },
       ),
