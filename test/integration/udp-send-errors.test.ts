@@ -75,8 +75,7 @@ test('UDP cluster: a datagram larger than the IPv4 path allows is an emsgsize dr
   }, 5000, 'the emsgsize drop') as Traffic;
   assert.equal(up.got >= 2, true);
   assert.equal(cl.txPackets, up.got, 'tx counts exactly the datagrams that reached the upstream');
-  assert.equal(cl.txBytes, up.got === 2 ? 'small'.length + 'after'.length : cl.txBytes);
-  assert.ok(cl.txBytes < V6_MAX, `the refused datagram is not in tx bytes (${cl.txBytes})`);
+  assert.equal(cl.txBytes, 5 * up.got, 'tx bytes are the 5-byte datagrams only');
   const l = await traffic(rt, 'listeners', 'in6');
   assert.equal(l.rxPackets, up.got + 1, 'the listener received it');
 
@@ -226,4 +225,38 @@ test('Unix dgram cluster: sends to a path nobody is bound to are econnrefused dr
   }, 5000, 'the econnrefused drop') as Traffic;
   assert.equal(after.txPackets, before.txPackets, 'the refused datagram is not tx');
   assert.equal(after.txBytes, before.txBytes);
+});
+
+test('UDP singleton and JSONSocket over UDP: a reply too large for the IPv4 downstream is an emsgsize drop on the listener, the echo after it is tx', async (t) => {
+  const up = await replier(t, '::1', (d) => [Buffer.alloc(V6_MAX, 3), d]);
+  const remote = await udpClient(t);
+  const sport = await freeUdpPort();
+  const jport = await freeUdpPort();
+  const toUp = [{ action: { route: { destination: 'up6' } } }];
+  const rt = await proxy(t, {
+    clusters: [{ name: 'up6', spec: { protocol: 'UDP', port: up.port }, endpoints: [{ spec: { address: '::1' } }] }],
+    listeners: [
+      { name: 'single', spec: { protocol: 'UDP', port: sport, address: '127.0.0.1', connect: { address: '127.0.0.1', port: remote.port } }, rules: toUp },
+      { name: 'js', spec: { protocol: 'JSONSocket', transport: { protocol: 'UDP', port: jport, address: '127.0.0.1' } }, rules: toUp },
+    ],
+  });
+  assert.equal((await remote.request('s1', sport)).toString(), 's1');
+  const js = await udpClient(t);
+  js.send('{"JSONSocketVersion":1}', jport);
+  assert.equal(JSON.parse((await js.recv(5000)).toString()).JSONSocketStatus, 200);
+  js.send('j1', jport);
+  assert.equal((await js.recv()).toString(), 'j1');
+  const single = await waitFor(async () => {
+    const x = await traffic(rt, 'listeners', 'single');
+    return x.dropEmsgsize >= 1 && x.txPackets >= 1 ? x : null;
+  }, 5000, 'the singleton emsgsize drop') as Traffic;
+  assert.equal(single.txPackets + single.dropEmsgsize, 2 * single.rxPackets, `every reply is tx or a drop: ${JSON.stringify(single)}`);
+  assert.equal(single.txBytes, 2 * single.txPackets, 'tx bytes are the echoes only');
+  const j = await waitFor(async () => {
+    const x = await traffic(rt, 'listeners', 'js');
+    return x.dropEmsgsize >= 1 && x.txPackets >= 2 ? x : null;
+  }, 5000, 'the JSONSocket emsgsize drop') as Traffic;
+  assert.equal(j.dropEmsgsize, 1, 'the big reply to j1 is refused; the 200 and the echo are tx');
+  assert.equal(j.txPackets, 2);
+  assert.ok(j.txBytes < V6_MAX, `the refused reply is not in tx bytes (${j.txBytes})`);
 });
