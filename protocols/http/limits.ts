@@ -8,7 +8,7 @@
  * |---|---|---|---|
  * | header deadline (HAProxy `timeout http-request`, nginx `client_header_timeout`: total, not inactivity) | 10 s | 408, close | `header_timeout` (WebSocket: `handshake_timeout`) |
  * | whole-request deadline (Envoy `request_timeout`, Node `requestTimeout`) | 300 s | 408 (if no response started), close | `request_timeout` |
- * | keep-alive idle (nginx `keepalive_timeout`) | 5 s | close | `keepalive_timeout` |
+ * | keep-alive idle (nginx `keepalive_timeout`; Node adds its 1 s `keepAliveTimeoutBuffer`) | 5 s | close | `keepalive_timeout` |
  * | request head size (Node `maxHeaderSize`, nginx `large_client_header_buffers`) | 16 KiB | 431, close | `header_too_large` |
  * | request body size (nginx `client_max_body_size`) | 1 MiB | 413, close | `body_too_large` |
  *
