@@ -68,6 +68,11 @@ export interface TrafficCounts {
   drops: number;
   /** Held while the session was set up and dropped because it ended before connecting (final records only). */
   setupDrops: number;
+  /** Sends the kernel refused, by errno (datagram sockets; see {@link ConnStats.sendFailed}): not in tx. */
+  dropEmsgsize: number;
+  dropEnobufs: number;
+  dropEconnrefused: number;
+  dropSendError: number;
 }
 
 /**
@@ -108,7 +113,7 @@ export interface SessionRecord extends TrafficCounts {
 
 /** All-zero traffic counts (shared with the metrics tally). */
 export function zeroCounts(): TrafficCounts {
-  return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0, setupDrops: 0 };
+  return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: 0, setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0 };
 }
 
 function addCounts(into: TrafficCounts, k: TrafficCounts): void {
@@ -124,6 +129,10 @@ function addStats(into: TrafficCounts, s: ConnStats): void {
   into.txPackets += s.txPackets;
   into.txBytes += s.txBytes;
   into.drops += s.drops;
+  into.dropEmsgsize += s.dropEmsgsize;
+  into.dropEnobufs += s.dropEnobufs;
+  into.dropEconnrefused += s.dropEconnrefused;
+  into.dropSendError += s.dropSendError;
 }
 
 /** Parameters of one session. */

@@ -9,6 +9,7 @@
  */
 import type { RuntimeMetrics } from '../runtime/runtime.ts';
 import type { Labels } from './labels.ts';
+import { sendDrops, type Traffic } from '../runtime/stats.ts';
 
 /** Counters of one listener or cluster, all workers. */
 export interface ObjectStats {
@@ -87,7 +88,7 @@ export class StatsSampler {
   sample(nodeId: string, m: RuntimeMetrics, now: number): NodeStats {
     const listeners = new Map<string, ObjectStats>();
     const clusters = new Map<string, ObjectStats>();
-    const add = (into: Map<string, ObjectStats>, name: string, protocol: string, sessions: number, active: number, t: { rxPackets: number; txPackets: number; rxBytes: number; txBytes: number; drops: number; setupDrops: number }): void => {
+    const add = (into: Map<string, ObjectStats>, name: string, protocol: string, sessions: number, active: number, t: Traffic): void => {
       let s = into.get(name);
       if (s === undefined) {
         s = { name, protocol, sessions: 0, active: 0, packets: 0, bytes: 0, drops: 0, pps: 0 };
@@ -97,7 +98,7 @@ export class StatsSampler {
       s.active += active;
       s.packets += t.rxPackets + t.txPackets;
       s.bytes += t.rxBytes + t.txBytes;
-      s.drops += t.drops + t.setupDrops;
+      s.drops += t.drops + t.setupDrops + sendDrops(t);
     };
     for (const slot of m.slots) {
       if (slot.metrics === null) continue;

@@ -28,3 +28,19 @@ export const Bind = Type.Object(
   },
   { description: 'Local address the upstream socket binds to (default any address, any port).' },
 );
+
+/**
+ * Default session idle timeout of the stream listeners (TCP, Unix stream, WebSocket, HTTP), s:
+ * nginx `proxy_timeout` (10 min).
+ */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_S = 600;
+
+/** `options.idle_timeout` of a stream listener (TCP, Unix stream, WebSocket, HTTP). */
+export const StreamIdleTimeout = () =>
+  Type.Number({
+    minimum: 0,
+    default: DEFAULT_STREAM_IDLE_TIMEOUT_S,
+    description:
+      'Seconds without a read on either side of a session (downstream or any upstream stage) after which it ends with L7_ERR_SESSION_IDLE, as nginx proxy_timeout (10 min); 0 disables it. Unit: s.',
+    expect: 'a number of seconds >= 0',
+  });

@@ -30,6 +30,39 @@ export class ConnStats {
   txBytes = 0;
   /** Messages dropped by this connection (send on a closed socket, overflow, malformed). */
   drops = 0;
+  /**
+   * Datagrams whose send failed in the kernel, by errno (UDP and Unix datagram sockets): never
+   * counted in tx. `metrics` reports them as drops with reason `emsgsize` (larger than the path
+   * allows: 65507 bytes over IPv4, the socket's send buffer for Unix datagrams), `enobufs` (no
+   * buffer space in the kernel), `econnrefused` (the connected peer's port or path is closed: an
+   * earlier datagram drew an ICMP port unreachable) and `send_error` (any other errno).
+   */
+  dropEmsgsize = 0;
+  dropEnobufs = 0;
+  dropEconnrefused = 0;
+  dropSendError = 0;
+
+  /**
+   * Count a send the kernel refused. `code` is the error's errno name (`EMSGSIZE`...), or
+   * undefined for an error without one.
+   */
+  sendFailed(code: string | undefined): void {
+    if (code === 'EMSGSIZE') this.dropEmsgsize++;
+    else if (code === 'ENOBUFS') this.dropEnobufs++;
+    else if (code === 'ECONNREFUSED') this.dropEconnrefused++;
+    else this.dropSendError++;
+  }
+}
+
+/**
+ * The errno name (`EMSGSIZE`...) of an error that carries only the C library's text, as
+ * `node-unix-socket` reports them ("Message too long"); undefined for any other text.
+ */
+export function errnoOfMessage(msg: string): string | undefined {
+  if (/EMSGSIZE|Message too long/i.test(msg)) return 'EMSGSIZE';
+  if (/ENOBUFS|No buffer space/i.test(msg)) return 'ENOBUFS';
+  if (/ECONNREFUSED|Connection refused/i.test(msg)) return 'ECONNREFUSED';
+  return undefined;
 }
 
 /** Receives what a {@link Connection} reads and its end. One object, set once per connection. */
@@ -81,6 +114,13 @@ export interface Connection {
   end(): boolean;
   /** End gracefully (FIN / close the socket). Idempotent; `onClose(null)` follows unless already closed. */
   close(): void;
+  /**
+   * Optional, byte streams: close for good because the peer broke a limit (a header deadline):
+   * what is queued is flushed, then the socket is destroyed whatever the peer does, so a peer that
+   * never sends its FIN cannot keep it (nginx `reset_timedout_connection`). Without it, `close()`.
+   * Idempotent; `onClose(null)` follows unless already closed.
+   */
+  abort?(): void;
   /**
    * Kernel offload (native-offload/): the fd of this connection's own connected datagram socket,
    * or -1 while it has none yet. Only plain UDP connections have the method; a session whose

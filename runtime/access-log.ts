@@ -20,6 +20,7 @@
 import fs from 'node:fs';
 import type { SessionRecord } from '../actors/session.ts';
 import type { Logger } from './common/log.ts';
+import { sendDrops } from './stats.ts';
 
 /** Tuning of an {@link AccessLog}. */
 export interface AccessLogOptions {
@@ -42,7 +43,7 @@ export function accessLogLine(r: SessionRecord, worker: number, end: Date): stri
     rx_bytes: r.rxBytes,
     tx_packets: r.txPackets,
     tx_bytes: r.txBytes,
-    drops: r.drops + r.setupDrops,
+    drops: r.drops + r.setupDrops + sendDrops(r),
     stages: r.stages.map((s) => ({
       role: s.role,
       cluster: s.cluster,
@@ -53,7 +54,7 @@ export function accessLogLine(r: SessionRecord, worker: number, end: Date): stri
       rx_bytes: s.rxBytes,
       tx_packets: s.txPackets,
       tx_bytes: s.txBytes,
-      drops: s.drops + s.setupDrops,
+      drops: s.drops + s.setupDrops + sendDrops(s),
     })),
   })}\n`;
 }

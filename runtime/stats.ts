@@ -93,10 +93,19 @@ export function addTraffic(into: Traffic, t: Traffic): void {
   into.txBytes += t.txBytes;
   into.drops += t.drops;
   into.setupDrops += t.setupDrops;
+  into.dropEmsgsize += t.dropEmsgsize;
+  into.dropEnobufs += t.dropEnobufs;
+  into.dropEconnrefused += t.dropEconnrefused;
+  into.dropSendError += t.dropSendError;
+}
+
+/** Sends the kernel refused, all reasons. */
+export function sendDrops(t: Traffic): number {
+  return t.dropEmsgsize + t.dropEnobufs + t.dropEconnrefused + t.dropSendError;
 }
 
 function isZero(t: Traffic): boolean {
-  return t.rxPackets === 0 && t.txPackets === 0 && t.rxBytes === 0 && t.txBytes === 0 && t.drops === 0 && t.setupDrops === 0;
+  return t.rxPackets === 0 && t.txPackets === 0 && t.rxBytes === 0 && t.txBytes === 0 && t.drops === 0 && t.setupDrops === 0 && sendDrops(t) === 0;
 }
 
 function bump(m: Record<string, number>, key: string, n = 1): void {

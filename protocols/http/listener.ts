@@ -17,7 +17,8 @@ import type { Connection, ConnectionHandler, ListenerContext, ListenerInstance, 
 import { hostPort, listen } from '../stream/server.ts';
 import type { HttpListenerSpec } from './config.ts';
 import { HTTP_EXCHANGE, HOP_BY_HOP, l7mpErrorBody, l7mpStatusMessage, type HttpExchange, type ResponseHead } from './exchange.ts';
-import { clientErrorHandler, httpMetadata } from './request.ts';
+import { httpMetadata } from './request.ts';
+import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from './limits.ts';
 
 /** How long a closing listener lets in-flight requests finish before it drops them, ms. */
 const CLOSE_GRACE_MS = 1000;
@@ -33,12 +34,18 @@ export class HttpServerConnection implements Connection, HttpExchange {
   private closed = false;
   private readonly req: http.IncomingMessage;
   private readonly res: http.ServerResponse;
+  /** Largest request body, 0 = none. Unit: bytes. */
+  private readonly maxBody: number;
+  private readonly ctx: ListenerContext;
 
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, local: string, remote: string) {
+  /** @param maxBody largest request body (bytes, 0 = no limit); `ctx` counts `body_too_large`. */
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, local: string, remote: string, maxBody: number, ctx: ListenerContext) {
     this.req = req;
     this.res = res;
     this.local = local;
     this.remote = remote;
+    this.maxBody = maxBody;
+    this.ctx = ctx;
     // 'close' comes after 'finish' for a complete response, or alone when the client went away.
     res.once('close', () => {
       this.finish(res.writableFinished ? null : new L7Error(ErrorCode.DownstreamReset, `${remote}: client closed the connection before the response ended`));
@@ -54,9 +61,12 @@ export class HttpServerConnection implements Connection, HttpExchange {
     this.handler = h;
     if (!first) return;
     this.req.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
       this.stats.rxPackets++;
       this.stats.rxBytes += chunk.length;
-      (this.handler as ConnectionHandler).onData(chunk);
+      // rxBytes is this request's body so far: chunked bodies are counted as they stream.
+      if (this.maxBody > 0 && this.stats.rxBytes > this.maxBody) this.bodyTooLarge();
+      else (this.handler as ConnectionHandler).onData(chunk);
     });
     this.req.once('end', () => (this.handler as ConnectionHandler).onEnd());
     this.res.on('drain', () => (this.handler as ConnectionHandler).onDrain());
@@ -136,6 +146,22 @@ export class HttpServerConnection implements Connection, HttpExchange {
     this.res.end(body);
   }
 
+  /**
+   * The body went over `max_body_size`: 413 and close if no response has started (nginx), else the
+   * connection is reset; the session ends with L7_ERR_DOWNSTREAM_LIMIT. Counted `body_too_large`.
+   */
+  private bodyTooLarge(): void {
+    this.ctx.count('body_too_large');
+    this.req.pause();
+    const err = new L7Error(ErrorCode.DownstreamLimit, `${this.remote}: request body over ${this.maxBody} bytes`);
+    if (!this.res.headersSent) {
+      const body = l7mpErrorBody(413, 'Payload Too Large', err.message);
+      this.res.writeHead(413, 'Payload Too Large', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      this.res.end(body);
+    } else this.res.destroy();
+    this.finish(err);
+  }
+
   private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
@@ -143,11 +169,33 @@ export class HttpServerConnection implements Connection, HttpExchange {
   }
 }
 
+/** The request's `Content-Length` is over `maxBody` bytes (0 = no limit). */
+function declaredOver(req: http.IncomingMessage, maxBody: number): boolean {
+  const cl = req.headers['content-length'];
+  return maxBody > 0 && cl !== undefined && Number(cl) > maxBody;
+}
+
+/**
+ * A request whose `Content-Length` is over `maxBody` (bytes, 0 = no limit) gets 413 and a close
+ * before any session starts; true if it did.
+ */
+export function rejectLargeBody(req: http.IncomingMessage, res: http.ServerResponse, maxBody: number): boolean {
+  if (!declaredOver(req, maxBody)) return false;
+  const cl = req.headers['content-length'] as string;
+  const body = l7mpErrorBody(413, 'Payload Too Large', `request body of ${cl} bytes is over the limit of ${maxBody} bytes`);
+  res.writeHead(413, 'Payload Too Large', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
+  return true;
+}
+
 export class HttpListener implements ListenerInstance {
   private readonly name: string;
   private readonly spec: HttpListenerSpec;
   private readonly ctx: ListenerContext;
   private readonly server: http.Server;
+  private readonly guard: HttpServerGuard;
+  /** Largest request body, 0 = none. Unit: bytes. */
+  private readonly maxBody: number;
   private requests = 0;
   private closed = false;
 
@@ -155,10 +203,25 @@ export class HttpListener implements ListenerInstance {
     this.name = cfg.name;
     this.spec = cfg.spec;
     this.ctx = ctx;
-    // No request timeout: a session may stream for as long as its route lives (nginx's
-    // client_body_timeout is per read, and the session's own idle handling applies).
-    this.server = http.createServer({ requestTimeout: 0, keepAlive: true }, (req, res) => this.onRequest(req, res));
-    this.server.on('clientError', clientErrorHandler(this.name, ctx));
+    // Finite deadlines and sizes (limits.ts); the request deadline covers receiving the request,
+    // not the response, which streams for as long as the session lives (its idle timeout applies).
+    const o = cfg.spec.options;
+    const D = HTTP_LIMIT_DEFAULTS;
+    this.maxBody = o?.max_body_size ?? D.max_body_size;
+    const limits = serverOptions({
+      headersTimeoutMs: (o?.header_timeout ?? D.header_timeout) * 1000,
+      requestTimeoutMs: (o?.request_timeout ?? D.request_timeout) * 1000,
+      keepAliveTimeoutMs: (o?.keepalive_timeout ?? D.keepalive_timeout) * 1000,
+      maxHeaderSize: o?.max_header_size ?? D.max_header_size,
+    });
+    this.server = http.createServer({ ...limits, keepAlive: true }, (req, res) => this.onRequest(req, res));
+    this.guard = new HttpServerGuard(this.server, ctx, 'header_timeout', this.name);
+    // `Expect: 100-continue`: no 100 for a body that is over the limit, its 413 goes at once
+    // (RFC 9110 §10.1.1), so the client does not send it.
+    this.server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (!declaredOver(req, this.maxBody)) res.writeContinue();
+      this.onRequest(req, res);
+    });
   }
 
   start(): Promise<void> {
@@ -169,6 +232,11 @@ export class HttpListener implements ListenerInstance {
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (this.closed) {
       res.writeHead(503, { connection: 'close' }).end();
+      return;
+    }
+    this.guard.track(req, res);
+    if (rejectLargeBody(req, res, this.maxBody)) {
+      this.ctx.count('body_too_large');
       return;
     }
     this.requests++;
@@ -187,7 +255,7 @@ export class HttpListener implements ListenerInstance {
     const rport = sock.remotePort ?? 0;
     const laddr = sock.localAddress ?? '';
     const lport = sock.localPort ?? 0;
-    const conn = new HttpServerConnection(req, res, hostPort(laddr, lport), hostPort(raddr, rport));
+    const conn = new HttpServerConnection(req, res, hostPort(laddr, lport), hostPort(raddr, rport), this.maxBody, this.ctx);
     const metadata: Metadata = {
       IP: { src_addr: raddr, dst_addr: laddr },
       TCP: { src_port: rport, dst_port: lport },

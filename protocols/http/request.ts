@@ -7,7 +7,6 @@
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ListenerContext } from '../types.ts';
 import type { HttpMeta } from './exchange.ts';
 
 /** An absolute-form request target (RFC 9112 §3.2.2): a scheme, then `://`. */
@@ -61,31 +60,4 @@ export function rejectSocket(socket: Duplex, status: number, reason: string): vo
   const s = socket as Duplex & { bytesWritten?: number };
   if (s.writable && (s.bytesWritten ?? 0) === 0) s.write(rawErrorResponse(status, reason));
   s.destroy();
-}
-
-/** Node's parser error codes that mean the request head was too large (RFC 6585 §5: 431). */
-const TOO_LARGE = new Set(['HPE_HEADER_OVERFLOW', 'HPE_CHUNK_EXTENSIONS_OVERFLOW']);
-
-/**
- * The `'clientError'` handler of an HTTP server on the data path: a request Node's parser rejects
- * gets 400 (431 for a head over `maxHeaderSize`, 408 for Node's request timeouts) and the
- * connection closes, as Node's default does; parser errors also count `malformed` on the listener
- * and log at a limited rate. A reset peer is only closed.
- */
-export function clientErrorHandler(listener: string, ctx: ListenerContext): (err: Error & { code?: string }, socket: Duplex) => void {
-  return (err, socket) => {
-    const code = err.code ?? '';
-    if (code === 'ECONNRESET' || code === 'EPIPE') {
-      socket.destroy();
-      return;
-    }
-    if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      rejectSocket(socket, 408, 'request head timeout');
-      return;
-    }
-    ctx.count('malformed');
-    ctx.rateLog.warn(`http-client-error:${listener}`, { listener, code, err: err.message }, 'malformed HTTP request');
-    const status = TOO_LARGE.has(code) ? 431 : 400;
-    rejectSocket(socket, status, status === 431 ? 'request header too large' : 'malformed request');
-  };
 }

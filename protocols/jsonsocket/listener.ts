@@ -7,8 +7,11 @@
  *                                 └ good ──────► FramedConnection ─► session (metadata.JSONSocket = header)
  *                                                  route up: reply 200 │ route failed: reply 404/503...
  * ```
- * A transport connection that sends no header within `options.header_timeout` is closed (l7mp had
- * no timeout).
+ * A transport connection that sends no complete header within `options.header_timeout` (a
+ * deadline from accept, default 10 s; l7mp had none) gets a 408 reply and is closed, on every
+ * transport: a byte stream (TCP, Unix) is destroyed once the reply is flushed, so a peer that
+ * never sends its FIN cannot keep it; counted `header_timeout`. On a datagram transport (UDP,
+ * Unix dgram) the first datagram is the header, so the deadline cannot be reached there.
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { Connection, DatagramHandoff, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
@@ -102,12 +105,20 @@ export class JsonSocketListener implements ListenerInstance {
     conn.close();
   }
 
+  /**
+   * No header within `header_timeout` (a deadline from accept, on every transport): 408, then the
+   * transport is closed for good (a byte stream is destroyed once the reply is flushed, so a peer
+   * that never sends its FIN cannot keep it). Counted `header_timeout`.
+   */
   private expire(): void {
     const now = Date.now();
     for (const [conn, r] of this.pending) {
       if (now - r.since < this.headerTimeoutMs) continue;
       this.pending.delete(conn);
-      this.reject(conn, 408, statusMessage(408, `no JSONSocket header within ${this.headerTimeoutMs / 1000} s`));
+      this.ctx.count('header_timeout');
+      conn.send(reply(408, statusMessage(408, `no JSONSocket header within ${this.headerTimeoutMs / 1000} s`)));
+      if (conn.abort !== undefined) conn.abort();
+      else conn.close();
     }
   }
 

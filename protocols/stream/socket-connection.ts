@@ -79,6 +79,17 @@ export class SocketConnection implements Connection {
     this.finish(null);
   }
 
+  /** Flush what is queued, send our FIN, then destroy the socket without waiting for the peer's. */
+  abort(): void {
+    const s = this.sock;
+    if (!s.destroyed) {
+      if (!s.writableEnded) s.end();
+      if (s.writableFinished) s.destroy();
+      else s.once('finish', () => s.destroy());
+    }
+    this.finish(null);
+  }
+
   private finish(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;

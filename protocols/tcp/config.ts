@@ -1,12 +1,13 @@
 /** TCP listener and cluster specs (l7mp compat reference §3.2, §3.3), plus a bind address. */
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Bind, Port } from '../schema.ts';
+import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
 
 export const TcpListenerSpec = Type.Object(
   {
     protocol: Type.Literal('TCP'),
     port: Port('TCP port to listen on.'),
     address: Type.Optional(Address('Bind address. Default `::` (dual stack, as l7mp: IPv4 peers show as ::ffff:a.b.c.d).', '::')),
+    options: Type.Optional(Type.Object({ idle_timeout: Type.Optional(StreamIdleTimeout()) }, { description: 'TCP listener options.' })),
   },
   { description: 'TCP listener: one session per accepted connection (byte stream).' },
 );

@@ -3,6 +3,7 @@ import type { ProtocolModule } from '../types.ts';
 import { TcpClusterSpec, TcpListenerSpec } from './config.ts';
 import { TcpListener } from './listener.ts';
 import { TcpCluster } from './cluster.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 
 export const tcp: ProtocolModule = {
   name: 'TCP',
@@ -12,6 +13,7 @@ export const tcp: ProtocolModule = {
     placement: () => 'shared',
     create: (cfg, ctx) => new TcpListener(cfg, ctx),
     binds: (spec: TcpListenerSpec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
+    idleTimeoutMs: (spec: TcpListenerSpec) => (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000,
   },
   cluster: { schema: TcpClusterSpec, virtual: false, create: (cfg, ctx) => new TcpCluster(cfg, ctx) },
 };

@@ -2,8 +2,10 @@
  * UDP cluster (l7mp compat reference §3.3): each session stage gets its own socket, bound to
  * `spec.bind` (default: any address, an ephemeral port of its own) and connect()ed to the
  * endpoint's `address:spec.port`. An ICMP port-unreachable from
- * the upstream arrives as ECONNREFUSED and closes the connection as an upstream failure (the
- * session's retry policy decides what happens next).
+ * the upstream arrives as ECONNREFUSED (on a read, or on the next send) and closes the connection
+ * as an upstream failure (the session's retry policy decides what happens next). A send the kernel
+ * refuses (EMSGSIZE, ENOBUFS, ECONNREFUSED...) is a drop counted by errno, never in tx
+ * ({@link ConnStats.sendFailed}).
  */
 import dgram from 'node:dgram';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
@@ -53,11 +55,23 @@ class UdpUpstream implements Connection {
       this.stats.drops++;
       return true;
     }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
-    this.sock.send(data);
+    // Counted in tx by onSent once the kernel took it; a refused send is a drop by errno.
+    this.sock.send(data, this.onSent);
     return true;
   }
+
+  /** The send callback, one per connection (no closure per datagram). */
+  private readonly onSent = (err: Error | null, bytes?: number): void => {
+    if (err === null || err === undefined) {
+      this.stats.txPackets++;
+      this.stats.txBytes += bytes ?? 0;
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    this.stats.sendFailed(code);
+    // The endpoint's port is closed: an upstream failure, as when the ICMP error is read.
+    if (code === 'ECONNREFUSED') this.onError(err);
+  };
 
   pause(): void {}
   resume(): void {}

@@ -157,12 +157,24 @@ export class UdpDownstream implements Connection {
       this.stats.drops++;
       return true;
     }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
-    if (this.connected) (this.sock as dgram.Socket).send(data);
-    else this.listener.sendFromListener(data, this.port, this.address);
+    // Counted in tx by onSent once the kernel took it; a refused send is a drop by errno.
+    if (this.connected) (this.sock as dgram.Socket).send(data, this.onSent);
+    else if (!this.listener.sendFromListener(data, this.port, this.address, this.onSent)) this.stats.drops++;
     return true;
   }
+
+  /** The send callback, one per connection (no closure per datagram). */
+  private readonly onSent = (err: Error | null, bytes?: number): void => {
+    if (err === null || err === undefined) {
+      this.stats.txPackets++;
+      this.stats.txBytes += bytes ?? 0;
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    this.stats.sendFailed(code);
+    // The peer's port is closed: the session is over, as when the ICMP error is read.
+    if (code === 'ECONNREFUSED' && this.connected) this.onError(err);
+  };
 
   pause(): void {}
   resume(): void {}
@@ -275,11 +287,20 @@ class UdpSingleton implements Connection {
       this.stats.drops++;
       return true;
     }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
-    this.sock.send(data);
+    this.sock.send(data, this.onSent);
     return true;
   }
+  /** The send callback (see UdpDownstream): tx on success, a drop by errno otherwise. */
+  private readonly onSent = (err: Error | null, bytes?: number): void => {
+    if (err === null || err === undefined) {
+      this.stats.txPackets++;
+      this.stats.txBytes += bytes ?? 0;
+      return;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    this.stats.sendFailed(code);
+    if (code === 'ECONNREFUSED') this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${this.remote}: ${err.message}`, { cause: err }));
+  };
   pause(): void {}
   resume(): void {}
   end(): boolean {
@@ -423,9 +444,15 @@ export class UdpListener implements ListenerInstance {
     return this.mode === 'server' && this.sock !== null && !this.closed ? dgramFd(this.sock) : -1;
   }
 
-  /** @internal Send on the listening socket (before a session's own socket is connected). */
-  sendFromListener(data: Buffer, port: number, address: string): void {
-    this.sock?.send(data, port, address);
+  /**
+   * @internal Send on the listening socket (before a session's own socket is connected); `cb` is
+   * the connection's send callback. False if the listener has no socket any more (closed).
+   */
+  sendFromListener(data: Buffer, port: number, address: string, cb: (err: Error | null, bytes?: number) => void): boolean {
+    const s = this.sock;
+    if (s === null) return false;
+    s.send(data, port, address, cb);
+    return true;
   }
 
   /** @internal A session's connection closed. */

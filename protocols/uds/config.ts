@@ -25,8 +25,8 @@ export const UdsListenerSpec = Type.Object(
           idle_timeout: Type.Optional(
             Type.Number({
               minimum: 0,
-              default: 120,
-              description: 'type dgram only: seconds without a datagram in either direction after which a session ends; 0 disables. Unit: s.',
+              description:
+                'Seconds without a read on either side of a session (a datagram, or a read of the byte stream) after which it ends with L7_ERR_SESSION_IDLE; 0 disables. Default 120 for type dgram (as UDP), 600 for type stream (nginx proxy_timeout). Unit: s.',
               expect: 'a number of seconds >= 0',
             }),
           ),

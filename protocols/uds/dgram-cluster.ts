@@ -52,6 +52,7 @@ export class UdsDgramCluster implements ClusterInstance {
         if (from === target) conn.deliver(buf);
         else conn.stats.drops++;
       },
+      sent: (packets, bytes) => conn?.sent(packets, bytes),
       sendError: (msg) => conn?.sendFailed(msg),
       error: (msg) => conn?.fail(msg),
     }).catch((e: unknown) => {

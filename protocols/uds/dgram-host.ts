@@ -7,8 +7,11 @@
  * only, and workers use their sockets through a MessagePort each:
  * ```
  *  worker ──{open id path | send id to data | close id}──► main: DgramSocket per id
- *  worker ◄──{opened id err? | data id from data | senderr id msg | error id msg}── main
+ *  worker ◄──{opened id err? | data id from data | sent id to n bytes | senderr id msg | error id msg}── main
  * ```
+ * Sends the kernel took are acknowledged in batches (`sent`: one message per socket and
+ * destination per event-loop turn, not per datagram), so a worker counts in tx only what left;
+ * a refused send comes back as `senderr` with the errno text and is a drop.
  * Every datagram crosses one thread hop each way (a copy each). A worker that exits has all its
  * sockets closed ({@link UnixDgramHost.detach}).
  */
@@ -23,8 +26,15 @@ export type ToHost = { t: 'open'; id: number; path: string | null } | { t: 'send
 export type FromHost =
   | { t: 'opened'; id: number; err?: string }
   | { t: 'data'; id: number; from: string; data: Uint8Array }
+  | { t: 'sent'; id: number; to: string; packets: number; bytes: number }
   | { t: 'senderr'; id: number; to: string; msg: string }
   | { t: 'error'; id: number; msg: string };
+
+/** Successful sends of one socket to one destination since the last acknowledgement. */
+interface SentTally {
+  packets: number;
+  bytes: number;
+}
 
 /** The main thread's side: one per runtime; a port per worker. */
 export class UnixDgramHost {
@@ -34,6 +44,33 @@ export class UnixDgramHost {
   attach(port: MessagePort): void {
     const socks = new Map<number, { sock: DgramSocket; path: string | null }>();
     this.ports.set(port, socks);
+    // Sends acknowledged at the end of this turn, by socket id and destination.
+    const sent = new Map<number, Map<string, SentTally>>();
+    let flushing = false;
+    const flush = (): void => {
+      flushing = false;
+      for (const [id, byTo] of sent) {
+        for (const [to, n] of byTo) port.postMessage({ t: 'sent', id, to, packets: n.packets, bytes: n.bytes } satisfies FromHost);
+      }
+      sent.clear();
+    };
+    const ack = (id: number, to: string, bytes: number): void => {
+      let byTo = sent.get(id);
+      if (byTo === undefined) {
+        byTo = new Map();
+        sent.set(id, byTo);
+      }
+      const n = byTo.get(to);
+      if (n === undefined) byTo.set(to, { packets: 1, bytes });
+      else {
+        n.packets++;
+        n.bytes += bytes;
+      }
+      if (!flushing) {
+        flushing = true;
+        setImmediate(flush);
+      }
+    };
     port.on('message', (m: ToHost) => {
       switch (m.t) {
         case 'open': {
@@ -65,6 +102,7 @@ export class UnixDgramHost {
           try {
             s.sock.sendTo(b, 0, b.length, m.to, (err) => {
               if (err) port.postMessage({ t: 'senderr', id: m.id, to: m.to, msg: err.message } satisfies FromHost);
+              else ack(m.id, m.to, b.length);
             });
           } catch (e) {
             port.postMessage({ t: 'senderr', id: m.id, to: m.to, msg: (e as Error).message } satisfies FromHost);

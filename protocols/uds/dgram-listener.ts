@@ -32,6 +32,7 @@ export class UdsDgramListener implements ListenerInstance {
     try {
       this.sock = await openUnixDgram(path, {
         data: (buf, from) => this.onDatagram(buf, from),
+        sent: (packets, bytes, to) => this.peers.get(to)?.sent(packets, bytes),
         sendError: (msg, to) => this.peers.get(to)?.sendFailed(msg),
         error: (msg) => {
           this.ctx.log.error({ listener: this.name, err: msg }, 'Unix datagram listener socket failed');

@@ -11,6 +11,8 @@ import { UnixDgramHost, type FromHost, type ToHost } from './dgram-host.ts';
 export interface UnixDgramHandlers {
   /** A datagram from `from` ('' when the sender did not bind a path). */
   data(data: Buffer, from: string): void;
+  /** `packets` sends to `to` totalling `bytes` bytes left the socket (acknowledged in batches). */
+  sent(packets: number, bytes: number, to: string): void;
   /** A send to `to` failed (`msg` is the errno text: the peer path is gone, its queue is full...). */
   sendError(msg: string, to: string): void;
   /** The socket failed and is closed. */
@@ -58,6 +60,9 @@ function onMessage(m: FromHost): void {
     }
     case 'data':
       s.h.data(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), m.from);
+      return;
+    case 'sent':
+      s.h.sent(m.packets, m.bytes, m.to);
       return;
     case 'senderr':
       s.h.sendError(m.msg, m.to);

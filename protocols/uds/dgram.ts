@@ -6,7 +6,7 @@
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
+import { ConnStats, errnoOfMessage } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
 import { PendingHandler } from '../udp/listener.ts';
 import type { UnixDgram } from './dgram-relay.ts';
@@ -56,10 +56,19 @@ export class UdsDgramConnection implements Connection {
     this.handler.onData(data);
   }
 
-  /** A send to the peer failed: the peer is gone (the session ends), or this datagram is lost (counted). */
+  /** Sends to the peer that left the socket (the host's batched acknowledgement): counted in tx. */
+  sent(packets: number, bytes: number): void {
+    this.stats.txPackets += packets;
+    this.stats.txBytes += bytes;
+  }
+
+  /**
+   * A send to the peer failed: a drop by errno ({@link ConnStats.sendFailed}); if the peer is gone
+   * (its path removed or unbound) the session ends too.
+   */
   sendFailed(msg: string): void {
+    this.stats.sendFailed(errnoOfMessage(msg));
     if (peerGone(msg)) this.fail(msg);
-    else this.stats.drops++;
   }
 
   /** The socket failed. */
@@ -81,8 +90,7 @@ export class UdsDgramConnection implements Connection {
       this.stats.drops++;
       return true;
     }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
+    // Counted in tx when the host acknowledges it (sent), or a drop by errno (sendFailed).
     this.sock.send(data, this.peer);
     return true;
   }

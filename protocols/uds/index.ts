@@ -1,5 +1,6 @@
 /** UnixDomainSocket: stream (SOCK_STREAM) or dgram (SOCK_DGRAM) listener on one worker, cluster to socket paths. */
 import type { ProtocolModule } from '../types.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 import { DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S, UdsClusterSpec, UdsListenerSpec } from './config.ts';
 import { UdsListener } from './listener.ts';
 import { UdsCluster } from './cluster.ts';
@@ -15,7 +16,7 @@ export const uds: ProtocolModule = {
     placement: () => 'single',
     binds: (spec: UdsListenerSpec) => [{ transport: 'unix', path: spec.filename }],
     create: (cfg, ctx) => (cfg.spec.type === 'dgram' ? new UdsDgramListener(cfg, ctx) : new UdsListener(cfg, ctx)),
-    idleTimeoutMs: (spec: UdsListenerSpec) => (spec.type === 'dgram' ? (spec.options?.idle_timeout ?? DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S) * 1000 : 0),
+    idleTimeoutMs: (spec: UdsListenerSpec) => (spec.options?.idle_timeout ?? (spec.type === 'dgram' ? DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S : DEFAULT_STREAM_IDLE_TIMEOUT_S)) * 1000,
   },
   cluster: {
     schema: UdsClusterSpec,

@@ -1,6 +1,10 @@
 /** WebSocket listener and cluster specs (l7mp compat reference §3.2, §3.3). */
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Bind, Port } from '../schema.ts';
+import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
+import { Deadline, HTTP_LIMIT_DEFAULTS, Size } from '../http/limits.ts';
+
+/** Default `options.handshake_timeout` of a WebSocket listener. Unit: s. */
+export const WS_HANDSHAKE_TIMEOUT_S = 10;
 
 const MaxPayload = Type.Optional(
   Type.Integer({
@@ -18,6 +22,21 @@ export const WsListenerSpec = Type.Object(
     address: Type.Optional(Address('Bind address. Default `::` (dual stack, as l7mp).', '::')),
     path: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility; ignored (every path is accepted, match on /HTTP/url/path instead).' })),
     max_payload: MaxPayload,
+    options: Type.Optional(
+      Type.Object(
+        {
+          handshake_timeout: Type.Optional(
+            Deadline(
+              'Total time from TCP accept to a complete upgrade request (the handshake is answered as soon as its head is in): a deadline, not an inactivity timer. Over it: 408 and close (counted handshake_timeout).',
+              WS_HANDSHAKE_TIMEOUT_S,
+            ),
+          ),
+          max_header_size: Type.Optional(Size('Largest upgrade request head. Over it: 431 and close.', HTTP_LIMIT_DEFAULTS.max_header_size, 1024)),
+          idle_timeout: Type.Optional(StreamIdleTimeout()),
+        },
+        { description: 'WebSocket listener limits and timeouts.' },
+      ),
+    ),
   },
   { description: 'WebSocket listener: one session per connection; each message is one datagram.' },
 );

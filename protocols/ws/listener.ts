@@ -2,7 +2,8 @@
  * WebSocket listener: an HTTP server bound on every worker (SO_REUSEPORT) that upgrades every
  * request to a WebSocket session. Metadata follows l7mp's HTTP shape (compat reference §3.1).
  * Every socket gets an 'error' handler: an oversized message closes that connection (1009), never
- * the worker. A request the proxy cannot read (a parser error, a target `new URL()` rejects such as
+ * the worker. The upgrade request has a deadline (`options.handshake_timeout`, 408) and a head size
+ * limit (431). A request the proxy cannot read (a parser error, a target `new URL()` rejects such as
  * `GET http://[/`, a bad handshake) is a 400 and a counted drop (`malformed`); so is a frame that
  * breaks RFC 6455 after the upgrade (ws closes it with 1002/1007/1009).
  */
@@ -12,8 +13,9 @@ import { WebSocketServer } from 'ws';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { closeServer, hostPort, listen } from '../stream/server.ts';
 import { WsConnection } from './connection.ts';
-import { DEFAULT_MAX_PAYLOAD, type WsListenerSpec } from './config.ts';
-import { clientErrorHandler, httpMetadata, rejectSocket } from '../http/request.ts';
+import { DEFAULT_MAX_PAYLOAD, WS_HANDSHAKE_TIMEOUT_S, type WsListenerSpec } from './config.ts';
+import { httpMetadata, rejectSocket } from '../http/request.ts';
+import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from '../http/limits.ts';
 
 export class WsListener implements ListenerInstance {
   private readonly name: string;
@@ -21,6 +23,8 @@ export class WsListener implements ListenerInstance {
   private readonly ctx: ListenerContext;
   private readonly server: http.Server;
   private readonly wss: WebSocketServer;
+  /** Counts and answers what the HTTP server refuses before an upgrade (timeouts, 431, 400). */
+  private readonly guard: HttpServerGuard;
   private closed = false;
 
   constructor(cfg: ListenerSpecContext<WsListenerSpec>, ctx: ListenerContext) {
@@ -28,11 +32,20 @@ export class WsListener implements ListenerInstance {
     this.spec = cfg.spec;
     this.ctx = ctx;
     this.wss = new WebSocketServer({ noServer: true, maxPayload: cfg.spec.max_payload ?? DEFAULT_MAX_PAYLOAD, perMessageDeflate: false });
-    this.server = http.createServer((_req, res) => {
+    // The handshake deadline runs from accept to a complete upgrade request (Node's header
+    // deadline starts at accept); the upgrade is answered synchronously once the head is in.
+    const handshakeMs = (cfg.spec.options?.handshake_timeout ?? WS_HANDSHAKE_TIMEOUT_S) * 1000;
+    const limits = serverOptions({
+      headersTimeoutMs: handshakeMs,
+      requestTimeoutMs: handshakeMs,
+      keepAliveTimeoutMs: HTTP_LIMIT_DEFAULTS.keepalive_timeout * 1000,
+      maxHeaderSize: cfg.spec.options?.max_header_size ?? HTTP_LIMIT_DEFAULTS.max_header_size,
+    });
+    this.server = http.createServer(limits, (_req, res) => {
       res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' });
       res.end('WebSocket upgrade required\n');
     });
-    this.server.on('clientError', clientErrorHandler(this.name, ctx));
+    this.guard = new HttpServerGuard(this.server, ctx, 'handshake_timeout', this.name);
     this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     // A handshake ws refuses (bad Sec-WebSocket-Key or version, not a GET...): ws leaves the answer to us.
     this.wss.on('wsClientError', (err: Error, socket: net.Socket) => this.malformed(socket, `WebSocket handshake: ${err.message}`));

@@ -46,8 +46,8 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_listener_tx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream writes) sent to downstream peers.' },
   { name: 'l7mp_listener_rx_bytes_total', type: 'counter', labels: L, help: 'Bytes received from downstream peers.' },
   { name: 'l7mp_listener_tx_bytes_total', type: 'counter', labels: L, help: 'Bytes sent to downstream peers.' },
-  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, source_sessions, source_rate, source_table_full, overload (the worker event loop was late).' },
-  { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out...).' },
+  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, body_too_large (HTTP 413), header_too_large (HTTP 431), emsgsize / enobufs / econnrefused / send_error (a send to the peer the kernel refused, by errno; never counted as tx), session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, source_sessions, source_rate, source_table_full, overload (the worker event loop was late).' },
+  { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out; connections closed by a deadline: header_timeout, request_timeout, handshake_timeout, keepalive_timeout...).' },
   // Clusters, per worker. rx = from the upstream endpoints, tx = to them.
   { name: 'l7mp_cluster_connections_total', type: 'counter', labels: C, help: 'Successful connects of session stages, reconnects included.' },
   { name: 'l7mp_cluster_connections_active', type: 'gauge', labels: C, help: 'Open connections of live session stages.' },
@@ -58,7 +58,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_cluster_tx_packets_total', type: 'counter', labels: C, help: 'Datagrams (stream writes) sent to upstream endpoints.' },
   { name: 'l7mp_cluster_rx_bytes_total', type: 'counter', labels: C, help: 'Bytes received from upstream endpoints.' },
   { name: 'l7mp_cluster_tx_bytes_total', type: 'counter', labels: C, help: 'Bytes sent to upstream endpoints.' },
-  { name: 'l7mp_cluster_dropped_packets_total', type: 'counter', labels: [...C, 'reason'], help: 'Upstream datagrams dropped, by reason: connection, setup, and cluster drops (transform_error, transform_null, transform_overflow, sync_unheard, sync_undeliverable).' },
+  { name: 'l7mp_cluster_dropped_packets_total', type: 'counter', labels: [...C, 'reason'], help: 'Upstream datagrams dropped, by reason: connection, setup, emsgsize / enobufs / econnrefused / send_error (a send to the endpoint the kernel refused, by errno; never counted as tx), and cluster drops (transform_error, transform_null, transform_overflow, sync_unheard, sync_undeliverable).' },
   { name: 'l7mp_cluster_events_total', type: 'counter', labels: [...C, 'event'], help: 'Protocol events of a cluster, by name (sync_forwarded, sync_received...).' },
   // Workers.
   { name: 'l7mp_worker_up', type: 'gauge', labels: W, help: '1 if the worker answered this scrape, else 0.' },
@@ -80,8 +80,15 @@ export const FAMILIES: readonly Family[] = Object.freeze([
 
 const byName = new Map(FAMILIES.map((f) => [f.name, f]));
 
-/** Listener events that are drops (reported as a drop reason instead of an event). */
-const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed', 'session_rate', 'fd_exhausted', ...ADMISSION_REASONS]);
+/**
+ * Listener events that are drops (reported as a drop reason instead of an event). Requests over a
+ * size limit (HTTP 413 `body_too_large`, 431 `header_too_large`) are drops; connections a deadline
+ * closed (`header_timeout`, `request_timeout`, `handshake_timeout`, `keepalive_timeout`) are events.
+ * So are sessions refused by admission control (actors/admission.ts) and datagrams over a UDP
+ * session's rate.
+ */
+const LIMIT_DROPS = ['body_too_large', 'header_too_large'] as const;
+const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed', 'session_rate', 'fd_exhausted', ...LIMIT_DROPS, ...ADMISSION_REASONS]);
 
 /** Cluster events that are drops (reported as a drop reason instead of an event). */
 const CLUSTER_DROP_EVENTS: ReadonlySet<string> = new Set(['transform_error', 'transform_null', 'transform_overflow', 'sync_unheard', 'sync_undeliverable']);
@@ -95,6 +102,17 @@ export interface Sample {
 
 function isCounter(s: Sample): boolean {
   return byName.get(s.name)?.type === 'counter';
+}
+
+/**
+ * Datagrams whose send the kernel refused, as drop reasons by errno (`emsgsize`, `enobufs`,
+ * `econnrefused`, `send_error`); a reason with no drop yet is left out.
+ */
+function addSendDrops(add: (name: string, labels: Record<string, string>, value: number) => void, name: string, lab: Record<string, string>, t: WorkerMetrics['listeners'][number]['traffic']): void {
+  if (t.dropEmsgsize > 0) add(name, { ...lab, reason: 'emsgsize' }, t.dropEmsgsize);
+  if (t.dropEnobufs > 0) add(name, { ...lab, reason: 'enobufs' }, t.dropEnobufs);
+  if (t.dropEconnrefused > 0) add(name, { ...lab, reason: 'econnrefused' }, t.dropEconnrefused);
+  if (t.dropSendError > 0) add(name, { ...lab, reason: 'send_error' }, t.dropSendError);
 }
 
 /** The samples of one worker's answer; every sample has a `worker` label. */
@@ -117,6 +135,7 @@ export function workerSamples(w: WorkerMetrics): Sample[] {
     add('l7mp_listener_tx_bytes_total', lab, t.txBytes);
     add('l7mp_listener_dropped_packets_total', { ...lab, reason: 'connection' }, t.drops);
     add('l7mp_listener_dropped_packets_total', { ...lab, reason: 'setup' }, t.setupDrops);
+    addSendDrops(add, 'l7mp_listener_dropped_packets_total', lab, t);
     for (const [event, n] of Object.entries(l.events)) {
       if (DROP_EVENTS.has(event)) add('l7mp_listener_dropped_packets_total', { ...lab, reason: event }, n);
       else add('l7mp_listener_events_total', { ...lab, event }, n);
@@ -137,6 +156,7 @@ export function workerSamples(w: WorkerMetrics): Sample[] {
     add('l7mp_cluster_tx_bytes_total', lab, t.txBytes);
     add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'connection' }, t.drops);
     add('l7mp_cluster_dropped_packets_total', { ...lab, reason: 'setup' }, t.setupDrops);
+    addSendDrops(add, 'l7mp_cluster_dropped_packets_total', lab, t);
     for (const [event, n] of Object.entries(c.events ?? {})) {
       if (CLUSTER_DROP_EVENTS.has(event)) add('l7mp_cluster_dropped_packets_total', { ...lab, reason: event }, n);
       else add('l7mp_cluster_events_total', { ...lab, event }, n);

@@ -50,6 +50,8 @@ export const ErrorCode = {
   InvalidArgument: 'L7_ERR_INVALID_ARGUMENT',
   /** A message on the data path could not be decoded; it is dropped and counted. */
   Malformed: 'L7_ERR_MALFORMED',
+  /** A downstream peer went over a configured limit (an HTTP request body over `max_body_size`: 413); the session ends. */
+  DownstreamLimit: 'L7_ERR_DOWNSTREAM_LIMIT',
   /** A bug: an invariant did not hold. */
   Internal: 'L7_ERR_INTERNAL',
 } as const;
@@ -78,6 +80,7 @@ const defaultStatus: Record<ErrorCodeValue, number> = {
   L7_ERR_WORKER_START: 500,
   L7_ERR_INVALID_ARGUMENT: 400,
   L7_ERR_MALFORMED: 400,
+  L7_ERR_DOWNSTREAM_LIMIT: 413,
   L7_ERR_INTERNAL: 500,
 };
 

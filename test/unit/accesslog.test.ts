@@ -23,9 +23,9 @@ function record(name: string): SessionRecord {
     txPackets: 4,
     txBytes: 60,
     drops: 1,
-    setupDrops: 1,
+    setupDrops: 1, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0,
     stages: [
-      { role: 'destination', cluster: 'up', endpoint: 'up-EndPoint-0', address: '127.0.0.1', remote: '127.0.0.1:7000', connected: false, rxPackets: 4, rxBytes: 60, txPackets: 5, txBytes: 50, drops: 0, setupDrops: 0 },
+      { role: 'destination', cluster: 'up', endpoint: 'up-EndPoint-0', address: '127.0.0.1', remote: '127.0.0.1:7000', connected: false, rxPackets: 4, rxBytes: 60, txPackets: 5, txBytes: 50, drops: 0, setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0 },
     ],
   };
 }

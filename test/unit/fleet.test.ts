@@ -103,7 +103,7 @@ test('NATS flags: auth kinds exclude each other; files are read at start', () =>
 });
 
 test('stats: sums workers, rates between samples', () => {
-  const traffic = (p: number) => ({ rxPackets: p, txPackets: p, rxBytes: 10 * p, txBytes: 10 * p, drops: 1, setupDrops: 0 });
+  const traffic = (p: number) => ({ rxPackets: p, txPackets: p, rxBytes: 10 * p, txBytes: 10 * p, drops: 1, setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0 });
   const metrics = (p: number): RuntimeMetrics => ({
     workers: 2,
     restarts: {},

@@ -9,7 +9,7 @@ import { ClusterCounters } from '../../actors/cluster.ts';
 import type { SessionRecord, StageRecord } from '../../actors/session.ts';
 
 function stage(cluster: string, n: number, extra: Partial<StageRecord> = {}): StageRecord {
-  return { role: 'destination', cluster, endpoint: 'e', address: '127.0.0.1', remote: '127.0.0.1:1', connected: true, rxPackets: n, rxBytes: 10 * n, txPackets: n, txBytes: 10 * n, drops: 0, setupDrops: 0, ...extra };
+  return { role: 'destination', cluster, endpoint: 'e', address: '127.0.0.1', remote: '127.0.0.1:1', connected: true, rxPackets: n, rxBytes: 10 * n, txPackets: n, txBytes: 10 * n, drops: 0, setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0, ...extra };
 }
 
 function rec(listener: string, n: number, stages: StageRecord[], extra: Partial<SessionRecord> = {}): SessionRecord {
@@ -26,7 +26,7 @@ function rec(listener: string, n: number, stages: StageRecord[], extra: Partial<
     txPackets: n,
     txBytes: 12 * n,
     drops: 0,
-    setupDrops: 0,
+    setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0,
     stages,
     ...extra,
   };
@@ -54,7 +54,7 @@ test('TrafficTally: ended totals plus live sessions, by listener and cluster; en
       protocol: 'UDP',
       sessions: 3,
       active: 1,
-      traffic: { rxPackets: 8, rxBytes: 80, txPackets: 8, txBytes: 96, drops: 0, setupDrops: 1 },
+      traffic: { rxPackets: 8, rxBytes: 80, txPackets: 8, txBytes: 96, drops: 0, setupDrops: 1, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0 },
       ended: { L7_ERR_SESSION_IDLE: 1, normal: 2 },
       events: { filtered: 2 },
     },
@@ -69,7 +69,7 @@ test('TrafficTally: ended totals plus live sessions, by listener and cluster; en
       retries: 1,
       failures: 0,
       active: 1,
-      traffic: { rxPackets: 11, rxBytes: 110, txPackets: 11, txBytes: 110, drops: 0, setupDrops: 1 },
+      traffic: { rxPackets: 11, rxBytes: 110, txPackets: 11, txBytes: 110, drops: 0, setupDrops: 1, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0 },
       events: {},
     },
   ]);
@@ -78,7 +78,7 @@ test('TrafficTally: ended totals plus live sessions, by listener and cluster; en
 });
 
 function worker(slot: number, threadId: number, rx: number, active = 1): WorkerMetrics {
-  const traffic = { rxPackets: rx, rxBytes: rx * 10, txPackets: rx, txBytes: rx * 10, drops: 0, setupDrops: 0 };
+  const traffic = { rxPackets: rx, rxBytes: rx * 10, txPackets: rx, txBytes: rx * 10, drops: 0, setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0 };
   return {
     slot,
     threadId,
@@ -113,6 +113,25 @@ test('workerSamples: every sample names a declared family and carries the worker
   assert.equal(value(s, 'l7mp_cluster_events_total', { event: 'sync_forwarded' }), 2);
   assert.equal(value(s, 'l7mp_cluster_dropped_packets_total', { reason: 'transform_error' }), 4);
   assert.equal(value(s, 'l7mp_cluster_events_total', { event: 'transform_error' }), undefined);
+});
+
+test('workerSamples: refused sends are drop reasons by errno (listener and cluster); size limits are drops, deadlines are events', () => {
+  const w = worker(0, 1, 5);
+  const lt = { ...w.listeners[0]!.traffic, dropEmsgsize: 2, dropEconnrefused: 1 };
+  const ct = { ...w.clusters[0]!.traffic, dropEnobufs: 3, dropSendError: 4 };
+  w.listeners[0] = { ...w.listeners[0]!, traffic: lt, events: { body_too_large: 5, header_too_large: 6, header_timeout: 7, handshake_timeout: 8 } };
+  w.clusters[0] = { ...w.clusters[0]!, traffic: ct };
+  const s = workerSamples(w);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'emsgsize' }), 2);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'econnrefused' }), 1);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'enobufs' }), undefined, 'a reason with no drop is left out');
+  assert.equal(value(s, 'l7mp_cluster_dropped_packets_total', { reason: 'enobufs' }), 3);
+  assert.equal(value(s, 'l7mp_cluster_dropped_packets_total', { reason: 'send_error' }), 4);
+  assert.equal(value(s, 'l7mp_listener_tx_packets_total'), 5, 'refused sends are not tx');
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'body_too_large' }), 5);
+  assert.equal(value(s, 'l7mp_listener_dropped_packets_total', { reason: 'header_too_large' }), 6);
+  assert.equal(value(s, 'l7mp_listener_events_total', { event: 'header_timeout' }), 7);
+  assert.equal(value(s, 'l7mp_listener_events_total', { event: 'handshake_timeout' }), 8);
 });
 
 test('WorkerSeries: a worker that does not answer keeps its counters (not its gauges); a replacement adds to its slot; restarts per slot', () => {
