@@ -21,6 +21,7 @@ import type { WorkerMetrics } from './stats.ts';
 import type { OffloadMode } from '../native-offload/provider.ts';
 import { WorkerRing } from './ring.ts';
 import { Steering, type SteerStats } from './steering.ts';
+import { HealthChecker, type HealthCheckStats } from './health-check.ts';
 
 /** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
 export interface RuntimeMetrics {
@@ -30,6 +31,8 @@ export interface RuntimeMetrics {
   slots: Array<{ slot: number; metrics: WorkerMetrics | null }>;
   /** Worker restarts by slot since start. */
   restarts: Record<number, number>;
+  /** Active health checks per endpoint (run once per process, on the main thread). */
+  healthChecks?: HealthCheckStats[];
 }
 
 /** Options of a {@link Runtime}. */
@@ -110,6 +113,8 @@ export class Runtime extends EventEmitter {
   /** Steering refreshes run one at a time, in order. */
   private steeringRun: Promise<void> = Promise.resolve();
   private adminHandler: AdminHandler | null = null;
+  /** Active health checks of the clusters that configure one (main thread; null before start). */
+  private health: HealthChecker | null = null;
   /** Served to every worker. */
   private readonly hostApi: HostApi = {
     adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
@@ -172,7 +177,14 @@ export class Runtime extends EventEmitter {
       throw new L7Error(ErrorCode.WorkerStart, unique.join('; '), { cause: errors[0] });
     }
     for (const i of all) (this.slots.get(i) as Slot).live = true;
+    this.health = new HealthChecker({ log: this.opts.log, onChange: (c, e, h) => this.pushHealth(c, e, h) });
+    this.health.update(this.opts.snapshot);
     await this.refreshSteering();
+  }
+
+  /** Tell every live worker an active health check verdict. */
+  private pushHealth(cluster: string, endpoint: string, healthy: boolean): void {
+    for (const s of this.slots.values()) if (s.live) void s.api.setEndpointHealth(cluster, endpoint, healthy).catch(() => {});
   }
 
   /** The config every worker runs (and a replacement worker starts with). */
@@ -201,6 +213,7 @@ export class Runtime extends EventEmitter {
       this.opts.snapshot = next;
       // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
       if (next.admin.log_level !== prev.admin.log_level) this.opts.log.level = next.admin.log_level;
+      this.health?.update(next);
       await this.refreshSteering();
       return;
     }
@@ -213,6 +226,7 @@ export class Runtime extends EventEmitter {
   /** Stop everything: sessions end, listeners close, Unix socket files are removed. */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.health?.close();
     const timeout = this.opts.shutdownTimeoutMs ?? 1500;
     await Promise.all(
       [...this.slots.values()].map(async (s) => {
@@ -249,7 +263,7 @@ export class Runtime extends EventEmitter {
       [...this.slots.values()].map(async (s) => ({ slot: s.slot, metrics: s.live ? await withTimeout(s.api.metrics(), timeoutMs, null) : null })),
     );
     slots.sort((a, b) => a.slot - b.slot);
-    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot) };
+    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot), healthChecks: this.health?.stats() ?? [] };
   }
 
   /** The actor tree: the process, its workers, their listeners, clusters and sessions. */
@@ -364,6 +378,8 @@ export class Runtime extends EventEmitter {
         return;
       }
       fresh.live = true;
+      // The verdicts it missed while it was not there.
+      for (const u of this.health?.unhealthy() ?? []) void fresh.api.setEndpointHealth(u.cluster, u.endpoint, false).catch(() => {});
       this.broadcastRing();
       this.opts.log.info({ worker: s.slot }, 'worker replaced');
       this.emit('workerReady', s.slot);
