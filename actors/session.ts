@@ -650,9 +650,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
    * Stage `i`'s connection closed. `fromConn`: the connection itself reported it (else the control
    * plane closed it: endpoint deleted, ejected or unhealthy), so an error on a datagram stage is an
    * ICMP error from its endpoint, a failure for outlier detection. A datagram stage that never had
-   * a reply is a failed connect in all but name: under any `retry_on` but `never` it is retried on
-   * another endpoint within the setup's attempts (`num_retries` + 1), with the downstream's first
-   * datagrams replayed.
+   * a reply and fails (ICMP) or loses its endpoint is a connect that did not complete: under any
+   * `retry_on` but `never` it is retried on another endpoint within the setup's attempts
+   * (`num_retries` + 1), with the downstream's first datagrams replayed.
    */
   private onStageClosed(i: number, err: L7Error | null, conn: Connection, fromConn: boolean): void {
     const st = this.stages[i] as Stage;
@@ -667,7 +667,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       this.confirm(i);
       const icmp = fromConn && err !== null && conn.kind === 'datagram' && st.endpoint !== null;
       if (icmp) this.report(st, false);
-      if (icmp && !st.confirmed && r !== undefined && r.retry_on !== 'never' && this.status === 'CONNECTED' && st.attempts < r.num_retries + 1) {
+      // Unanswered and failed (ICMP), or unanswered on an endpoint just ejected or found unhealthy.
+      const unanswered = (icmp || (!fromConn && conn.kind === 'datagram' && st.endpoint !== null)) && !st.confirmed;
+      if (unanswered && r !== undefined && r.retry_on !== 'never' && this.status === 'CONNECTED' && st.attempts < r.num_retries + 1) {
         const failed = (st.endpoint as EndpointInfo).name;
         this.retire(st, conn);
         st.conn = null;
