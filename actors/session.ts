@@ -173,6 +173,12 @@ export function dropEndpointMsg(cluster: string, endpoint: string, why = 'was de
  */
 const HALF_CLOSE_LINGER_MS = 1000;
 
+/**
+ * At most this many of the downstream's first datagrams are kept for a replay to another endpoint
+ * when the first one turns out dead (more were held: none is kept).
+ */
+const MAX_REPLAY = 16;
+
 /** One element of the route: which cluster, and its connection once up. */
 interface Stage {
   readonly cluster: string;
@@ -561,7 +567,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     for (let i = 0; i < this.stages.length; i++) held.push(this.wireStage(i));
     const first = this.stages[1];
     const srcHeld = held[0]?.held;
-    if (first !== undefined && first.conn?.kind === 'datagram' && first.endpoint !== null && srcHeld !== undefined && srcHeld.length > 0) this.replay = srcHeld;
+    if (first !== undefined && first.conn?.kind === 'datagram' && first.endpoint !== null && srcHeld !== undefined && srcHeld.length > 0 && srcHeld.length <= MAX_REPLAY) this.replay = srcHeld;
     this.status = 'CONNECTED';
     this.event('CONNECT', 'Session successfully connected');
     this.checkFraming();

@@ -97,8 +97,8 @@ export class HealthChecker {
     for (const [k, t] of this.targets) {
       const n = next.get(k);
       if (n !== undefined && n.address === t.address && isDeepStrictEqual(n.cfg, t.cfg)) continue;
-      t.probe?.finish(true);
       this.targets.delete(k);
+      t.probe?.finish(true); // not counted: the target is gone
       if (!t.healthy) this.onChange(t.cluster, t.endpoint, true);
     }
     const now = this.now();
@@ -138,8 +138,9 @@ export class HealthChecker {
     this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    for (const t of this.targets.values()) t.probe?.finish(true);
+    const all = [...this.targets.values()];
     this.targets.clear();
+    for (const t of all) t.probe?.finish(true);
   }
 
   /** One timer at the resolution the shortest interval or timeout needs; none without checks. */
