@@ -10,6 +10,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import type { Runtime } from '../../runtime/runtime.ts';
+import { ProxyMetrics } from '../../runtime/admin/metrics.ts';
 import type { EndpointHealthMetrics } from '../../routing/health.ts';
 import { freePort, freeUdpPort, streamClient, udpEcho, waitFor } from '../helpers.ts';
 import { closing, proxy, sessions, streamServer, udpClient } from './proto-helpers.ts';
@@ -79,6 +80,14 @@ test('UDP Trivial, first endpoint dead: every new session is answered by the oth
   assert.equal(ejected.healthy, false);
   assert.equal(ejected.ejections, 1);
   assert.equal(ejected.failures, 2);
+  const text = await new ProxyMetrics(rt).scrape();
+  assert.match(text, /^l7mp_endpoint_health\{clusterName="pool",endpoint="a",worker="0"\} 0$/m);
+  assert.match(text, /^l7mp_endpoint_health\{clusterName="pool",endpoint="b",worker="0"\} 1$/m);
+  assert.match(text, /^l7mp_endpoint_ejections_total\{clusterName="pool",endpoint="a",worker="0"\} 1$/m);
+  assert.match(text, /^l7mp_endpoint_connect_failures_total\{clusterName="pool",endpoint="a",worker="0"\} 2$/m);
+  // The actor tree shows it on the cluster.
+  const tree = JSON.stringify(await rt.tree());
+  assert.match(tree, /"a":\{"status":"ejected"/);
   // Ejected: the first attempt of new sessions goes to b, so a sees no more failures.
   assert.deepEqual(await oneShot(t, lport, 6), Array(6).fill('B:q'));
   assert.equal((await endpoint(rt, 'a')).failures, 2);
@@ -209,6 +218,9 @@ test('active UDP health check: an endpoint that stops answering its probe is mar
   a.answering = false;
   await waitFor(async () => !(await endpoint(rt, 'a')).healthy, 3000, 'a marked unhealthy');
   assert.ok((await checks()).failure >= 2);
+  const text = await new ProxyMetrics(rt).scrape();
+  assert.match(text, /^l7mp_endpoint_health_checks_total\{clusterName="pool",endpoint="a",result="failure"\} \d+$/m);
+  assert.match(text, /^l7mp_endpoint_health\{clusterName="pool",endpoint="a",worker="1"\} 0$/m);
   // New sessions skip a; the live session (retry_on: always) moved to b.
   assert.deepEqual(await oneShot(t, lport, 3), ['B:q', 'B:q', 'B:q']);
   assert.equal((await c.request('s2', lport)).toString(), 'B:s2');
