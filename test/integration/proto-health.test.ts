@@ -249,3 +249,20 @@ test('active health check, retry_on never: the sessions on an endpoint that turn
   const ended = m.slots.flatMap((s) => s.metrics?.listeners ?? []).find((l) => l.name === 'l')?.ended ?? {};
   assert.equal(ended.L7_ERR_UPSTREAM_RESET, 1, JSON.stringify(ended));
 });
+
+test('active TCP health check: an endpoint that refuses connects is marked unhealthy, and healthy again when it accepts', async (t) => {
+  const { port, a } = await twoTcp(t);
+  const lport = await freePort();
+  const doc = tcpDoc(lport, port, 'Trivial', 1) as { clusters: Array<Record<string, unknown>> };
+  doc.clusters[0] = { ...doc.clusters[0], outlier_detection: { enabled: false }, health_check: { interval: 100, timeout: 200, unhealthy_threshold: 1, healthy_threshold: 1 } };
+  const rt = await proxy(t, doc);
+  assert.equal(await tcpRequest(t, lport, 'x'), 'A:x');
+  a.server.close();
+  await waitFor(async () => !(await endpoint(rt, 'a')).healthy, 3000, 'a marked unhealthy');
+  // Outlier detection is off: only the active check keeps new connections off a.
+  assert.equal(await tcpRequest(t, lport, 'y'), 'B:y');
+  assert.equal((await endpoint(rt, 'a')).failures, 0);
+  await streamServer(t, { port, host: '127.0.0.1' }, 'A:');
+  await waitFor(async () => (await endpoint(rt, 'a')).healthy, 3000, 'a healthy again');
+  assert.equal(await tcpRequest(t, lport, 'z'), 'A:z');
+});
