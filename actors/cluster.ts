@@ -7,6 +7,7 @@ import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, ProtocolModule } from '../protocols/types.ts';
 import type { ClusterConfig } from '../cluster-config/snapshot.ts';
 import type { WorkerServices } from './worker.ts';
+import type { ClusterHealth } from '../routing/health.ts';
 
 /**
  * Per-cluster connect counters of one worker, counted by sessions on the control path (connect
@@ -45,9 +46,11 @@ export class ClusterActor extends Actor<never> {
   private readonly registry: Map<string, ClusterInstance>;
   private readonly counters: ClusterCounters;
   private instance: ClusterInstance | null = null;
+  private readonly health: () => ClusterHealth | undefined;
 
-  constructor(cfg: ClusterConfig, proto: ProtocolModule, services: WorkerServices, registry: Map<string, ClusterInstance>, counters: ClusterCounters) {
+  constructor(cfg: ClusterConfig, proto: ProtocolModule, services: WorkerServices, registry: Map<string, ClusterInstance>, counters: ClusterCounters, health: () => ClusterHealth | undefined = () => undefined) {
     super();
+    this.health = health;
     this.cfg = cfg;
     this.proto = proto;
     this.services = services;
@@ -87,6 +90,7 @@ export class ClusterActor extends Actor<never> {
       protocol: this.cfg.spec.protocol,
       endpoints: this.cfg.endpoints.map((e) => e.spec.address),
       loadbalancer: this.cfg.loadbalancer.policy,
+      ...(this.cfg.endpoints.length > 0 ? { health: this.health()?.describe() ?? {} } : {}),
     };
   }
 }

@@ -27,7 +27,8 @@ import type { RateLimitedLog } from '../runtime/common/log.ts';
 import type { ClusterInstance, Connection, ConnectionHandler, ConnStats, EndpointInfo, Metadata } from '../protocols/types.ts';
 import type { ClusterCounters } from './cluster.ts';
 import type { RoutingTable } from '../routing/table.ts';
-import type { RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
+import type { HealthView } from '../routing/health.ts';
+import type { EndpointConfig, RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
 import type { OffloadProvider, Splice } from '../native-offload/provider.ts';
 
 /** l7mp's session statuses. */
@@ -50,6 +51,14 @@ export interface SessionEnv {
    * there, compat reference §3): `from` and `to` are the cluster (or listener) names. Optional.
    */
   framingLost?(listener: string, route: string, from: string, to: string): void;
+  /** Endpoint health of a cluster on this worker (outlier detection, active checks). Optional. */
+  health?(cluster: string): HealthView | undefined;
+  /**
+   * A result of an endpoint, control path only: `ok` a stream connect or the first reply of a
+   * datagram stage; not ok a refused or timed-out connect, or an error (ICMP) on a datagram stage.
+   * Failures in a row eject the endpoint (routing/health.ts). Optional.
+   */
+  endpointResult?(cluster: string, endpoint: string, ok: boolean): void;
 }
 
 /**
@@ -157,11 +166,14 @@ type Msg =
   | { type: 'linger' }
   | { type: 'established' }
   | { type: 'end'; reason: L7Error | null }
-  | { type: 'dropEndpoint'; cluster: string; endpoint: string };
+  | { type: 'dropEndpoint'; cluster: string; endpoint: string; why: string };
 
-/** Tell a session that an endpoint was deleted recursively (see {@link SessionActor.traverses}). */
-export function dropEndpointMsg(cluster: string, endpoint: string): Msg {
-  return { type: 'dropEndpoint', cluster, endpoint };
+/**
+ * Tell a session that an endpoint was deleted recursively, ejected or found unhealthy (see
+ * {@link SessionActor.traverses}); `why` ends the message of the stage's error.
+ */
+export function dropEndpointMsg(cluster: string, endpoint: string, why = 'was deleted'): Msg {
+  return { type: 'dropEndpoint', cluster, endpoint, why };
 }
 
 /**
@@ -169,6 +181,12 @@ export function dropEndpointMsg(cluster: string, endpoint: string): Msg {
  * session stays up this long for replies in flight, then ends. Unit: ms.
  */
 const HALF_CLOSE_LINGER_MS = 1000;
+
+/**
+ * At most this many of the downstream's first datagrams are kept for a replay to another endpoint
+ * when the first one turns out dead (more were held: none is kept).
+ */
+const MAX_REPLAY = 16;
 
 /** One element of the route: which cluster, and its connection once up. */
 interface Stage {
@@ -195,11 +213,15 @@ interface Stage {
   eof: boolean;
   /** Traffic the kernel relayed for this stage's sockets while spliced (rx: received on it; tx: sent out of it). */
   kernel: TrafficCounts;
+  /** Endpoints that failed in the current connect phase: the balancer passes them over if it can. */
+  avoid: string[];
+  /** The current connection's endpoint was reported as a success (stream: connected; datagram: first reply). */
+  confirmed: boolean;
 }
 
 /** A stage before its first connect (or the source stage, which starts with its connection). */
 function newStage(cluster: string, role: Stage['role'], conn: Connection | null): Stage {
-  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: conn?.remote ?? null, eof: false, kernel: zeroCounts() };
+  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: conn?.remote ?? null, eof: false, kernel: zeroCounts(), avoid: [], confirmed: false };
 }
 
 /**
@@ -324,6 +346,16 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   /** Times the session was spliced, and watchdog resets. */
   private splices = 0;
   private spliceResets = 0;
+  /**
+   * The downstream's first datagrams (held during setup) while the first upstream stage is a
+   * datagram stage that has not answered yet: if its endpoint turns out dead (ICMP), they are
+   * replayed to the endpoint tried next. Dropped at its first reply.
+   */
+  private replay: Buffer[] | null = null;
+  /** Stage whose next connection gets {@link replay} (-1: none). */
+  private replayStage = -1;
+  /** Some datagram stage has not had its first reply yet (checked at each tick). */
+  private unconfirmed = false;
 
   constructor(init: SessionInit) {
     super();
@@ -385,7 +417,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
         return;
       }
       case 'closed':
-        this.onStageClosed(msg.stage, msg.err, msg.conn);
+        this.onStageClosed(msg.stage, msg.err, msg.conn, true);
         return;
       case 'fault':
         this.fail(msg.err);
@@ -406,7 +438,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
         this.end(msg.reason);
         return;
       case 'dropEndpoint':
-        this.dropEndpoint(msg.cluster, msg.endpoint);
+        this.dropEndpoint(msg.cluster, msg.endpoint, msg.why);
         return;
     }
   }
@@ -415,12 +447,35 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     return (this.route as RouteConfig).retry;
   }
 
-  /** Start a connect phase for stage `i`. */
-  private connectStage(i: number): void {
+  /** Start a connect phase for stage `i`, passing over `avoid` (the endpoint that just failed) if another is available. */
+  private connectStage(i: number, avoid: string | null = null): void {
     const st = this.stages[i] as Stage;
     st.gen++;
     st.attempts = 0;
+    st.avoid.length = 0;
+    if (avoid !== null) st.avoid.push(avoid);
     this.attempt(i);
+  }
+
+  /** The endpoint stage `st` would connect to now. */
+  private pickFor(st: Stage): EndpointConfig | null {
+    const env = this.init.env;
+    return env.table.balancer(st.cluster)?.pick(this.init.metadata as Record<string, unknown>, this.init.name, st.avoid, env.health?.(st.cluster) ?? null) ?? null;
+  }
+
+  /** Report a result of the stage's endpoint to the worker's outlier detection. */
+  private report(st: Stage, ok: boolean): void {
+    if (st.endpoint === null) return;
+    if (ok) st.confirmed = true;
+    this.init.env.endpointResult?.(st.cluster, st.endpoint.name, ok);
+  }
+
+  /** A datagram stage that has had its first reply is a success of its endpoint (reported once per connection). */
+  private confirm(i: number): void {
+    const st = this.stages[i] as Stage;
+    if (st.confirmed || st.conn === null || st.conn.stats.rxPackets === 0) return;
+    this.report(st, true);
+    if (i === 1) this.replay = null;
   }
 
   private attempt(i: number): void {
@@ -440,7 +495,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       self.tell({ type: 'connectFailed', stage: i, gen, err: new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find Cluster "${st.cluster}"`) });
       return;
     }
-    const ep = this.init.env.table.balancer(st.cluster)?.pick(this.init.metadata as Record<string, unknown>, this.init.name) ?? null;
+    const ep = this.pickFor(st);
     st.endpoint = ep === null ? null : { name: ep.name, address: ep.spec.address, weight: ep.weight };
     const timeout = this.retry().timeout;
     const ac = new AbortController();
@@ -470,6 +525,13 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     st.abort = null;
     st.conn = conn;
     st.remote = conn.remote;
+    st.confirmed = false;
+    // A stream connect proves the endpoint; a datagram "connect" is local: its first reply does.
+    if (conn.kind !== 'datagram') this.report(st, true);
+    else if (st.endpoint !== null) {
+      this.unconfirmed = true;
+      if (this.status === 'CONNECTED') this.init.env.timers.add(this);
+    }
     const cc = this.init.env.clusterCounters(st.cluster);
     if (cc !== undefined) {
       cc.connections++;
@@ -479,7 +541,11 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       // A reconnect: put the new connection into the live cycle; the one it replaces gets no more sends.
       this.wireStage(i);
       this.retire(st, null);
-      this.event('CONNECT', `Stage ${st.cluster} reconnected`);
+      this.event('CONNECT', `Stage ${st.cluster} reconnected${st.endpoint === null ? '' : ` to ${st.endpoint.name}`}`);
+      if (this.replayStage === i && this.replay !== null) {
+        this.replayStage = -1;
+        for (const d of this.replay) conn.send(d);
+      }
       return;
     }
     st.setup = new SetupHandler(this, i, conn);
@@ -493,6 +559,11 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     st.abort = null;
     const cc = this.init.env.clusterCounters(st.cluster);
     if (cc !== undefined) cc.failures++;
+    const failed = st.endpoint?.name;
+    if (failed !== undefined && (err.code === ErrorCode.UpstreamConnect || err.code === ErrorCode.UpstreamTimeout)) {
+      this.report(st, false);
+      if (!st.avoid.includes(failed)) st.avoid.push(failed);
+    }
     const r = this.retry();
     // At setup, connect-failure/always allow num_retries more attempts; a reconnect phase
     // (disconnect/always) allows num_retries attempts in all (compat reference §4.6).
@@ -500,7 +571,11 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     const allowed = reconnecting ? r.num_retries : r.retry_on === 'connect-failure' || r.retry_on === 'always' ? r.num_retries + 1 : 1;
     if (st.attempts < allowed) {
       const g = st.gen;
-      st.timer = setTimeout(() => this.ctx.self.tell({ type: 'retry', stage: i, gen: g }), r.timeout);
+      // Another endpoint to try: at once (Envoy retries on another host without waiting); the
+      // same one again: `timeout` later.
+      const next = failed === undefined ? null : this.pickFor(st);
+      if (next !== null && next.name !== failed) this.ctx.self.tell({ type: 'retry', stage: i, gen: g });
+      else st.timer = setTimeout(() => this.ctx.self.tell({ type: 'retry', stage: i, gen: g }), r.timeout);
       return;
     }
     this.fail(new L7Error(err.code, `Pipeline setup failed for session "${this.init.name}": ${err.message}`, { cause: err, status: 404 }));
@@ -512,6 +587,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.offloadable = off !== undefined && off !== null && this.stages.every((s) => s.conn?.spliceFd !== undefined);
     const held: Array<SetupHandler | null> = [];
     for (let i = 0; i < this.stages.length; i++) held.push(this.wireStage(i));
+    const first = this.stages[1];
+    const srcHeld = held[0]?.held;
+    if (first !== undefined && first.conn?.kind === 'datagram' && first.endpoint !== null && srcHeld !== undefined && srcHeld.length > 0 && srcHeld.length <= MAX_REPLAY) this.replay = srcHeld;
     this.status = 'CONNECTED';
     this.event('CONNECT', 'Session successfully connected');
     this.checkFraming();
@@ -523,7 +601,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       return;
     }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
-    if (this.init.idleTimeoutMs > 0 || this.offloadable) {
+    if (this.init.idleTimeoutMs > 0 || this.offloadable || this.unconfirmed) {
       this.lastActive = Date.now();
       this.init.env.timers.add(this);
     }
@@ -596,7 +674,15 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     return setup;
   }
 
-  private onStageClosed(i: number, err: L7Error | null, conn: Connection): void {
+  /**
+   * Stage `i`'s connection closed. `fromConn`: the connection itself reported it (else the control
+   * plane closed it: endpoint deleted, ejected or unhealthy), so an error on a datagram stage is an
+   * ICMP error from its endpoint, a failure for outlier detection. A datagram stage that never had
+   * a reply and fails (ICMP) or loses its endpoint is a connect that did not complete: under any
+   * `retry_on` but `never` it is retried on another endpoint within the setup's attempts
+   * (`num_retries` + 1), with the downstream's first datagrams replayed.
+   */
+  private onStageClosed(i: number, err: L7Error | null, conn: Connection, fromConn: boolean): void {
     const st = this.stages[i] as Stage;
     if (st.conn !== conn) return; // an old connection of a stage that was reconnected
     if (this.splice !== null) {
@@ -605,16 +691,36 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     }
     this.event('DISCONNECT', `Stage ${st.role === 'source' ? 'source' : st.cluster}: ${err === null ? 'closed' : err.message}`);
     const r = this.route?.retry;
+    if (st.role !== 'source') {
+      this.confirm(i);
+      const icmp = fromConn && err !== null && conn.kind === 'datagram' && st.endpoint !== null;
+      if (icmp) this.report(st, false);
+      // Unanswered and failed (ICMP), or unanswered on an endpoint just ejected or found unhealthy.
+      const unanswered = (icmp || (!fromConn && conn.kind === 'datagram' && st.endpoint !== null)) && !st.confirmed;
+      if (unanswered && r !== undefined && r.retry_on !== 'never' && this.status === 'CONNECTED' && st.attempts < r.num_retries + 1) {
+        const failed = (st.endpoint as EndpointInfo).name;
+        this.retire(st, conn);
+        st.conn = null;
+        st.hop = null;
+        st.eof = false;
+        st.gen++;
+        if (!st.avoid.includes(failed)) st.avoid.push(failed);
+        if (i === 1 && this.replay !== null) this.replayStage = 1;
+        this.attempt(i);
+        return;
+      }
+    }
     const retriable = st.role !== 'source' && r !== undefined && (r.retry_on === 'disconnect' || r.retry_on === 'always') && this.status === 'CONNECTED' && r.num_retries > 0;
     if (!retriable) {
       this.end(err);
       return;
     }
+    const failed = err !== null ? (st.endpoint?.name ?? null) : null;
     this.retire(st, conn);
     st.conn = null;
     st.hop = null;
     st.eof = false;
-    this.connectStage(i);
+    this.connectStage(i, failed);
   }
 
   /**
@@ -622,12 +728,12 @@ export class SessionActor extends Actor<Msg> implements Tickable {
    * that `retry_on: disconnect|always` moves it to another endpoint (the load balancer no longer
    * has this one); without those retries the session ends (compat reference §1.9, §12.12).
    */
-  private dropEndpoint(cluster: string, endpoint: string): void {
+  private dropEndpoint(cluster: string, endpoint: string, why: string): void {
     for (let i = 1; i < this.stages.length && !this.ended; i++) {
       const st = this.stages[i] as Stage;
       const conn = st.conn;
       if (conn === null || st.cluster !== cluster || st.endpoint?.name !== endpoint) continue;
-      this.onStageClosed(i, new L7Error(ErrorCode.UpstreamReset, `endpoint "${endpoint}" of cluster "${cluster}" was deleted`), conn);
+      this.onStageClosed(i, new L7Error(ErrorCode.UpstreamReset, `endpoint "${endpoint}" of cluster "${cluster}" ${why}`), conn, false);
       conn.close();
     }
   }
@@ -653,6 +759,16 @@ export class SessionActor extends Actor<Msg> implements Tickable {
    */
   onTick(now: number): void {
     if (this.spliceWanted && this.splice === null) this.trySplice();
+    if (this.unconfirmed) {
+      this.unconfirmed = false;
+      for (let i = 1; i < this.stages.length; i++) {
+        const st = this.stages[i] as Stage;
+        this.confirm(i);
+        if (!st.confirmed && st.conn !== null && st.endpoint !== null) this.unconfirmed = true;
+      }
+      // Ticking only to see the first reply: nothing left to see.
+      if (!this.unconfirmed && this.init.idleTimeoutMs === 0 && !this.offloadable && !this.spliceWanted) this.init.env.timers.delete(this);
+    }
     this.syncKernel();
     let pk = 0;
     for (const s of this.stages) {
@@ -802,6 +918,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   override postStop(reason: StopReason): void {
     if (this.linger !== null) clearTimeout(this.linger);
     this.unsplice();
+    for (let i = 1; i < this.stages.length; i++) this.confirm(i);
     this.ended = true;
     this.init.env.timers.delete(this);
     for (const st of this.stages) {

@@ -15,7 +15,8 @@ import type { AdminAnswer, AdminCall, ClusterInstance, DatagramHandoff, Protocol
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
-import { SessionActor, type SessionEnv, type SessionRecord } from './session.ts';
+import { SessionActor, dropEndpointMsg, type SessionEnv, type SessionRecord } from './session.ts';
+import { ClusterHealth } from '../routing/health.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
 import type { OffloadProvider } from '../native-offload/provider.ts';
 import type { SharedGauge } from './admission.ts';
@@ -83,6 +84,11 @@ export class WorkerActor extends Actor<Msg> {
   readonly counters = new Map<string, ListenerCounters>();
   /** Cluster name → its connect counters on this worker (kept likewise). */
   readonly clusterCounters = new Map<string, ClusterCounters>();
+  /**
+   * Cluster name → endpoint health on this worker (outlier detection state, the active checker's
+   * verdicts). Kept across applies for the endpoints that stay; dropped with the cluster.
+   */
+  readonly health = new Map<string, ClusterHealth>();
 
   private table: RoutingTable;
   private readonly services: WorkerServices;
@@ -120,6 +126,8 @@ export class WorkerActor extends Actor<Msg> {
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
       offload: s.offload,
+      health: (n) => this.health.get(n),
+      endpointResult: (cluster, endpoint, ok) => this.endpointResult(cluster, endpoint, ok),
       framingLost: (listener, route, from, to) => {
         // Counted per session on its listener (l7mp_listener_events_total{event="framing_lost"}, actor tree), logged once per route.
         this.counters.get(listener)?.count('framing_lost');
@@ -143,6 +151,48 @@ export class WorkerActor extends Actor<Msg> {
         else this.applyTable(msg.table, this.table.snapshot, msg.done);
         return;
     }
+  }
+
+  /**
+   * A session's result for an endpoint (control path). A failure that ejects the endpoint moves
+   * or ends the sessions on it (per their route's `retry_on`).
+   */
+  private endpointResult(cluster: string, endpoint: string, ok: boolean): void {
+    const h = this.health.get(cluster);
+    if (h === undefined) return;
+    if (ok) {
+      h.success(endpoint);
+      return;
+    }
+    if (!h.failure(endpoint)) return;
+    const e = h.endpoints.get(endpoint);
+    const ms = e === undefined ? 0 : e.ejectedUntil - Date.now();
+    this.ctx.log.warn({ cluster, endpoint, ejected_ms: ms, ejections: e?.ejections }, 'endpoint ejected (outlier detection)');
+    this.dropSessions(cluster, endpoint, `was ejected for ${ms} ms (outlier detection)`);
+  }
+
+  /**
+   * The active health checker's verdict for an endpoint (from the main thread). An endpoint that
+   * turns unhealthy moves or ends the sessions on it. Returns true if the verdict changed here.
+   */
+  setActiveHealth(cluster: string, endpoint: string, healthy: boolean): boolean {
+    const h = this.health.get(cluster);
+    if (h === undefined || !h.setActive(endpoint, healthy)) return false;
+    if (!healthy) this.dropSessions(cluster, endpoint, 'failed its health checks');
+    return true;
+  }
+
+  /** Tell every session of this worker with a stage on `endpoint` of `cluster` to leave it. Returns how many were told. */
+  dropSessions(cluster: string, endpoint: string, why: string): number {
+    let n = 0;
+    for (const l of this.listeners.values()) {
+      for (const c of l.children.values()) {
+        if (c.state === 'stopped' || !(c.actor instanceof SessionActor) || !c.actor.traverses(cluster, endpoint)) continue;
+        c.tell(dropEndpointMsg(cluster, endpoint, why) as never);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** A pending listener of the current apply bound (err null) or failed. */
@@ -187,7 +237,16 @@ export class WorkerActor extends Actor<Msg> {
         }
       }
     }
+    for (const name of removedClusters) this.health.delete(name);
     for (const c of next.clusters) {
+      if (c.endpoints.length > 0) {
+        let h = this.health.get(c.name);
+        if (h === undefined) {
+          h = new ClusterHealth(c.name);
+          this.health.set(c.name, h);
+        }
+        h.configure(c.endpoints, c.outlier_detection);
+      } else this.health.delete(c.name);
       const cc = this.clusterCounters.get(c.name);
       if (cc === undefined) this.clusterCounters.set(c.name, new ClusterCounters(c.spec.protocol));
       else cc.protocol = c.spec.protocol;
@@ -195,7 +254,7 @@ export class WorkerActor extends Actor<Msg> {
       const proto = s.protocol(c.spec.protocol);
       if (proto === undefined) continue; // validated on the main thread
       const counters = this.clusterCounters.get(c.name) as ClusterCounters;
-      const cell = this.ctx.spawn(c.name, { factory: () => new ClusterActor(c, proto, s, this.clusters, counters), restart: 'permanent' });
+      const cell = this.ctx.spawn(c.name, { factory: () => new ClusterActor(c, proto, s, this.clusters, counters, () => this.health.get(c.name)), restart: 'permanent' });
       this.clusterCells.set(c.name, { cfg: c, cell });
     }
 

@@ -15,13 +15,14 @@ import { protocol } from '../protocols/registry.ts';
 import type { ListenerBind } from '../protocols/types.ts';
 import { check, show } from './validate.ts';
 import { ConfigDocument } from './schema.ts';
-import type { ClusterDoc, EndpointDoc, ListenerDoc, RouteDoc, RuleDoc } from './schema.ts';
-import { DEFAULT_RETRY, deepFreeze } from './snapshot.ts';
+import type { ClusterDoc, EndpointDoc, HealthCheckDoc, ListenerDoc, RouteDoc, RuleDoc } from './schema.ts';
+import { DEFAULT_OUTLIER_DETECTION, DEFAULT_RETRY, deepFreeze } from './snapshot.ts';
 import type {
   AdminConfig,
   ClusterConfig,
   ConfigSnapshot,
   EndpointConfig,
+  HealthCheckConfig,
   ListenerConfig,
   ListenerOptions,
   ProtocolSpec,
@@ -225,13 +226,39 @@ class Builder {
     }
     const endpoints = eps.map((e, i) => this.endpoint(e, `${path}.endpoints[${i}]`, name));
     const lb = c.loadbalancer;
+    const hc = c.health_check === undefined || virtual ? undefined : this.healthCheck(c.health_check, spec, `${path}.health_check`);
     this.clusters.set(name, {
       name,
       spec,
       endpoints,
       loadbalancer: virtual ? { policy: 'None' } : { policy: lb?.policy ?? 'Trivial', ...(lb?.key !== undefined ? { key: lb.key } : {}) },
+      outlier_detection: { ...DEFAULT_OUTLIER_DETECTION, ...c.outlier_detection },
+      ...(hc !== undefined ? { health_check: hc } : {}),
     });
     return name;
+  }
+
+  /** Defaults of an active health check; the port must be known (explicit or the cluster's). */
+  private healthCheck(h: HealthCheckDoc, spec: ProtocolSpec, path: string): HealthCheckConfig {
+    const port = h.port ?? (typeof spec.port === 'number' ? spec.port : undefined);
+    if (port === undefined) throw new L7Error(ErrorCode.ConfigInvalid, `${path}.port: must be set (the cluster has no spec.port)`);
+    const encoding = h.encoding ?? 'utf8';
+    if (encoding === 'hex') {
+      for (const [f, v] of [['send', h.send], ['receive', h.receive]] as const) {
+        if (v !== undefined && !/^([0-9a-fA-F]{2})*$/.test(v)) throw new L7Error(ErrorCode.ConfigInvalid, `${path}.${f}: must be hex (pairs of 0-9a-f), got ${JSON.stringify(v)}`);
+      }
+    }
+    return {
+      protocol: h.protocol ?? (spec.protocol === 'UDP' ? 'UDP' : 'TCP'),
+      port,
+      interval: h.interval ?? 5000,
+      timeout: h.timeout ?? 1000,
+      unhealthy_threshold: h.unhealthy_threshold ?? 3,
+      healthy_threshold: h.healthy_threshold ?? 2,
+      send: h.send ?? '',
+      ...(h.receive !== undefined ? { receive: h.receive } : {}),
+      encoding,
+    };
   }
 
   private endpoint(e: EndpointDoc, path: string, cluster: string): EndpointConfig {

@@ -51,12 +51,69 @@ export const LoadBalancer = Type.Object(
   { description: 'How a cluster picks an endpoint for a session stage.' },
 );
 
+/**
+ * Passive outlier detection of a cluster's endpoints (Envoy `outlier_detection`, docs:
+ * intro/arch_overview/upstream/outlier and config.cluster.v3.OutlierDetection). On by default.
+ */
+export const OutlierDetection = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean({ default: true, description: 'Eject endpoints that fail in a row. On by default (Envoy: off unless configured).' })),
+    consecutive_failures: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        default: 5,
+        description: 'Consecutive failures that eject an endpoint: refused or timed-out connects, and errors (ICMP unreachable) on a datagram stage that never got a reply. A success (a stream connect, the first reply of a datagram stage) resets the count. Envoy: consecutive_local_origin_failure / consecutive_gateway_failure, default 5.',
+        expect: 'an integer >= 1',
+      }),
+    ),
+    base_ejection_time: Type.Optional(
+      Type.Integer({ minimum: 1, default: 30000, description: 'An ejection lasts base_ejection_time times the number of times the endpoint was ejected in a row (Envoy base_ejection_time, 30 s). Unit: ms.', expect: 'an integer number of ms >= 1' }),
+    ),
+    max_ejection_time: Type.Optional(
+      Type.Integer({ minimum: 1, default: 300000, description: 'Upper bound of one ejection (Envoy max_ejection_time, 300 s). Unit: ms.', expect: 'an integer number of ms >= 1' }),
+    ),
+    max_ejection_percent: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 100, default: 10, description: 'At most this share of the endpoints is ejected at once, but always at least one (Envoy max_ejection_percent, 10). Unit: percent.', expect: 'an integer 0..100' }),
+    ),
+    interval: Type.Optional(
+      Type.Integer({ minimum: 1, default: 10000, description: 'The ejection multiplier goes down by one per interval an endpoint stays in (Envoy interval, 10 s). Unit: ms.', expect: 'an integer number of ms >= 1' }),
+    ),
+  },
+  { description: 'Passive outlier detection: endpoints that fail in a row are left out of load balancing for a back-off. State is per worker thread.' },
+);
+
+/**
+ * Active health checks of a cluster's endpoints (Envoy `health_checks`: tcp_health_check with
+ * send/receive, docs: intro/arch_overview/upstream/health_checking). Optional: none by default.
+ */
+export const HealthCheck = Type.Object(
+  {
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('UDP'), Type.Literal('TCP')], {
+        description: 'UDP: send `send` to address:port, healthy if a reply (containing `receive`, if set) comes back within `timeout`. TCP: connect (then, if `send` is set, write it and wait for `receive`). Default: UDP for UDP clusters, else TCP.',
+        expect: '"UDP" or "TCP"',
+      }),
+    ),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Port to check. Default: the cluster\'s spec.port.', expect: 'an integer 1..65535' })),
+    interval: Type.Optional(Type.Integer({ minimum: 10, default: 5000, description: 'Time between two checks of one endpoint. Unit: ms.', expect: 'an integer number of ms >= 10' })),
+    timeout: Type.Optional(Type.Integer({ minimum: 1, default: 1000, description: 'A check with no (matching) answer within this time fails. Unit: ms.', expect: 'an integer number of ms >= 1' })),
+    unhealthy_threshold: Type.Optional(Type.Integer({ minimum: 1, default: 3, description: 'Consecutive failed checks that mark a healthy endpoint unhealthy.', expect: 'an integer >= 1' })),
+    healthy_threshold: Type.Optional(Type.Integer({ minimum: 1, default: 2, description: 'Consecutive passed checks that mark an unhealthy endpoint healthy again.', expect: 'an integer >= 1' })),
+    send: Type.Optional(Type.String({ default: '', description: 'Probe payload (UDP: the datagram; TCP: written after the connect, nothing when empty).' })),
+    receive: Type.Optional(Type.String({ description: 'The answer must contain these bytes (Envoy fuzzy match, one block). Absent: any answer passes.' })),
+    encoding: Type.Optional(Type.Union([Type.Literal('utf8'), Type.Literal('hex')], { default: 'utf8', description: 'How `send` and `receive` are written.', expect: '"utf8" or "hex"' })),
+  },
+  { description: 'Active health checks: run once per process (on the main thread), results pushed to every worker. Endpoints start healthy.' },
+);
+
 export const Cluster = Type.Object(
   {
     name: Name,
     spec: Spec('cluster'),
     endpoints: Type.Optional(Type.Array(Endpoint, { description: 'Upstream endpoints (none for virtual clusters such as Echo).' })),
     loadbalancer: Type.Optional(LoadBalancer),
+    outlier_detection: Type.Optional(OutlierDetection),
+    health_check: Type.Optional(HealthCheck),
     options: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'Accepted for l7mp compatibility; unused.' })),
   },
   { description: 'A cluster: where a route stage connects to.' },
@@ -246,6 +303,8 @@ export type RouteDoc = Static<typeof Route>;
 export type RuleDoc = Static<typeof Rule>;
 export type EndpointDoc = Static<typeof Endpoint>;
 export type RetryDoc = Static<typeof Retry>;
+export type OutlierDetectionDoc = Static<typeof OutlierDetection>;
+export type HealthCheckDoc = Static<typeof HealthCheck>;
 
 /** For validators: every schema of this file and the protocols carries TSchema. */
 export type { TSchema };

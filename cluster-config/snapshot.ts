@@ -45,11 +45,60 @@ export interface EndpointConfig {
 
 export type LbPolicy = 'Trivial' | 'ConsistentHash' | 'HashRing' | 'None';
 
+/**
+ * Passive outlier detection, defaults filled in (schema `OutlierDetection`; Envoy
+ * `outlier_detection`). Times in ms.
+ */
+export interface OutlierDetectionConfig {
+  readonly enabled: boolean;
+  /** Consecutive failures that eject an endpoint. */
+  readonly consecutive_failures: number;
+  /** Unit: ms. */
+  readonly base_ejection_time: number;
+  /** Unit: ms. */
+  readonly max_ejection_time: number;
+  /** Unit: percent (0..100); at least one endpoint may always be ejected. */
+  readonly max_ejection_percent: number;
+  /** The ejection multiplier decays by one per interval in. Unit: ms. */
+  readonly interval: number;
+}
+
+/** Active health check, defaults filled in (schema `HealthCheck`; Envoy `health_checks`). */
+export interface HealthCheckConfig {
+  readonly protocol: 'UDP' | 'TCP';
+  readonly port: number;
+  /** Unit: ms. */
+  readonly interval: number;
+  /** Unit: ms. */
+  readonly timeout: number;
+  readonly unhealthy_threshold: number;
+  readonly healthy_threshold: number;
+  /** Probe payload, in `encoding`. */
+  readonly send: string;
+  /** Expected bytes of the answer (contained), in `encoding`; absent: any answer. */
+  readonly receive?: string;
+  readonly encoding: 'utf8' | 'hex';
+}
+
+/** Outlier detection defaults (Envoy's, except that it is on). */
+export const DEFAULT_OUTLIER_DETECTION: OutlierDetectionConfig = Object.freeze({
+  enabled: true,
+  consecutive_failures: 5,
+  base_ejection_time: 30_000,
+  max_ejection_time: 300_000,
+  max_ejection_percent: 10,
+  interval: 10_000,
+});
+
 export interface ClusterConfig {
   readonly name: string;
   readonly spec: ProtocolSpec;
   readonly endpoints: readonly EndpointConfig[];
   readonly loadbalancer: { readonly policy: LbPolicy; readonly key?: string };
+  /** Always present (defaults filled); optional only for snapshots built by hand (tests). */
+  readonly outlier_detection?: OutlierDetectionConfig;
+  /** Present only when configured. */
+  readonly health_check?: HealthCheckConfig;
 }
 
 export interface RuleListConfig {

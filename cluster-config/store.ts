@@ -81,7 +81,14 @@ export interface StoreOptions {
 export function toDocument(s: ConfigSnapshot): ConfigDoc {
   return structuredClone({
     admin: { ...s.admin },
-    clusters: s.clusters.map((c) => ({ name: c.name, spec: c.spec, endpoints: c.endpoints, loadbalancer: c.loadbalancer })),
+    clusters: s.clusters.map((c) => ({
+      name: c.name,
+      spec: c.spec,
+      endpoints: c.endpoints,
+      loadbalancer: c.loadbalancer,
+      ...(c.outlier_detection !== undefined ? { outlier_detection: c.outlier_detection } : {}),
+      ...(c.health_check !== undefined ? { health_check: c.health_check } : {}),
+    })),
     listeners: s.listeners.map((l) => ({ name: l.name, spec: l.spec, rules: l.rules, options: l.options })),
     rulelists: s.rulelists.map((rl) => ({ name: rl.name, rules: rl.rules })),
     rules: s.rules.map((r) => ({ name: r.name, ...(r.match !== null ? { match: r.match } : {}), action: r.action })),

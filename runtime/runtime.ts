@@ -22,6 +22,7 @@ import type { WorkerMetrics } from './stats.ts';
 import type { OffloadMode } from '../native-offload/provider.ts';
 import { WorkerRing } from './ring.ts';
 import { Steering, type SteerStats } from './steering.ts';
+import { HealthChecker, type HealthCheckStats } from './health-check.ts';
 
 /** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
 export interface RuntimeMetrics {
@@ -33,6 +34,8 @@ export interface RuntimeMetrics {
   restarts: Record<number, number>;
   /** Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown). */
   process?: { sessions: number; sessionLimit: number; openFds: number; maxFds: number };
+  /** Active health checks per endpoint (run once per process, on the main thread). */
+  healthChecks?: HealthCheckStats[];
 }
 
 /** Options of a {@link Runtime}. */
@@ -119,6 +122,8 @@ export class Runtime extends EventEmitter {
   private readonly sessionGauge: SharedArrayBuffer;
   /** Sessions per listener name, an Int32 per worker slot each; kept while the name is configured. */
   private readonly listenerGauges = new Map<string, SharedArrayBuffer>();
+  /** Active health checks of the clusters that configure one (main thread; null before start). */
+  private health: HealthChecker | null = null;
   /** Served to every worker. */
   private readonly hostApi: HostApi = {
     adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
@@ -182,7 +187,14 @@ export class Runtime extends EventEmitter {
       throw new L7Error(ErrorCode.WorkerStart, unique.join('; '), { cause: errors[0] });
     }
     for (const i of all) (this.slots.get(i) as Slot).live = true;
+    this.health = new HealthChecker({ log: this.opts.log, onChange: (c, e, h) => this.pushHealth(c, e, h) });
+    this.health.update(this.opts.snapshot);
     await this.refreshSteering();
+  }
+
+  /** Tell every live worker an active health check verdict. */
+  private pushHealth(cluster: string, endpoint: string, healthy: boolean): void {
+    for (const s of this.slots.values()) if (s.live) void s.api.setEndpointHealth(cluster, endpoint, healthy).catch(() => {});
   }
 
   /** The config every worker runs (and a replacement worker starts with). */
@@ -213,6 +225,7 @@ export class Runtime extends EventEmitter {
       for (const n of this.listenerGauges.keys()) if (!names.has(n)) this.listenerGauges.delete(n);
       // A log level changed through the API (POST /api/v1/admin); `-l` set the one at start.
       if (next.admin.log_level !== prev.admin.log_level) this.opts.log.level = next.admin.log_level;
+      this.health?.update(next);
       await this.refreshSteering();
       return;
     }
@@ -225,6 +238,7 @@ export class Runtime extends EventEmitter {
   /** Stop everything: sessions end, listeners close, Unix socket files are removed. */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.health?.close();
     const timeout = this.opts.shutdownTimeoutMs ?? 1500;
     await Promise.all(
       [...this.slots.values()].map(async (s) => {
@@ -262,7 +276,7 @@ export class Runtime extends EventEmitter {
     );
     slots.sort((a, b) => a.slot - b.slot);
     const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1 };
-    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot), process };
+    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot), process, healthChecks: this.health?.stats() ?? [] };
   }
 
   /** The actor tree: the process, its workers, their listeners, clusters and sessions. */
@@ -416,6 +430,8 @@ export class Runtime extends EventEmitter {
         return;
       }
       fresh.live = true;
+      // The verdicts it missed while it was not there.
+      for (const u of this.health?.unhealthy() ?? []) void fresh.api.setEndpointHealth(u.cluster, u.endpoint, false).catch(() => {});
       this.broadcastRing();
       this.opts.log.info({ worker: s.slot }, 'worker replaced');
       this.emit('workerReady', s.slot);

@@ -15,6 +15,7 @@
  */
 import type { ListenerCounters } from '../actors/listener.ts';
 import type { ClusterCounters } from '../actors/cluster.ts';
+import type { EndpointHealthMetrics } from '../routing/health.ts';
 import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/session.ts';
 
 /** Traffic totals (see {@link TrafficCounts}: rx = from the peer, tx = to the peer). */
@@ -84,6 +85,8 @@ export interface WorkerMetrics {
   overload?: { refused: number; lagMs: number };
   /** Full collections run to give memory back after a burst of sessions (runtime/heap-reclaim.ts). Optional. */
   reclaims?: number;
+  /** Endpoint health and outlier-detection counters of this worker, per cluster endpoint. Optional. */
+  endpoints?: EndpointHealthMetrics[];
 }
 
 export function addTraffic(into: Traffic, t: Traffic): void {

@@ -11,7 +11,7 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
 import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
 import { actorTree, type ActorNode } from '../actors/tree.ts';
-import { SessionActor, dropEndpointMsg, type SessionRecord } from '../actors/session.ts';
+import { SessionActor, type SessionRecord } from '../actors/session.ts';
 import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
@@ -255,9 +255,12 @@ class WorkerHost implements WorkerServices {
         if (proto !== undefined && protocol(proto)?.cluster?.sessionMetrics === true) sessionStages.push({ session: r.name, cluster: s.cluster, bytes: s.txBytes, packets: s.txPackets });
       }
     }
+    const endpoints: NonNullable<WorkerMetrics['endpoints']> = [];
+    for (const h of w?.health.values() ?? []) endpoints.push(...h.metrics());
     return {
       slot: this.slot,
       threadId,
+      endpoints,
       mailbox,
       actors,
       sessionsActive: live.length,
@@ -393,16 +396,14 @@ const api = {
    * retries move them elsewhere. Returns how many sessions were told.
    */
   dropEndpoint(cluster: string, endpoint: string): number {
-    let n = 0;
-    for (const l of host.root?.children.values() ?? []) {
-      if (l.kind !== 'listener') continue;
-      for (const c of l.children.values()) {
-        if (c.state === 'stopped' || !(c.actor instanceof SessionActor) || !c.actor.traverses(cluster, endpoint)) continue;
-        c.tell(dropEndpointMsg(cluster, endpoint) as never);
-        n++;
-      }
-    }
-    return n;
+    return host.worker?.dropSessions(cluster, endpoint, 'was deleted') ?? 0;
+  },
+  /**
+   * The active health checker's verdict for an endpoint (main thread, runtime/health-check.ts);
+   * an endpoint that turns unhealthy moves or ends the sessions on it. True if it changed here.
+   */
+  setEndpointHealth(cluster: string, endpoint: string, healthy: boolean): boolean {
+    return host.worker?.setActiveHealth(cluster, endpoint, healthy) ?? false;
   },
   /** Stop the session actor with this id: 'ok', 'not-found', or 'not-session'. */
   stopActor(id: string): 'ok' | 'not-found' | 'not-session' {

@@ -29,7 +29,9 @@ import YAML from 'yaml';
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import { protocol } from '../../protocols/registry.ts';
 import type { ActorNode } from '../../actors/tree.ts';
-import type { ClusterConfig, ConfigSnapshot, EndpointConfig, ListenerConfig, RouteConfig, RuleConfig, RuleListConfig } from '../../cluster-config/snapshot.ts';
+import type { ClusterConfig, ConfigSnapshot, EndpointConfig, HealthCheckConfig, ListenerConfig, OutlierDetectionConfig, RouteConfig, RuleConfig, RuleListConfig } from '../../cluster-config/snapshot.ts';
+import { DEFAULT_OUTLIER_DETECTION } from '../../cluster-config/snapshot.ts';
+import { isDeepStrictEqual } from 'node:util';
 import type { ConfigStore, ObjectKind } from '../../cluster-config/store.ts';
 import type { Runtime } from '../runtime.ts';
 import { errorReply, type AdminRequest, type AdminServer, type Reply } from './server.ts';
@@ -78,6 +80,10 @@ export interface ClusterDump {
   spec: Record<string, unknown>;
   endpoints: number | EndpointDump[];
   loadbalancer: { policy: string; key?: string };
+  /** Only when it differs from the defaults (l7mp dumps stay as they were). */
+  outlier_detection?: OutlierDetectionConfig;
+  /** Only when configured. */
+  health_check?: HealthCheckConfig;
 }
 
 /** `{name, destination, ingress, egress, retry}` (§1.7); recursive: cluster dumps. */
@@ -265,6 +271,8 @@ class Dumper {
       spec: { ...c.spec },
       endpoints: this.recursive || endpointArray ? eps : eps.length,
       loadbalancer: { policy: lb.policy, ...(lb.key !== undefined ? { key: lb.key } : {}) },
+      ...(c.outlier_detection !== undefined && !isDeepStrictEqual(c.outlier_detection, DEFAULT_OUTLIER_DETECTION) ? { outlier_detection: { ...c.outlier_detection } } : {}),
+      ...(c.health_check !== undefined ? { health_check: { ...c.health_check } } : {}),
     };
   }
 

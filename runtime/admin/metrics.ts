@@ -30,6 +30,7 @@ export interface Family {
 const L = ['listenerName', 'protocol', 'worker'] as const;
 const C = ['clusterName', 'protocol', 'worker'] as const;
 const W = ['worker'] as const;
+const E = ['clusterName', 'endpoint', 'worker'] as const;
 
 /** Every metric `/metrics` exposes. Units: packets are datagrams (or stream chunks), bytes are bytes. */
 export const FAMILIES: readonly Family[] = Object.freeze([
@@ -60,6 +61,12 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_cluster_tx_bytes_total', type: 'counter', labels: C, help: 'Bytes sent to upstream endpoints.' },
   { name: 'l7mp_cluster_dropped_packets_total', type: 'counter', labels: [...C, 'reason'], help: 'Upstream datagrams dropped, by reason: connection, setup, emsgsize / enobufs / econnrefused / send_error (a send to the endpoint the kernel refused, by errno; never counted as tx), and cluster drops (transform_error, transform_null, transform_overflow, sync_unheard, sync_undeliverable).' },
   { name: 'l7mp_cluster_events_total', type: 'counter', labels: [...C, 'event'], help: 'Protocol events of a cluster, by name (sync_forwarded, sync_received...).' },
+  // Endpoints, per worker (outlier detection state is per worker; the active checks' verdicts reach every worker).
+  { name: 'l7mp_endpoint_health', type: 'gauge', labels: E, help: '1 if the worker\'s load balancer may pick the endpoint, 0 while it is ejected (outlier detection) or failing its health checks.' },
+  { name: 'l7mp_endpoint_ejections_total', type: 'counter', labels: E, help: 'Ejections of the endpoint by outlier detection (consecutive failures).' },
+  { name: 'l7mp_endpoint_connect_failures_total', type: 'counter', labels: E, help: 'Failures of the endpoint seen by sessions: refused or timed-out connects, ICMP errors on datagram stages.' },
+  // Active health checks: run once per process (main thread), no worker label.
+  { name: 'l7mp_endpoint_health_checks_total', type: 'counter', labels: ['clusterName', 'endpoint', 'result'], help: 'Active health checks of the endpoint, by result: success or failure.' },
   // Workers.
   { name: 'l7mp_worker_up', type: 'gauge', labels: W, help: '1 if the worker answered this scrape, else 0.' },
   { name: 'l7mp_worker_sessions_active', type: 'gauge', labels: W, help: 'Sessions alive on the worker.' },
@@ -166,6 +173,12 @@ export function workerSamples(w: WorkerMetrics): Sample[] {
     add('session_byte_counter_total', { sessionName: s.session, clusterName: s.cluster }, s.bytes);
     add('session_packet_counter_total', { sessionName: s.session, clusterName: s.cluster }, s.packets);
   }
+  for (const e of w.endpoints ?? []) {
+    const el = { clusterName: e.cluster, endpoint: e.endpoint, worker };
+    add('l7mp_endpoint_health', el, e.healthy ? 1 : 0);
+    add('l7mp_endpoint_ejections_total', el, e.ejections);
+    add('l7mp_endpoint_connect_failures_total', el, e.failures);
+  }
   const lab = { worker };
   add('l7mp_worker_sessions_active', lab, w.sessionsActive);
   add('l7mp_worker_mailbox_messages', lab, w.mailbox);
@@ -231,6 +244,13 @@ export class WorkerSeries {
         { name: 'l7mp_process_session_limit', labels: {}, value: p.sessionLimit },
         ...(p.openFds >= 0 ? [{ name: 'l7mp_process_open_fds', labels: {}, value: p.openFds }] : []),
         ...(p.maxFds >= 0 && Number.isFinite(p.maxFds) ? [{ name: 'l7mp_process_max_fds', labels: {}, value: p.maxFds }] : []),
+      ]);
+    }
+    for (const h of rm.healthChecks ?? []) {
+      const lab = { clusterName: h.cluster, endpoint: h.endpoint };
+      merge(all, [
+        { name: 'l7mp_endpoint_health_checks_total', labels: { ...lab, result: 'success' }, value: h.passed },
+        { name: 'l7mp_endpoint_health_checks_total', labels: { ...lab, result: 'failure' }, value: h.failed },
       ]);
     }
     return [...all.values()];

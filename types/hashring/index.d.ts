@@ -12,6 +12,8 @@ declare module 'hashring' {
     constructor(servers?: Servers, algorithm?: string, options?: HashRingOptions);
     /** The server a key maps to (undefined when the ring is empty). */
     get(key: string): string;
+    /** Up to `size` servers in ring order from the key's point (unique servers by default). */
+    range(key: string, size?: number, unique?: boolean): string[];
     add(servers: Servers): this;
     remove(server: string): this;
     has(server: string): boolean;
