@@ -105,6 +105,7 @@ class Builder {
       ...(d.admin?.access_log_path !== undefined ? { access_log_path: d.admin.access_log_path } : {}),
       ...(d.admin?.address !== undefined ? { address: d.admin.address } : {}),
       ...(d.admin?.port !== undefined ? { port: d.admin.port } : {}),
+      ...(d.admin?.insecure === true ? { insecure: true as const } : {}),
     };
     // l7mp's load order: clusters, listeners, rulelists, rules, routes.
     (d.clusters ?? []).forEach((c, i) => this.cluster(c, `clusters[${i}]`, false));

@@ -151,6 +151,14 @@ export const Admin = Type.Object(
     offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()], { description: 'Interfaces to offload on.' })),
     address: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address of the admin HTTP server (REST API, actor tree, metrics); `--admin` overrides.' })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port of the admin HTTP server; no admin server when unset (and no `--admin`). 0 picks a free port.', expect: 'an integer 0..65535' })),
+    insecure: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Serve the admin API without a token beyond loopback (`--admin-insecure`): allows a non-loopback admin address, and L7mpController/Prometheus requests from non-loopback peers. Without it and without a token, a non-loopback admin bind fails the start and such requests get 403.',
+        expect: 'true or false',
+      }),
+    ),
   },
   { additionalProperties: true, description: 'Process-wide settings.' },
 );

@@ -82,6 +82,8 @@ export interface AdminConfig {
   /** Admin HTTP server address and port (no server when port is undefined). */
   readonly address?: string;
   readonly port?: number;
+  /** Serve the admin API without a token beyond loopback (`--admin-insecure`); present only when true. */
+  readonly insecure?: true;
 }
 
 /** A whole config, normalized and frozen. Arrays keep the order objects were defined in. */

@@ -1,7 +1,7 @@
 /** Start the admin server with every route module. */
 import type { Logger } from '../common/log.ts';
 import type { Runtime } from '../runtime.ts';
-import { AdminServer } from './server.ts';
+import { AdminServer, type AdminServerOptions } from './server.ts';
 import { registerActors } from './actors.ts';
 import { registerHealth } from './health.ts';
 import { registerApi } from './api-v1.ts';
@@ -13,6 +13,8 @@ export interface AdminOptions {
   host: string;
   port: number;
   token?: string;
+  /** Serve without a token beyond loopback (see {@link AdminServerOptions.insecure}). Default false. */
+  insecure?: boolean;
   log: Logger;
   /** The process's name counters for inline objects (default: seeded from the snapshot's generated names). */
   namer?: Namer;
@@ -26,7 +28,7 @@ export interface AdminOptions {
  * set as the runtime's admin handler here).
  */
 export function createAdmin(runtime: Runtime, opts: AdminOptions): AdminServer {
-  const server = new AdminServer({ host: opts.host, port: opts.port, log: opts.log, ...(opts.token ? { token: opts.token } : {}) });
+  const server = new AdminServer({ host: opts.host, port: opts.port, log: opts.log, ...(opts.token ? { token: opts.token } : {}), insecure: opts.insecure === true });
   registerHealth(server, runtime);
   registerActors(server, runtime);
   registerApi(server, runtime, opts.store ?? new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), warn: (m) => opts.log.debug(m) }));
