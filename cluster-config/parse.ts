@@ -127,6 +127,30 @@ export function parseConfigText(text: string, format: ConfigFormat, limits: { ma
   } catch (e) {
     throw new L7Error(ErrorCode.ConfigUnreadable, (e as Error).message, { cause: e });
   }
+  return yamlValue(doc, text, maxDepth, maxAliasCount);
+}
+
+/**
+ * Every document of a YAML stream (`---` separated; `l7mp-ts apply -f`), each within
+ * {@link CONFIG_LIMITS} as {@link parseConfigText} checks one.
+ * @throws L7Error `L7_ERR_CONFIG_UNREADABLE` as {@link parseConfigText}.
+ */
+export function parseYamlDocuments(text: string): unknown[] {
+  if (text.length > CONFIG_LIMITS.maxBytes || Buffer.byteLength(text) > CONFIG_LIMITS.maxBytes) {
+    throw new L7Error(ErrorCode.ConfigUnreadable, `larger than ${CONFIG_LIMITS.maxBytes} bytes (got ${Buffer.byteLength(text)})`, { status: 413 });
+  }
+  let docs: YAML.Document.Parsed[];
+  try {
+    docs = YAML.parseAllDocuments(text, { prettyErrors: true }) as YAML.Document.Parsed[];
+  } catch (e) {
+    throw new L7Error(ErrorCode.ConfigUnreadable, (e as Error).message, { cause: e });
+  }
+  if (!Array.isArray(docs)) docs = [docs];
+  return docs.map((d) => yamlValue(d, text, CONFIG_LIMITS.maxDepth, CONFIG_LIMITS.maxAliasCount));
+}
+
+/** The value of a parsed YAML document, checked: parse errors, cyclic aliases, alias expansions, depth. */
+function yamlValue(doc: YAML.Document.Parsed, text: string, maxDepth: number, maxAliasCount: number): unknown {
   const err = doc.errors[0];
   if (err !== undefined) {
     // The composer recurses per level: very deep input ends in a stack overflow, reported here.
