@@ -2,7 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 
 /** An environment variable name (POSIX portable: letters, digits, underscore; not a digit first). */
-const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$';
+export const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$';
 
 /** The variables passed through when `env_passthrough` is not given. */
 export const DEFAULT_ENV_PASSTHROUGH: readonly string[] = ['PATH'];
@@ -24,7 +24,7 @@ export const ExecClusterSpec = Type.Object(
       }),
     ),
     env_passthrough: Type.Optional(
-      Type.Array(Type.String({ pattern: ENV_NAME }), {
+      Type.Array(Type.String({ pattern: ENV_NAME, expect: 'an environment variable name (letters, digits, _; not a digit first)' }), {
         default: [...DEFAULT_ENV_PASSTHROUGH],
         description:
           'Names of the proxy\'s environment variables passed to the process with their values (when set); `env` overrides them. Default ["PATH"], so programs are found and run as from a shell; [] passes nothing.',

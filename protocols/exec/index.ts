@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, ProtocolModule, SessionInfo } from '../types.ts';
-import { DEFAULT_ENV_PASSTHROUGH, ExecClusterSpec } from './config.ts';
+import { DEFAULT_ENV_PASSTHROUGH, ENV_NAME, ExecClusterSpec } from './config.ts';
 import { ExecConnection, type Child } from './connection.ts';
 
 /** Default `kill_timeout`. Unit: s. */
@@ -78,8 +78,17 @@ class ExecCluster implements ClusterInstance {
   }
 }
 
+/** `env` names are checked here (a record's key pattern is not enforced by the schema). @throws L7Error `L7_ERR_CONFIG_INVALID` naming `<at>.env` and the name. */
+function prepare(spec: ExecClusterSpec, at: string): ExecClusterSpec {
+  const re = new RegExp(ENV_NAME);
+  for (const k of Object.keys(spec.env ?? {})) {
+    if (!re.test(k)) throw new L7Error(ErrorCode.ConfigInvalid, `${at}.env: must name environment variables (letters, digits, _; not a digit first), got ${JSON.stringify(k)}`);
+  }
+  return spec;
+}
+
 export const exec: ProtocolModule = {
   name: 'Exec',
   kind: 'byte',
-  cluster: { schema: ExecClusterSpec, virtual: true, create: (cfg, ctx) => new ExecCluster(cfg, ctx) },
+  cluster: { schema: ExecClusterSpec, virtual: true, prepare, create: (cfg, ctx) => new ExecCluster(cfg, ctx) },
 };
