@@ -20,7 +20,7 @@ import { Runtime } from './runtime.ts';
 import { offloadProvider } from '../native-offload/provider.ts';
 import { checkAdminBind, parseAdminAddress, type AdminServer } from './admin/server.ts';
 import { isLoopback } from './common/net-addr.ts';
-import { createAdmin } from './admin/index.ts';
+import { createAdmin, exposedAdminListeners } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
 import { ConfigStore } from '../cluster-config/store.ts';
 import { NATS_FLAGS, NATS_USAGE, connectionOptions, redactServers } from '../fleet/options.ts';
@@ -320,6 +320,11 @@ async function main(): Promise<void> {
     log.info({ admin: api.address, auth: cli.adminToken ? 'bearer' : 'none' }, `admin API on http://${api.address}/api/v1`);
   }
   hints(snapshot, log);
+  if (!cli.adminToken && !adminInsecure) {
+    for (const x of exposedAdminListeners(snapshot)) {
+      log.warn(x, `listener ${x.listener} serves the admin API (${x.cluster}) on a non-loopback address without a token: only loopback peers are served, others get 403 (set --admin-token, or --admin-insecure)`);
+    }
+  }
   log.info({ workers: cli.workers, config: cli.config, pid: process.pid }, 'l7mp-ts ready');
 }
 

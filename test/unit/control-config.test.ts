@@ -12,6 +12,7 @@ import { ErrorCode } from '../../runtime/common/errors.ts';
 import { isLoopback } from '../../runtime/common/net-addr.ts';
 import { checkAdminBind } from '../../runtime/admin/server.ts';
 import { childEnv } from '../../protocols/exec/index.ts';
+import { exposedAdminListeners } from '../../runtime/admin/index.ts';
 
 const MODULE = path.resolve(import.meta.dirname, '..', 'fixtures', 'transforms.ts');
 
@@ -70,4 +71,24 @@ test('loopback: 127.0.0.0/8, ::1 in any spelling, ::ffff:127.x, localhost; not 0
     assert.match((e as Error).message, /^admin: refusing to serve the admin API on \[::\]:8080 without a token/);
     return true;
   });
+});
+
+test('exposedAdminListeners: non-loopback listeners whose rules reach an L7mpController or Prometheus cluster (through apply, ingress too)', () => {
+  const s = normalize({
+    listeners: [
+      { name: 'api', spec: { protocol: 'HTTP', port: 1234 }, rules: [{ action: { route: { destination: { name: 'ctl', spec: { protocol: 'L7mpController' } } } } }] },
+      { name: 'local', spec: { protocol: 'HTTP', port: 1235, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'ctl' } } }] },
+      { name: 'data', spec: { protocol: 'HTTP', port: 1236, address: '0.0.0.0' }, rules: [{ action: { route: { destination: { name: 'echo', spec: { protocol: 'Echo' } } } } }] },
+      { name: 'jump', spec: { protocol: 'HTTP', port: 1237, address: '::' }, rules: 'jumps' },
+    ],
+    clusters: [{ name: 'prom', spec: { protocol: 'Prometheus' } }],
+    rulelists: [
+      { name: 'jumps', rules: [{ action: { apply: 'metrics' } }] },
+      { name: 'metrics', rules: [{ action: { route: { ingress: ['prom'], destination: 'echo' } } }] },
+    ],
+  });
+  assert.deepEqual(exposedAdminListeners(s), [
+    { listener: 'api', address: '*', cluster: 'ctl' },
+    { listener: 'jump', address: '::', cluster: 'prom' },
+  ]);
 });
