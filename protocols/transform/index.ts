@@ -38,7 +38,7 @@ const TransformSpec = Type.Object(
         maximum: 3_600_000,
         default: DEFAULT_TIMEOUT_MS,
         description:
-          'Per-message deadline, counted from when a pool thread starts the message (checked every 50 ms). A message past it is dropped and counted (`transform_timeout`), the pool thread running it is terminated and replaced, and the session goes on with its next messages in order. A message still queued after 10 times this is dropped the same way. Unit: ms.',
+          'Per-message deadline, counted from when a pool thread starts running the function on the message (checked every 50 ms; loading the module is not counted). A message past it is dropped and counted (`transform_timeout`), the pool thread running it is terminated and replaced, and the session goes on with its next messages in order. A message still queued after 10 times this is dropped the same way. Unit: ms.',
         expect: 'an integer number of milliseconds 1..3600000',
       }),
     ),

@@ -15,7 +15,7 @@
  * in flight are swept every {@link WATCHDOG_PERIOD_MS} by one interval per worker.
  * ```
  *   main (worker thread)                           pool thread
- *   run({seq: 17, ...}) ──────── queue ──────────► Atomics.store(flags, 17 & MASK, 17); fn(...)
+ *   run({seq: 17, ...}) ──────── queue ──────────► (module loaded) Atomics.store(flags, 17 & MASK, 17); fn(...)
  *   sweep: flags[17 & MASK] === 17 → started = now
  *   sweep: now - started >= timeout → abort → piscina terminates that thread, starts another
  * ```

@@ -46,9 +46,10 @@ function load(module: string, name: string): Promise<TransformFn> {
 }
 
 export default async function run(task: TransformTask): Promise<Uint8Array | null> {
-  // From now on the watchdog counts this task's time against its deadline.
-  if (started !== undefined) Atomics.store(started, task.seq & (WATCHDOG_SLOTS - 1), task.seq);
   const fn = await load(task.module, task.export);
+  // From now on the watchdog counts this task's time against its deadline. Loading the module (the
+  // first task of a thread) is not counted: a slow import must not get every new thread killed.
+  if (started !== undefined) Atomics.store(started, task.seq & (WATCHDOG_SLOTS - 1), task.seq);
   const out = await fn(task.payload, task.metadata);
   if (out === null) return null;
   if (out instanceof Uint8Array) {
