@@ -273,12 +273,10 @@ export class AdminServer {
   private async dispatch(req: RawRequest): Promise<Reply> {
     const o = this.opts;
     if (req.peer !== undefined && (o.token === undefined || o.token === '') && o.insecure !== true && !isLoopback(req.peer)) {
+      // L7_ERR_ADMIN_INSECURE's answer (l7mp's shape, with the reason phrase of 403).
       req.discard();
-      const err = new L7Error(
-        ErrorCode.AdminInsecure,
-        `the admin API is served without a token to loopback peers only, not to ${req.peer === '' ? 'a peer without an IP address' : req.peer}: set --admin-token (or --admin-insecure)`,
-      );
-      return errorReply(403, 'Forbidden', err.message);
+      const who = req.peer === '' ? 'a peer without an IP address' : req.peer;
+      return errorReply(403, 'Forbidden', `the admin API is served without a token to loopback peers only, not to ${who}: set --admin-token (or --admin-insecure)`);
     }
     if (!this.authorized(req)) {
       req.discard();
