@@ -1,21 +1,30 @@
 /**
  * Read a config file: YAML when the name ends in .yaml/.yml (any case), JSON otherwise (l7mp's
- * rule, compat reference §0).
+ * rule, compat reference §0), within the bounds of {@link parseConfigText} (size, nesting depth,
+ * YAML aliases).
  */
 import fs from 'node:fs';
-import YAML from 'yaml';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { CONFIG_LIMITS, parseConfigText } from './parse.ts';
 
-/** Parse the file at `path`. @throws L7Error `L7_ERR_CONFIG_UNREADABLE` with the file name and the parser's message. */
+/**
+ * Parse the file at `path`.
+ * @throws L7Error `L7_ERR_CONFIG_UNREADABLE` with the file name and the problem: unreadable, larger
+ *   than {@link CONFIG_LIMITS}.maxBytes, nested too deep, cyclic or exploding YAML aliases, or the
+ *   parser's message.
+ */
 export function readConfigFile(path: string): unknown {
   let text: string;
   try {
+    const size = fs.statSync(path).size;
+    if (size > CONFIG_LIMITS.maxBytes) throw new L7Error(ErrorCode.ConfigUnreadable, `cannot parse config file ${path}: larger than ${CONFIG_LIMITS.maxBytes} bytes (got ${size})`);
     text = fs.readFileSync(path, 'utf8');
   } catch (e) {
+    if (e instanceof L7Error) throw e;
     throw new L7Error(ErrorCode.ConfigUnreadable, `cannot read config file ${path}: ${(e as Error).message}`, { cause: e });
   }
   try {
-    return /\.ya?ml$/i.test(path) ? YAML.parse(text) : JSON.parse(text);
+    return parseConfigText(text, /\.ya?ml$/i.test(path) ? 'yaml' : 'json');
   } catch (e) {
     throw new L7Error(ErrorCode.ConfigUnreadable, `cannot parse config file ${path}: ${(e as Error).message}`, { cause: e });
   }

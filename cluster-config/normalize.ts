@@ -110,6 +110,7 @@ class Builder {
       ...(d.admin?.max_sessions !== undefined ? { max_sessions: d.admin.max_sessions } : {}),
       ...(d.admin?.fd_reserve !== undefined ? { fd_reserve: d.admin.fd_reserve } : {}),
       ...(d.admin?.overload_lag_ms !== undefined ? { overload_lag_ms: d.admin.overload_lag_ms } : {}),
+      ...(d.admin?.insecure === true ? { insecure: true as const } : {}),
     };
     // l7mp's load order: clusters, listeners, rulelists, rules, routes.
     (d.clusters ?? []).forEach((c, i) => this.cluster(c, `clusters[${i}]`, false));

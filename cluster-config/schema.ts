@@ -276,6 +276,14 @@ export const Admin = Type.Object(
         expect: 'a number of ms >= 0',
       }),
     ),
+    insecure: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Serve the admin API without a token beyond loopback (`--admin-insecure`): allows a non-loopback admin address, and L7mpController/Prometheus requests from non-loopback peers. Without it and without a token, a non-loopback admin bind fails the start and such requests get 403.',
+        expect: 'true or false',
+      }),
+    ),
   },
   { additionalProperties: true, description: 'Process-wide settings.' },
 );

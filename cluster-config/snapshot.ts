@@ -154,6 +154,8 @@ export interface AdminConfig {
   readonly fd_reserve?: number;
   /** Event-loop lag (ms) past which a worker refuses new datagram sessions (default 50; 0: off). */
   readonly overload_lag_ms?: number;
+  /** Serve the admin API without a token beyond loopback (`--admin-insecure`); present only when true. */
+  readonly insecure?: true;
 }
 
 /** A whole config, normalized and frozen. Arrays keep the order objects were defined in. */

@@ -425,7 +425,7 @@ export class ConfigStore {
   /**
    * Change the admin settings (`POST /api/v1/admin` with `{admin: {...}}`; l7mp answered 501).
    * The fields given are merged over the running ones. `log_level`, `access_log_path` and
-   * `strict` take effect at once; `offload`, `address`, `port` and `log_file` are read at start,
+   * `strict` take effect at once; `offload`, `address`, `port`, `log_file` and `insecure` are read at start,
    * so a different value is rejected, naming the field.
    * @throws L7Error `Cannot set admin: admin.<field>: <problem>`.
    */
@@ -443,7 +443,7 @@ export class ConfigStore {
     if (merged.strict !== undefined && typeof merged.strict !== 'boolean') {
       throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}admin.strict: must be a boolean, got ${JSON.stringify(merged.strict)}`);
     }
-    for (const k of ['offload', 'address', 'port', 'log_file'] as const) {
+    for (const k of ['offload', 'address', 'port', 'log_file', 'insecure'] as const) {
       if (next[k] !== cur[k]) {
         throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}admin.${k}: cannot change at runtime (it is read at start), got ${JSON.stringify(body[k])}`);
       }

@@ -18,6 +18,7 @@
  * enqueue work (no slow-consumer cut-off), and every NATS promise has a catch.
  */
 import { connect, type ConnectionOptions, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { parseConfigText } from '../cluster-config/parse.ts';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/nats-core';
 import type { Runtime } from '../runtime/runtime.ts';
@@ -263,7 +264,8 @@ export class FleetAgent {
             let parseError: string | undefined;
             if (e.operation === 'PUT') {
               try {
-                value = e.json();
+                // Bounded like every config input: size, nesting depth (cluster-config/parse.ts).
+                value = parseConfigText(e.string(), 'json');
               } catch (err) {
                 value = undefined;
                 parseError = (err as Error).message;

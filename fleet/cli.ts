@@ -19,9 +19,9 @@
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import YAML from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { readConfigFile } from '../cluster-config/load.ts';
+import { parseYamlDocuments } from '../cluster-config/parse.ts';
 import { renderTree } from '../runtime/admin/actors.ts';
 import type { ActorNode } from '../actors/tree.ts';
 import { L7Error } from '../runtime/common/errors.ts';
@@ -148,9 +148,13 @@ export async function applyCommand(argv: string[]): Promise<number> {
       } catch (e) {
         return err('apply', `cannot read ${v.file}: ${(e as Error).message}`);
       }
-      const docs = YAML.parseAllDocuments(text);
-      for (const d of docs) if (d.errors.length > 0) return err('apply', `${v.file}: ${d.errors[0]?.message}`);
-      resources = parseResources(docs.map((d) => d.toJS()), v.file);
+      let docs: unknown[];
+      try {
+        docs = parseYamlDocuments(text);
+      } catch (e) {
+        return err('apply', `${v.file}: ${(e as Error).message}`);
+      }
+      resources = parseResources(docs, v.file);
       if (resources.length === 0) return err('apply', `${v.file}: no l7mp resources (give --node or --selector for an l7mp config)`);
     }
   } catch (e) {

@@ -273,6 +273,11 @@ export interface AdminCall {
   url: string;
   headers: Record<string, string | string[] | undefined>;
   body: Uint8Array;
+  /**
+   * The downstream peer's IP address (the session's `IP.src_addr`; '' when it has none). Without
+   * an admin token only loopback peers are served (runtime/admin/server.ts).
+   */
+  peer?: string;
 }
 
 /** The admin API's answer to an {@link AdminCall}. */

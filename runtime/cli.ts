@@ -4,7 +4,8 @@
  *
  * Exit codes: 0 after SIGINT/SIGTERM (listeners closed, sessions ended, Unix socket files removed,
  * within 2 s); 1 for a bad command line, an unreadable or invalid config (the message names the
- * field path and the value), or a listener that cannot bind (nothing is left listening); 2 when
+ * field path and the value), a listener that cannot bind (nothing is left listening), or a
+ * non-loopback admin address without a token or `--admin-insecure`; 2 when
  * worker supervision gives up.
  */
 import net from 'node:net';
@@ -17,8 +18,9 @@ import { L7Error } from './common/errors.ts';
 import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from './common/log.ts';
 import { Runtime } from './runtime.ts';
 import { offloadProvider } from '../native-offload/provider.ts';
-import { parseAdminAddress, type AdminServer } from './admin/server.ts';
-import { createAdmin } from './admin/index.ts';
+import { checkAdminBind, parseAdminAddress, type AdminServer } from './admin/server.ts';
+import { isLoopback } from './common/net-addr.ts';
+import { createAdmin, exposedAdminListeners } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
 import { ConfigStore } from '../cluster-config/store.ts';
 import { NATS_FLAGS, NATS_USAGE, connectionOptions, redactServers } from '../fleet/options.ts';
@@ -43,6 +45,9 @@ const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join
       --admin [HOST:]PORT admin HTTP server: REST API, actor tree, metrics (default host 127.0.0.1;
                         or admin.address/admin.port in the config)
       --admin-token TOKEN require 'Authorization: Bearer TOKEN' on the admin server (or L7MP_ADMIN_TOKEN)
+      --admin-insecure  allow the admin API without a token beyond loopback (or admin.insecure: true):
+                        a non-loopback --admin address, L7mpController/Prometheus requests from
+                        non-loopback peers; without it (and no token) the first fails the start, the second gets 403
   -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; needs CAP_BPF+CAP_NET_ADMIN)
   -h, --help            this text
 
@@ -70,6 +75,8 @@ interface Cli {
   offload: 'init' | 'no_init' | 'disable' | undefined;
   admin: { host: string; port: number } | undefined;
   adminToken: string | undefined;
+  /** `--admin-insecure`: serve the admin API without a token beyond loopback. */
+  adminInsecure: boolean;
   fleet: FleetCli | undefined;
 }
 
@@ -104,6 +111,7 @@ function parseCli(argv: string[]): Cli {
         interfaces: { type: 'string', short: 'i' },
         admin: { type: 'string' },
         'admin-token': { type: 'string' },
+        'admin-insecure': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...NATS_FLAGS,
         fleet: { type: 'string' },
@@ -165,7 +173,17 @@ function parseCli(argv: string[]): Cli {
     }
   }
   const adminToken = v['admin-token'] ?? process.env.L7MP_ADMIN_TOKEN;
-  return { fleet, config: v.config, logLevel: level as LogLevel | undefined, strict: v.strict === true, workers, offload: v.offload as Cli['offload'], admin, adminToken };
+  return {
+    fleet,
+    config: v.config,
+    logLevel: level as LogLevel | undefined,
+    strict: v.strict === true,
+    workers,
+    offload: v.offload as Cli['offload'],
+    admin,
+    adminToken,
+    adminInsecure: v['admin-insecure'] === true,
+  };
 }
 
 /** A line per listener telling how to try it (the default example relies on it). */
@@ -225,6 +243,17 @@ async function main(): Promise<void> {
     if (p.available) log.info({ offload }, 'kernel offload on: established UDP sessions are spliced in the kernel');
     else log.warn({ offload, reason: p.reason }, 'kernel offload unavailable; every flow runs in userspace');
   }
+  const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
+  const adminInsecure = cli.adminInsecure || snapshot.admin.insecure === true;
+  // Refused before anything starts (AdminServer.start checks again).
+  if (adminAddr !== undefined) {
+    try {
+      checkAdminBind(adminAddr.host, adminAddr.port, cli.adminToken, adminInsecure);
+    } catch (e) {
+      fail((e as Error).message);
+    }
+    if (adminInsecure && !cli.adminToken && !isLoopback(adminAddr.host)) log.warn({ admin: `${adminAddr.host}:${adminAddr.port}` }, 'admin API served WITHOUT a token beyond loopback (--admin-insecure)');
+  }
   const runtime = new Runtime({ snapshot, workers: cli.workers, logLevel: level, log, offload });
   runtime.on('gaveUp', (err: L7Error) => {
     log.error({ err: err.message }, 'exiting: worker supervision gave up');
@@ -271,9 +300,15 @@ async function main(): Promise<void> {
     agent.start();
     log.info({ fleet: f.fleet, node: f.nodeId, labels: f.labels, address: f.address, nats: redactServers(f.connection.servers) }, 'fleet member: desired state from NATS KV');
   }
-  const adminAddr = cli.admin ?? (snapshot.admin.port !== undefined ? { host: snapshot.admin.address ?? '127.0.0.1', port: snapshot.admin.port } : undefined);
   // The admin routes exist even unbound: L7mpController and Prometheus clusters reach them.
-  const api = createAdmin(runtime, { host: adminAddr?.host ?? '127.0.0.1', port: adminAddr?.port ?? 0, ...(cli.adminToken ? { token: cli.adminToken } : {}), log, store });
+  const api = createAdmin(runtime, {
+    host: adminAddr?.host ?? '127.0.0.1',
+    port: adminAddr?.port ?? 0,
+    ...(cli.adminToken ? { token: cli.adminToken } : {}),
+    insecure: adminInsecure,
+    log,
+    store,
+  });
   admin = api;
   if (adminAddr !== undefined) {
     try {
@@ -291,6 +326,11 @@ async function main(): Promise<void> {
     // Node raised the soft limit to the hard one when it started (src/node.cc); the session cap derives from it.
     'open-file limit (soft raised to hard at start) and the process-wide session cap',
   );
+  if (!cli.adminToken && !adminInsecure) {
+    for (const x of exposedAdminListeners(snapshot)) {
+      log.warn(x, `listener ${x.listener} serves the admin API (${x.cluster}) on a non-loopback address without a token: only loopback peers are served, others get 403 (set --admin-token, or --admin-insecure)`);
+    }
+  }
   log.info({ workers: cli.workers, config: cli.config, pid: process.pid }, 'l7mp-ts ready');
 }
 

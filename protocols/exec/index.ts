@@ -2,16 +2,31 @@
  * Exec (new in l7mp-ts): a virtual cluster that pipes each session stage through a process of its
  * own, like socat's `EXEC:` address or inetd: `{protocol: Exec, command: [prog, args...]}`. The
  * process starts when the stage connects (a program that cannot be spawned fails the connect, so
- * the route's retry policy applies) and is killed when the session ends.
+ * the route's retry policy applies) and is killed when the session ends. The process gets a clean
+ * environment ({@link childEnv}).
  */
 import { spawn } from 'node:child_process';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, ProtocolModule, SessionInfo } from '../types.ts';
-import { ExecClusterSpec } from './config.ts';
+import { DEFAULT_ENV_PASSTHROUGH, ENV_NAME, ExecClusterSpec } from './config.ts';
 import { ExecConnection, type Child } from './connection.ts';
 
 /** Default `kill_timeout`. Unit: s. */
 const DEFAULT_KILL_TIMEOUT_S = 2;
+
+/**
+ * The environment of an Exec process: only `spec.env_passthrough` (default PATH) copied from
+ * `parent` when set there, then `spec.env`, then L7MP_SESSION and L7MP_METADATA. Nothing else of
+ * the proxy's environment reaches the child (an admin token, NATS credentials).
+ */
+export function childEnv(spec: ExecClusterSpec, parent: NodeJS.ProcessEnv, session: string, metadata: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of spec.env_passthrough ?? DEFAULT_ENV_PASSTHROUGH) {
+    const v = parent[name];
+    if (v !== undefined) env[name] = v;
+  }
+  return Object.assign(env, spec.env, { L7MP_SESSION: session, L7MP_METADATA: metadata });
+}
 
 class ExecCluster implements ClusterInstance {
   private readonly name: string;
@@ -30,7 +45,7 @@ class ExecCluster implements ClusterInstance {
       try {
         child = spawn(program, args, {
           cwd: this.spec.cwd,
-          env: { ...process.env, ...this.spec.env, L7MP_SESSION: session.name, L7MP_METADATA: JSON.stringify(session.metadata) },
+          env: childEnv(this.spec, process.env, session.name, JSON.stringify(session.metadata)),
           stdio: ['pipe', 'pipe', this.spec.stderr === 'ignore' ? 'ignore' : 'inherit'],
         }) as Child;
       } catch (e) {
@@ -63,8 +78,17 @@ class ExecCluster implements ClusterInstance {
   }
 }
 
+/** `env` names are checked here (a record's key pattern is not enforced by the schema). @throws L7Error `L7_ERR_CONFIG_INVALID` naming `<at>.env` and the name. */
+function prepare(spec: ExecClusterSpec, at: string): ExecClusterSpec {
+  const re = new RegExp(ENV_NAME);
+  for (const k of Object.keys(spec.env ?? {})) {
+    if (!re.test(k)) throw new L7Error(ErrorCode.ConfigInvalid, `${at}.env: must name environment variables (letters, digits, _; not a digit first), got ${JSON.stringify(k)}`);
+  }
+  return spec;
+}
+
 export const exec: ProtocolModule = {
   name: 'Exec',
   kind: 'byte',
-  cluster: { schema: ExecClusterSpec, virtual: true, create: (cfg, ctx) => new ExecCluster(cfg, ctx) },
+  cluster: { schema: ExecClusterSpec, virtual: true, prepare, create: (cfg, ctx) => new ExecCluster(cfg, ctx) },
 };

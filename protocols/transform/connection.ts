@@ -9,12 +9,22 @@
  * Bounded: above {@link HIGH_WATER} messages in flight `send` returns false (a byte-stream source
  * pauses until `onDrain`); at {@link MAX_IN_FLIGHT} further messages are dropped
  * (`transform_overflow`).
+ *
+ * Watchdog: a message still running `timeout` ms after its pool thread started it is aborted:
+ * piscina terminates that thread (a busy loop cannot be stopped any other way) and starts a new
+ * one, the message is dropped and counted (`transform_timeout`), and the session goes on with its
+ * next messages, in order. A message that waits in the pool's queue for more than
+ * {@link QUEUE_DEADLINE_FACTOR} times `timeout` is dropped the same way (the pool is overloaded).
  */
 import { ConnStats } from '../types.ts';
 import type { ClusterContext, Connection, ConnectionHandler, StreamKind } from '../types.ts';
 import type { L7Error } from '../../runtime/common/errors.ts';
 import type { Piscina } from 'piscina';
 import type { TransformTask } from './runner.ts';
+import { nextSeq, unwatch, watch, WATCHDOG_SLOTS, type Watched } from './pool.ts';
+
+/** A message not started within this many `timeout`s of its send is dropped too (overload). */
+export const QUEUE_DEADLINE_FACTOR = 10;
 
 /** In-flight messages above which `send` asks the source to pause. */
 export const HIGH_WATER = 256;
@@ -23,12 +33,45 @@ export const MAX_IN_FLIGHT = 4096;
 
 const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
 
-/** One message in flight, in send order. */
+/**
+ * One message in flight, in send order. It is also the task's abort signal for piscina (an
+ * `AbortSignalEventTarget`: no AbortController per message).
+ */
 class Pending {
   done = false;
   /** The result, null for a drop (error or null result). */
   out: Buffer | null = null;
   next: Pending | null = null;
+  /** The task's sequence number (its slot in the watchdog's start flags). */
+  readonly seq: number;
+  /** performance.now() when it was sent, and when a pool thread was seen running it (0: not yet). */
+  readonly sent: number;
+  started = 0;
+  /** Set by the watchdog: the deadline passed and the task was aborted. */
+  aborted = false;
+  readonly reason = 'transform_timeout';
+  private listener: (() => void) | null = null;
+
+  constructor(seq: number, sent: number) {
+    this.seq = seq;
+    this.sent = sent;
+  }
+
+  addEventListener(_name: 'abort', listener: () => void): void {
+    this.listener = listener;
+  }
+
+  removeEventListener(_name: 'abort', listener: () => void): void {
+    if (this.listener === listener) this.listener = null;
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const l = this.listener;
+    this.listener = null;
+    l?.();
+  }
 }
 
 /** What a Transform connection needs from its cluster. */
@@ -38,9 +81,11 @@ export interface TransformTarget {
   readonly export: string;
   readonly pool: Piscina<TransformTask, Uint8Array | null>;
   readonly ctx: ClusterContext;
+  /** Per-message deadline of the cluster (`timeout`), counted from when a pool thread starts the message. Unit: ms. */
+  readonly timeoutMs: number;
 }
 
-export class TransformConnection implements Connection {
+export class TransformConnection implements Connection, Watched {
   readonly kind: StreamKind = 'datagram';
   readonly stats = new ConnStats();
   readonly local: string;
@@ -81,14 +126,14 @@ export class TransformConnection implements Connection {
     }
     this.stats.txPackets++;
     this.stats.txBytes += data.length;
-    const p = new Pending();
+    const p = new Pending(nextSeq(), performance.now());
     if (this.tail === null) this.head = p;
     else this.tail.next = p;
     this.tail = p;
-    this.inFlight++;
+    if (this.inFlight++ === 0) watch(this);
     // An exact copy, transferred: cloning the Buffer would copy all of its backing store (a pool slab).
     const payload = new Uint8Array(data);
-    t.pool.run({ module: t.module, export: t.export, payload, metadata: this.metadata }, { transferList: [payload.buffer] }).then(
+    t.pool.run({ module: t.module, export: t.export, payload, metadata: this.metadata, seq: p.seq }, { transferList: [payload.buffer], signal: p }).then(
       (out) => {
         p.done = true;
         if (out === null) t.ctx.count('transform_null');
@@ -99,13 +144,36 @@ export class TransformConnection implements Connection {
         p.done = true;
         // After the stage closed (the pool is destroyed with its last cluster) nobody waits for it.
         if (this.closed) return this.flush();
-        t.ctx.count('transform_error');
-        t.ctx.rateLog.warn(`transform:${t.cluster}`, { cluster: t.cluster, err: (err as Error)?.message ?? String(err) }, 'transform failed; message dropped');
+        if (p.aborted) {
+          t.ctx.count('transform_timeout');
+          t.ctx.rateLog.warn(
+            `transform-timeout:${t.cluster}`,
+            { cluster: t.cluster, timeout_ms: t.timeoutMs, started: p.started !== 0 },
+            p.started !== 0 ? 'transform ran past its deadline; message dropped, its pool thread replaced' : 'transform waited past its deadline in the pool queue; message dropped',
+          );
+        } else {
+          t.ctx.count('transform_error');
+          t.ctx.rateLog.warn(`transform:${t.cluster}`, { cluster: t.cluster, err: (err as Error)?.message ?? String(err) }, 'transform failed; message dropped');
+        }
         this.flush();
       },
     );
     if (this.inFlight >= HIGH_WATER) this.paused = true;
     return !this.paused;
+  }
+
+  /**
+   * The watchdog's check (every 50 ms while messages are in flight, also after the stage closed:
+   * a stuck thread is replaced either way): a message seen started is aborted `timeout` ms after
+   * it started, one never started {@link QUEUE_DEADLINE_FACTOR} `timeout`s after it was sent.
+   */
+  sweep(now: number, started: Int32Array): void {
+    const limit = this.target.timeoutMs;
+    for (let p = this.head; p !== null; p = p.next) {
+      if (p.done || p.aborted) continue;
+      if (p.started === 0 && Atomics.load(started, p.seq & (WATCHDOG_SLOTS - 1)) === p.seq) p.started = now;
+      if (p.started !== 0 ? now - p.started >= limit : now - p.sent >= limit * QUEUE_DEADLINE_FACTOR) p.abort();
+    }
   }
 
   /** Deliver every finished message at the head, in send order. */
@@ -114,7 +182,7 @@ export class TransformConnection implements Connection {
       const p = this.head;
       this.head = p.next;
       if (this.head === null) this.tail = null;
-      this.inFlight--;
+      if (--this.inFlight === 0) unwatch(this);
       if (this.closed) continue;
       if (p.out === null) {
         this.stats.drops++;

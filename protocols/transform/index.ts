@@ -5,7 +5,8 @@
  * piscina pool of threads (protocols/transform/pool.ts), so CPU-heavy work (l7mp's "transcoder")
  * never blocks a worker's sockets. Results come back in send order per session. A function that
  * throws (or returns anything else) drops that message (`transform_error`); `null` drops it
- * (`transform_null`); the session and the worker go on.
+ * (`transform_null`); one that runs past the cluster's `timeout` (default 1000 ms) is aborted, its
+ * pool thread replaced, and dropped (`transform_timeout`); the session and the worker go on.
  *
  * `module` is checked when the config is validated: the file must exist and load, and `export`
  * must name a function; relative paths are resolved against the working directory and the
@@ -21,12 +22,25 @@ import { acquirePool, releasePool } from './pool.ts';
 import { pickExport } from './exports.ts';
 import { TransformConnection, type TransformTarget } from './connection.ts';
 
+/** Default per-message deadline (`timeout`). Unit: ms. */
+export const DEFAULT_TIMEOUT_MS = 1000;
+
 const TransformSpec = Type.Object(
   {
     protocol: Type.Literal('Transform'),
     module: Type.String({ minLength: 1, description: 'Path of a JavaScript or TypeScript module (relative to the working directory).', expect: 'a module path' }),
     export: Type.Optional(
       Type.String({ minLength: 1, default: 'default', description: 'Name of the exported function `(payload: Uint8Array, metadata) => Uint8Array | null`.', expect: 'an export name' }),
+    ),
+    timeout: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 3_600_000,
+        default: DEFAULT_TIMEOUT_MS,
+        description:
+          'Per-message deadline, counted from when a pool thread starts running the function on the message (checked every 50 ms; loading the module is not counted). A message past it is dropped and counted (`transform_timeout`), the pool thread running it is terminated and replaced, and the session goes on with its next messages in order. A message still queued after 10 times this is dropped the same way. Unit: ms.',
+        expect: 'an integer number of milliseconds 1..3600000',
+      }),
     ),
   },
   { description: 'Transform: runs a function on every message in a thread pool; null drops the message.' },
@@ -69,7 +83,14 @@ export const transform: ProtocolModule = {
     virtual: true,
     prepare,
     create: (cfg, ctx): ClusterInstance => {
-      const target: TransformTarget = { cluster: cfg.name, module: path.resolve(cfg.spec.module as string), export: (cfg.spec.export as string | undefined) ?? 'default', pool: acquirePool(), ctx };
+      const target: TransformTarget = {
+        cluster: cfg.name,
+        module: path.resolve(cfg.spec.module as string),
+        export: (cfg.spec.export as string | undefined) ?? 'default',
+        pool: acquirePool(),
+        ctx,
+        timeoutMs: (cfg.spec.timeout as number | undefined) ?? DEFAULT_TIMEOUT_MS,
+      };
       let closed = false;
       return {
         connect: (session) => {

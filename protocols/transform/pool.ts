@@ -7,12 +7,79 @@
  * thread → main → worker) for every message; bench/transform.ts measures both (see bench/README).
  * A per-worker pool keeps the main thread (admin API, supervision) off the data path. Its size is
  * small: `L7MP_TRANSFORM_THREADS` threads per worker (default 2).
+ *
+ * The watchdog: a busy-looping user function cannot be interrupted cooperatively, so a message
+ * that runs past its cluster's `timeout` is aborted through piscina, which terminates the thread
+ * running it and starts a new one. To measure run time rather than queue time, the pool threads
+ * mark each task's start in a shared array ({@link WatchdogFlags}); the connections with messages
+ * in flight are swept every {@link WATCHDOG_PERIOD_MS} by one interval per worker.
+ * ```
+ *   main (worker thread)                           pool thread
+ *   run({seq: 17, ...}) ──────── queue ──────────► (module loaded) Atomics.store(flags, 17 & MASK, 17); fn(...)
+ *   sweep: flags[17 & MASK] === 17 → started = now
+ *   sweep: now - started >= timeout → abort → piscina terminates that thread, starts another
+ * ```
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
 import type { TransformTask } from './runner.ts';
+
+/** Slots of the start flags: a power of two; a task's slot is `seq & (WATCHDOG_SLOTS - 1)`. */
+export const WATCHDOG_SLOTS = 8192;
+/** How often the connections with messages in flight are checked for overdue ones. Unit: ms. */
+export const WATCHDOG_PERIOD_MS = 50;
+
+/**
+ * What the pool threads get as piscina `workerData`: `started[seq & (WATCHDOG_SLOTS - 1)]` is set
+ * to a task's `seq` when a thread starts running it.
+ */
+export interface WatchdogFlags {
+  started: Int32Array;
+}
+
+/** A connection the watchdog sweeps while it has messages in flight. */
+export interface Watched {
+  /** Abort the messages overdue at `now` (performance.now() ms), given the start flags. */
+  sweep(now: number, started: Int32Array): void;
+}
+
+let started: Int32Array | null = null;
+let seq = 0;
+const watched = new Set<Watched>();
+let sweeper: NodeJS.Timeout | null = null;
+
+/** The next task sequence number (a positive int32; 0 means "not started" in the flags). */
+export function nextSeq(): number {
+  seq = seq >= 0x7fffffff ? 1 : seq + 1;
+  return seq;
+}
+
+function sweepAll(): void {
+  // Stopped lazily: a session that sends one message at a time does not restart it per message.
+  if (watched.size === 0 || started === null) {
+    if (sweeper !== null) clearInterval(sweeper);
+    sweeper = null;
+    return;
+  }
+  const now = performance.now();
+  for (const w of watched) w.sweep(now, started);
+}
+
+/** Sweep `w` until {@link unwatch}. */
+export function watch(w: Watched): void {
+  watched.add(w);
+  if (sweeper === null) {
+    sweeper = setInterval(sweepAll, WATCHDOG_PERIOD_MS);
+    sweeper.unref();
+  }
+}
+
+/** Stop sweeping `w` (nothing of it in flight). */
+export function unwatch(w: Watched): void {
+  watched.delete(w);
+}
 
 // From a checkout the pool threads run the .ts runner; an installed package runs the build (.js).
 const runner = path.join(path.dirname(fileURLToPath(import.meta.url)), import.meta.url.endsWith('.js') ? 'runner.js' : 'runner.ts');
@@ -35,7 +102,9 @@ export function acquirePool(): Piscina<TransformTask, Uint8Array | null> {
     const n = poolThreads();
     // Pool threads may block (Atomics) between tasks: they own no sockets. Idle ones linger 30 s.
     const { Piscina: Pool } = require('piscina') as typeof import('piscina');
-    pool = new Pool({ filename: runner, minThreads: 1, maxThreads: n, idleTimeout: 30_000, name: 'default' });
+    started = new Int32Array(new SharedArrayBuffer(4 * WATCHDOG_SLOTS));
+    const workerData: WatchdogFlags = { started };
+    pool = new Pool({ filename: runner, minThreads: 1, maxThreads: n, idleTimeout: 30_000, name: 'default', workerData });
   }
   users++;
   return pool;

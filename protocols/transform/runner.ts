@@ -6,8 +6,9 @@
  * and counts it.
  */
 import { pathToFileURL } from 'node:url';
-import { move } from 'piscina';
+import { move, workerData } from 'piscina';
 import { pickExport } from './exports.ts';
+import { WATCHDOG_SLOTS, type WatchdogFlags } from './pool.ts';
 
 /** One message to transform. Plain data: it crosses threads by structured clone. */
 export interface TransformTask {
@@ -17,7 +18,11 @@ export interface TransformTask {
   export: string;
   payload: Uint8Array;
   metadata: Record<string, unknown>;
+  /** The task's sequence number: marked in the watchdog's start flags when it starts here. */
+  seq: number;
 }
+
+const started = (workerData as WatchdogFlags | undefined)?.started;
 
 /** The user's function: a new payload, or null to drop the message. May be async. */
 export type TransformFn = (payload: Uint8Array, metadata: Record<string, unknown>) => Uint8Array | null | Promise<Uint8Array | null>;
@@ -42,6 +47,9 @@ function load(module: string, name: string): Promise<TransformFn> {
 
 export default async function run(task: TransformTask): Promise<Uint8Array | null> {
   const fn = await load(task.module, task.export);
+  // From now on the watchdog counts this task's time against its deadline. Loading the module (the
+  // first task of a thread) is not counted: a slow import must not get every new thread killed.
+  if (started !== undefined) Atomics.store(started, task.seq & (WATCHDOG_SLOTS - 1), task.seq);
   const out = await fn(task.payload, task.metadata);
   if (out === null) return null;
   if (out instanceof Uint8Array) {

@@ -102,6 +102,16 @@ export class AdminConnection implements Connection {
   }
 }
 
+/** `build`, with the session's `IP.src_addr` as the call's peer ('' when the session has none). */
+function withPeer(build: AdminCallBuilder): AdminCallBuilder {
+  return (md, body) => {
+    const call = build(md, body);
+    if (call instanceof L7Error) return call;
+    const src = (md.IP as { src_addr?: unknown } | undefined)?.src_addr;
+    return { ...call, peer: typeof src === 'string' ? src : '' };
+  };
+}
+
 /**
  * A virtual byte-stream cluster whose every connection is an {@link AdminConnection} that asks the
  * admin API what `build` makes of the session (L7mpController, Prometheus).
@@ -114,7 +124,7 @@ export function adminCluster(name: string, description: string, build: AdminCall
       schema: Type.Object({ protocol: Type.Literal(name) }, { description }),
       virtual: true,
       create: (cfg, ctx) => ({
-        connect: (s) => Promise.resolve(new AdminConnection(cfg.name, s.metadata, build, ctx.admin)),
+        connect: (s) => Promise.resolve(new AdminConnection(cfg.name, s.metadata, withPeer(build), ctx.admin)),
         close() {},
       }),
     },

@@ -25,7 +25,7 @@
  */
 import { offloadProvider } from '../../native-offload/provider.ts';
 import fs from 'node:fs';
-import YAML from 'yaml';
+import { parseConfigText } from '../../cluster-config/parse.ts';
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import { protocol } from '../../protocols/registry.ts';
 import type { ActorNode } from '../../actors/tree.ts';
@@ -370,24 +370,20 @@ const OK = { status: 200, message: 'OK' } as const;
 /**
  * The request body by its content type (§2.2).
  * @returns the parsed value, or a ready 415 reply for a missing or unknown content type.
- * @throws L7Error (400) `Invalid JSON format in request: <message>` / `Invalid YAML format in request: <message>`.
+ * @throws L7Error (400) `Invalid JSON format in request: <message>` / `Invalid YAML format in request: <message>`,
+ *   also for the bounds of {@link parseConfigText}: nesting deeper than 64 levels (with its line
+ *   and column, or its path), cyclic YAML aliases (the alias and its position), alias bombs.
  */
 function parseBody(req: AdminRequest): { value: unknown } | { reply: Reply } {
   const raw = req.headers['content-type'] ?? '';
   const type = (raw.split(';')[0] ?? '').trim().toLowerCase();
   const text = req.body.toString('utf8');
-  if (JSON_TYPES.has(type)) {
+  if (JSON_TYPES.has(type) || YAML_TYPES.has(type)) {
+    const json = JSON_TYPES.has(type);
     try {
-      return { value: JSON.parse(text) };
+      return { value: parseConfigText(text, json ? 'json' : 'yaml') };
     } catch (e) {
-      throw new L7Error(ErrorCode.InvalidArgument, `Invalid JSON format in request: ${(e as Error).message}`, { cause: e });
-    }
-  }
-  if (YAML_TYPES.has(type)) {
-    try {
-      return { value: YAML.parse(text) as unknown };
-    } catch (e) {
-      throw new L7Error(ErrorCode.InvalidArgument, `Invalid YAML format in request: ${(e as Error).message}`, { cause: e });
+      throw new L7Error(ErrorCode.InvalidArgument, `Invalid ${json ? 'JSON' : 'YAML'} format in request: ${(e as Error).message}`, { cause: e, status: (e as L7Error).status === 413 ? 413 : 400 });
     }
   }
   return { reply: errorReply(415, 'Unsupported Media Type', `Unknown content type: ${raw === '' ? 'N/A' : raw}`) };

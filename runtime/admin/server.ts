@@ -10,11 +10,20 @@
  *
  * With a bearer token set (`--admin-token`, or L7MP_ADMIN_TOKEN), every route requires
  * `Authorization: Bearer <token>`; otherwise 401.
+ *
+ * Without a token the API is only for loopback, unless `insecure` (`--admin-insecure`, or
+ * `admin.insecure: true`) says otherwise: {@link AdminServer.start} refuses a non-loopback bind
+ * ({@link checkAdminBind}), and a request that the workers' L7mpController or Prometheus clusters
+ * forward from a non-loopback peer (or a peer without an IP address) is answered 403.
+ *
+ * Request bodies over 1 MiB are answered 413 (announced by Content-Length or found while reading)
+ * and the connection is closed.
  */
 import http from 'node:http';
 import net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { L7Error, ErrorCode } from '../common/errors.ts';
+import { isLoopback } from '../common/net-addr.ts';
 import type { Logger } from '../common/log.ts';
 import type { AdminAnswer, AdminCall } from '../../protocols/types.ts';
 import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/http/exchange.ts';
@@ -47,8 +56,29 @@ interface Route {
   readonly handler: Handler;
 }
 
-/** Largest request body accepted, bytes. */
-const MAX_BODY = 1 << 20;
+/** Largest request body accepted, bytes; larger ones are answered 413. */
+export const MAX_BODY = 1 << 20;
+
+/** The 413 of a body over {@link MAX_BODY}. */
+function tooLarge(size: number | string): L7Error {
+  return new L7Error(ErrorCode.InvalidArgument, `request body larger than ${MAX_BODY} bytes (got ${size})`, { status: 413 });
+}
+
+/**
+ * Refuse an admin bind that would serve the API beyond loopback without a token.
+ * @param host the bind address (`0.0.0.0`, `::` and every non-loopback address or name are refused).
+ * @throws L7Error `L7_ERR_ADMIN_INSECURE` naming the address and the ways out.
+ */
+export function checkAdminBind(host: string, port: number, token: string | undefined, insecure: boolean): void {
+  if (insecure || (token !== undefined && token !== '') || isLoopback(host)) return;
+  const addr = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  throw new L7Error(
+    ErrorCode.AdminInsecure,
+    `admin: refusing to serve the admin API on ${addr} without a token: ${host} is not a loopback address, so anyone who reaches it could reconfigure the proxy. ` +
+      'Set a token (--admin-token TOKEN or L7MP_ADMIN_TOKEN), bind a loopback address (--admin 127.0.0.1:PORT or admin.address), ' +
+      'or pass --admin-insecure (admin.insecure: true) to serve it unauthenticated',
+  );
+}
 
 /** l7mp's error reply: `{status, message, content}`, 4-space indented (compat reference §2.3). */
 export function errorReply(status: number, message: string, content: unknown): Reply {
@@ -67,6 +97,8 @@ interface RawRequest {
   body(): Promise<Buffer>;
   /** Discards the body (no route, not authorized). */
   discard(): void;
+  /** For admin-cluster calls: the downstream peer's IP address ('' when it has none). */
+  readonly peer?: string;
 }
 
 export interface AdminServerOptions {
@@ -76,6 +108,11 @@ export interface AdminServerOptions {
   log: Logger;
   /** Bearer token required on every route when set. */
   token?: string;
+  /**
+   * Serve without a token beyond loopback (`--admin-insecure`, `admin.insecure`): a non-loopback
+   * bind and admin-cluster requests from non-loopback peers are allowed. Default false.
+   */
+  insecure?: boolean;
 }
 
 export class AdminServer {
@@ -95,8 +132,17 @@ export class AdminServer {
     this.routes.push({ method, segments: pattern.split('/').filter((s) => s !== ''), handler });
   }
 
-  /** Bind. @throws L7Error `L7_ERR_LISTENER_BIND` naming the address. */
+  /**
+   * Bind.
+   * @throws L7Error `L7_ERR_ADMIN_INSECURE` for a non-loopback address without a token or
+   *   `insecure` ({@link checkAdminBind}); `L7_ERR_LISTENER_BIND` naming the address.
+   */
   start(): Promise<void> {
+    try {
+      checkAdminBind(this.opts.host, this.opts.port, this.opts.token, this.opts.insecure === true);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void =>
         reject(new L7Error(ErrorCode.ListenerBind, `admin: cannot listen on ${this.opts.host}:${this.opts.port}: ${err.message}`, { cause: err }));
@@ -126,7 +172,8 @@ export class AdminServer {
   /**
    * Serve a request that did not come over this server's socket: the L7mpController and
    * Prometheus clusters of the workers forward their sessions' requests here. Same routes, same
-   * bearer token, same answers.
+   * bearer token, same answers. Without a token (and not `insecure`), only a loopback
+   * `call.peer` is served; anyone else gets 403 `L7_ERR_ADMIN_INSECURE`.
    */
   async request(call: AdminCall): Promise<AdminAnswer> {
     const body = Buffer.from(call.body.buffer, call.body.byteOffset, call.body.byteLength);
@@ -134,11 +181,9 @@ export class AdminServer {
       method: call.method,
       url: call.url,
       headers: call.headers as http.IncomingHttpHeaders,
-      body: () =>
-        body.length > MAX_BODY
-          ? Promise.reject(new L7Error(ErrorCode.InvalidArgument, `request body larger than ${MAX_BODY} bytes`, { status: 413 }))
-          : Promise.resolve(body),
+      body: () => (body.length > MAX_BODY ? Promise.reject(tooLarge(body.length)) : Promise.resolve(body)),
       discard() {},
+      peer: call.peer ?? '',
     };
     const { status, headers, body: out } = await this.answer(raw);
     return { status, statusMessage: http.STATUS_CODES[status] ?? '', headers, body: typeof out === 'string' ? Buffer.from(out) : out };
@@ -192,6 +237,11 @@ export class AdminServer {
       discard: () => req.resume(),
     };
     const { status, headers, body } = await this.answer(raw);
+    // A body left unread (413) is not drained: the connection goes after the answer.
+    if (status === 413) {
+      headers.connection = 'close';
+      res.shouldKeepAlive = false;
+    }
     res.writeHead(status, headers);
     res.end(body);
   }
@@ -221,6 +271,13 @@ export class AdminServer {
   }
 
   private async dispatch(req: RawRequest): Promise<Reply> {
+    const o = this.opts;
+    if (req.peer !== undefined && (o.token === undefined || o.token === '') && o.insecure !== true && !isLoopback(req.peer)) {
+      // L7_ERR_ADMIN_INSECURE's answer (l7mp's shape, with the reason phrase of 403).
+      req.discard();
+      const who = req.peer === '' ? 'a peer without an IP address' : req.peer;
+      return errorReply(403, 'Forbidden', `the admin API is served without a token to loopback peers only, not to ${who}: set --admin-token (or --admin-insecure)`);
+    }
     if (!this.authorized(req)) {
       req.discard();
       return { ...errorReply(401, 'Unauthorized', 'Missing or invalid bearer token'), headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' } };
@@ -236,19 +293,26 @@ export class AdminServer {
   }
 }
 
+/** The whole body, at most {@link MAX_BODY} bytes. @throws L7Error (413) when larger. */
 function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  const announced = Number(req.headers['content-length'] ?? 0);
+  if (announced > MAX_BODY) return Promise.reject(tooLarge(announced));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (c: Buffer) => {
+    const onData = (c: Buffer): void => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new L7Error(ErrorCode.InvalidArgument, `request body larger than ${MAX_BODY} bytes`, { status: 413 }));
-        req.destroy();
+        // Stop buffering; the answer (413) closes the connection.
+        req.removeListener('data', onData);
+        chunks.length = 0;
+        req.pause();
+        reject(tooLarge(`more than ${MAX_BODY}`));
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });

@@ -48,6 +48,12 @@ export const ErrorCode = {
   WorkerStart: 'L7_ERR_WORKER_START',
   /** A control-plane call was given bad arguments (CLI flag, API body). */
   InvalidArgument: 'L7_ERR_INVALID_ARGUMENT',
+  /**
+   * The admin API would be reachable from beyond loopback without a bearer token: a non-loopback
+   * admin bind (refused at start), or an L7mpController/Prometheus request from a non-loopback
+   * peer (403). `--admin-token` or `--admin-insecure` (admin.insecure) lift it.
+   */
+  AdminInsecure: 'L7_ERR_ADMIN_INSECURE',
   /** A message on the data path could not be decoded; it is dropped and counted. */
   Malformed: 'L7_ERR_MALFORMED',
   /** A downstream peer went over a configured limit (an HTTP request body over `max_body_size`: 413); the session ends. */
@@ -79,6 +85,7 @@ const defaultStatus: Record<ErrorCodeValue, number> = {
   L7_ERR_WORKER_DIED: 500,
   L7_ERR_WORKER_START: 500,
   L7_ERR_INVALID_ARGUMENT: 400,
+  L7_ERR_ADMIN_INSECURE: 403,
   L7_ERR_MALFORMED: 400,
   L7_ERR_DOWNSTREAM_LIMIT: 413,
   L7_ERR_INTERNAL: 500,

@@ -7,7 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import { freePort, freeTcpPort, tmpDir, UdpClient, streamClient } from '../helpers.ts';
-import { BIN, startProcess } from './proc.ts';
+import { BIN, startConfigFile, startProcess } from './proc.ts';
 
 function run(args: string[]): { status: number | null; stderr: string; stdout: string } {
   const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 15_000 });
@@ -116,4 +116,74 @@ test('SIGTERM and SIGINT: sessions end, listeners close, the Unix socket file is
     assert.equal(fs.existsSync(sockPath), false, 'socket file removed');
     u.close();
   }
+});
+
+test('a non-loopback admin address without a token is refused: exit 1 naming the address and the ways out; nothing starts', () => {
+  const dir = tmpDir();
+  const f = write(dir, 'admin.yaml', { listeners: [] });
+  for (const addr of ['0.0.0.0:0', '[::]:0']) {
+    const r = run(['-c', f, '--workers', '1', '--admin', addr]);
+    assert.equal(r.status, 1, r.stderr);
+    const shown = addr === '[::]:0' ? '\\[::\\]:0' : '0\\.0\\.0\\.0:0';
+    assert.match(r.stderr, new RegExp(`admin: refusing to serve the admin API on ${shown} without a token`));
+    assert.match(r.stderr, /--admin-token TOKEN or L7MP_ADMIN_TOKEN/);
+    assert.match(r.stderr, /--admin-insecure \(admin\.insecure: true\)/);
+    assert.doesNotMatch(r.stderr, /l7mp-ts ready/);
+  }
+  // The same from the config's admin section.
+  const g = write(dir, 'admin2.yaml', { admin: { address: '0.0.0.0', port: 0 }, listeners: [] });
+  const r = run(['-c', g, '--workers', '1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /refusing to serve the admin API on 0\.0\.0\.0:0 without a token/);
+});
+
+test('--admin-insecure (or admin.insecure: true) allows a non-loopback admin address without a token, with a warning; a token allows it too', async () => {
+  const dir = tmpDir();
+  const cases: Array<{ file: string; args: string[] }> = [
+    { file: write(dir, 'a.yaml', { listeners: [] }), args: ['--admin', '0.0.0.0:0', '--admin-insecure'] },
+    { file: write(dir, 'b.yaml', { admin: { address: '::', port: 0, insecure: true }, listeners: [] }), args: [] },
+    { file: write(dir, 'c.yaml', { listeners: [] }), args: ['--admin', '0.0.0.0:0', '--admin-token', 'tok'] },
+  ];
+  for (const c of cases) {
+    const p = await startConfigFile(c.file, ['--workers', '1', ...c.args]);
+    try {
+      const m = /admin API on http:\/\/(\S+)\/api\/v1/.exec(p.stderr());
+      assert.ok(m, p.stderr());
+      const port = Number(/:(\d+)$/.exec(m[1] as string)?.[1]);
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/admin`, { headers: c.args.includes('tok') ? { authorization: 'Bearer tok' } : {}, signal: AbortSignal.timeout(10_000) });
+      assert.equal(res.status, 200);
+      if (!c.args.includes('tok')) assert.match(p.stderr(), /admin API served WITHOUT a token beyond loopback/);
+    } finally {
+      await p.stop();
+    }
+  }
+});
+
+test('-c: cyclic YAML aliases, alias bombs and JSON nested past 64 levels exit 1 naming the problem and where', () => {
+  const dir = tmpDir();
+  const cyc = path.join(dir, 'cyclic.yaml');
+  fs.writeFileSync(cyc, 'listeners:\n  - &l\n    name: x\n    spec: { protocol: UDP, port: 1 }\n    rules: [*l]\n');
+  let r = run(['-c', cyc, '--workers', '1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /cannot parse config file .*cyclic\.yaml: alias \*l at line 5, column 13 refers to a node that contains it \(cyclic\)/);
+
+  const bomb = path.join(dir, 'bomb.yaml');
+  const lines = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+  for (const [i, n] of ['b', 'c', 'd', 'e', 'f', 'g'].entries()) lines.push(`${n}: &${n} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`);
+  fs.writeFileSync(bomb, `${lines.join('\n')}\n`);
+  r = run(['-c', bomb, '--workers', '1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /bomb\.yaml: more than 100 alias expansions/);
+
+  const deep = path.join(dir, 'deep.json');
+  fs.writeFileSync(deep, `{"listeners": ${'['.repeat(10_000)}${']'.repeat(10_000)}}`);
+  r = run(['-c', deep, '--workers', '1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /deep\.json: nested deeper than 64 levels at line 1, column 78/);
+
+  const deepYaml = path.join(dir, 'deep.yaml');
+  fs.writeFileSync(deepYaml, `listeners: ${'['.repeat(100)}${']'.repeat(100)}\n`);
+  r = run(['-c', deepYaml, '--workers', '1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /deep\.yaml: listeners\[0\]\[0\]\[0\]\[0\]\[0\]\[0\]\[0\]…: nested deeper than 64 levels/);
 });

@@ -474,3 +474,31 @@ test('names with "/" (the k8s operator\'s fqn names) work percent-encoded', asyn
     await up.close();
   }
 });
+
+test('config input bounds: cyclic YAML aliases, alias bombs, JSON and YAML nested past 64 levels are 400s naming the problem and where; a body over 1 MiB is 413; the config is unchanged', async () => {
+  await withApi(echoOnly, 1, async (admin) => {
+    const before = (await call(admin, 'GET', '/api/v1/config')).json;
+    const cyclic = 'listeners:\n  - &l\n    name: x\n    spec: { protocol: UDP, port: 1 }\n    rules: [*l]\n';
+    await fails(call(admin, 'POST', '/api/v1/config', cyclic, 'text/yaml'), 400, 'Bad Request', 'Invalid YAML format in request: alias *l at line 5, column 13 refers to a node that contains it (cyclic)');
+    await fails(call(admin, 'POST', '/api/v1/clusters', 'cluster: &c\n  name: c\n  spec: { protocol: Echo }\n  self: *c\n', 'application/yaml'), 400, 'Bad Request', /alias \*c at line 4, column 9 .*\(cyclic\)/);
+    const lines = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (const [i, n] of ['b', 'c', 'd', 'e', 'f', 'g'].entries()) lines.push(`${n}: &${n} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`);
+    await fails(call(admin, 'POST', '/api/v1/config', lines.join('\n'), 'text/yaml'), 400, 'Bad Request', 'Invalid YAML format in request: more than 100 alias expansions (alias bomb?)');
+    // 10 000 levels of JSON: refused before it is parsed, with its position.
+    const deep = `{"listeners": ${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+    await fails(call(admin, 'POST', '/api/v1/config', deep, 'application/json'), 400, 'Bad Request', 'Invalid JSON format in request: nested deeper than 64 levels at line 1, column 78');
+    let nested: unknown = { protocol: 'Echo' };
+    for (let i = 0; i < 70; i++) nested = { x: nested };
+    await fails(call(admin, 'POST', '/api/v1/clusters', { cluster: { name: 'n', spec: nested } }), 400, 'Bad Request', /^Invalid JSON format in request: nested deeper than 64 levels at line 1, column \d+$/);
+    // YAML: the path of the first level past the limit; 10 000 levels (the parser's stack) too.
+    await fails(call(admin, 'POST', '/api/v1/config', `listeners: ${'['.repeat(100)}${']'.repeat(100)}\n`, 'text/yaml'), 400, 'Bad Request', 'Invalid YAML format in request: listeners[0][0][0][0][0][0][0]…: nested deeper than 64 levels');
+    await fails(call(admin, 'POST', '/api/v1/config', `listeners: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`, 'text/yaml'), 400, 'Bad Request', /^Invalid YAML format in request: nested deeper than 64 levels/);
+    // Over 1 MiB: 413, announced or not.
+    const big = JSON.stringify({ cluster: { name: 'big', spec: { protocol: 'Echo' }, pad: 'x'.repeat(2 << 20) } });
+    const a = await call(admin, 'POST', '/api/v1/clusters', big);
+    assert.equal(a.status, 413, a.text);
+    assert.match(a.json.content, /request body larger than 1048576 bytes/);
+    // The service goes on, and nothing changed.
+    assert.deepEqual((await call(admin, 'GET', '/api/v1/config')).json, before);
+  });
+});

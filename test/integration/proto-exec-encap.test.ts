@@ -197,3 +197,46 @@ test('framing_lost: UDP → Logger → TCP counts each session once (in /metrics
   const lnode = tree.children[0]?.children.find((n) => n.name === 'u');
   assert.equal((lnode?.counters as Record<string, number> | undefined)?.framing_lost, 2);
 });
+
+test('Exec: the process gets a clean environment: no admin token, no NATS credentials; PATH by default, env_passthrough and env as listed', async (t) => {
+  const saved = { L7MP_ADMIN_TOKEN: process.env.L7MP_ADMIN_TOKEN, NATS_CREDS: process.env.NATS_CREDS, L7MP_TEST_PASS: process.env.L7MP_TEST_PASS };
+  // Set before the proxy starts: its worker threads take a copy of the environment.
+  process.env.L7MP_ADMIN_TOKEN = 'sekrit-admin-token';
+  process.env.NATS_CREDS = '/sekrit/nats.creds';
+  process.env.L7MP_TEST_PASS = 'passed-through';
+  t.after(() => {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+  });
+  const [p1, p2] = [await freeTcpPort(), await freeTcpPort()];
+  const dump = ['sh', '-c', 'env; printf "@END@"; exec cat'];
+  await proxy(t, {
+    listeners: [
+      { name: 'plain', spec: { protocol: 'TCP', port: p1, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { spec: { protocol: 'Exec', command: dump } } } } }] },
+      {
+        name: 'listed',
+        spec: { protocol: 'TCP', port: p2, address: '127.0.0.1' },
+        rules: [{ action: { route: { destination: { spec: { protocol: 'Exec', command: dump, env_passthrough: ['PATH', 'L7MP_TEST_PASS'], env: { GREETING: 'hi' } } } } } }],
+      },
+    ],
+  });
+  const envOf = async (port: number): Promise<Map<string, string>> => {
+    const c = await StreamPeer.open(t, { host: '127.0.0.1', port });
+    await waitFor(() => c.received.includes('@END@'), 5000, 'the process to print its environment');
+    return new Map(c.received.slice(0, c.received.indexOf('@END@')).split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  };
+  for (const port of [p1, p2]) {
+    const env = await envOf(port);
+    const all = [...env].map(([k, v]) => `${k}=${v}`).join('\n');
+    assert.doesNotMatch(all, /sekrit/, 'no secret of the proxy\'s environment');
+    assert.ok(!env.has('L7MP_ADMIN_TOKEN') && !env.has('NATS_CREDS'));
+    assert.equal(env.get('PATH'), process.env.PATH, 'PATH is passed by default and when listed');
+    assert.match(env.get('L7MP_SESSION') ?? '', /^TCP:127\.0\.0\.1:/);
+    assert.ok(env.has('L7MP_METADATA'));
+    if (port === p1) assert.ok(!env.has('L7MP_TEST_PASS') && !env.has('HOME'), 'nothing else by default');
+    else {
+      assert.equal(env.get('L7MP_TEST_PASS'), 'passed-through');
+      assert.equal(env.get('GREETING'), 'hi');
+    }
+  }
+});

@@ -7,6 +7,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import { createAdmin } from '../../runtime/admin/index.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import { makeLogger } from '../../runtime/common/log.ts';
@@ -49,10 +50,16 @@ async function get(url: string, init: RequestInit = {}): Promise<{ status: numbe
 }
 
 /** A proxy whose admin routes are reachable by its workers (as the CLI sets it up), optionally with a bearer token. */
-async function proxyWithApi(t: TestContext, doc: unknown, workers = 1, token?: string): Promise<Runtime> {
+async function proxyWithApi(t: TestContext, doc: unknown, workers = 1, token?: string, insecure = false): Promise<Runtime> {
   const rt = await proxy(t, doc, workers);
-  createAdmin(rt, { host: '127.0.0.1', port: 0, log: makeLogger('silent'), ...(token ? { token } : {}) });
+  createAdmin(rt, { host: '127.0.0.1', port: 0, log: makeLogger('silent'), ...(token ? { token } : {}), insecure });
   return rt;
+}
+
+/** This host's first non-loopback IPv4 address (a peer that is not loopback, still on this host), if any. */
+function outsideAddress(): string | undefined {
+  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  return undefined;
 }
 
 test('HTTP listener to Echo: the request body comes back as the response body with l7mp\'s implicit 200; a 1 MiB body streams intact', async (t) => {
@@ -271,4 +278,52 @@ test('Prometheus cluster on /metrics (l7mp\'s way): the exposition counts the tr
   assert.match(text as string, /# TYPE listener_requests_total counter/);
   const other = await get(`http://127.0.0.1:${port}/not-metrics`);
   assert.equal(other.status, 404);
+});
+
+test('without an admin token, L7mpController and Prometheus answer loopback peers only: a non-loopback peer gets 403 naming it; a token or insecure lifts it', async (t) => {
+  const outside = outsideAddress();
+  if (outside === undefined) return t.skip('no non-loopback IPv4 address on this host');
+  const doc = (port: number): unknown => ({
+    listeners: [
+      {
+        name: 'api',
+        // No address: every interface, as l7mp's examples bind the controller.
+        spec: { protocol: 'HTTP', port },
+        rules: [
+          { match: { op: 'test', path: '/HTTP/url/path', value: '/metrics' }, action: { route: { destination: 'prom' } } },
+          { action: { route: { destination: 'controller' } } },
+        ],
+      },
+    ],
+    clusters: [
+      { name: 'controller', spec: { protocol: 'L7mpController' } },
+      { name: 'prom', spec: { protocol: 'Prometheus' } },
+    ],
+  });
+  // No token.
+  const port = await freeTcpPort('0.0.0.0');
+  await proxyWithApi(t, doc(port), 1);
+  const local = await get(`http://127.0.0.1:${port}/api/v1/listeners`);
+  assert.equal(local.status, 200, 'a loopback peer is served');
+  const remote = await get(`http://${outside}:${port}/api/v1/listeners`);
+  assert.equal(remote.status, 403, remote.body.toString());
+  const body = JSON.parse(remote.body.toString());
+  assert.equal(body.message, 'Forbidden');
+  assert.match(body.content, new RegExp(`loopback peers only, not to (::ffff:)?${outside.replace(/\./g, '\\.')}: set --admin-token`));
+  const post = await get(`http://${outside}:${port}/api/v1/clusters`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cluster: { name: 'x', spec: { protocol: 'Echo' } } }) });
+  assert.equal(post.status, 403, 'no change from outside');
+  assert.equal((await get(`http://${outside}:${port}/metrics`)).status, 403, 'Prometheus too');
+  assert.equal((await get(`http://127.0.0.1:${port}/metrics`)).status, 200);
+  assert.equal(JSON.parse((await get(`http://127.0.0.1:${port}/api/v1/clusters`)).body.toString()).length, 2, 'the refused POST changed nothing');
+
+  // A token: the outside peer with the bearer is served.
+  const port2 = await freeTcpPort('0.0.0.0');
+  await proxyWithApi(t, doc(port2), 1, 'tok-9');
+  assert.equal((await get(`http://${outside}:${port2}/api/v1/listeners`)).status, 401);
+  assert.equal((await get(`http://${outside}:${port2}/api/v1/listeners`, { headers: { authorization: 'Bearer tok-9' } })).status, 200);
+
+  // insecure (--admin-insecure): served without a token.
+  const port3 = await freeTcpPort('0.0.0.0');
+  await proxyWithApi(t, doc(port3), 1, undefined, true);
+  assert.equal((await get(`http://${outside}:${port3}/api/v1/listeners`)).status, 200);
 });

@@ -13,8 +13,8 @@ import type { WebSocket } from 'ws';
 
 const MODULE = path.resolve(import.meta.dirname, '..', 'fixtures', 'transforms.ts');
 
-function tf(exportName: string): unknown {
-  return { spec: { protocol: 'Transform', module: MODULE, export: exportName } };
+function tf(exportName: string, extra: Record<string, unknown> = {}): unknown {
+  return { spec: { protocol: 'Transform', module: MODULE, export: exportName, ...extra } };
 }
 
 /** A UDP listener on `port` whose route's destination is `destination` (inline or by name). */
@@ -111,7 +111,8 @@ test('Transform: while a transform is blocked in the pool, the same worker serve
   const [p1, p2] = [await freePort(), await freePort()];
   const rt = await startProxy(
     {
-      listeners: [udp('slow', p1, { destination: tf('latched') }, [{ path: 'labels/latch', value: latch }]), udp('echo', p2, { destination: 'echo' })],
+      // A deadline far above the test's bound: the watchdog must not end this one.
+      listeners: [udp('slow', p1, { destination: tf('latched', { timeout: 60_000 }) }, [{ path: 'labels/latch', value: latch }]), udp('echo', p2, { destination: 'echo' })],
       clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }],
     },
     1,
@@ -173,5 +174,43 @@ test('Transform: replies keep the order of the messages of a session under a con
   } finally {
     sockets.forEach((s) => s.close());
     await rt.shutdown();
+  }
+});
+
+test('Transform watchdog: a message that busy-loops its pool thread is dropped at its deadline and counted (transform_timeout); the thread is replaced; the session goes on in order', async () => {
+  const prev = process.env.L7MP_TRANSFORM_THREADS;
+  // One pool thread: the messages behind the stuck one wait in the queue (queue time is not held against them).
+  process.env.L7MP_TRANSFORM_THREADS = '1';
+  const port = await freePort();
+  let rt: Runtime;
+  try {
+    rt = await startProxy({ listeners: [udp('spin', port, { destination: tf('spin', { timeout: 300 }) })] }, 1);
+  } finally {
+    if (prev === undefined) delete process.env.L7MP_TRANSFORM_THREADS;
+    else process.env.L7MP_TRANSFORM_THREADS = prev;
+  }
+  const c = await UdpClient.open();
+  try {
+    assert.equal((await c.request('one', port)).toString(), 'ONE');
+    c.send('spin forever', port);
+    c.send('two', port);
+    c.send('three', port);
+    // Bounded waits: the deadline is 300 ms; a new pool thread has to start.
+    assert.equal((await c.recv(15_000)).toString(), 'TWO');
+    assert.equal((await c.recv(5000)).toString(), 'THREE');
+    assert.equal(await clusterCount(rt, 'transform_timeout'), 1);
+    assert.equal(await clusterCount(rt, 'transform_error'), 0);
+    assert.equal(await sessionCount(rt), 1, 'the session survived');
+    // Again: the replacement thread is killed and replaced in turn.
+    c.send('spin again', port);
+    c.send('four', port);
+    assert.equal((await c.recv(15_000)).toString(), 'FOUR');
+    assert.equal(await clusterCount(rt, 'transform_timeout'), 2);
+    const m = await rt.metrics();
+    const drops = m.slots.flatMap((s) => s.metrics?.clusters ?? []).reduce((a, x) => a + x.traffic.drops, 0);
+    assert.equal(drops, 2, 'the stuck messages show in the stage\'s drop count');
+  } finally {
+    c.close();
+    await rt!.shutdown();
   }
 });
