@@ -4,15 +4,14 @@
  * new peers (reliability plan R-10, R-13; Envoy's overload manager, which stops accepting new
  * connections under pressure).
  *
- * A timer fires every `tickMs` (10 ms). The lag is how late it fired. The worker is late:
- * - while the current stretch of work has kept timers from running for more than `tickMs +
- *   maxLagMs` (the event loop is inside a long burst of new sessions right now), or
- * - from a tick whose lag exceeded `maxLagMs` until a tick whose lag is below half of it (the work
- *   a new session leaves behind, its upstream connects, runs after its admission).
- * While it is late, the guard admits one new session per tick and refuses the others. Creating a
- * session costs far more than dropping a datagram, so refusing sheds load at once; the one per
- * tick keeps new peers coming in (slowly) when the machine is merely busy with other work, and
- * how many sessions per second get in adapts to what the machine can do.
+ * A timer fires every `tickMs` (10 ms). The lag is how late it fired. The worker is overloaded
+ * from the `LATE_TICKS`-th tick in a row whose lag exceeded `maxLagMs` until a tick whose lag is
+ * below half of it: a sustained lag, as a flood of new peers makes, not a one-off stall (a GC, a
+ * module loading, a thread pool starting), after which the peers that waited meanwhile must still
+ * get in. While overloaded, the guard admits one new session per tick and refuses the others.
+ * Creating a session costs far more than dropping a datagram, so refusing sheds load at once; the
+ * one per tick keeps new peers coming in (slowly) when the machine is merely busy with other work,
+ * and how many sessions per second get in adapts to what the machine can do.
  *
  * Stream listeners are not guarded here: their peers wait in the kernel's accept queue.
  */
@@ -22,6 +21,8 @@ export type MonoClock = () => number;
 
 /** Default `admin.overload_lag_ms`. */
 export const DEFAULT_OVERLOAD_LAG_MS = 50;
+/** Late ticks in a row that make a worker overloaded. */
+export const LATE_TICKS = 3;
 
 export class OverloadGuard {
   /** Lag of the last tick, ms. */
@@ -35,6 +36,8 @@ export class OverloadGuard {
   private readonly now: MonoClock;
   private lastTick: number;
   private overloaded = false;
+  /** Late ticks in a row. */
+  private lateStreak = 0;
   /** Sessions admitted since the last tick while late. */
   private lateAdmits = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -79,14 +82,16 @@ export class OverloadGuard {
     if (this.maxLagMs === 0) return;
     if (lag > this.maxLagMs) {
       this.lateTicks++;
-      this.overloaded = true;
-    } else if (lag < this.maxLagMs / 2) this.overloaded = false;
+      if (++this.lateStreak >= LATE_TICKS) this.overloaded = true;
+    } else {
+      this.lateStreak = 0;
+      if (lag < this.maxLagMs / 2) this.overloaded = false;
+    }
   }
 
   /** May a new session be created now? A refusal is counted in {@link refused}. */
   admit(): boolean {
-    if (this.maxLagMs === 0) return true;
-    if (!this.overloaded && this.now() - this.lastTick <= this.tickMs + this.maxLagMs) return true;
+    if (this.maxLagMs === 0 || !this.overloaded) return true;
     if (this.lateAdmits === 0) {
       this.lateAdmits++;
       return true;
@@ -97,6 +102,6 @@ export class OverloadGuard {
 
   /** True while the guard refuses new sessions. */
   get active(): boolean {
-    return this.maxLagMs !== 0 && (this.overloaded || this.now() - this.lastTick > this.tickMs + this.maxLagMs);
+    return this.maxLagMs !== 0 && this.overloaded;
   }
 }

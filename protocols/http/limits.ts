@@ -55,7 +55,7 @@ export interface HttpServerLimits {
 }
 
 /**
- * Options for `http.createServer`. The header deadline is capped by the request deadline (Node
+ * Options for the `node:http` server constructor. The header deadline is capped by the request deadline (Node
  * refuses a larger one).
  */
 export function serverOptions(l: HttpServerLimits): http.ServerOptions {

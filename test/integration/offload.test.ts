@@ -455,7 +455,7 @@ test('offload: GET /api/v1/admin says the engine runs (l7mp\'s `offload` field);
     const rt = await startProxy(gateway(await freePort(), up.port, { offload: mode }));
     try {
       const admin = createAdmin(rt, { host: '127.0.0.1', port: 0, log: makeLogger('silent') });
-      const a = await admin.request({ method: 'GET', url: '/api/v1/admin', headers: {}, body: new Uint8Array(0) });
+      const a = await admin.request({ method: 'GET', url: '/api/v1/admin', headers: {}, body: new Uint8Array(0), peer: '127.0.0.1' });
       assert.equal(a.status, 200);
       assert.equal(JSON.parse(Buffer.from(a.body).toString()).offload, expected, `admin.offload: ${mode}`);
     } finally {
