@@ -1,7 +1,9 @@
 /**
- * WebSocket cluster. The URL is `ws://<host>:<port><path>`: host, port and path come from the
- * session's `/HTTP/url` when it has them (a WebSocket-to-WebSocket proxy keeps the path), else the
- * endpoint address, the cluster port and `/`. Request headers are copied from `/HTTP/headers`
+ * WebSocket cluster. The URL is `ws://<endpoint>:<cluster port><path>`: the path (and `wss`) come
+ * from the session's `/HTTP/url` when it has them (a WebSocket-to-WebSocket proxy keeps the path),
+ * else `/`. The host and port of an absolute-form request target (`GET ws://10.0.0.5:22/`) are used
+ * only with `target_from_request: true`, as l7mp always did: otherwise any downstream peer could
+ * choose where the proxy connects (docs/threat-model.md). Request headers are copied from `/HTTP/headers`
  * except hop-by-hop and `sec-websocket-*` ones; `sec-websocket-protocol` becomes the subprotocol.
  *
  * Deviation from l7mp (bug B4, compat reference §3.3): a session without `/HTTP` metadata (from a
@@ -18,11 +20,16 @@ import { DEFAULT_MAX_PAYLOAD, type WsClusterSpec } from './config.ts';
 const SKIP_HEADERS = new Set(['connection', 'upgrade', 'content-length', 'transfer-encoding', 'keep-alive', 'te', 'trailer', 'proxy-connection']);
 
 /** The upstream URL, headers and subprotocols for a session (exported for tests). */
-export function upstreamRequest(http: HttpMeta | undefined, ep: EndpointInfo, port: number): { url: string; headers: Record<string, string>; protocols: string[] } {
+export function upstreamRequest(
+  http: HttpMeta | undefined,
+  ep: EndpointInfo,
+  port: number,
+  targetFromRequest = false,
+): { url: string; headers: Record<string, string>; protocols: string[] } {
   const u = http?.url ?? {};
   const scheme = u.protocol === 'wss:' || u.protocol === 'wss' ? 'wss' : 'ws';
-  const host = u.host ? u.host : ep.address;
-  const p = u.port ? Number(u.port) : port;
+  const host = targetFromRequest && u.host ? u.host : ep.address;
+  const p = targetFromRequest && u.port ? Number(u.port) : port;
   let path = u.path ? u.path : '/';
   if (!path.startsWith('/')) path = `/${path}`;
   const headers: Record<string, string> = {};
@@ -54,7 +61,7 @@ export class WsCluster implements ClusterInstance {
 
   connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
     if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
-    const req = upstreamRequest(httpMeta(session.metadata), ep, this.spec.port);
+    const req = upstreamRequest(httpMeta(session.metadata), ep, this.spec.port, this.spec.target_from_request === true);
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(req.url, req.protocols, {
         headers: req.headers,

@@ -48,6 +48,13 @@ export const WsClusterSpec = Type.Object(
     port: Port('Upstream port of every endpoint.'),
     bind: Type.Optional(Bind),
     max_payload: MaxPayload,
+    target_from_request: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Connect to the host and port of the downstream request\'s absolute-form target (`GET ws://host:port/path`, /HTTP/url/host and /port), as l7mp did, instead of the picked endpoint and the cluster port. Off by default: it lets any downstream peer choose where the proxy connects (SSRF, docs/threat-model.md).',
+      }),
+    ),
   },
   {
     description:
