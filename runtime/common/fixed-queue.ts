@@ -4,40 +4,50 @@
  * `lib/dispatcher/fixed-queue.js` (itself from Node's internal fixed_queue).
  *
  * ```
- *   head ──► [ring 0: 2048 slots] ──next──► [ring 1] ──next──► null
- *            ▲ shift() reads here                ▲ push() writes into the tail ring
+ *   tail ──► [ring 0: 16 slots] ──next──► [ring 1: 32] ──next──► ... [ring k: up to 2048] ◄── head
+ *            ▲ shift() reads here                                     ▲ push() writes here
  * ```
  * A ring is full when `(top + 1) & mask === bottom` (one slot is left empty to tell full from
- * empty); then push starts a new ring and links it.
+ * empty); then push starts a new ring, twice as large up to 2048 slots, and links it. Rings start
+ * small because every actor has two queues (its mailbox and its system queue) and most hold a
+ * message or two: 2048 slots each made 32 KiB of every session (issue 12, bench:flood).
  */
 
-const kSize = 2048;
-const kMask = kSize - 1;
+/** Slots of a queue's first ring, and of the largest. */
+const kFirst = 16;
+const kMax = 2048;
 
 class Ring<T> {
   bottom = 0;
   top = 0;
-  readonly list: Array<T | undefined> = new Array(kSize);
+  readonly mask: number;
+  readonly list: Array<T | undefined>;
   next: Ring<T> | null = null;
+
+  /** @param size a power of two */
+  constructor(size: number) {
+    this.mask = size - 1;
+    this.list = new Array(size);
+  }
 
   isEmpty(): boolean {
     return this.top === this.bottom;
   }
 
   isFull(): boolean {
-    return ((this.top + 1) & kMask) === this.bottom;
+    return ((this.top + 1) & this.mask) === this.bottom;
   }
 
   push(v: T): void {
     this.list[this.top] = v;
-    this.top = (this.top + 1) & kMask;
+    this.top = (this.top + 1) & this.mask;
   }
 
   shift(): T | undefined {
     const v = this.list[this.bottom];
     if (v === undefined) return undefined;
     this.list[this.bottom] = undefined;
-    this.bottom = (this.bottom + 1) & kMask;
+    this.bottom = (this.bottom + 1) & this.mask;
     return v;
   }
 }
@@ -50,7 +60,7 @@ export class FixedQueue<T> {
   length = 0;
 
   constructor() {
-    this.head = this.tail = new Ring<T>();
+    this.head = this.tail = new Ring<T>(kFirst);
   }
 
   isEmpty(): boolean {
@@ -60,7 +70,7 @@ export class FixedQueue<T> {
   push(v: T): void {
     if (this.head.isFull()) {
       // The head ring is the one we write to; a full one gets a successor.
-      this.head = this.head.next = new Ring<T>();
+      this.head = this.head.next = new Ring<T>(Math.min(kMax, 2 * this.head.list.length));
     }
     this.head.push(v);
     this.length++;
@@ -78,7 +88,7 @@ export class FixedQueue<T> {
 
   /** Drop everything. */
   clear(): void {
-    this.head = this.tail = new Ring<T>();
+    this.head = this.tail = new Ring<T>(kFirst);
     this.length = 0;
   }
 }

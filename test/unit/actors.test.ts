@@ -66,6 +66,21 @@ test('FixedQueue keeps FIFO order across ring boundaries', () => {
   assert.equal(q.length, 0);
 });
 
+test('FixedQueue: interleaved pushes and shifts across growing rings keep FIFO order', () => {
+  const q = new FixedQueue<number>();
+  let next = 0;
+  let want = 0;
+  for (const [push, shift] of [[10, 5], [40, 30], [300, 10], [5000, 5000], [3, 308]]) {
+    for (let i = 0; i < push!; i++) q.push(next++);
+    for (let i = 0; i < shift!; i++) assert.equal(q.shift(), want++);
+  }
+  assert.equal(q.length, 0);
+  assert.equal(q.shift(), undefined);
+  q.push(7);
+  q.clear();
+  assert.equal(q.shift(), undefined);
+});
+
 test('mailbox: messages are handled one at a time, in order', () => {
   reset();
   const d = new Dispatcher('t', log);
