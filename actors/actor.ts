@@ -91,6 +91,8 @@ export interface DispatcherOptions {
   throughput?: number;
   /** Messages processed per event-loop turn before yielding with setImmediate (default 1024). */
   budget?: number;
+  /** ms a turn may run before it yields, checked between actors (default 5). */
+  sliceMs?: number;
 }
 
 /**
@@ -102,6 +104,7 @@ export class Dispatcher {
   private armed = false;
   private readonly throughput: number;
   private readonly budget: number;
+  private readonly sliceMs: number;
   private nextId = 0;
   /** Prefix of actor ids made on this thread (e.g. `w1`). */
   readonly idPrefix: string;
@@ -112,6 +115,7 @@ export class Dispatcher {
     this.log = log;
     this.throughput = opts.throughput ?? 32;
     this.budget = opts.budget ?? 1024;
+    this.sliceMs = opts.sliceMs ?? 5;
   }
 
   /** A new actor id, unique on this thread: `<prefix>.<n>`. */
@@ -152,6 +156,7 @@ export class Dispatcher {
 
   private turn(): void {
     let budget = this.budget;
+    const end = performance.now() + this.sliceMs;
     while (budget > 0) {
       const cell = this.runQueue.shift();
       if (cell === undefined) return;
@@ -159,6 +164,9 @@ export class Dispatcher {
       budget -= n;
       if (cell.hasMessages()) this.runQueue.push(cell);
       else cell.scheduled = false;
+      // A time slice too: a thousand sessions ending at once (an idle sweep after a flood) must not
+      // keep the sockets of live sessions unread for a second.
+      if (performance.now() > end) return;
     }
   }
 }

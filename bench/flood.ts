@@ -4,7 +4,8 @@
  * proxy, and whether the proxy gave its memory and file descriptors back.
  *
  *   node bench/flood.ts [--sources 50000] [--rate 5000] [--per-source 2] [--legit 1000]
- *                       [--after 60] [--workers 2] [--idle 20] [--overload-lag MS] [--quick]
+ *                       [--after 60] [--workers 2] [--idle 20] [--overload-lag MS]
+ *                       [--session-sockets connected|listener] [--quick]
  *
  * Setup: `udpbench echo` (upstream), `bin/l7mp-ts` with one UDP listener (default admission
  * limits, `idle_timeout` = --idle s) routed to it, and `udpbench flood`: SOURCES distinct source
@@ -39,6 +40,7 @@ const { values: opt } = parseArgs({
     workers: { type: 'string', default: '2' },
     idle: { type: 'string', default: '20' },
     'overload-lag': { type: 'string' },
+    'session-sockets': { type: 'string', default: 'connected' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -50,6 +52,9 @@ const AFTER = Number(opt.after ?? (opt.quick ? 15 : 60));
 const WORKERS = Number(opt.workers);
 const IDLE = Number(opt.idle);
 /** admin.overload_lag_ms for the run (ms); the proxy's default when not given. */
+/** The UDP listener's options.session_sockets: connected (the default) or listener. */
+const SESSION_SOCKETS = opt['session-sockets'] as string;
+if (SESSION_SOCKETS !== 'connected' && SESSION_SOCKETS !== 'listener') throw new Error(`--session-sockets: connected or listener, got ${SESSION_SOCKETS}`);
 const OVERLOAD_LAG = opt['overload-lag'] === undefined ? undefined : Number(opt['overload-lag']);
 const FLOOD_S = SOURCES / RATE;
 if (!(FLOOD_S > 0 && FLOOD_S <= 60)) throw new Error(`--sources / --rate must be in (0, 60] s, got ${FLOOD_S}`);
@@ -139,7 +144,7 @@ async function main(): Promise<void> {
     `admin: { address: 127.0.0.1, port: ${admin}${OVERLOAD_LAG === undefined ? '' : `, overload_lag_ms: ${OVERLOAD_LAG}`} }
 listeners:
   - name: gateway
-    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE} } }
+    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}, session_sockets: ${SESSION_SOCKETS} } }
     rules:
       - action:
           route:
@@ -207,7 +212,7 @@ listeners:
   const md = [
     `## bench:flood ${stamp}`,
     '',
-    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
     `Flood: ${SOURCES} sources 127.1.0.0+i at ${RATE}/s, ${PER_SOURCE} x 64 B each (${flood.flood_sent} sent in ${flood.flood_s} s, ${flood.flood_replies} replies came back). Legitimate flow: ${LEGIT} pps, 64 B, from 127.0.0.1.`,
     '',
     '| figure | value |',

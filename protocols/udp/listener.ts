@@ -328,6 +328,12 @@ export class UdpListener implements ListenerInstance {
   readonly type: 'udp4' | 'udp6';
   readonly bindAddress: string;
   readonly bufferOptions: { recvBufferSize?: number };
+  /**
+   * `options.session_sockets: listener`: sessions have no socket of their own; they are read from
+   * and answered through the listening sockets (a peer's datagrams that reach another worker are
+   * handed to the owner, each of them).
+   */
+  readonly shared: boolean;
   /** Per-session rate limit: datagrams per second (= the packet bucket's depth). */
   readonly pktBurst: number;
   /** Per-session rate limit: payload bytes per second, and the byte bucket's depth (>= one 64 KiB datagram). */
@@ -348,6 +354,7 @@ export class UdpListener implements ListenerInstance {
     this.bindAddress = cfg.spec.address ?? '0.0.0.0';
     this.type = udpType(this.bindAddress);
     this.mode = udpMode(cfg.spec);
+    this.shared = cfg.spec.options?.session_sockets === 'listener';
     this.pktBurst = cfg.spec.options?.max_pps ?? DEFAULT_UDP_MAX_PPS;
     this.byteRate = (cfg.spec.options?.max_bps ?? DEFAULT_UDP_MAX_BPS) / 8;
     this.byteBurst = Math.max(this.byteRate, 65_536);
@@ -411,12 +418,15 @@ export class UdpListener implements ListenerInstance {
       return;
     }
     // Admission before anything is allocated or handed off (the owner checks again, per source).
-    if (!this.ctx.admit(address)) return;
+    // With listener sockets a peer unknown here may be a session of its owner's, whose datagrams
+    // all come this way: only the owner decides.
+    if (!this.shared && !this.ctx.admit(address)) return;
     const owner = this.ctx.ownerOf(key);
     if (owner !== this.ctx.slot && this.ctx.handoff(owner, { listener: this.name, address, port, data: msg })) {
       this.ctx.count('handoff_out');
       return;
     }
+    if (this.shared && !this.ctx.admit(address)) return;
     this.newPeer(key, address, port, msg);
   }
 
@@ -465,7 +475,7 @@ export class UdpListener implements ListenerInstance {
     const conn = new UdpDownstream(this, address, port);
     this.peers.set(key, conn);
     conn.inject(first);
-    conn.open();
+    if (!this.shared) conn.open();
     const local = `${this.bindAddress}:${this.spec.port}`;
     const md = this.metadata(address, port);
     if (this.spec.options?.rtp === true) {
@@ -491,7 +501,7 @@ export class UdpListener implements ListenerInstance {
   }
 
   describe(): Record<string, unknown> {
-    return { protocol: 'UDP', mode: this.mode, address: `${this.bindAddress}:${this.spec.port}`, peers: this.peers.size };
+    return { protocol: 'UDP', mode: this.mode, session_sockets: this.shared ? 'listener' : 'connected', address: `${this.bindAddress}:${this.spec.port}`, peers: this.peers.size };
   }
 }
 

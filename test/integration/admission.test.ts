@@ -171,3 +171,31 @@ test('the open-file limit is read and the session cap derives from it; a UDP ses
   const m = await rt.metrics();
   assert.equal(m.process?.maxFds, lim.soft);
 });
+
+test('session_sockets: listener serves sessions through the listening sockets: 1 fd per session, replies from the listener port, peers on both workers', async (t) => {
+  const echo = closing(t, await udpEcho('echo: '), (e) => e.close());
+  const lport = await freePort();
+  const rt = await proxy(
+    t,
+    { listeners: [{ name: 'shared', spec: { protocol: 'UDP', port: lport, address: '127.0.0.1', options: { session_sockets: 'listener' } }, rules: toUdp(echo.port) }] },
+    2,
+  );
+  const cs: UdpClient[] = [];
+  for (let i = 0; i < 12; i++) cs.push(await udpClient(t));
+  await cs[0]!.request('warm', lport);
+  const before = openFds();
+  const from = new Set<number>();
+  for (const c of cs.slice(1)) {
+    c.sock.once('message', (_m, rinfo) => from.add(rinfo.port));
+    assert.equal((await c.request('x', lport)).toString(), 'echo: x');
+  }
+  await waitTotals(rt, { active: 12 });
+  // 11 new sessions, one upstream socket each: nothing bound to the listener's port.
+  assert.equal(openFds() - before, 11);
+  assert.deepEqual([...from], [lport], 'every reply comes from the listener port');
+  // Every datagram of a session keeps reaching it, whichever worker the kernel picks.
+  for (const c of cs) assert.equal((await c.request('again', lport)).toString(), 'echo: again');
+  assert.equal((await totals(rt)).active, 12);
+  const perWorker = (await rt.stats()).map((w) => w.sessionsActive);
+  assert.ok(perWorker.every((n) => n > 0), `sessions on both workers: ${perWorker}`);
+});
