@@ -65,6 +65,10 @@ export interface AdminDump {
   access_log_path?: string;
   address?: string;
   port?: number;
+  /** Admission limits, as set (README, Limits). */
+  max_sessions?: number;
+  fd_reserve?: number;
+  overload_lag_ms?: number;
 }
 
 /** `{name, spec, weight}` (§1.4); a stage's endpoint in a session dump has no weight. */
@@ -214,6 +218,9 @@ class Dumper {
       ...(a.access_log_path !== undefined ? { access_log_path: a.access_log_path } : {}),
       ...(a.address !== undefined ? { address: a.address } : {}),
       ...(a.port !== undefined ? { port: a.port } : {}),
+      ...(a.max_sessions !== undefined ? { max_sessions: a.max_sessions } : {}),
+      ...(a.fd_reserve !== undefined ? { fd_reserve: a.fd_reserve } : {}),
+      ...(a.overload_lag_ms !== undefined ? { overload_lag_ms: a.overload_lag_ms } : {}),
     };
   }
 

@@ -218,6 +218,41 @@ test('errors keep l7mp\'s shape and strings: duplicates, unknown paths, 415, bad
   });
 });
 
+test('POST /api/v1/admin changes the admission limits at runtime: the process session cap and the overload lag', async () => {
+  const port = await freePort();
+  const up = await udpEcho('up:');
+  const clients: UdpClient[] = [];
+  try {
+    const doc = {
+      listeners: [{ name: 'in', spec: { protocol: 'UDP', port, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'up' } } }] }],
+      clusters: [{ name: 'up', spec: { protocol: 'UDP', port: up.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] }],
+    };
+    await withApi(doc, 2, async (admin, rt) => {
+      const fdCap = rt.sessionCap();
+      await ok(call(admin, 'POST', '/api/v1/admin', { admin: { max_sessions: 2, overload_lag_ms: 0 } }));
+      const adm = (await call(admin, 'GET', '/api/v1/admin')).json;
+      assert.equal(adm.max_sessions, 2);
+      assert.equal(adm.overload_lag_ms, 0);
+      assert.equal(rt.sessionCap(), 2);
+      for (let i = 0; i < 3; i++) clients.push(await UdpClient.open());
+      assert.equal((await clients[0]!.request('a', port)).toString(), 'up:a');
+      assert.equal((await clients[1]!.request('b', port)).toString(), 'up:b');
+      await assert.rejects(clients[2]!.request('c', port, '127.0.0.1', 300, 2), /no UDP reply/);
+      const m = await rt.metrics();
+      const refused = m.slots.reduce((n, s) => n + (s.metrics?.listeners.find((l) => l.name === 'in')?.events.process_sessions ?? 0), 0);
+      assert.ok(refused >= 1, `${refused} refusals counted`);
+      // A cap above what the open-file limit allows is lowered to it.
+      await ok(call(admin, 'POST', '/api/v1/admin', { admin: { max_sessions: 10_000_000 } }));
+      assert.equal(rt.sessionCap(), fdCap);
+      assert.equal((await clients[2]!.request('c', port)).toString(), 'up:c');
+      await fails(call(admin, 'POST', '/api/v1/admin', { admin: { max_sessions: 0 } }), 400, 'Bad Request', /admin\.max_sessions/);
+    });
+  } finally {
+    clients.forEach((c) => c.close());
+    await up.close();
+  }
+});
+
 test('POST /api/v1/admin (l7mp: 501) changes the log level, the access log and strict mode at runtime; start-time fields are refused by name', async () => {
   const port = await freePort();
   const up = await udpEcho('up:');
