@@ -8,6 +8,7 @@
  * the session metadata under a symbol key: JSON predicates, dumps and the actor tree never see it,
  * and it never leaves the worker.
  */
+import http from 'node:http';
 import type { AdminAnswer, Metadata } from '../types.ts';
 
 /** Status line and headers of an HTTP response. */
@@ -40,9 +41,18 @@ export function l7mpErrorBody(status: number, message: string, content: unknown)
   return JSON.stringify({ status, message, content }, null, 4);
 }
 
-/** The reason phrase l7mp used for an error status. */
+/**
+ * The reason phrase of an error status in l7mp's error body: l7mp's own for the statuses it used
+ * (404, 401, 422, 5xx as 'General Server Error', every other 4xx as 'Bad Request'), the standard
+ * phrase for the ones it never sent (403 Forbidden, 408, 413, 431).
+ */
 export function l7mpStatusMessage(status: number): string {
-  return status === 404 ? 'Not Found' : status === 401 ? 'Unauthorized' : status === 422 ? 'Unprocessable Entity' : status >= 500 ? 'General Server Error' : 'Bad Request';
+  if (status === 404) return 'Not Found';
+  if (status === 401) return 'Unauthorized';
+  if (status === 422) return 'Unprocessable Entity';
+  if (status >= 500) return 'General Server Error';
+  if (status === 403 || status === 408 || status === 413 || status === 431) return http.STATUS_CODES[status] as string;
+  return 'Bad Request';
 }
 
 /**
