@@ -208,7 +208,7 @@ listeners:
   const drops = [...byLabel(m1, 'l7mp_listener_dropped_packets_total', 'reason')].filter(([, v]) => v > 0);
   const mib = (k: number): string => (k / 1024).toFixed(1);
   const heap = (m: Map<string, number>, kind: string): string => mib((byLabel(m, 'l7mp_worker_heap_bytes', 'kind').get(kind) ?? NaN) / 1024);
-  const stamp = new Date().toISOString().slice(0, 16).replace(':', '-') + 'Z';
+  const stamp = new Date().toISOString().slice(0, 19).replaceAll(':', '-') + 'Z';
   const md = [
     `## bench:flood ${stamp}`,
     '',
