@@ -6,6 +6,7 @@
  * ```
  *  process_sessions   all sessions of the process  ≤ cap   (admin.max_sessions, from the fd limit)
  *  listener_sessions  sessions of this listener    ≤ listeners[].options.max_sessions
+ *  listener_rate      new sessions of the listener ≤ session_rate/s (a bucket per worker, rate/N)
  *  source_sessions    sessions of one source IP    ≤ max_sessions_per_source      (per worker)
  *  source_rate        new sessions of a source IP  ≤ source_session_rate/s, burst (per worker)
  *  source_table_full  distinct sources tracked     ≤ SOURCE_TABLE_MAX              (per worker)
@@ -19,12 +20,13 @@
  * and logged once per period; it never throws.
  */
 import type { ListenerOptions } from '../cluster-config/snapshot.ts';
-import { DEFAULT_MAX_SESSIONS_PER_SOURCE, DEFAULT_SOURCE_SESSION_RATE } from '../cluster-config/schema.ts';
+import { DEFAULT_MAX_SESSIONS_PER_SOURCE, DEFAULT_SESSION_RATE, DEFAULT_SOURCE_SESSION_RATE } from '../cluster-config/schema.ts';
 
 /** Why a session was refused: the `reason` label of `l7mp_listener_dropped_packets_total`. */
 export const AdmissionReason = {
   ProcessSessions: 'process_sessions',
   ListenerSessions: 'listener_sessions',
+  ListenerRate: 'listener_rate',
   SourceSessions: 'source_sessions',
   SourceRate: 'source_rate',
   SourceTable: 'source_table_full',
@@ -89,6 +91,8 @@ export interface AdmissionLimits {
   /** Process-wide cap of this listener's sessions (Infinity: only the process cap). */
   readonly maxSessions: number;
   readonly maxPerSource: number;
+  /** New sessions per second of the whole listener (all workers). */
+  readonly sessionRate: number;
   /** sessions/s */
   readonly ratePerSource: number;
   /** sessions */
@@ -100,6 +104,7 @@ export function admissionLimits(o: ListenerOptions): AdmissionLimits {
   const rate = o.source_session_rate ?? DEFAULT_SOURCE_SESSION_RATE;
   return {
     maxSessions: o.max_sessions ?? Infinity,
+    sessionRate: o.session_rate ?? DEFAULT_SESSION_RATE,
     maxPerSource: o.max_sessions_per_source ?? DEFAULT_MAX_SESSIONS_PER_SOURCE,
     ratePerSource: rate,
     burstPerSource: o.source_session_burst ?? Math.max(1, Math.ceil(2 * rate)),
@@ -115,6 +120,9 @@ export class Admission {
   private readonly now: () => number;
   private readonly sources = new Map<string, SourceState>();
   private lastPrune = 0;
+  /** This worker's share of the listener's new-session bucket (session_rate / workers). */
+  private readonly rate: SourceState;
+  private readonly workers: number;
 
   /**
    * @param listener this listener's sessions, process-wide
@@ -122,8 +130,10 @@ export class Admission {
    * @param processCap the process-wide cap in force (admin.max_sessions bounded by the fd limit)
    * @param now clock in ms
    */
-  constructor(limits: AdmissionLimits, listener: SharedGauge, process: SharedGauge, processCap: () => number, now: () => number = Date.now) {
+  constructor(limits: AdmissionLimits, listener: SharedGauge, process: SharedGauge, processCap: () => number, now: () => number = Date.now, workers = 1) {
     this.limits = limits;
+    this.workers = workers;
+    this.rate = { sessions: 0, tokens: this.rateBurst(), last: now() };
     this.listener = listener;
     this.process = process;
     this.processCap = processCap;
@@ -143,6 +153,8 @@ export class Admission {
   check(source: string | undefined): AdmissionReason | null {
     if (this.process.total() >= this.processCap()) return AdmissionReason.ProcessSessions;
     if (this.limits.maxSessions !== Infinity && this.listener.total() >= this.limits.maxSessions) return AdmissionReason.ListenerSessions;
+    this.refillRate(this.now());
+    if (this.rate.tokens < 1) return AdmissionReason.ListenerRate;
     if (source === undefined) return null;
     const st = this.sources.get(source);
     if (st === undefined) return this.sources.size >= SOURCE_TABLE_MAX && !this.prune(true) ? AdmissionReason.SourceTable : null;
@@ -157,6 +169,7 @@ export class Admission {
     if (r !== null) return r;
     this.process.add(1);
     this.listener.add(1);
+    this.rate.tokens -= 1;
     if (source !== undefined) {
       let st = this.sources.get(source);
       const now = this.now();
@@ -186,6 +199,7 @@ export class Admission {
     return {
       sessions: this.listener.total(),
       max_sessions: l.maxSessions === Infinity ? null : l.maxSessions,
+      session_rate: l.sessionRate,
       process_sessions: this.process.total(),
       process_max_sessions: this.processCap(),
       max_sessions_per_source: l.maxPerSource,
@@ -193,6 +207,18 @@ export class Admission {
       source_session_burst: l.burstPerSource,
       sources: this.sources.size,
     };
+  }
+
+  /** One second of this worker's share of `session_rate`, at least one session. */
+  private rateBurst(): number {
+    return Math.max(1, this.limits.sessionRate / this.workers);
+  }
+
+  private refillRate(now: number): void {
+    const dt = now - this.rate.last;
+    if (dt <= 0) return;
+    this.rate.tokens = Math.min(this.rateBurst(), this.rate.tokens + (dt * this.limits.sessionRate) / this.workers / 1000);
+    this.rate.last = now;
   }
 
   private refill(st: SourceState, now: number): void {

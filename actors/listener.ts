@@ -65,7 +65,7 @@ export class ListenerActor extends Actor<Msg> {
     this.env = env;
     this.counters = counters;
     this.report = report;
-    this.admission = new Admission(admissionLimits(cfg.options), services.listenerGauge(cfg.name), services.processGauge, () => services.sessionCap());
+    this.admission = new Admission(admissionLimits(cfg.options), services.listenerGauge(cfg.name), services.processGauge, () => services.sessionCap(), Date.now, services.workers);
   }
 
   /** New options of the same listener (admission limits, track) from a config change: no rebind. */

@@ -5,7 +5,7 @@
  *
  *   node bench/flood.ts [--sources 50000] [--rate 5000] [--per-source 2] [--legit 1000]
  *                       [--after 60] [--workers 2] [--idle 20] [--overload-lag MS]
- *                       [--session-sockets connected|listener] [--quick]
+ *                       [--session-sockets connected|listener] [--session-rate N] [--quick]
  *
  * Setup: `udpbench echo` (upstream), `bin/l7mp-ts` with one UDP listener (default admission
  * limits, `idle_timeout` = --idle s) routed to it, and `udpbench flood`: SOURCES distinct source
@@ -41,6 +41,7 @@ const { values: opt } = parseArgs({
     idle: { type: 'string', default: '20' },
     'overload-lag': { type: 'string' },
     'session-sockets': { type: 'string', default: 'connected' },
+    'session-rate': { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -55,6 +56,8 @@ const IDLE = Number(opt.idle);
 /** The UDP listener's options.session_sockets: connected (the default) or listener. */
 const SESSION_SOCKETS = opt['session-sockets'] as string;
 if (SESSION_SOCKETS !== 'connected' && SESSION_SOCKETS !== 'listener') throw new Error(`--session-sockets: connected or listener, got ${SESSION_SOCKETS}`);
+/** The listener's options.session_rate (new sessions/s); the proxy's default when not given. */
+const SESSION_RATE = opt['session-rate'] === undefined ? undefined : Number(opt['session-rate']);
 const OVERLOAD_LAG = opt['overload-lag'] === undefined ? undefined : Number(opt['overload-lag']);
 const FLOOD_S = SOURCES / RATE;
 if (!(FLOOD_S > 0 && FLOOD_S <= 60)) throw new Error(`--sources / --rate must be in (0, 60] s, got ${FLOOD_S}`);
@@ -144,7 +147,7 @@ async function main(): Promise<void> {
     `admin: { address: 127.0.0.1, port: ${admin}${OVERLOAD_LAG === undefined ? '' : `, overload_lag_ms: ${OVERLOAD_LAG}`} }
 listeners:
   - name: gateway
-    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}, session_sockets: ${SESSION_SOCKETS} } }
+    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}, session_sockets: ${SESSION_SOCKETS} } }${SESSION_RATE === undefined ? '' : `\n    options: { session_rate: ${SESSION_RATE} }`}
     rules:
       - action:
           route:
@@ -212,7 +215,7 @@ listeners:
   const md = [
     `## bench:flood ${stamp}`,
     '',
-    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS}${SESSION_RATE === undefined ? '' : `, session_rate ${SESSION_RATE}/s`}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
     `Flood: ${SOURCES} sources 127.1.0.0+i at ${RATE}/s, ${PER_SOURCE} x 64 B each (${flood.flood_sent} sent in ${flood.flood_s} s, ${flood.flood_replies} replies came back). Legitimate flow: ${LEGIT} pps, 64 B, from 127.0.0.1.`,
     '',
     '| figure | value |',

@@ -360,6 +360,7 @@ function showBind(b: ListenerBind): string {
 function listenerOptions(o: ListenerDoc['options']): ListenerOptions {
   const out: { -readonly [K in keyof ListenerOptions]: ListenerOptions[K] } = { track: (o?.track as number | undefined) ?? 0 };
   if (o?.max_sessions !== undefined) out.max_sessions = o.max_sessions;
+  if (o?.session_rate !== undefined) out.session_rate = o.session_rate;
   if (o?.max_sessions_per_source !== undefined) out.max_sessions_per_source = o.max_sessions_per_source;
   if (o?.source_session_rate !== undefined) out.source_session_rate = o.source_session_rate;
   if (o?.source_session_burst !== undefined) out.source_session_burst = o.source_session_burst;

@@ -14,6 +14,8 @@ import { DEFAULT_OVERLOAD_LAG_MS } from '../actors/overload.ts';
 
 /** Default of `listeners[].options.max_sessions_per_source`. */
 export const DEFAULT_MAX_SESSIONS_PER_SOURCE = 1024;
+/** Default of `listeners[].options.session_rate` (new sessions/s of a listener, all workers). */
+export const DEFAULT_SESSION_RATE = 10_000;
 /** Default of `listeners[].options.source_session_rate` (sessions/s). */
 export const DEFAULT_SOURCE_SESSION_RATE = 1000;
 
@@ -201,6 +203,15 @@ export const Listener = Type.Object(
               description:
                 'Admission: concurrent sessions (connections of a stream listener) of this listener in the whole process, over all workers. A new one past it is refused: its datagram dropped, its connection closed (l7mp_listener_dropped_packets_total{reason="listener_sessions"}). Default: the process-wide cap (admin.max_sessions). HAProxy frontend maxconn.',
               expect: 'an integer >= 1',
+            }),
+          ),
+          session_rate: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              default: DEFAULT_SESSION_RATE,
+              description:
+                'Admission: new sessions per second the listener takes, all sources and workers together (each worker a token bucket of rate / workers, one second deep). Past it: reason="listener_rate". Creating sessions is the expensive part of a flood: a rate below what the machine can create keeps CPU for the sessions it carries. Unit: sessions/s. HAProxy rate-limit sessions.',
+              expect: 'a number > 0',
             }),
           ),
           max_sessions_per_source: Type.Optional(

@@ -28,6 +28,8 @@ export interface ListenerOptions {
   readonly track: number;
   /** Concurrent sessions of the listener, process-wide. */
   readonly max_sessions?: number;
+  /** New sessions per second of the listener (sessions/s). */
+  readonly session_rate?: number;
   /** Concurrent sessions per source IP address, per worker. */
   readonly max_sessions_per_source?: number;
   /** New sessions per second per source IP address, per worker (sessions/s). */

@@ -74,6 +74,19 @@ test('a source without sessions and with a full bucket is forgotten: the table s
   assert.ok(SOURCE_TABLE_MAX >= 65_536);
 });
 
+test('session_rate: each worker takes its share (rate / workers) of new sessions per second, any source', () => {
+  const clock = { t: 0 };
+  const a = new Admission(admissionLimits({ track: 0, session_rate: 20 }), SharedGauge.local(), SharedGauge.local(), () => 1000, () => clock.t, 2);
+  // 10 per second on this worker, a bucket one second deep.
+  for (let i = 0; i < 10; i++) assert.equal(a.admit(`10.0.0.${i}`), null);
+  assert.equal(a.check('10.0.1.1'), AdmissionReason.ListenerRate);
+  assert.equal(a.check(undefined), AdmissionReason.ListenerRate, 'address-less peers too');
+  clock.t += 100; // one token at 10/s
+  assert.equal(a.admit('10.0.1.1'), null);
+  assert.equal(a.admit('10.0.1.2'), AdmissionReason.ListenerRate);
+  assert.equal(admissionLimits({ track: 0 }).sessionRate, 10_000, 'finite by default');
+});
+
 test('shared gauge: each worker writes its own cell; the total is their sum', () => {
   const sab = new SharedArrayBuffer(4 * 3);
   const w0 = new SharedGauge(new Int32Array(sab), 0);

@@ -256,3 +256,15 @@ test('UDP idle timeout: 120 s by default in server mode; none for a singleton un
   assert.equal(side.idleTimeoutMs({ protocol: 'UDP', port: 1, connect: { address: '127.0.0.1', port: 2 } }), 0);
   assert.equal(side.idleTimeoutMs({ protocol: 'UDP', port: 1, connect: { address: '127.0.0.1', port: 2 }, options: { idle_timeout: 5 } }), 5000);
 });
+
+test('examples/udp-gateway.yaml validates strictly; its admission limits and listener sockets are what README says', async () => {
+  const { readConfigFile } = await import('../../cluster-config/load.ts');
+  const path = await import('node:path');
+  const s = normalize(readConfigFile(path.join(import.meta.dirname, '..', '..', 'examples', 'udp-gateway.yaml')), { strict: true });
+  const l = s.listeners.find((x) => x.name === 'gateway');
+  assert.ok(l !== undefined);
+  assert.equal(l.options.session_rate, 1000);
+  assert.equal(l.options.max_sessions_per_source, 64);
+  assert.equal((l.spec.options as { session_sockets?: string }).session_sockets, 'listener');
+  assert.equal(s.admin.overload_lag_ms, 50);
+});
