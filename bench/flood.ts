@@ -5,7 +5,7 @@
  *
  *   node bench/flood.ts [--sources 50000] [--rate 5000] [--per-source 2] [--legit 1000]
  *                       [--after 60] [--workers 2] [--idle 20] [--overload-lag MS]
- *                       [--session-sockets connected|listener] [--session-rate N] [--quick]
+ *                       [--session-sockets connected|listener] [--session-rate N] [--recv-buffer BYTES] [--quick]
  *
  * Setup: `udpbench echo` (upstream), `bin/l7mp-ts` with one UDP listener (default admission
  * limits, `idle_timeout` = --idle s) routed to it, and `udpbench flood`: SOURCES distinct source
@@ -16,6 +16,8 @@
  * baseline (after a probe, before the flood), the peak, and AFTER s after the flood ended.
  * Counters come from the proxy's /metrics at the end of the flood.
  *
+ * `npm run bench:flood` passes examples/udp-gateway.yaml's listener settings (listener sockets,
+ * session_rate 1000, a 4 MiB receive buffer); without flags this runs the proxy's defaults.
  * Writes bench/results/flood-<UTC>.md and prints it. `--quick`: 10000 sources at 5000/s, 15 s after.
  * Needs a C compiler (bench/build.sh). Loopback only; bounded: the flood lasts SOURCES/RATE (<= 60 s),
  * the whole run at most 4 min. Every child is killed on exit.
@@ -42,6 +44,7 @@ const { values: opt } = parseArgs({
     'overload-lag': { type: 'string' },
     'session-sockets': { type: 'string', default: 'connected' },
     'session-rate': { type: 'string' },
+    'recv-buffer': { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -58,6 +61,8 @@ const SESSION_SOCKETS = opt['session-sockets'] as string;
 if (SESSION_SOCKETS !== 'connected' && SESSION_SOCKETS !== 'listener') throw new Error(`--session-sockets: connected or listener, got ${SESSION_SOCKETS}`);
 /** The listener's options.session_rate (new sessions/s); the proxy's default when not given. */
 const SESSION_RATE = opt['session-rate'] === undefined ? undefined : Number(opt['session-rate']);
+/** The listener's options.recv_buffer_size (bytes; capped by net.core.rmem_max); the kernel default when not given. */
+const RECV_BUFFER = opt['recv-buffer'] === undefined ? undefined : Number(opt['recv-buffer']);
 const OVERLOAD_LAG = opt['overload-lag'] === undefined ? undefined : Number(opt['overload-lag']);
 const FLOOD_S = SOURCES / RATE;
 if (!(FLOOD_S > 0 && FLOOD_S <= 60)) throw new Error(`--sources / --rate must be in (0, 60] s, got ${FLOOD_S}`);
@@ -147,7 +152,7 @@ async function main(): Promise<void> {
     `admin: { address: 127.0.0.1, port: ${admin}${OVERLOAD_LAG === undefined ? '' : `, overload_lag_ms: ${OVERLOAD_LAG}`} }
 listeners:
   - name: gateway
-    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}, session_sockets: ${SESSION_SOCKETS} } }${SESSION_RATE === undefined ? '' : `\n    options: { session_rate: ${SESSION_RATE} }`}
+    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}, session_sockets: ${SESSION_SOCKETS}${RECV_BUFFER === undefined ? '' : `, recv_buffer_size: ${RECV_BUFFER}`} } }${SESSION_RATE === undefined ? '' : `\n    options: { session_rate: ${SESSION_RATE} }`}
     rules:
       - action:
           route:
@@ -215,7 +220,7 @@ listeners:
   const md = [
     `## bench:flood ${stamp}`,
     '',
-    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS}${SESSION_RATE === undefined ? '' : `, session_rate ${SESSION_RATE}/s`}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS}${SESSION_RATE === undefined ? '' : `, session_rate ${SESSION_RATE}/s`}${RECV_BUFFER === undefined ? '' : `, recv_buffer_size ${RECV_BUFFER} B (net.core.rmem_max ${fs.readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim()})`}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
     `Flood: ${SOURCES} sources 127.1.0.0+i at ${RATE}/s, ${PER_SOURCE} x 64 B each (${flood.flood_sent} sent in ${flood.flood_s} s, ${flood.flood_replies} replies came back). Legitimate flow: ${LEGIT} pps, 64 B, from 127.0.0.1.`,
     '',
     '| figure | value |',
