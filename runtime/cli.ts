@@ -10,7 +10,7 @@
  */
 import net from 'node:net';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { readConfigFile } from '../cluster-config/load.ts';
 import { normalize } from '../cluster-config/normalize.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
@@ -280,6 +280,7 @@ async function main(): Promise<void> {
     fail(e instanceof Error ? e.message : String(e));
   }
   const store = new ConfigStore(runtime.snapshot, { warn: (m) => log.debug(m) });
+  process.on('SIGHUP', () => reload(cli.config, agent !== null, store, runtime, log));
   if (cli.fleet !== undefined) {
     const f = cli.fleet;
     agent = new FleetAgent({
@@ -335,3 +336,41 @@ async function main(): Promise<void> {
 }
 
 void main();
+
+/**
+ * SIGHUP: read the `-c` file again and apply it as `POST /api/v1/config` does, through the same
+ * queue as the REST API, all or nothing: a file that does not parse, validate or bind is refused
+ * with its error and the running config stays. The `admin` section is validated but, as over
+ * REST, its running settings stay (`POST /api/v1/admin` changes them). A fleet member's config
+ * belongs to the fleet: -c is only its base, so SIGHUP does nothing there.
+ */
+function reload(file: string | undefined, fleet: boolean, store: ConfigStore, runtime: Runtime, log: Logger): void {
+  if (file === undefined || fleet) {
+    log.warn({ signal: 'SIGHUP' }, fleet ? 'SIGHUP ignored: a fleet member takes its config from NATS' : 'SIGHUP ignored: no -c file to read again');
+    return;
+  }
+  const before = store.current;
+  store.update(
+    () => store.replace(readConfigFile(file)),
+    (next) => runtime.apply(next),
+  ).then(
+    (next) => log.info({ signal: 'SIGHUP', file, ...configDiff(before, next) }, 'config reloaded'),
+    (e: unknown) => log.error({ signal: 'SIGHUP', file, err: (e as Error).message }, 'config reload refused; the running config stays'),
+  );
+}
+
+/** Names added, removed and changed between two snapshots, per kind (for the reload log). */
+function configDiff(a: ConfigSnapshot, b: ConfigSnapshot): Record<string, { added: string[]; removed: string[]; changed: string[] }> {
+  const out: Record<string, { added: string[]; removed: string[]; changed: string[] }> = {};
+  for (const kind of ['listeners', 'clusters', 'rulelists', 'rules', 'routes'] as const) {
+    const old = new Map<string, unknown>(a[kind].map((x) => [x.name, x]));
+    const now = new Map<string, unknown>(b[kind].map((x) => [x.name, x]));
+    const d = {
+      added: [...now.keys()].filter((n) => !old.has(n)),
+      removed: [...old.keys()].filter((n) => !now.has(n)),
+      changed: [...now.keys()].filter((n) => old.has(n) && !isDeepStrictEqual(old.get(n), now.get(n))),
+    };
+    if (d.added.length + d.removed.length + d.changed.length > 0) out[kind] = d;
+  }
+  return out;
+}
