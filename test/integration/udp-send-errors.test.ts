@@ -138,6 +138,10 @@ test('UDP listener: replies to a peer whose port closed are econnrefused drops, 
   c.on('message', (m) => got.push(m));
   c.send('hello', port, '127.0.0.1');
   await waitFor(() => got.length === 3, 3000, 'the first burst');
+  // The session's own socket connects to the client asynchronously (bind, then connect): only a
+  // connected socket hears the ICMP error. Wait until the kernel lists it as connected.
+  const cport = c.address().port;
+  await waitFor(() => connectedUdp4(port, cport), 5000, 'the session socket connected to the client');
   peerGone = () => {
     peerGone = null;
     c.close();
@@ -260,3 +264,10 @@ test('UDP singleton and JSONSocket over UDP: a reply too large for the IPv4 down
   assert.equal(j.txPackets, 2);
   assert.ok(j.txBytes < V6_MAX, `the refused reply is not in tx bytes (${j.txBytes})`);
 });
+
+/** True if a UDP socket bound to 127.0.0.1:`local` is connected to 127.0.0.1:`remote` (/proc/net/udp, state 01). */
+function connectedUdp4(local: number, remote: number): boolean {
+  const hex = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
+  const want = `0100007F:${hex(local)} 0100007F:${hex(remote)} 01`;
+  return fs.readFileSync('/proc/net/udp', 'utf8').split('\n').some((l) => l.includes(want));
+}
