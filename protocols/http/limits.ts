@@ -81,6 +81,9 @@ const BAD_REQUEST = reply('400 Bad Request');
  * (`clientError`), and closes kept-alive connections that idle past the keep-alive timeout.
  * One per server. Never throws.
  */
+/** How long a connection closed for a client error may linger after its answer, ms. */
+const LINGER_MS = 1000;
+
 export class HttpServerGuard {
   private readonly ctx: ListenerContext;
   private readonly headerEvent: string;
@@ -140,7 +143,12 @@ export class HttpServerGuard {
     this.ctx.count(event);
     if (event === 'malformed') this.ctx.rateLog.warn(`http-client-error:${this.listener}`, { listener: this.listener, code: err.code, err: err.message }, 'malformed HTTP request');
     // As Node's default handler: a status line only if no response has started on the socket.
-    if (this.responses.get(sock)?.headersSent !== true) sock.write(response);
-    sock.destroy();
+    // Then a lingering close (nginx lingering_close): FIN after the answer, and the socket is
+    // destroyed only LINGER_MS later. Destroying it at once with bytes of the peer unread (a
+    // slowloris client is still sending) makes the kernel answer with a RST, which can discard
+    // the answer at the peer before it reads it.
+    if (this.responses.get(sock)?.headersSent !== true) sock.end(response);
+    else sock.end();
+    setTimeout(() => sock.destroy(), LINGER_MS).unref();
   }
 }
