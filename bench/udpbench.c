@@ -1312,20 +1312,25 @@ struct sess {
   uint64_t stray;
 };
 
-static void *sess_sink_main(void *arg) {
-  struct sess *s = arg;
-  enum { SZ = 2048 };
-  uint8_t *bufs = malloc((size_t)SZ * RX_BATCH);
-  struct mmsghdr msgs[RX_BATCH];
-  struct iovec iov[RX_BATCH];
+/* A recvmmsg batch: RX_BATCH buffers of `sz` bytes wired into msgs/iov; the caller frees the result. */
+static uint8_t *rx_batch(struct mmsghdr *msgs, struct iovec *iov, size_t sz) {
+  uint8_t *bufs = malloc(sz * RX_BATCH);
   if (!bufs) die_errno("malloc");
-  memset(msgs, 0, sizeof msgs);
+  memset(msgs, 0, sizeof *msgs * RX_BATCH);
   for (int i = 0; i < RX_BATCH; i++) {
-    iov[i].iov_base = bufs + (size_t)SZ * (size_t)i;
-    iov[i].iov_len = SZ;
+    iov[i].iov_base = bufs + sz * (size_t)i;
+    iov[i].iov_len = sz;
     msgs[i].msg_hdr.msg_iov = &iov[i];
     msgs[i].msg_hdr.msg_iovlen = 1;
   }
+  return bufs;
+}
+
+static void *sess_sink_main(void *arg) {
+  struct sess *s = arg;
+  struct mmsghdr msgs[RX_BATCH];
+  struct iovec iov[RX_BATCH];
+  uint8_t *bufs = rx_batch(msgs, iov, 2048);
   while (!atomic_load(&s->stop)) {
     int n = recvmmsg(s->sink_fd, msgs, RX_BATCH, MSG_WAITFORONE, NULL);
     if (n <= 0) continue;
@@ -1581,18 +1586,9 @@ static void *legit_rx_main(void *arg) {
 
 static void *flood_rx_main(void *arg) {
   struct flood_rx *f = arg;
-  enum { SZ = 2048 };
-  uint8_t *bufs = malloc((size_t)SZ * RX_BATCH);
   struct mmsghdr msgs[RX_BATCH];
   struct iovec iov[RX_BATCH];
-  if (!bufs) die_errno("malloc");
-  memset(msgs, 0, sizeof msgs);
-  for (int i = 0; i < RX_BATCH; i++) {
-    iov[i].iov_base = bufs + (size_t)SZ * (size_t)i;
-    iov[i].iov_len = SZ;
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
+  uint8_t *bufs = rx_batch(msgs, iov, 2048);
   while (!atomic_load(&f->stop)) {
     int n = recvmmsg(f->fd, msgs, RX_BATCH, MSG_WAITFORONE, NULL);
     if (n > 0) atomic_fetch_add(&f->replies, (uint64_t)n);

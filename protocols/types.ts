@@ -46,6 +46,22 @@ export class ConnStats {
    * Count a send the kernel refused. `code` is the error's errno name (`EMSGSIZE`...), or
    * undefined for an error without one.
    */
+  /**
+   * The outcome of one datagram send (a dgram send callback): tx on success, else a drop by
+   * errno. Returns the errno name of a refused send (`ECONNREFUSED`: the peer's port is closed),
+   * null when it was sent.
+   */
+  sendResult(err: Error | null | undefined, bytes: number | undefined): string | null {
+    if (err === null || err === undefined) {
+      this.txPackets++;
+      this.txBytes += bytes ?? 0;
+      return null;
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    this.sendFailed(code);
+    return code ?? '';
+  }
+
   sendFailed(code: string | undefined): void {
     if (code === 'EMSGSIZE') this.dropEmsgsize++;
     else if (code === 'ENOBUFS') this.dropEnobufs++;

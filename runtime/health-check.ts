@@ -47,6 +47,8 @@ interface Probe {
   readonly deadline: number;
   /** End the probe (idempotent): release its socket and record the result. */
   finish(ok: boolean): void;
+  /** True once finished. */
+  readonly done: boolean;
 }
 
 interface Target {
@@ -200,28 +202,36 @@ export class HealthChecker {
     }
   }
 
-  private udpProbe(t: Target, now: number): Probe {
-    const s = dgram.createSocket(net.isIPv6(t.address) ? 'udp6' : 'udp4');
-    let done = false;
-    const probe: Probe = {
+  /** A probe of `t` due by `now + timeout` whose first `finish` releases its socket and counts the result. */
+  private probeOf(t: Target, now: number, release: () => void): Probe {
+    const probe = {
       deadline: now + t.cfg.timeout,
-      finish: (ok) => {
-        if (done) return;
-        done = true;
+      done: false,
+      finish: (ok: boolean): void => {
+        if (probe.done) return;
+        probe.done = true;
         if (t.probe === probe) t.probe = null;
-        try {
-          s.close();
-        } catch {
-          // not bound yet, or closed
-        }
+        release();
         this.result(t, ok);
       },
     };
+    return probe;
+  }
+
+  private udpProbe(t: Target, now: number): Probe {
+    const s = dgram.createSocket(net.isIPv6(t.address) ? 'udp6' : 'udp4');
+    const probe = this.probeOf(t, now, () => {
+      try {
+        s.close();
+      } catch {
+        // not bound yet, or closed
+      }
+    });
     s.on('error', () => probe.finish(false));
     s.on('message', (m: Buffer) => probe.finish(t.receive === null || m.includes(t.receive)));
     s.connect(t.cfg.port, t.address, (err?: Error) => {
       if (err) return probe.finish(false);
-      if (done) return;
+      if (probe.done) return;
       s.send(t.send, (e) => {
         if (e) probe.finish(false);
       });
@@ -231,18 +241,8 @@ export class HealthChecker {
 
   private tcpProbe(t: Target, now: number): Probe {
     const sock = net.connect({ host: t.address, port: t.cfg.port });
-    let done = false;
     let answer = Buffer.alloc(0);
-    const probe: Probe = {
-      deadline: now + t.cfg.timeout,
-      finish: (ok) => {
-        if (done) return;
-        done = true;
-        if (t.probe === probe) t.probe = null;
-        sock.destroy();
-        this.result(t, ok);
-      },
-    };
+    const probe = this.probeOf(t, now, () => sock.destroy());
     sock.on('error', () => probe.finish(false));
     sock.on('close', () => probe.finish(false));
     sock.on('connect', () => {

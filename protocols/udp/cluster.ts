@@ -62,15 +62,8 @@ class UdpUpstream implements Connection {
 
   /** The send callback, one per connection (no closure per datagram). */
   private readonly onSent = (err: Error | null, bytes?: number): void => {
-    if (err === null || err === undefined) {
-      this.stats.txPackets++;
-      this.stats.txBytes += bytes ?? 0;
-      return;
-    }
-    const code = (err as NodeJS.ErrnoException).code;
-    this.stats.sendFailed(code);
     // The endpoint's port is closed: an upstream failure, as when the ICMP error is read.
-    if (code === 'ECONNREFUSED') this.onError(err);
+    if (this.stats.sendResult(err, bytes) === 'ECONNREFUSED') this.onError(err as Error);
   };
 
   pause(): void {}

@@ -165,15 +165,8 @@ export class UdpDownstream implements Connection {
 
   /** The send callback, one per connection (no closure per datagram). */
   private readonly onSent = (err: Error | null, bytes?: number): void => {
-    if (err === null || err === undefined) {
-      this.stats.txPackets++;
-      this.stats.txBytes += bytes ?? 0;
-      return;
-    }
-    const code = (err as NodeJS.ErrnoException).code;
-    this.stats.sendFailed(code);
     // The peer's port is closed: the session is over, as when the ICMP error is read.
-    if (code === 'ECONNREFUSED' && this.connected) this.onError(err);
+    if (this.stats.sendResult(err, bytes) === 'ECONNREFUSED' && this.connected) this.onError(err as Error);
   };
 
   pause(): void {}
@@ -292,14 +285,7 @@ class UdpSingleton implements Connection {
   }
   /** The send callback (see UdpDownstream): tx on success, a drop by errno otherwise. */
   private readonly onSent = (err: Error | null, bytes?: number): void => {
-    if (err === null || err === undefined) {
-      this.stats.txPackets++;
-      this.stats.txBytes += bytes ?? 0;
-      return;
-    }
-    const code = (err as NodeJS.ErrnoException).code;
-    this.stats.sendFailed(code);
-    if (code === 'ECONNREFUSED') this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${this.remote}: ${err.message}`, { cause: err }));
+    if (this.stats.sendResult(err, bytes) === 'ECONNREFUSED') this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${this.remote}: ${(err as Error).message}`, { cause: err }));
   };
   pause(): void {}
   resume(): void {}

@@ -119,3 +119,23 @@ export function bytes(maxLength: number): fc.Arbitrary<Uint8Array> {
 
 /** Register an object to be closed when the test ends. */
 export { closing };
+
+/**
+ * A raw TCP server on 127.0.0.1 (a hostile upstream) that hands each connection to `onSocket`;
+ * it and every socket it accepted are closed after the test. Resolves with its port.
+ */
+export async function rawServer(t: TestContext, onSocket: (s: net.Socket) => void): Promise<number> {
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((s) => {
+    socks.add(s);
+    s.on('error', () => {});
+    s.once('close', () => socks.delete(s));
+    onSocket(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  closing(t, srv, (x) => {
+    for (const s of socks) s.destroy();
+    return new Promise<void>((r) => x.close(() => r()));
+  });
+  return (srv.address() as net.AddressInfo).port;
+}

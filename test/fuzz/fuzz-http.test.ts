@@ -7,13 +7,12 @@
  * still gets its body echoed.
  */
 import { test, type TestContext } from 'node:test';
-import net from 'node:net';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import fc from 'fast-check';
 import { freeTcpPort } from '../helpers.ts';
 import { listenerCounter } from '../integration/proto-helpers.ts';
-import { assertWorkersAlive, bytes, chunked, closing, params, shot, splitAt, target } from './fuzz-helpers.ts';
+import { assertWorkersAlive, bytes, chunked, params, rawServer, shot, splitAt, target } from './fuzz-helpers.ts';
 
 const echoRoute = [{ action: { route: { destination: { spec: { protocol: 'Echo' } } } } }];
 
@@ -100,19 +99,7 @@ test('HTTP listener: fuzzed requests never kill the worker; malformed ones are 4
 /** An upstream that answers every connection's first read with `reply.bytes`, then closes. */
 async function rawUpstream(t: TestContext): Promise<{ port: number; reply: { bytes: Buffer } }> {
   const state = { port: 0, reply: { bytes: Buffer.alloc(0) } };
-  const socks = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    socks.add(s);
-    s.on('error', () => {});
-    s.once('close', () => socks.delete(s));
-    s.once('data', () => s.end(state.reply.bytes));
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  state.port = (srv.address() as net.AddressInfo).port;
-  closing(t, srv, (x) => {
-    for (const s of socks) s.destroy();
-    return new Promise<void>((r) => x.close(() => r()));
-  });
+  state.port = await rawServer(t, (s) => s.once('data', () => s.end(state.reply.bytes)));
   return state;
 }
 

@@ -9,11 +9,10 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import net from 'node:net';
 import fc from 'fast-check';
 import { freeUdpPort, waitFor } from '../helpers.ts';
 import { udpClient } from '../integration/proto-helpers.ts';
-import { assertWorkersAlive, bytes, closing, params, target } from './fuzz-helpers.ts';
+import { assertWorkersAlive, bytes, params, rawServer, target } from './fuzz-helpers.ts';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -26,12 +25,8 @@ interface Answer {
 /** A raw upstream: answers each connection's upgrade request with `answer`, then ends. */
 async function rawWsUpstream(t: TestContext): Promise<{ port: number; answer: Answer; closed: number }> {
   const state = { port: 0, answer: { handshake: null, frames: Buffer.alloc(0) } as Answer, closed: 0 };
-  const socks = new Set<net.Socket>();
-  const srv = net.createServer((s) => {
-    socks.add(s);
-    s.on('error', () => {});
+  state.port = await rawServer(t, (s) => {
     s.once('close', () => {
-      socks.delete(s);
       state.closed++;
     });
     let head = '';
@@ -46,12 +41,6 @@ async function rawWsUpstream(t: TestContext): Promise<{ port: number; answer: An
       s.end(Buffer.concat([Buffer.from(hs, 'latin1'), state.answer.frames]));
     };
     s.on('data', onData);
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  state.port = (srv.address() as net.AddressInfo).port;
-  closing(t, srv, (x) => {
-    for (const s of socks) s.destroy();
-    return new Promise<void>((r) => x.close(() => r()));
   });
   return state;
 }
