@@ -74,7 +74,7 @@ export function normalize(doc: unknown, opts: NormalizeOptions = {}): ConfigSnap
     throw new L7Error(ErrorCode.ConfigInvalid, `(document): must be plain data (JSON or YAML): ${(e as Error).message}`, { cause: e });
   }
   const strict = opts.strict ?? (d.admin as { strict?: boolean } | undefined)?.strict === true;
-  check(ConfigDocument, d, '', strict);
+  check(ConfigDocument, d, '', strict, opts.warn);
   return new Builder(strict, opts.namer ?? new Namer(), opts.warn ?? (() => {})).build(d);
 }
 
@@ -172,7 +172,7 @@ class Builder {
     if (p === undefined || s === undefined) {
       throw new L7Error(ErrorCode.ConfigInvalid, `${path}.protocol: no ${side} for protocol ${show(spec.protocol)}`);
     }
-    check(s.schema, spec, path, this.strict);
+    check(s.schema, spec, path, this.strict, this.warn);
     // Protocol checks the schema cannot express (a module file that must exist and export a function).
     const prepared: unknown = s.prepare?.(spec, path);
     return (prepared ?? spec) as ProtocolSpec;

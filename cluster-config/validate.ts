@@ -3,7 +3,9 @@
  * document and the offending value, e.g.
  * `listeners[1].spec.port: must be an integer 1..65535, got "abc"`.
  *
- * Strict mode (`-s`, `admin.strict`) additionally rejects unknown fields.
+ * Strict mode (`-s`, `admin.strict`) additionally rejects unknown fields; outside it an unknown field
+ * is accepted (l7mp ignores them) but reported as a warning naming its path, so a misplaced option
+ * (`spec.session_sockets` instead of `spec.options.session_sockets`) does not pass unnoticed.
  */
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
@@ -94,11 +96,30 @@ function pick(errors: ErrorObject[]): ErrorObject {
 /**
  * Validate `value` against `schema`.
  * @param path the document path of `value`, used as the prefix of the error path.
+ * @param warn outside strict mode, receives one message per unknown field of a valid `value`
+ *   (`listeners[0].spec.foo: unknown field, ignored`).
  * @throws L7Error `L7_ERR_CONFIG_INVALID` naming the field and the value.
  */
-export function check(schema: TSchema, value: unknown, path: string, strict: boolean): void {
+export function check(schema: TSchema, value: unknown, path: string, strict: boolean, warn?: (msg: string) => void): void {
   const v = compiled(schema, strict);
-  if (v(value)) return;
+  if (v(value)) {
+    if (!strict && warn !== undefined) unknownFields(schema, value, path, warn);
+    return;
+  }
   const errors = v.errors ?? [];
   throw new L7Error(ErrorCode.ConfigInvalid, errors.length === 0 ? `${path}: is invalid` : describe(pick(errors), path));
+}
+
+/** Warn once per unknown field: the fields strict mode would reject in a value that is otherwise valid. */
+function unknownFields(schema: TSchema, value: unknown, path: string, warn: (msg: string) => void): void {
+  const v = compiled(schema, true);
+  if (v(value)) return;
+  const seen = new Set<string>();
+  for (const e of v.errors ?? []) {
+    if (e.keyword !== 'additionalProperties') continue;
+    const field = joinPath(joinPath(path, e.instancePath), `/${(e.params as { additionalProperty: string }).additionalProperty}`);
+    if (seen.has(field)) continue;
+    seen.add(field);
+    warn(`${field}: unknown field, ignored (strict mode, -s, rejects it)`);
+  }
 }

@@ -79,7 +79,36 @@ test('config errors: strict mode rejects unknown fields and dangling references;
   const warnings: string[] = [];
   const s = normalize({ listeners: [{ name: 'l', spec: { protocol: 'UDP', port: 1, colour: 'red' }, rules: 'nope' }] }, { warn: (m) => warnings.push(m) });
   assert.equal(s.listeners[0]?.rules, 'nope');
-  assert.deepEqual(warnings, ['listeners[0].rules: RuleList "nope" is not defined (resolved when a session is routed)']);
+  assert.deepEqual(warnings, [
+    'listeners[0].spec.colour: unknown field, ignored (strict mode, -s, rejects it)',
+    'listeners[0].rules: RuleList "nope" is not defined (resolved when a session is routed)',
+  ]);
+});
+
+test('lax mode names every unknown field in a warning: a misplaced option does not pass unnoticed', () => {
+  const warnings: string[] = [];
+  const doc = {
+    listeners: [
+      {
+        name: 'l',
+        spec: { protocol: 'UDP', port: 1, session_sockets: 'listener', options: { session_sockets: 'listener', idle_timout: 5 } },
+        optionz: {},
+        rules: [{ action: { route: { destination: { name: 'c', spec: { protocol: 'UDP', port: 2, bogus: 1 }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }],
+      },
+    ],
+  };
+  const s = normalize(doc, { warn: (m) => warnings.push(m) });
+  assert.equal((s.listeners[0]?.spec as { options?: { session_sockets?: string } }).options?.session_sockets, 'listener');
+  assert.deepEqual(warnings.sort(), [
+    'listeners[0].optionz: unknown field, ignored (strict mode, -s, rejects it)',
+    'listeners[0].rules[0].action.route.destination.spec.bogus: unknown field, ignored (strict mode, -s, rejects it)',
+    'listeners[0].spec.options.idle_timout: unknown field, ignored (strict mode, -s, rejects it)',
+    'listeners[0].spec.session_sockets: unknown field, ignored (strict mode, -s, rejects it)',
+  ]);
+  // A clean document gets no warning.
+  const clean: string[] = [];
+  normalize({ listeners: [{ name: 'l', spec: { protocol: 'UDP', port: 1, options: { session_sockets: 'listener' } }, rules: [{ action: { route: { destination: 'c' } } }] }], clusters: [{ name: 'c', spec: { protocol: 'Echo' } }] }, { warn: (m) => clean.push(m) });
+  assert.deepEqual(clean, []);
 });
 
 test('config errors: endpoints on a virtual cluster, routes without a destination, rules without an action target', () => {
