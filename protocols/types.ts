@@ -43,10 +43,6 @@ export class ConnStats {
   dropSendError = 0;
 
   /**
-   * Count a send the kernel refused. `code` is the error's errno name (`EMSGSIZE`...), or
-   * undefined for an error without one.
-   */
-  /**
    * The outcome of one datagram send (a dgram send callback): tx on success, else a drop by
    * errno. Returns the errno name of a refused send (`ECONNREFUSED`: the peer's port is closed),
    * null when it was sent.
