@@ -82,7 +82,10 @@ export interface DrainTarget {
 /** Options of a {@link Drain}. */
 export interface DrainOptions {
   log: Logger;
-  /** Called once when the drain is over (sessions gone or cut). */
+  /**
+   * Called (on a later turn of the event loop) when the drain is over: sessions gone or cut; again
+   * when a request with `exit` comes once drained.
+   */
   onDone(outcome: DrainOutcome): void;
   /** Clock, ms (tests). */
   now?: () => number;
@@ -165,7 +168,7 @@ export class Drain {
       const r = this.req as DrainRequest;
       if (req.exit && !r.exit) this.req = { ...r, exit: true };
       this.opts.log.info({ source: req.source, state: this.state, sessions_left: this.target.sessions() }, 'drain requested again; the drain under way goes on');
-      if (this.state === DrainState.Drained && req.exit) this.opts.onDone({ cut: 0, exit: true, source: req.source, ms: 0 });
+      if (this.state === DrainState.Drained && req.exit) this.done({ cut: 0, exit: true, source: req.source, ms: 0 });
       return this.status();
     }
     this.state = DrainState.Draining;
@@ -230,7 +233,12 @@ export class Drain {
       this.opts.log.warn({ cut: left, ms, source: r.source }, `drain deadline: cutting the ${left} sessions left`);
       void this.target.cutSessions().catch((e: unknown) => this.opts.log.error({ err: (e as Error).message }, 'drain: cutting the sessions failed'));
     } else this.opts.log.info({ ms, source: r.source }, 'drained: no session left');
-    this.opts.onDone({ cut: left, exit: r.exit, source: r.source, ms });
+    this.done({ cut: left, exit: r.exit, source: r.source, ms });
+  }
+
+  /** `onDone` after the current request has answered (an exit must not beat the answer). */
+  private done(o: DrainOutcome): void {
+    setImmediate(() => this.opts.onDone(o));
   }
 
   status(): DrainStatus {
