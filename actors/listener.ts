@@ -61,6 +61,7 @@ export class ListenerActor extends Actor<Msg> {
   private quietMs = 0;
   /** This listener drains (set once; see {@link ListenerInstance.drain}). */
   private draining = false;
+  private bound = false;
 
   constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
     super();
@@ -146,6 +147,7 @@ export class ListenerActor extends Actor<Msg> {
       case 'bound':
         this.ctx.log.info({ listener: this.cfg.name, ...this.instance?.describe() }, 'listener up');
         this.report(this.cfg.name, null);
+        this.bound = true;
         // Bound while the process drains (a config change, a restart): it drains from the start.
         if (this.services.draining) this.drain();
         return;
@@ -183,7 +185,8 @@ export class ListenerActor extends Actor<Msg> {
    * themselves end once quiet. Live sessions otherwise carry on. Idempotent.
    */
   private drain(): void {
-    if (this.draining || this.instance === null) return;
+    // Not bound yet: 'bound' drains it (the worker's flag is set before any 'drain' is sent).
+    if (this.draining || this.instance === null || !this.bound) return;
     this.draining = true;
     try {
       this.instance.drain?.();

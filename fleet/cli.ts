@@ -49,9 +49,9 @@ ${NATS_USAGE}`;
 const FLEET_USAGE = `Usage: l7mp-ts fleet status --nats URL [--fleet F] [--json] [--wait-ms N]
        l7mp-ts fleet actors NODE --nats URL [--fleet F] [--json]
        l7mp-ts fleet drain NODE --nats URL [--fleet F] [--timeout-s N] [--exit]
+       l7mp-ts fleet controller --nats URL [--fleet F] [--interval-s N] [--expire-s N] [-l LEVEL]
   drain: the node takes no new sessions, lets live ones finish within N s (default its
          admin.drain_timeout_s), then cuts the rest; it stays up drained unless --exit
-       l7mp-ts fleet controller --nats URL [--fleet F] [--interval-s N] [--expire-s N] [-l LEVEL]
   controller: keep the stored l7mp CRDs compiled against the live inventory (runs until SIGTERM)
 ${NATS_USAGE}`;
 

@@ -44,7 +44,7 @@ const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join
        l7mp-ts [-c FILE] --nats URL [--fleet NAME] [--node-id ID] [--labels k=v,...] [--state-dir DIR] ...
        l7mp-ts actors --admin HOST:PORT [--admin-token TOKEN] [--json]
        l7mp-ts apply -f FILE --nats URL [--fleet F] [--node ID | --selector k=v,...] [--wait-s N]
-       l7mp-ts fleet status|actors ... (l7mp-ts fleet --help)
+       l7mp-ts fleet status|actors|drain ... (l7mp-ts fleet --help)
 
   -c, --config FILE     l7mp config (YAML if it ends in .yaml/.yml, else JSON)
   -l, --log-level LEVEL log level (overrides admin.log_level; default info)

@@ -46,7 +46,7 @@ export class HttpServerConnection implements Connection, HttpExchange {
   /** Largest request body, 0 = none. Unit: bytes. */
   private readonly maxBody: number;
   private readonly ctx: ListenerContext;
-  private readonly drain: HttpDrain | null;
+  private readonly listenerDrain: HttpDrain | null;
 
   /**
    * @param maxBody largest request body (bytes, 0 = no limit); `ctx` counts `body_too_large`.
@@ -59,7 +59,7 @@ export class HttpServerConnection implements Connection, HttpExchange {
     this.remote = remote;
     this.maxBody = maxBody;
     this.ctx = ctx;
-    this.drain = drain;
+    this.listenerDrain = drain;
     // 'close' comes after 'finish' for a complete response, or alone when the client went away.
     res.once('close', () => {
       this.finish(res.writableFinished ? null : new L7Error(ErrorCode.DownstreamReset, `${remote}: client closed the connection before the response ended`));
@@ -95,7 +95,7 @@ export class HttpServerConnection implements Connection, HttpExchange {
 
   private writeHead(): void {
     if (this.res.headersSent) return;
-    if (this.drain?.draining === true) this.res.shouldKeepAlive = false;
+    if (this.listenerDrain?.draining === true) this.res.shouldKeepAlive = false;
     const h = this.head;
     if (h === null) {
       this.res.writeHead(200);

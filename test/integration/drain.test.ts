@@ -103,18 +103,18 @@ test('drain: WebSocket, Unix stream and JSONSocket/TCP sessions carry on, new co
   assert.equal(rt.drainStatus().cut, 0);
 });
 
-test('drain: a quiet UDP session ends after min(idle timeout, the grace); one admitted before is served until then', async (t) => {
+test('drain: a quiet UDP session ends after the drain grace, long before its idle timeout (60 s); it is served until then', async (t) => {
   const port = await freeUdpPort();
-  const rt = await proxy(t, { listeners: [{ name: 'u', spec: { protocol: 'UDP', port, address: '127.0.0.1', options: { idle_timeout: 1 } }, rules: echo }], clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }] }, 2);
+  const rt = await proxy(t, { listeners: [{ name: 'u', spec: { protocol: 'UDP', port, address: '127.0.0.1', options: { idle_timeout: 60 } }, rules: echo }], clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }] }, 2);
   const c = await udpClient(t);
   assert.equal((await c.request('a', port)).toString(), 'a');
   const t0 = Date.now();
   rt.drain({ timeoutS: 30, source: 'test', exit: false });
   assert.equal((await c.request('b', port)).toString(), 'b');
-  await waitFor(() => rt.drainStatus().state === 'drained', 5000, 'drained');
+  await waitFor(() => rt.drainStatus().state === 'drained', DRAIN_QUIET_MS + 8000, 'drained');
   const ms = Date.now() - t0;
-  // The idle timeout (1 s) is shorter than the grace: it ends the session.
-  assert.ok(ms < DRAIN_QUIET_MS + 1000, `drained after ${ms} ms`);
+  t.diagnostic(`drained ${ms} ms after the drain began`);
+  assert.ok(ms >= DRAIN_QUIET_MS - 100, `drained after ${ms} ms, before the grace`);
   assert.equal(await listenerCounter(rt, 'u', 'draining'), 0);
   const late = await udpClient(t);
   await assert.rejects(late.request('c', port, '127.0.0.1', 300, 1), /no UDP reply/);
