@@ -120,3 +120,18 @@ test('drain: a quiet UDP session ends after the drain grace, long before its idl
   await assert.rejects(late.request('c', port, '127.0.0.1', 300, 1), /no UDP reply/);
   assert.equal(await listenerCounter(rt, 'u', 'draining'), 1);
 });
+
+test('drain: a session still live at the deadline is cut with L7_ERR_SESSION_DRAINED; the drain then reports it', async (t) => {
+  const port = await freeTcpPort();
+  const rt = await proxy(t, { listeners: [{ name: 't', spec: { protocol: 'TCP', port, address: '127.0.0.1' }, rules: echo }], clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }] }, 1);
+  const c = closing(t, await streamClient({ port, host: '127.0.0.1' }), (x) => x.sock.destroy());
+  c.sock.write('x');
+  assert.equal((await c.recv(5000)).toString(), 'x');
+  const closed = new Promise<void>((resolve) => c.sock.once('close', () => resolve()));
+  rt.drain({ timeoutS: 0.5, source: 'test', exit: false });
+  await closed;
+  await waitFor(() => rt.drainStatus().state === 'drained', 3000, 'drained');
+  assert.equal(rt.drainStatus().cut, 1);
+  const ended = await waitFor(async () => (await rt.metrics()).slots[0]?.metrics?.listeners.find((l) => l.name === 't')?.ended.L7_ERR_SESSION_DRAINED, 3000, 'the cut session counted');
+  assert.equal(ended, 1);
+});
