@@ -32,6 +32,11 @@ export const AdmissionReason = {
   SourceTable: 'source_table_full',
   /** The worker's event loop is late (actors/overload.ts): new datagram sessions wait. */
   Overload: 'overload',
+  /**
+   * The process is draining (SIGTERM, a drain request): a new datagram peer (UDP, Unix datagram)
+   * is refused while the live sessions finish. Stream listeners stop listening instead.
+   */
+  Draining: 'draining',
 } as const;
 export type AdmissionReason = (typeof AdmissionReason)[keyof typeof AdmissionReason];
 

@@ -7,7 +7,7 @@ import { Actor, type ActorCell, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
-import { SessionActor, type SessionEnv } from './session.ts';
+import { DRAIN_QUIET_MS, SessionActor, drainMsg, type SessionEnv } from './session.ts';
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
 import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
@@ -16,6 +16,7 @@ import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
 const TRACK_MAX = 10_000;
 
 type Msg =
+  | { type: 'drain' }
   | { type: 'bound' }
   | { type: 'bindFailed'; err: L7Error }
   | { type: 'accept'; conn: Connection; metadata: Metadata; name: string };
@@ -56,6 +57,11 @@ export class ListenerActor extends Actor<Msg> {
   /** Ended sessions kept visible (`options.track`), oldest first. */
   private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
   private idleMs = 0;
+  /** Drain grace of its sessions (0: they end by themselves; see `drainWhenQuiet`). Unit: ms. */
+  private quietMs = 0;
+  /** This listener drains (set once; see {@link ListenerInstance.drain}). */
+  private draining = false;
+  private bound = false;
 
   constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
     super();
@@ -84,6 +90,7 @@ export class ListenerActor extends Actor<Msg> {
     const side = this.proto.listener;
     if (side === undefined) throw new L7Error(ErrorCode.Internal, `protocol ${this.proto.name} has no listener`);
     this.idleMs = side.idleTimeoutMs?.(this.cfg.spec) ?? 0;
+    this.quietMs = side.drainWhenQuiet?.(this.cfg.spec) === true ? (this.idleMs > 0 ? Math.min(this.idleMs, DRAIN_QUIET_MS) : DRAIN_QUIET_MS) : 0;
     const self = this.ctx.self;
     const s = this.services;
     const inst = side.create(
@@ -108,6 +115,10 @@ export class ListenerActor extends Actor<Msg> {
           self.tell({ type: 'accept', conn, metadata, name });
         },
         admit: (source) => {
+          if (s.draining) {
+            this.refused(AdmissionReason.Draining, source);
+            return false;
+          }
           if (!s.overload.admit()) {
             this.refused(AdmissionReason.Overload, source);
             return false;
@@ -136,6 +147,12 @@ export class ListenerActor extends Actor<Msg> {
       case 'bound':
         this.ctx.log.info({ listener: this.cfg.name, ...this.instance?.describe() }, 'listener up');
         this.report(this.cfg.name, null);
+        this.bound = true;
+        // Bound while the process drains (a config change, a restart): it drains from the start.
+        if (this.services.draining) this.drain();
+        return;
+      case 'drain':
+        this.drain();
         return;
       case 'bindFailed':
         this.report(this.cfg.name, msg.err);
@@ -157,7 +174,27 @@ export class ListenerActor extends Actor<Msg> {
     this.names.set(name, source);
     this.counters.sessions++;
     const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env };
-    this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+    const cell = this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+    // Admitted just before the drain reached this listener (or an HTTP request on a kept connection).
+    if (this.draining && this.quietMs > 0) cell.tell(drainMsg(this.quietMs) as never);
+  }
+
+  /**
+   * The process drains: the protocol stops taking new sessions (stream servers stop listening;
+   * datagram listeners refuse new peers through `admit`), and sessions that cannot end by
+   * themselves end once quiet. Live sessions otherwise carry on. Idempotent.
+   */
+  private drain(): void {
+    // Not bound yet: 'bound' drains it (the worker's flag is set before any 'drain' is sent).
+    if (this.draining || this.instance === null || !this.bound) return;
+    this.draining = true;
+    try {
+      this.instance.drain?.();
+    } catch (e) {
+      this.ctx.log.warn({ listener: this.cfg.name, err: (e as Error).message }, 'listener drain failed');
+    }
+    if (this.quietMs === 0) return;
+    for (const c of this.ctx.self.children.values()) if (c.state !== 'stopped' && c.actor instanceof SessionActor) c.tell(drainMsg(this.quietMs) as never);
   }
 
   override onChildStopped(child: ActorCell<unknown>): void {

@@ -166,7 +166,8 @@ type Msg =
   | { type: 'linger' }
   | { type: 'established' }
   | { type: 'end'; reason: L7Error | null }
-  | { type: 'dropEndpoint'; cluster: string; endpoint: string; why: string };
+  | { type: 'dropEndpoint'; cluster: string; endpoint: string; why: string }
+  | { type: 'drain'; quietMs: number };
 
 /**
  * Tell a session that an endpoint was deleted recursively, ejected or found unhealthy (see
@@ -174,6 +175,22 @@ type Msg =
  */
 export function dropEndpointMsg(cluster: string, endpoint: string, why = 'was deleted'): Msg {
   return { type: 'dropEndpoint', cluster, endpoint, why };
+}
+
+/**
+ * The drain grace of a session whose peer never says it is done (a UDP or Unix datagram peer):
+ * while the process drains, it ends once it has been quiet this long, counted from the later of
+ * its last datagram and the start of the drain, or after its own idle timeout if that is shorter.
+ * An active flow keeps going until the drain deadline. Unit: ms.
+ */
+export const DRAIN_QUIET_MS = 2000;
+
+/**
+ * The process drains: a session of a listener whose sessions have no end of their own (see
+ * `drainWhenQuiet` in protocols/types.ts) ends once quiet for `quietMs` (see {@link DRAIN_QUIET_MS}).
+ */
+export function drainMsg(quietMs: number): Msg {
+  return { type: 'drain', quietMs };
 }
 
 /**
@@ -356,6 +373,10 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   private replayStage = -1;
   /** Some datagram stage has not had its first reply yet (checked at each tick). */
   private unconfirmed = false;
+  /** Draining: end once quiet this long (0: not draining, or a session that ends by itself). Unit: ms. */
+  private drainQuietMs = 0;
+  /** When the drain reached this session (ms since the epoch): quiet time counts from then at the earliest. */
+  private drainFrom = 0;
 
   constructor(init: SessionInit) {
     super();
@@ -439,6 +460,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
         return;
       case 'dropEndpoint':
         this.dropEndpoint(msg.cluster, msg.endpoint, msg.why);
+        return;
+      case 'drain':
+        this.startDrain(msg.quietMs);
         return;
     }
   }
@@ -601,7 +625,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       return;
     }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
-    if (this.init.idleTimeoutMs > 0 || this.offloadable || this.unconfirmed) {
+    if (this.init.idleTimeoutMs > 0 || this.offloadable || this.unconfirmed || this.drainQuietMs > 0) {
       this.lastActive = Date.now();
       this.init.env.timers.add(this);
     }
@@ -767,7 +791,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
         if (!st.confirmed && st.conn !== null && st.endpoint !== null) this.unconfirmed = true;
       }
       // Ticking only to see the first reply: nothing left to see.
-      if (!this.unconfirmed && this.init.idleTimeoutMs === 0 && !this.offloadable && !this.spliceWanted) this.init.env.timers.delete(this);
+      if (!this.unconfirmed && this.init.idleTimeoutMs === 0 && !this.offloadable && !this.spliceWanted && this.drainQuietMs === 0) this.init.env.timers.delete(this);
     }
     this.syncKernel();
     let pk = 0;
@@ -780,7 +804,18 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       this.lastActive = now;
     } else if (this.init.idleTimeoutMs > 0 && now - this.lastActive >= this.init.idleTimeoutMs) {
       this.ctx.self.tell({ type: 'idle' });
+    } else if (this.drainQuietMs > 0 && now - Math.max(this.lastActive, this.drainFrom) >= this.drainQuietMs) {
+      this.ctx.self.tell({ type: 'end', reason: new L7Error(ErrorCode.SessionIdle, `quiet for ${this.drainQuietMs} ms while draining`) });
     }
+  }
+
+  /** The process drains (see {@link drainMsg}): tick from now on, if not already, to see it go quiet. */
+  private startDrain(quietMs: number): void {
+    if (quietMs <= 0 || this.drainQuietMs > 0) return;
+    this.drainQuietMs = quietMs;
+    this.drainFrom = Date.now();
+    // Not connected yet: onConnected starts the ticks.
+    if (this.status === 'CONNECTED') this.init.env.timers.add(this);
   }
 
   /** Datagrams JavaScript received on the session's current connections. */

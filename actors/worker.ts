@@ -56,6 +56,11 @@ export interface WorkerServices {
   sessionCap(): number;
   /** This worker's overload guard: refuses new datagram sessions while the event loop is late. */
   readonly overload: OverloadGuard;
+  /**
+   * The process drains (SIGTERM, a drain request; runtime/drain.ts): listeners take no new
+   * sessions, a new datagram peer is refused (`draining`). Set once, never cleared.
+   */
+  readonly draining: boolean;
 }
 
 type Msg =

@@ -110,6 +110,8 @@ class Builder {
       ...(d.admin?.max_sessions !== undefined ? { max_sessions: d.admin.max_sessions } : {}),
       ...(d.admin?.fd_reserve !== undefined ? { fd_reserve: d.admin.fd_reserve } : {}),
       ...(d.admin?.overload_lag_ms !== undefined ? { overload_lag_ms: d.admin.overload_lag_ms } : {}),
+      ...(d.admin?.drain_timeout_s !== undefined ? { drain_timeout_s: d.admin.drain_timeout_s } : {}),
+      ...(d.admin?.watch_config === true ? { watch_config: true as const } : {}),
       ...(d.admin?.insecure === true ? { insecure: true as const } : {}),
     };
     // l7mp's load order: clusters, listeners, rulelists, rules, routes.

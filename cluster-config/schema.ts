@@ -18,6 +18,10 @@ export const DEFAULT_MAX_SESSIONS_PER_SOURCE = 1024;
 export const DEFAULT_SESSION_RATE = 10_000;
 /** Default of `listeners[].options.source_session_rate` (sessions/s). */
 export const DEFAULT_SOURCE_SESSION_RATE = 1000;
+/** Default of `admin.drain_timeout_s`: how long a drain lets live sessions finish. Unit: s. */
+export const DEFAULT_DRAIN_TIMEOUT_S = 30;
+/** Largest `admin.drain_timeout_s` (and a drain request's `timeout_s`). Unit: s. */
+export const MAX_DRAIN_TIMEOUT_S = 3600;
 
 
 /** l7mp names: non-empty, no whitespace (slashes allowed: the k8s operator uses fqn names). */
@@ -285,6 +289,24 @@ export const Admin = Type.Object(
         description:
           'Overload guard: a worker whose event loop is later than this refuses new datagram sessions (their datagrams dropped, reason="overload") until it catches up, so a flood of new peers cannot starve the sessions it carries. 0 turns it off. Unit: ms.',
         expect: 'a number of ms >= 0',
+      }),
+    ),
+    drain_timeout_s: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: MAX_DRAIN_TIMEOUT_S,
+        default: DEFAULT_DRAIN_TIMEOUT_S,
+        description:
+          'Drain (SIGTERM, `POST /api/v1/admin {"drain": ...}`, the fleet\'s drain command): how long live sessions may finish after the node stops taking new ones; those left then are cut. 0 ends them at once (SIGTERM then stops as SIGINT does). Unit: s.',
+        expect: `a number of seconds 0..${MAX_DRAIN_TIMEOUT_S}`,
+      }),
+    ),
+    watch_config: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          'Watch the `-c` file (`--watch-config`) and reload it when its content changes, as SIGHUP does (debounced; a bad file is refused and the running config stays). Read at start; ignored on a fleet member.',
+        expect: 'true or false',
       }),
     ),
     insecure: Type.Optional(

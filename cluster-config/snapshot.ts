@@ -156,6 +156,10 @@ export interface AdminConfig {
   readonly fd_reserve?: number;
   /** Event-loop lag (ms) past which a worker refuses new datagram sessions (default 50; 0: off). */
   readonly overload_lag_ms?: number;
+  /** How long a drain lets live sessions finish, s (default 30; 0: cut at once). */
+  readonly drain_timeout_s?: number;
+  /** Reload the `-c` file when it changes (`--watch-config`); present only when true. */
+  readonly watch_config?: true;
   /** Serve the admin API without a token beyond loopback (`--admin-insecure`); present only when true. */
   readonly insecure?: true;
 }

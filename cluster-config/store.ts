@@ -443,7 +443,7 @@ export class ConfigStore {
     if (merged.strict !== undefined && typeof merged.strict !== 'boolean') {
       throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}admin.strict: must be a boolean, got ${JSON.stringify(merged.strict)}`);
     }
-    for (const k of ['offload', 'address', 'port', 'log_file', 'insecure'] as const) {
+    for (const k of ['offload', 'address', 'port', 'log_file', 'insecure', 'watch_config'] as const) {
       if (next[k] !== cur[k]) {
         throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}admin.${k}: cannot change at runtime (it is read at start), got ${JSON.stringify(body[k])}`);
       }

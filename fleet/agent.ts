@@ -31,6 +31,8 @@ import { desiredFor, mergeConfig, type ConfigPart, type DesiredEntry } from './d
 import { saveState } from './state-dir.ts';
 import { StatsSampler, type ApplyResult, type Heartbeat } from './telemetry.ts';
 import type { Labels } from './labels.ts';
+import { parseDrain } from '../runtime/drain.ts';
+import { DEFAULT_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
 
 /** KV options of a fleet bucket; the proxy and the CLI create it alike (NATS 2.9 features only). */
 export const BUCKET_OPTIONS = { history: 10, description: 'l7mp-ts fleet desired state' } as const;
@@ -177,7 +179,35 @@ export class FleetAgent {
     this.subs = [
       nc.subscribe(this.names.discover, { callback: reply(async () => this.heartbeat()) }),
       nc.subscribe(this.names.actors(this.o.nodeId), { callback: reply(() => this.o.runtime.tree()) }),
+      nc.subscribe(this.names.drain(this.o.nodeId), { callback: (e, m) => reply(async () => this.drain(m.data))(e, m) }),
     ];
+  }
+
+  /**
+   * The fleet's drain command (`l7mp-ts fleet drain NODE`): a JSON body `{timeout_s?, exit?}` as
+   * `POST /api/v1/admin {"drain": ...}` takes (empty: the defaults). Answers the drain status, or
+   * `{error}` for a bad body. The node stays up once drained unless `exit` is true.
+   */
+  private async drain(data: Uint8Array): Promise<unknown> {
+    const text = Buffer.from(data).toString('utf8').trim();
+    let body: unknown = true;
+    try {
+      if (text !== '') body = JSON.parse(text);
+    } catch (e) {
+      return { error: { code: ErrorCode.InvalidArgument, message: `Cannot drain: not JSON: ${(e as Error).message}` } };
+    }
+    let d;
+    try {
+      d = parseDrain(body);
+    } catch (e) {
+      return { error: { code: ErrorCode.InvalidArgument, message: (e as Error).message } };
+    }
+    const rt = this.o.runtime;
+    this.o.log.info({ fleet: this.o.fleet, ...d }, 'drain command from the fleet');
+    const status = rt.drain({ timeoutS: d.timeout_s ?? rt.snapshot.admin.drain_timeout_s ?? DEFAULT_DRAIN_TIMEOUT_S, exit: d.exit ?? false, source: 'fleet' });
+    // The heartbeat says so at once (fleet status), not only at the next period.
+    this.publish(this.names.heartbeat(this.o.nodeId), this.heartbeat());
+    return status;
   }
 
   private stopWatches(): void {
@@ -404,7 +434,7 @@ export class FleetAgent {
       labels: this.o.labels,
       address: this.o.address,
       revision: this.appliedRevision,
-      health: live === total ? 'ok' : 'degraded',
+      health: this.o.runtime.draining ? 'draining' : live === total ? 'ok' : 'degraded',
       workers: { live, total },
       last: this.last,
       synced: this.syncedAt,

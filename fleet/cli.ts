@@ -13,6 +13,8 @@
  * - `l7mp-ts fleet status --nats URL [--fleet F] [--json] [--wait-ms N]`: the nodes that answer
  *   `discover` within the wait (default 1000 ms).
  * - `l7mp-ts fleet actors NODE --nats URL [--fleet F] [--json]`: a node's actor tree.
+ * - `l7mp-ts fleet drain NODE --nats URL [--fleet F] [--timeout-s N] [--exit]`: the node drains
+ *   (runtime/drain.ts); prints its drain status as JSON. Exit 1 if it does not answer or refuses.
  *
  * Waiting for an answer does not rely on one status message (a core publish can be lost): the
  * command also asks every second with `discover`, whose answers carry each node's last result.
@@ -33,6 +35,7 @@ import { compile, fqn, parseResources, type InventoryNode, type Resource } from 
 import type { Heartbeat } from './telemetry.ts';
 import { FleetController } from './controller.ts';
 import { isLogLevel, LOG_LEVELS, makeLogger } from '../runtime/common/log.ts';
+import { MAX_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
 
 const APPLY_USAGE = `Usage: l7mp-ts apply -f FILE --nats URL [--fleet F] [--node ID | --selector k=v[,k=v]] [--wait-s N]
   -f, --file FILE        an l7mp config (YAML/JSON) for --node/--selector; without them, l7mp CRDs
@@ -45,7 +48,10 @@ ${NATS_USAGE}`;
 
 const FLEET_USAGE = `Usage: l7mp-ts fleet status --nats URL [--fleet F] [--json] [--wait-ms N]
        l7mp-ts fleet actors NODE --nats URL [--fleet F] [--json]
+       l7mp-ts fleet drain NODE --nats URL [--fleet F] [--timeout-s N] [--exit]
        l7mp-ts fleet controller --nats URL [--fleet F] [--interval-s N] [--expire-s N] [-l LEVEL]
+  drain: the node takes no new sessions, lets live ones finish within N s (default its
+         admin.drain_timeout_s), then cuts the rest; it stays up drained unless --exit
   controller: keep the stored l7mp CRDs compiled against the live inventory (runs until SIGTERM)
 ${NATS_USAGE}`;
 
@@ -247,7 +253,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({
       args: argv,
-      options: { ...NATS_FLAGS, fleet: { type: 'string' }, json: { type: 'boolean' }, 'wait-ms': { type: 'string' }, 'interval-s': { type: 'string' }, 'expire-s': { type: 'string' }, 'log-level': { type: 'string', short: 'l' }, help: { type: 'boolean', short: 'h' } },
+      options: { ...NATS_FLAGS, fleet: { type: 'string' }, json: { type: 'boolean' }, 'wait-ms': { type: 'string' }, 'interval-s': { type: 'string' }, 'expire-s': { type: 'string' }, 'log-level': { type: 'string', short: 'l' }, help: { type: 'boolean', short: 'h' }, 'timeout-s': { type: 'string' }, exit: { type: 'boolean' } },
       allowPositionals: true,
       strict: true,
     });
@@ -264,9 +270,17 @@ export async function fleetCommand(argv: string[]): Promise<number> {
     if (node !== undefined) return err('fleet', `unexpected argument ${JSON.stringify(node)}`);
     return controller(v);
   }
-  if (sub !== 'status' && sub !== 'actors') return err('fleet', `unknown subcommand ${JSON.stringify(sub ?? '')}\n${FLEET_USAGE}`);
+  if (sub !== 'status' && sub !== 'actors' && sub !== 'drain') return err('fleet', `unknown subcommand ${JSON.stringify(sub ?? '')}\n${FLEET_USAGE}`);
   if (rest.length > 0 || (sub === 'status' && node !== undefined)) return err('fleet', `unexpected argument ${JSON.stringify(rest[0] ?? node)}`);
-  if (sub === 'actors' && node === undefined) return err('fleet', 'actors: the NODE argument is required');
+  if (sub !== 'status' && node === undefined) return err('fleet', `${sub}: the NODE argument is required`);
+  if (sub !== 'drain' && (v['timeout-s'] !== undefined || v.exit !== undefined)) return err('fleet', '--timeout-s and --exit go with drain');
+  const drainBody: { timeout_s?: number; exit?: boolean } = {};
+  if (v['timeout-s'] !== undefined) {
+    const t = Number(v['timeout-s']);
+    if (!(t >= 0 && t <= MAX_DRAIN_TIMEOUT_S)) return err('fleet', `--timeout-s: must be 0..${MAX_DRAIN_TIMEOUT_S}, got "${v['timeout-s']}"`);
+    drainBody.timeout_s = t;
+  }
+  if (v.exit === true) drainBody.exit = true;
   const waitMs = Number(v['wait-ms'] ?? 1000);
   if (!(waitMs >= 50 && waitMs <= 60_000)) return err('fleet', `--wait-ms: must be 50..60000, got "${v['wait-ms']}"`);
   let conn;
@@ -292,6 +306,18 @@ export async function fleetCommand(argv: string[]): Promise<number> {
       const width = (table[0] as string[]).map((_, i) => Math.max(...table.map((row) => (row[i] as string).length)));
       for (const row of table) process.stdout.write(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(width[i] as number))).join('  ')}\n`);
       if (rows.length === 0) process.stderr.write(`no node of fleet ${names.fleet} answered within ${waitMs} ms\n`);
+      return 0;
+    }
+    if (sub === 'drain') {
+      let d;
+      try {
+        d = await nc.request(names.drain(node as string), JSON.stringify(drainBody), { timeout: 5000 });
+      } catch (e) {
+        return err('fleet', `node ${node} did not answer: ${(e as Error).message}`);
+      }
+      const status = d.json<{ error?: { message: string } }>();
+      if (status.error !== undefined) return err('fleet', `node ${node}: ${status.error.message}`);
+      process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
       return 0;
     }
     let m;

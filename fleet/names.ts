@@ -15,6 +15,7 @@
  *   l7mp.<fleet>.stats.<nodeId>                per listener and cluster: sessions, pps, bytes, drops
  *   l7mp.<fleet>.discover                      request; every node answers with its heartbeat
  *   l7mp.<fleet>.actors.<nodeId>               request; the node answers with its actor tree
+ *   l7mp.<fleet>.drain.<nodeId>                request {timeout_s?, exit?}; the node drains and answers its drain status
  * ```
  */
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
@@ -55,6 +56,8 @@ export interface FleetNames {
   heartbeat(nodeId: string): string;
   stats(nodeId: string): string;
   actors(nodeId: string): string;
+  /** The drain command of a node (request; the answer is its drain status). */
+  drain(nodeId: string): string;
   readonly discover: string;
   /** Wildcards for observers. */
   readonly allStatus: string;
@@ -79,6 +82,7 @@ export function fleetNames(fleet: string): FleetNames {
     heartbeat: (n) => `${s}.hb.${n}`,
     stats: (n) => `${s}.stats.${n}`,
     actors: (n) => `${s}.actors.${n}`,
+    drain: (n) => `${s}.drain.${n}`,
     discover: `${s}.discover`,
     allStatus: `${s}.status.*`,
     allHeartbeats: `${s}.hb.*`,

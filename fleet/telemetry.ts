@@ -65,8 +65,11 @@ export interface Heartbeat {
   address: string;
   /** The KV revision of the config it serves. */
   revision: number;
-  /** `ok`: every worker is live; `degraded`: a worker is being replaced or gave up. */
-  health: 'ok' | 'degraded';
+  /**
+   * `ok`: every worker is live; `degraded`: a worker is being replaced or gave up; `draining`: the
+   * node takes no new sessions (SIGTERM, a drain command), whatever its workers.
+   */
+  health: 'ok' | 'degraded' | 'draining';
   workers: { live: number; total: number };
   /** The last apply attempt (an ACK or a NACK). */
   last: ApplyResult | null;

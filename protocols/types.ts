@@ -226,6 +226,15 @@ export interface ListenerInstance {
   start(): Promise<void>;
   /** Stop accepting and release the address (a Unix socket file is removed). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional: the process drains (SIGTERM, a drain request). Stop taking new sessions but keep the
+   * live ones: a stream server stops listening (connections it has stay; new ones are refused by
+   * the kernel), an HTTP server answers what is under way with `Connection: close` and closes its
+   * idle keep-alive connections. Datagram listeners need none: their socket stays open for the
+   * live sessions, and `ctx.admit` refuses new peers while draining. One way (there is no undrain);
+   * idempotent; never throws.
+   */
+  drain?(): void;
   /** Datagram listeners: a datagram another worker handed to this one. */
   onHandoff?(h: DatagramHandoff): void;
   /**
@@ -342,6 +351,13 @@ export interface ProtocolModule {
     placement(spec: any): 'shared' | 'single';
     /** Idle timeout of its sessions in ms (0 = none; stream protocols end on FIN). Default 0. */
     idleTimeoutMs?(spec: any): number;
+    /**
+     * True if its sessions have no end of their own (datagram peers: UDP, Unix datagram): while
+     * the process drains, such a session ends once it has been quiet for the drain grace
+     * (`DRAIN_QUIET_MS`, at most its idle timeout), so a drain finishes when the traffic stops.
+     * Default false: sessions end by their protocol (FIN, a close frame, the response's end).
+     */
+    drainWhenQuiet?(spec: any): boolean;
     /**
      * The local addresses the listener binds: config validation rejects two listeners that would
      * bind the same one (SO_REUSEPORT would otherwise let them split the traffic silently).

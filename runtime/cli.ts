@@ -2,11 +2,16 @@
  * `l7mp-ts -c FILE [-l LEVEL] [-s] [--workers N] [-o init|no_init|disable]`: run the proxy in the
  * foreground (l7mp-compatible flags, compat reference §0).
  *
- * Exit codes: 0 after SIGINT/SIGTERM (listeners closed, sessions ended, Unix socket files removed,
- * within 2 s); 1 for a bad command line, an unreadable or invalid config (the message names the
- * field path and the value), a listener that cannot bind (nothing is left listening), or a
- * non-loopback admin address without a token or `--admin-insecure`; 2 when
- * worker supervision gives up.
+ * Signals: SIGTERM drains (runtime/drain.ts): /readyz turns 503, listeners take no new sessions,
+ * live ones may finish within `admin.drain_timeout_s` (default 30 s), then the process stops; a
+ * second SIGTERM, or SIGINT, stops at once. SIGINT (Ctrl-C) stops at once. SIGHUP reloads the -c
+ * file (so does a change of it with `--watch-config`).
+ *
+ * Exit codes: 0 after SIGINT, or SIGTERM once drained (stopping: listeners closed, sessions ended,
+ * Unix socket files removed, within 2 s); 1 for a bad command line, an unreadable or invalid
+ * config (the message names the field path and the value), a listener that cannot bind (nothing
+ * is left listening), or a non-loopback admin address without a token or `--admin-insecure`; 2
+ * when worker supervision gives up.
  */
 import net from 'node:net';
 import os from 'node:os';
@@ -30,13 +35,16 @@ import { loadState } from '../fleet/state-dir.ts';
 import { FleetAgent } from '../fleet/agent.ts';
 import { mergeConfig } from '../fleet/desired.ts';
 import { applyCommand, fleetCommand } from '../fleet/cli.ts';
+import { ConfigWatch } from './config-watch.ts';
+import type { DrainOutcome } from './drain.ts';
+import { DEFAULT_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
 import type { ConnectionOptions } from '@nats-io/transport-node';
 
 const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join('|')}] [-s] [--workers N] [--admin [HOST:]PORT] [-o init|no_init|disable]
        l7mp-ts [-c FILE] --nats URL [--fleet NAME] [--node-id ID] [--labels k=v,...] [--state-dir DIR] ...
        l7mp-ts actors --admin HOST:PORT [--admin-token TOKEN] [--json]
        l7mp-ts apply -f FILE --nats URL [--fleet F] [--node ID | --selector k=v,...] [--wait-s N]
-       l7mp-ts fleet status|actors ... (l7mp-ts fleet --help)
+       l7mp-ts fleet status|actors|drain ... (l7mp-ts fleet --help)
 
   -c, --config FILE     l7mp config (YAML if it ends in .yaml/.yml, else JSON)
   -l, --log-level LEVEL log level (overrides admin.log_level; default info)
@@ -49,7 +57,11 @@ const USAGE = `Usage: l7mp-ts -c <config.yaml|config.json> [-l ${LOG_LEVELS.join
                         a non-loopback --admin address, L7mpController/Prometheus requests from
                         non-loopback peers; without it (and no token) the first fails the start, the second gets 403
   -o, --offload MODE    kernel offload: init|no_init|disable (overrides admin.offload; needs CAP_BPF+CAP_NET_ADMIN)
+      --watch-config    reload the -c file when its content changes, as SIGHUP does (or admin.watch_config: true)
   -h, --help            this text
+
+Signals: SIGTERM drains (no new sessions, live ones finish within admin.drain_timeout_s, default
+${DEFAULT_DRAIN_TIMEOUT_S} s; then exit 0); a second SIGTERM or SIGINT stops at once; SIGHUP reloads -c.
 
 Fleet (config from NATS JetStream KV; -c is then optional and merged under the fleet's config):
 ${NATS_USAGE}
@@ -77,6 +89,8 @@ interface Cli {
   adminToken: string | undefined;
   /** `--admin-insecure`: serve the admin API without a token beyond loopback. */
   adminInsecure: boolean;
+  /** `--watch-config`: reload -c when it changes. */
+  watchConfig: boolean;
   fleet: FleetCli | undefined;
 }
 
@@ -112,6 +126,7 @@ function parseCli(argv: string[]): Cli {
         admin: { type: 'string' },
         'admin-token': { type: 'string' },
         'admin-insecure': { type: 'boolean' },
+        'watch-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...NATS_FLAGS,
         fleet: { type: 'string' },
@@ -131,6 +146,7 @@ function parseCli(argv: string[]): Cli {
     process.exit(0);
   }
   if (v.config === undefined && v.nats === undefined) fail(`-c <config> is required (or --nats)\n${USAGE}`);
+  if (v['watch-config'] === true && v.config === undefined) fail('--watch-config needs -c');
   let fleet: FleetCli | undefined;
   if (v.nats !== undefined) {
     try {
@@ -183,6 +199,7 @@ function parseCli(argv: string[]): Cli {
     admin,
     adminToken,
     adminInsecure: v['admin-insecure'] === true,
+    watchConfig: v['watch-config'] === true,
   };
 }
 
@@ -261,26 +278,55 @@ async function main(): Promise<void> {
   });
 
   let stopping = false;
+  let started = false;
+  let sigterms = 0;
   let admin: AdminServer | null = null;
   let agent: FleetAgent | null = null;
+  let watch: ConfigWatch | null = null;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
+    const left = runtime.sessionCount();
+    log.info({ signal, ...(left > 0 ? { sessions_cut: left } : {}) }, 'shutting down');
+    watch?.close();
     // Whatever happens, exit within 2 s.
     setTimeout(() => process.exit(0), 1900).unref();
     void Promise.all([agent?.stop(), runtime.shutdown(), admin?.close()]).then(() => process.exit(0));
   };
+  // SIGTERM drains, then exits; a second one (or SIGINT) stops at once. Before the runtime is up
+  // there is nothing to drain.
+  const onSigterm = (): void => {
+    sigterms++;
+    if (!started || sigterms > 1) {
+      if (started && !stopping) log.warn({ signal: 'SIGTERM', sessions_left: runtime.sessionCount() }, 'second SIGTERM: ending the drain now');
+      stop('SIGTERM');
+      return;
+    }
+    runtime.drain({ timeoutS: runtime.snapshot.admin.drain_timeout_s ?? DEFAULT_DRAIN_TIMEOUT_S, source: 'SIGTERM', exit: true });
+  };
+  runtime.on('drained', (o: DrainOutcome) => {
+    if (o.exit) stop(`drained (${o.source})`);
+  });
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGTERM', onSigterm);
 
   try {
     await runtime.start();
   } catch (e) {
     fail(e instanceof Error ? e.message : String(e));
   }
+  started = true;
   const store = new ConfigStore(runtime.snapshot, { warn: (m) => log.debug(m) });
-  process.on('SIGHUP', () => reload(cli.config, agent !== null, store, runtime, log));
+  process.on('SIGHUP', () => reload(cli.config, agent !== null, store, runtime, log, 'SIGHUP'));
+  if (cli.watchConfig || snapshot.admin.watch_config === true) {
+    const file = cli.config;
+    if (file === undefined) log.warn('admin.watch_config ignored: no -c file');
+    else if (cli.fleet !== undefined) log.warn({ file }, 'config file watch ignored: a fleet member takes its config from NATS');
+    else {
+      watch = new ConfigWatch(file, () => reload(file, false, store, runtime, log, 'file watch'), log);
+      if (!watch.start()) watch = null;
+    }
+  }
   if (cli.fleet !== undefined) {
     const f = cli.fleet;
     agent = new FleetAgent({
@@ -338,15 +384,17 @@ async function main(): Promise<void> {
 void main();
 
 /**
- * SIGHUP: read the `-c` file again and apply it as `POST /api/v1/config` does, through the same
- * queue as the REST API, all or nothing: a file that does not parse, validate or bind is refused
- * with its error and the running config stays. The `admin` section is validated but, as over
- * REST, its running settings stay (`POST /api/v1/admin` changes them). A fleet member's config
- * belongs to the fleet: -c is only its base, so SIGHUP does nothing there.
+ * SIGHUP (or a change seen by `--watch-config`, `trigger` says which): read the `-c` file again
+ * and apply it as `POST /api/v1/config` does, through the same queue as the REST API, all or
+ * nothing: a file that does not parse, validate or bind is refused with its error and the running
+ * config stays. The `admin` section is validated but, as over REST, its running settings stay
+ * (`POST /api/v1/admin` changes them). A fleet member's config belongs to the fleet: -c is only
+ * its base, so SIGHUP does nothing there.
  */
-function reload(file: string | undefined, fleet: boolean, store: ConfigStore, runtime: Runtime, log: Logger): void {
+function reload(file: string | undefined, fleet: boolean, store: ConfigStore, runtime: Runtime, log: Logger, trigger: 'SIGHUP' | 'file watch'): void {
+  const via = trigger === 'SIGHUP' ? { signal: 'SIGHUP' } : { trigger };
   if (file === undefined || fleet) {
-    log.warn({ signal: 'SIGHUP' }, fleet ? 'SIGHUP ignored: a fleet member takes its config from NATS' : 'SIGHUP ignored: no -c file to read again');
+    log.warn(via, fleet ? `${trigger} ignored: a fleet member takes its config from NATS` : `${trigger} ignored: no -c file to read again`);
     return;
   }
   const before = store.current;
@@ -354,8 +402,8 @@ function reload(file: string | undefined, fleet: boolean, store: ConfigStore, ru
     () => store.replace(readConfigFile(file)),
     (next) => runtime.apply(next),
   ).then(
-    (next) => log.info({ signal: 'SIGHUP', file, ...configDiff(before, next) }, 'config reloaded'),
-    (e: unknown) => log.error({ signal: 'SIGHUP', file, err: (e as Error).message }, 'config reload refused; the running config stays'),
+    (next) => log.info({ ...via, file, ...configDiff(before, next) }, 'config reloaded'),
+    (e: unknown) => log.error({ ...via, file, err: (e as Error).message }, 'config reload refused; the running config stays'),
   );
 }
 

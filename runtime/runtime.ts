@@ -23,6 +23,7 @@ import type { OffloadMode } from '../native-offload/provider.ts';
 import { WorkerRing } from './ring.ts';
 import { Steering, type SteerStats } from './steering.ts';
 import { HealthChecker, type HealthCheckStats } from './health-check.ts';
+import { Drain, type DrainOutcome, type DrainRequest, type DrainStatus } from './drain.ts';
 
 /** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
 export interface RuntimeMetrics {
@@ -32,8 +33,11 @@ export interface RuntimeMetrics {
   slots: Array<{ slot: number; metrics: WorkerMetrics | null }>;
   /** Worker restarts by slot since start. */
   restarts: Record<number, number>;
-  /** Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown). */
-  process?: { sessions: number; sessionLimit: number; openFds: number; maxFds: number };
+  /**
+   * Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown), and
+   * whether the process drains (1 from the start of a drain on, else 0).
+   */
+  process?: { sessions: number; sessionLimit: number; openFds: number; maxFds: number; draining?: number };
   /** Active health checks per endpoint (run once per process, on the main thread). */
   healthChecks?: HealthCheckStats[];
 }
@@ -96,7 +100,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
 
 /**
  * Events: `workerExit` (slot, exit code), `workerReady` (slot), `gaveUp` (L7Error): restart
- * intensity exceeded or a replacement failed to start.
+ * intensity exceeded or a replacement failed to start; `drained` ({@link DrainOutcome}): a drain
+ * is over (the CLI exits when it asked to).
  */
 export class Runtime extends EventEmitter {
   private readonly opts: RuntimeOptions;
@@ -129,9 +134,20 @@ export class Runtime extends EventEmitter {
     adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
   };
 
+  /** The graceful drain of this process (runtime/drain.ts). */
+  private readonly drainer: Drain;
+
   constructor(opts: RuntimeOptions) {
     super();
     this.opts = opts;
+    this.drainer = new Drain(
+      {
+        sessions: () => this.sessionCount(),
+        drainWorkers: () => this.drainWorkers(),
+        cutSessions: () => this.cutSessions(),
+      },
+      { log: opts.log, onDone: (o: DrainOutcome) => this.emit('drained', o) },
+    );
     this.sessionGauge = new SharedArrayBuffer(4 * opts.workers);
     this.steering = this.offloadMode === 'disable' ? null : Steering.create(opts.log);
   }
@@ -235,9 +251,38 @@ export class Runtime extends EventEmitter {
     throw new L7Error(first.code, [...new Set(errors.map((e) => e.message))].join('; '), { cause: first });
   }
 
+  /**
+   * Drain (runtime/drain.ts): stop taking new sessions on every worker and let the live ones
+   * finish within `req.timeoutS`; the `drained` event tells when it is over. A second request
+   * keeps the first one's deadline. Returns the status after the request.
+   */
+  drain(req: DrainRequest): DrainStatus {
+    return this.drainer.start(req);
+  }
+
+  /** Where the drain is (`serving` before any). */
+  drainStatus(): DrainStatus {
+    return this.drainer.status();
+  }
+
+  /** True from the start of a drain on. */
+  get draining(): boolean {
+    return this.drainer.active;
+  }
+
+  private async drainWorkers(): Promise<void> {
+    await Promise.all([...this.slots.values()].filter((s) => s.live).map((s) => withTimeout(s.api.drain(), 1000, undefined)));
+  }
+
+  private async cutSessions(): Promise<number> {
+    const counts = await Promise.all([...this.slots.values()].filter((s) => s.live).map((s) => withTimeout(s.api.cutSessions(), 1000, 0)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
   /** Stop everything: sessions end, listeners close, Unix socket files are removed. */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.drainer.close();
     this.health?.close();
     const timeout = this.opts.shutdownTimeoutMs ?? 1500;
     await Promise.all(
@@ -275,7 +320,7 @@ export class Runtime extends EventEmitter {
       [...this.slots.values()].map(async (s) => ({ slot: s.slot, metrics: s.live ? await withTimeout(s.api.metrics(), timeoutMs, null) : null })),
     );
     slots.sort((a, b) => a.slot - b.slot);
-    const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1 };
+    const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1, draining: this.draining ? 1 : 0 };
     return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot), process, healthChecks: this.health?.stats() ?? [] };
   }
 
@@ -287,7 +332,7 @@ export class Runtime extends EventEmitter {
       kind: 'process',
       name: 'l7mp-ts',
       worker: null,
-      state: this.stopping ? 'stopping' : 'running',
+      state: this.stopping ? 'stopping' : this.draining ? this.drainer.current : 'running',
       mailbox: 0,
       processed: 0,
       restarts: this.restarts,
@@ -430,6 +475,8 @@ export class Runtime extends EventEmitter {
         return;
       }
       fresh.live = true;
+      // A replacement during a drain drains too (its listeners bound before it was told).
+      if (this.draining) void fresh.api.drain().catch(() => {});
       // The verdicts it missed while it was not there.
       for (const u of this.health?.unhealthy() ?? []) void fresh.api.setEndpointHealth(u.cluster, u.endpoint, false).catch(() => {});
       this.broadcastRing();

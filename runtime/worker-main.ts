@@ -107,6 +107,7 @@ class WorkerHost implements WorkerServices {
   private accessLogDroppedBefore = 0;
   readonly processGauge: SharedGauge;
   readonly overload = new OverloadGuard();
+  draining = false;
   /** Runs a full collection once a burst of sessions has ended (runtime/heap-reclaim.ts). */
   readonly reclaimer = new HeapReclaimer(
     () => this.processGauge.own(),
@@ -404,6 +405,31 @@ const api = {
    */
   setEndpointHealth(cluster: string, endpoint: string, healthy: boolean): boolean {
     return host.worker?.setActiveHealth(cluster, endpoint, healthy) ?? false;
+  },
+  /**
+   * The process drains (runtime/drain.ts): every listener stops taking new sessions, and from
+   * now on listeners bound here (a config change) start drained. One way; idempotent.
+   */
+  drain(): void {
+    if (host.draining) return;
+    host.draining = true;
+    for (const cell of host.worker?.listeners.values() ?? []) if (cell.state !== 'stopped') cell.tell({ type: 'drain' } as never);
+  },
+  /**
+   * The drain's deadline passed: stop every live session with `L7_ERR_SESSION_DRAINED` (their
+   * records and access log lines say so). Returns how many were told.
+   */
+  cutSessions(): number {
+    let n = 0;
+    for (const l of host.root?.children.values() ?? []) {
+      if (l.kind !== 'listener') continue;
+      for (const c of l.children.values()) {
+        if (c.state === 'stopped' || !(c.actor instanceof SessionActor)) continue;
+        c.stop(new L7Error(ErrorCode.SessionDrained, 'cut at the end of the drain'));
+        n++;
+      }
+    }
+    return n;
   },
   /** Stop the session actor with this id: 'ok', 'not-found', or 'not-session'. */
   stopActor(id: string): 'ok' | 'not-found' | 'not-session' {

@@ -14,7 +14,7 @@ import type net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
-import { hostPort, listen } from '../stream/server.ts';
+import { hostPort, listen, stopListening } from '../stream/server.ts';
 import type { HttpListenerSpec } from './config.ts';
 import { HTTP_EXCHANGE, HOP_BY_HOP, l7mpErrorBody, l7mpStatusMessage, type HttpExchange, type ResponseHead } from './exchange.ts';
 import { httpMetadata } from './request.ts';
@@ -22,6 +22,15 @@ import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from './limits.ts
 
 /** How long a closing listener lets in-flight requests finish before it drops them, ms. */
 const CLOSE_GRACE_MS = 1000;
+
+/**
+ * A listener's drain state, shared with its exchanges: once `draining`, a response not yet begun
+ * goes out with `Connection: close`, and a connection whose response ends is closed if idle.
+ */
+export interface HttpDrain {
+  draining: boolean;
+  readonly server: http.Server;
+}
 
 /** One request/response exchange: the downstream of one session. */
 export class HttpServerConnection implements Connection, HttpExchange {
@@ -37,18 +46,26 @@ export class HttpServerConnection implements Connection, HttpExchange {
   /** Largest request body, 0 = none. Unit: bytes. */
   private readonly maxBody: number;
   private readonly ctx: ListenerContext;
+  private readonly listenerDrain: HttpDrain | null;
 
-  /** @param maxBody largest request body (bytes, 0 = no limit); `ctx` counts `body_too_large`. */
-  constructor(req: http.IncomingMessage, res: http.ServerResponse, local: string, remote: string, maxBody: number, ctx: ListenerContext) {
+  /**
+   * @param maxBody largest request body (bytes, 0 = no limit); `ctx` counts `body_too_large`.
+   * @param drain the listener's drain state (none: never drains)
+   */
+  constructor(req: http.IncomingMessage, res: http.ServerResponse, local: string, remote: string, maxBody: number, ctx: ListenerContext, drain: HttpDrain | null = null) {
     this.req = req;
     this.res = res;
     this.local = local;
     this.remote = remote;
     this.maxBody = maxBody;
     this.ctx = ctx;
+    this.listenerDrain = drain;
     // 'close' comes after 'finish' for a complete response, or alone when the client went away.
     res.once('close', () => {
       this.finish(res.writableFinished ? null : new L7Error(ErrorCode.DownstreamReset, `${remote}: client closed the connection before the response ended`));
+      // Draining: a keep-alive connection whose response went out before the drain began is
+      // closed now that it is idle (one with a pipelined request waits for that one).
+      if (drain?.draining === true) drain.server.closeIdleConnections();
     });
     // A write Node refuses (after the end, on a destroyed socket) is emitted as 'error': without a
     // listener it would be thrown out of the event loop.
@@ -78,6 +95,7 @@ export class HttpServerConnection implements Connection, HttpExchange {
 
   private writeHead(): void {
     if (this.res.headersSent) return;
+    if (this.listenerDrain?.draining === true) this.res.shouldKeepAlive = false;
     const h = this.head;
     if (h === null) {
       this.res.writeHead(200);
@@ -198,6 +216,8 @@ export class HttpListener implements ListenerInstance {
   private readonly maxBody: number;
   private requests = 0;
   private closed = false;
+  /** Draining: no new connections; every response goes out with `Connection: close`. */
+  private readonly drainState: HttpDrain;
 
   constructor(cfg: ListenerSpecContext<HttpListenerSpec>, ctx: ListenerContext) {
     this.name = cfg.name;
@@ -215,6 +235,7 @@ export class HttpListener implements ListenerInstance {
       maxHeaderSize: o?.max_header_size ?? D.max_header_size,
     });
     this.server = http.createServer({ ...limits, keepAlive: true }, (req, res) => this.onRequest(req, res));
+    this.drainState = { draining: false, server: this.server };
     this.guard = new HttpServerGuard(this.server, ctx, 'header_timeout', this.name);
     // `Expect: 100-continue`: no 100 for a body that is over the limit, its 413 goes at once
     // (RFC 9110 §10.1.1), so the client does not send it.
@@ -234,6 +255,9 @@ export class HttpListener implements ListenerInstance {
       res.writeHead(503, { connection: 'close' }).end();
       return;
     }
+    // A request on a keep-alive connection during a drain is served, and its answer tells the
+    // client to go elsewhere for the next one (Envoy's drain does the same for HTTP/1).
+    if (this.drainState.draining) res.shouldKeepAlive = false;
     this.guard.track(req, res);
     if (rejectLargeBody(req, res, this.maxBody)) {
       this.ctx.count('body_too_large');
@@ -255,7 +279,7 @@ export class HttpListener implements ListenerInstance {
     const rport = sock.remotePort ?? 0;
     const laddr = sock.localAddress ?? '';
     const lport = sock.localPort ?? 0;
-    const conn = new HttpServerConnection(req, res, hostPort(laddr, lport), hostPort(raddr, rport), this.maxBody, this.ctx);
+    const conn = new HttpServerConnection(req, res, hostPort(laddr, lport), hostPort(raddr, rport), this.maxBody, this.ctx, this.drainState);
     const metadata: Metadata = {
       IP: { src_addr: raddr, dst_addr: laddr },
       TCP: { src_port: rport, dst_port: lport },
@@ -263,6 +287,17 @@ export class HttpListener implements ListenerInstance {
       [HTTP_EXCHANGE]: conn,
     };
     this.ctx.accept(conn, metadata, `HTTP:${raddr}:${rport}-${laddr}:${lport}-${this.ctx.nextSessionSeq()}`);
+  }
+
+  /**
+   * Drain: stop listening, close the idle keep-alive connections, and answer the requests under
+   * way with `Connection: close` (those whose head is already out close once they are done).
+   */
+  drain(): void {
+    if (this.drainState.draining) return;
+    this.drainState.draining = true;
+    // http.Server.close() also closes the connections that have no request under way.
+    stopListening(this.server as net.Server);
   }
 
   close(): Promise<void> {

@@ -28,6 +28,10 @@ export const jsonsocket: ProtocolModule = {
       const { t, side } = transportListener(spec);
       return side?.binds?.(t) ?? [];
     },
+    drainWhenQuiet: (spec: JsonSocketListenerSpec) => {
+      const { t, side } = transportListener(spec);
+      return side?.drainWhenQuiet?.(t) ?? false;
+    },
     create: (cfg, ctx) => new JsonSocketListener(cfg, ctx),
   },
   cluster: { schema: JsonSocketClusterSpec, virtual: false, create: (cfg, ctx) => new JsonSocketCluster(cfg, ctx) },

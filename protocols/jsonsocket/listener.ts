@@ -126,6 +126,11 @@ export class JsonSocketListener implements ListenerInstance {
     this.inner.onHandoff?.(h);
   }
 
+  /** The transport's drain: a stream transport stops listening; connections awaiting their header may still send it. */
+  drain(): void {
+    this.inner.drain?.();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -31,6 +31,16 @@ export function listen(server: net.Server, opts: net.ListenOptions, listenerName
 }
 
 /**
+ * Drain: stop listening, keep the connections. The kernel refuses new connections to the address
+ * from then on (once every worker's socket of a SO_REUSEPORT group is closed). A later
+ * {@link closeServer} still ends the connections left and resolves: `close()` on a server that no
+ * longer listens waits for its last connection as well.
+ */
+export function stopListening(server: net.Server): void {
+  if (server.listening) server.close();
+}
+
+/**
  * Close a server and every connection it still has. `server.close()` only resolves once all
  * accepted sockets are gone, and a peer that never sends its FIN (half-open) would hold it
  * forever: each connection in `conns` is ended and destroyed once its queued data is flushed.

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { SocketConnection } from '../stream/socket-connection.ts';
-import { closeServer, hostPort, listen } from '../stream/server.ts';
+import { closeServer, hostPort, listen, stopListening } from '../stream/server.ts';
 import type { TcpListenerSpec } from './config.ts';
 
 export class TcpListener implements ListenerInstance {
@@ -42,6 +42,11 @@ export class TcpListener implements ListenerInstance {
     const conn = new SocketConnection(sock, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport));
     const metadata = { IP: { src_addr: raddr, dst_addr: laddr }, TCP: { src_port: rport, dst_port: lport } };
     this.ctx.accept(conn, metadata, `TCP:${raddr}:${rport}-${laddr}:${lport}`);
+  }
+
+  /** Drain: stop listening; the connections accepted so far carry on. */
+  drain(): void {
+    stopListening(this.server);
   }
 
   close(): Promise<void> {

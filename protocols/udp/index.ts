@@ -15,6 +15,8 @@ export const udp: ProtocolModule = {
     // unless one is set.
     idleTimeoutMs: (spec: UdpListenerSpec) => (spec.options?.idle_timeout ?? (udpMode(spec) === 'singleton' ? 0 : DEFAULT_UDP_IDLE_TIMEOUT_S)) * 1000,
     binds: (spec: UdpListenerSpec) => [{ transport: 'udp', address: spec.address ?? '0.0.0.0', port: spec.port }],
+    // A UDP peer never says it is done: a drain ends its session once it goes quiet.
+    drainWhenQuiet: () => true,
   },
   cluster: {
     schema: UdpClusterSpec,

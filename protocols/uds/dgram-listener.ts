@@ -52,6 +52,8 @@ export class UdsDgramListener implements ListenerInstance {
       return;
     }
     if (this.closed || this.sock === null) return;
+    // Admission before anything is allocated for a new sender (a drain refuses it here).
+    if (!this.ctx.admit(undefined)) return;
     const conn = new UdsDgramConnection(this.sock, this.spec.filename, from, 'downstream', (c) => {
       if (this.peers.get(c.peer) === c) this.peers.delete(c.peer);
     });

@@ -17,6 +17,7 @@ export const uds: ProtocolModule = {
     binds: (spec: UdsListenerSpec) => [{ transport: 'unix', path: spec.filename }],
     create: (cfg, ctx) => (cfg.spec.type === 'dgram' ? new UdsDgramListener(cfg, ctx) : new UdsListener(cfg, ctx)),
     idleTimeoutMs: (spec: UdsListenerSpec) => (spec.options?.idle_timeout ?? (spec.type === 'dgram' ? DEFAULT_UDS_DGRAM_IDLE_TIMEOUT_S : DEFAULT_STREAM_IDLE_TIMEOUT_S)) * 1000,
+    drainWhenQuiet: (spec: UdsListenerSpec) => spec.type === 'dgram',
   },
   cluster: {
     schema: UdsClusterSpec,

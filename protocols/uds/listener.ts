@@ -10,7 +10,7 @@ import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { SocketConnection } from '../stream/socket-connection.ts';
-import { closeServer, listen } from '../stream/server.ts';
+import { closeServer, listen, stopListening } from '../stream/server.ts';
 import type { UdsListenerSpec } from './config.ts';
 
 /** Remove `path` if it is a socket file that nobody listens on; reject if someone does. */
@@ -70,6 +70,14 @@ export class UdsListener implements ListenerInstance {
     const conn = new SocketConnection(sock, 'downstream', `unix:${this.spec.filename}`, 'unix-peer');
     const seq = this.ctx.nextSessionSeq();
     this.ctx.accept(conn, { UNIX: { filename: this.spec.filename } }, `UNIX:${this.name}-${seq}`);
+  }
+
+  /**
+   * Drain: stop listening (net.Server removes the socket file, so new connects fail with ENOENT);
+   * the connections accepted so far carry on.
+   */
+  drain(): void {
+    stopListening(this.server);
   }
 
   async close(): Promise<void> {

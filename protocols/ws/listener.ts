@@ -11,7 +11,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
-import { closeServer, hostPort, listen } from '../stream/server.ts';
+import { closeServer, hostPort, listen, stopListening } from '../stream/server.ts';
 import { WsConnection } from './connection.ts';
 import { DEFAULT_MAX_PAYLOAD, WS_HANDSHAKE_TIMEOUT_S, type WsListenerSpec } from './config.ts';
 import { httpMetadata, rejectSocket } from '../http/request.ts';
@@ -89,6 +89,14 @@ export class WsListener implements ListenerInstance {
   start(): Promise<void> {
     const address = this.spec.address ?? '::';
     return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `WebSocket ${hostPort(address, this.spec.port)}`, this.ctx);
+  }
+
+  /**
+   * Drain: stop listening and close the idle HTTP connections that have not upgraded yet; the
+   * WebSocket sessions carry on until their peers close them (or the drain deadline).
+   */
+  drain(): void {
+    stopListening(this.server);
   }
 
   async close(): Promise<void> {

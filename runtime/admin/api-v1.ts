@@ -15,6 +15,8 @@
  *
  * Deliberate deviations from l7mp (bugs fixed, shapes kept):
  * - POST /config replaces the config (l7mp: 500 with content 501). POST /admin changes log_level, access_log_path and strict at runtime (l7mp: 501).
+ * - POST /admin `{"drain": true}` or `{"drain": {"timeout_s": N, "exit": false}}` drains the node
+ *   (runtime/drain.ts; may come with `admin`, applied first); GET /admin shows the drain as `drain`.
  * - A bad or missing content type on POST is a real 415 `Unsupported Media Type` (B5).
  * - Invalid JSON gives 400 `Invalid JSON format in request: <parser message>` (B6).
  * - GET /endpoints/{name} works (B3); a not-found says what: `Not Found: Unknown listener "x"` (B7).
@@ -31,6 +33,8 @@ import { protocol } from '../../protocols/registry.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import type { ClusterConfig, ConfigSnapshot, EndpointConfig, HealthCheckConfig, ListenerConfig, OutlierDetectionConfig, RouteConfig, RuleConfig, RuleListConfig } from '../../cluster-config/snapshot.ts';
 import { DEFAULT_OUTLIER_DETECTION } from '../../cluster-config/snapshot.ts';
+import { DEFAULT_DRAIN_TIMEOUT_S } from '../../cluster-config/schema.ts';
+import { parseDrain } from '../drain.ts';
 import { isDeepStrictEqual } from 'node:util';
 import type { ConfigStore, ObjectKind } from '../../cluster-config/store.ts';
 import type { Runtime } from '../runtime.ts';
@@ -69,6 +73,8 @@ export interface AdminDump {
   max_sessions?: number;
   fd_reserve?: number;
   overload_lag_ms?: number;
+  /** How long a drain lets live sessions finish, s (set: the configured value; default 30). */
+  drain_timeout_s?: number;
 }
 
 /** `{name, spec, weight}` (§1.4); a stage's endpoint in a session dump has no weight. */
@@ -221,6 +227,7 @@ class Dumper {
       ...(a.max_sessions !== undefined ? { max_sessions: a.max_sessions } : {}),
       ...(a.fd_reserve !== undefined ? { fd_reserve: a.fd_reserve } : {}),
       ...(a.overload_lag_ms !== undefined ? { overload_lag_ms: a.overload_lag_ms } : {}),
+      ...(a.drain_timeout_s !== undefined ? { drain_timeout_s: a.drain_timeout_s } : {}),
     };
   }
 
@@ -453,8 +460,16 @@ export function registerApi(server: AdminServer, runtime: Runtime, store: Config
     });
   });
   post('/api/v1/config', (body, req) => change(req, 'Cannot set config', () => store.replace(body)));
-  server.route('GET', '/api/v1/admin', (req) => respond(req, dumper(req).admin()));
-  post('/api/v1/admin', (body, req) => change(req, 'Cannot set admin', () => store.setAdmin(unwrap(body, 'admin', 'Cannot set admin'))));
+  server.route('GET', '/api/v1/admin', (req) => respond(req, { ...dumper(req).admin(), drain: runtime.drainStatus() }));
+  post('/api/v1/admin', async (body, req) => {
+    const drain = body !== null && typeof body === 'object' && !Array.isArray(body) && 'drain' in body ? parseDrain((body as Record<string, unknown>).drain) : null;
+    if (drain === null || 'admin' in (body as object)) {
+      const reply = await change(req, 'Cannot set admin', () => store.setAdmin(unwrap(body, 'admin', 'Cannot set admin')));
+      if (drain === null) return reply;
+    }
+    const status = runtime.drain({ timeoutS: drain.timeout_s ?? store.current.admin.drain_timeout_s ?? DEFAULT_DRAIN_TIMEOUT_S, exit: drain.exit ?? false, source: 'api' });
+    return respond(req, { ...OK, drain: status });
+  });
 
   // listeners, clusters, rulelists, rules, routes: list, add, get, delete
   for (const kind of ['listener', 'cluster', 'rulelist', 'rule', 'route'] as const) {

@@ -47,7 +47,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_listener_tx_packets_total', type: 'counter', labels: L, help: 'Datagrams (stream writes) sent to downstream peers.' },
   { name: 'l7mp_listener_rx_bytes_total', type: 'counter', labels: L, help: 'Bytes received from downstream peers.' },
   { name: 'l7mp_listener_tx_bytes_total', type: 'counter', labels: L, help: 'Bytes sent to downstream peers.' },
-  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, body_too_large (HTTP 413), header_too_large (HTTP 431), emsgsize / enobufs / econnrefused / send_error (a send to the peer the kernel refused, by errno; never counted as tx), session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, listener_rate, source_sessions, source_rate, source_table_full, overload (the worker event loop was late).' },
+  { name: 'l7mp_listener_dropped_packets_total', type: 'counter', labels: [...L, 'reason'], help: 'Downstream datagrams (or connections) dropped, by reason: connection (sent after close or over the hold limit), setup (held by a session that ended before connecting), filtered (UDP connect filter), malformed, body_too_large (HTTP 413), header_too_large (HTTP 431), emsgsize / enobufs / econnrefused / send_error (a send to the peer the kernel refused, by errno; never counted as tx), session_rate (UDP per-session max_pps/max_bps), fd_exhausted (no file descriptor for a session socket), and admission control: process_sessions, listener_sessions, listener_rate, source_sessions, source_rate, source_table_full, overload (the worker event loop was late), draining (a new datagram peer while the process drains).' },
   { name: 'l7mp_listener_events_total', type: 'counter', labels: [...L, 'event'], help: 'Protocol events of a listener, by name (handoff_in, handoff_out; connections closed by a deadline: header_timeout, request_timeout, handshake_timeout, keepalive_timeout...).' },
   // Clusters, per worker. rx = from the upstream endpoints, tx = to them.
   { name: 'l7mp_cluster_connections_total', type: 'counter', labels: C, help: 'Successful connects of session stages, reconnects included.' },
@@ -83,6 +83,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / 2.' },
   { name: 'l7mp_process_open_fds', type: 'gauge', labels: [], help: 'Open file descriptors of the process.' },
   { name: 'l7mp_process_max_fds', type: 'gauge', labels: [], help: 'The soft open-file limit (RLIMIT_NOFILE) of the process.' },
+  { name: 'l7mp_process_draining', type: 'gauge', labels: [], help: '1 from the start of a drain on (SIGTERM, POST /api/v1/admin {"drain": ...}, the fleet drain command): listeners take no new sessions; else 0.' },
 ]);
 
 const byName = new Map(FAMILIES.map((f) => [f.name, f]));
@@ -244,6 +245,7 @@ export class WorkerSeries {
         { name: 'l7mp_process_session_limit', labels: {}, value: p.sessionLimit },
         ...(p.openFds >= 0 ? [{ name: 'l7mp_process_open_fds', labels: {}, value: p.openFds }] : []),
         ...(p.maxFds >= 0 && Number.isFinite(p.maxFds) ? [{ name: 'l7mp_process_max_fds', labels: {}, value: p.maxFds }] : []),
+        ...(p.draining !== undefined ? [{ name: 'l7mp_process_draining', labels: {}, value: p.draining }] : []),
       ]);
     }
     for (const h of rm.healthChecks ?? []) {

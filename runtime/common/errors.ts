@@ -38,6 +38,8 @@ export const ErrorCode = {
   SessionIdle: 'L7_ERR_SESSION_IDLE',
   /** A session was ended by the control plane (API delete, listener removed, shutdown). */
   SessionStopped: 'L7_ERR_SESSION_STOPPED',
+  /** A session was still live at the end of a drain (`admin.drain_timeout_s`, a second SIGTERM) and was cut. */
+  SessionDrained: 'L7_ERR_SESSION_DRAINED',
   /** An actor's `receive` threw; the supervisor decides what happens next. */
   ActorFailed: 'L7_ERR_ACTOR_FAILED',
   /** A supervisor gave up after too many restarts within its period. */
@@ -80,6 +82,7 @@ const defaultStatus: Record<ErrorCodeValue, number> = {
   L7_ERR_LISTENER_BIND: 500,
   L7_ERR_SESSION_IDLE: 408,
   L7_ERR_SESSION_STOPPED: 200,
+  L7_ERR_SESSION_DRAINED: 503,
   L7_ERR_ACTOR_FAILED: 500,
   L7_ERR_ACTOR_RESTART_LIMIT: 500,
   L7_ERR_WORKER_DIED: 500,

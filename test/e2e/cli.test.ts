@@ -87,13 +87,14 @@ test('a listener that cannot bind fails the start: exit 1 naming the listener an
   }
 });
 
-test('SIGTERM and SIGINT: sessions end, listeners close, the Unix socket file is removed, exit 0 within 2 s', async () => {
+test('SIGINT, and SIGTERM with admin.drain_timeout_s 0 (no drain): sessions end, listeners close, the Unix socket file is removed, exit 0 within 2 s', async () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     const dir = tmpDir();
     const sockPath = path.join(dir, 'l.sock');
     const port = await freePort();
     const p = await startProcess(
       {
+        ...(signal === 'SIGTERM' ? { admin: { drain_timeout_s: 0 } } : {}),
         listeners: [
           { name: 'uds', spec: { protocol: 'UnixDomainSocket', filename: sockPath }, rules: [{ action: { route: { destination: 'echo' } } }] },
           { name: 'udp', spec: { protocol: 'UDP', port, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'echo' } } }] },

@@ -85,6 +85,7 @@ export interface Node {
   readonly id: string;
   proc: ChildProcess;
   stderr(): string;
+  /** Signal it (default SIGINT: stop at once; SIGTERM drains first) and wait for exit. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -114,7 +115,7 @@ export async function startNode(id: string, args: string[], timeoutMs = 30_000):
     id,
     proc,
     stderr: () => err,
-    stop: (signal = 'SIGTERM') => {
+    stop: (signal = 'SIGINT') => {
       if (proc.exitCode !== null) return Promise.resolve(proc.exitCode);
       return new Promise((resolve) => {
         const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);

@@ -13,7 +13,10 @@ export interface Proxy {
   stderr(): string;
   /** Everything it wrote to stdout so far (Stdio and Logger clusters write there). */
   stdout(): string;
-  /** SIGTERM and wait for exit; resolves with the exit code and how long it took (ms). */
+  /**
+   * Signal it (default SIGINT: stop at once; SIGTERM drains first) and wait for exit; resolves
+   * with the exit code and how long it took (ms).
+   */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
 
@@ -52,7 +55,7 @@ export async function startConfigFile(file: string, args: string[] = [], timeout
     proc,
     stderr: () => err,
     stdout: () => out,
-    stop: (signal = 'SIGTERM') => {
+    stop: (signal = 'SIGINT') => {
       const t0 = Date.now();
       if (proc.exitCode !== null) return Promise.resolve({ code: proc.exitCode, ms: 0 });
       return new Promise((resolve) => {

@@ -38,3 +38,40 @@ test('SIGHUP reloads the -c file: a new listener serves; a broken file is refuse
   assert.equal((await c.request('d', p2)).toString(), 'd');
   assert.equal(proxy.proc.exitCode, null);
 });
+
+test('--watch-config: a change of the -c file reloads it (an atomic rename too); a broken file is refused and the old config stays', async (t) => {
+  const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+  const dir = tmpDir();
+  const file = path.join(dir, 'watch.yaml');
+  const doc = (...ls: Array<[string, number]>) => YAML.stringify({ listeners: ls.map(([n, p]) => echoListener(n, p)), clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }] });
+  const proxy = await startProcess(YAML.parse(doc(['one', p1])), file, ['--watch-config']);
+  t.after(() => proxy.stop());
+  assert.match(proxy.stderr(), /watching the config file: a change reloads it/);
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  assert.equal((await c.request('a', p1)).toString(), 'a');
+  const reloads = (): string[] => proxy.stderr().split('\n').filter((l) => l.includes('config reloaded'));
+
+  // Written in place.
+  fs.writeFileSync(file, doc(['one', p1], ['two', p2]));
+  await waitFor(() => reloads().length === 1, 10_000, 'the reload');
+  const line = JSON.parse(reloads()[0] as string) as { trigger?: string; listeners?: { added: string[] } };
+  assert.equal(line.trigger, 'file watch');
+  assert.deepEqual(line.listeners?.added, ['two']);
+  assert.equal((await c.request('b', p2)).toString(), 'b');
+
+  // Saved as editors and ConfigMap volumes do: a new file renamed over the old one.
+  fs.writeFileSync(path.join(dir, 'watch.yaml.tmp'), doc(['one', p1], ['three', p3]));
+  fs.renameSync(path.join(dir, 'watch.yaml.tmp'), file);
+  await waitFor(() => reloads().length === 2, 10_000, 'the reload after a rename');
+  const l2 = (JSON.parse(reloads()[1] as string) as { listeners?: { added: string[]; removed: string[] } }).listeners;
+  assert.deepEqual([l2?.added, l2?.removed], [['three'], ['two']]);
+  assert.equal((await c.request('c', p3)).toString(), 'c');
+
+  fs.writeFileSync(file, 'listeners: [ { name: four, spec: { protocol: UDP, port: "abc" } }');
+  await waitFor(() => proxy.stderr().includes('config reload refused'), 10_000, 'the refusal');
+  assert.equal((await c.request('d', p1)).toString(), 'd');
+  assert.equal((await c.request('e', p3)).toString(), 'e');
+  assert.equal(reloads().length, 2);
+  assert.equal(proxy.proc.exitCode, null);
+});

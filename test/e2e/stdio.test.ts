@@ -31,10 +31,11 @@ async function start(t: TestContext, config: unknown): Promise<{ proc: ChildProc
   return { proc, out: () => out };
 }
 
+/** SIGINT: stop at once (SIGTERM would drain first, and the Stdio session only ends at stdin's EOF). */
 function stop(proc: ChildProcessWithoutNullStreams): Promise<number | null> {
   return new Promise((resolve) => {
     proc.once('exit', (code) => resolve(code));
-    proc.kill('SIGTERM');
+    proc.kill('SIGINT');
   });
 }
 
