@@ -419,7 +419,10 @@ export class ConfigStore {
     if (!isObject(doc)) throw new L7Error(ErrorCode.ConfigInvalid, `${prefix}An object (a set of key-value pairs) is expected`);
     const d = structuredClone(doc);
     prep.doc(d);
-    return this.build(d, (e) => relabel(e, prefix, [], ''), false);
+    // A fresh namer: the whole config is replaced, so an inline object gets the name a load of the
+    // same document gives it. With the store's running counters, reloading an unchanged file
+    // renamed `l-RuleList-0` to `l-RuleList-1`, and every listener with inline rules looked changed.
+    return this.build(d, (e) => relabel(e, prefix, [], ''), false, new Namer());
   }
 
   /**
@@ -506,7 +509,7 @@ export class ConfigStore {
    * generated, what was flagged and is still there, and every object that `doc` did not list at
    * its top level (it was written inline, with or without a name).
    */
-  private build(document: ConfigDoc | Obj, mapErr: (e: unknown) => L7Error, keep = true): ConfigSnapshot {
+  private build(document: ConfigDoc | Obj, mapErr: (e: unknown) => L7Error, keep = true, namer = this.namer): ConfigSnapshot {
     const doc = document as Obj;
     const prev = this.snap;
     let out: ConfigSnapshot;
@@ -521,7 +524,7 @@ export class ConfigStore {
           if ((e as { code?: string }).code !== ErrorCode.ConfigUnknownRef) throw e;
         }
       }
-      out = normalize(doc, { strict: false, namer: this.namer, warn: this.warn });
+      out = normalize(doc, { strict: false, namer, warn: this.warn });
     } catch (e) {
       throw mapErr(e);
     }

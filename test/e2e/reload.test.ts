@@ -25,8 +25,11 @@ test('SIGHUP reloads the -c file: a new listener serves; a broken file is refuse
   fs.writeFileSync(file, YAML.stringify({ listeners: [echoListener('one', p1), echoListener('two', p2)], clusters: [{ name: 'echo', spec: { protocol: 'Echo' } }] }));
   proxy.proc.kill('SIGHUP');
   await waitFor(() => proxy.stderr().includes('config reloaded'), 10_000, 'the reload');
-  const line = JSON.parse(proxy.stderr().split('\n').find((l) => l.includes('config reloaded')) as string) as { listeners?: { added: string[] } };
+  const line = JSON.parse(proxy.stderr().split('\n').find((l) => l.includes('config reloaded')) as string) as Record<string, { added: string[]; changed: string[] } | undefined>;
   assert.deepEqual(line.listeners?.added, ['two']);
+  // Nothing that was in the file before shows as changed: the inline rulelist of `one` keeps its
+  // generated name, so listener `one` is not rebuilt.
+  for (const kind of ['listeners', 'clusters', 'rulelists', 'rules', 'routes']) assert.deepEqual(line[kind]?.changed ?? [], [], kind);
   assert.equal((await c.request('b', p2)).toString(), 'b');
 
   fs.writeFileSync(file, 'listeners: [ { name: three, spec: { protocol: UDP, port: "abc" } }');
@@ -55,9 +58,10 @@ test('--watch-config: a change of the -c file reloads it (an atomic rename too);
   // Written in place.
   fs.writeFileSync(file, doc(['one', p1], ['two', p2]));
   await waitFor(() => reloads().length === 1, 10_000, 'the reload');
-  const line = JSON.parse(reloads()[0] as string) as { trigger?: string; listeners?: { added: string[] } };
+  const line = JSON.parse(reloads()[0] as string) as { trigger?: string; listeners?: { added: string[]; changed: string[] } };
   assert.equal(line.trigger, 'file watch');
   assert.deepEqual(line.listeners?.added, ['two']);
+  assert.deepEqual(line.listeners?.changed, []);
   assert.equal((await c.request('b', p2)).toString(), 'b');
 
   // Saved as editors and ConfigMap volumes do: a new file renamed over the old one.
