@@ -167,15 +167,26 @@ export async function udpEcho(prefix = '', address = '127.0.0.1', port = 0): Pro
   return state;
 }
 
-/** A stream echo server (TCP when `listen` has a port, Unix when it has a path) that prefixes each chunk. */
+/**
+ * A stream echo server (TCP when `listen` has a port, Unix when it has a path) that prefixes each
+ * chunk. `close()` destroys the connections still open (a proxy's upstream connections would
+ * otherwise hold it until the proxy stops, which a test's later cleanup may only do after it).
+ */
 export async function streamEcho(listen: net.ListenOptions, prefix = ''): Promise<{ server: net.Server; port: number; connections: number; close(): Promise<void> }> {
+  const open = new Set<net.Socket>();
   const state = {
     server: net.createServer(),
     port: 0,
     connections: 0,
-    close: () => new Promise<void>((r) => state.server.close(() => r())),
+    close: () =>
+      new Promise<void>((r) => {
+        state.server.close(() => r());
+        for (const c of open) c.destroy();
+      }),
   };
   state.server.on('connection', (c) => {
+    open.add(c);
+    c.on('close', () => open.delete(c));
     state.connections++;
     c.on('data', (d) => c.write(Buffer.concat([Buffer.from(prefix), d])));
     c.on('error', () => {});

@@ -15,10 +15,14 @@ export interface Proxy {
   stdout(): string;
   /**
    * Signal it (default SIGINT: stop at once; SIGTERM drains first) and wait for exit; resolves
-   * with the exit code and how long it took (ms).
+   * with the exit code and how long it took (ms). A proxy still up after {@link STOP_KILL_MS} is
+   * sent SIGKILL (the code is then null).
    */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
+
+/** How long `stop()` waits for the exit before SIGKILL, ms: longer than any drain a test runs. */
+export const STOP_KILL_MS = 45_000;
 
 /** Read an example config (YAML) so a test can rewrite its ports and paths. */
 export function readExample(rel: string): any {
@@ -59,7 +63,12 @@ export async function startConfigFile(file: string, args: string[] = [], timeout
       const t0 = Date.now();
       if (proc.exitCode !== null) return Promise.resolve({ code: proc.exitCode, ms: 0 });
       return new Promise((resolve) => {
-        proc.once('exit', (code) => resolve({ code, ms: Date.now() - t0 }));
+        // A proxy that does not exit is killed, so a failed test cannot hang its file's cleanup.
+        const kill = setTimeout(() => proc.kill('SIGKILL'), STOP_KILL_MS);
+        proc.once('exit', (code) => {
+          clearTimeout(kill);
+          resolve({ code, ms: Date.now() - t0 });
+        });
         proc.kill(signal);
       });
     },
