@@ -7,7 +7,7 @@ import { Actor, type ActorCell, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
-import { SessionActor, type SessionEnv } from './session.ts';
+import { SessionActor, type SessionEnv, type SessionRebuild } from './session.ts';
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
 import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
@@ -18,7 +18,7 @@ const TRACK_MAX = 10_000;
 type Msg =
   | { type: 'bound' }
   | { type: 'bindFailed'; err: L7Error }
-  | { type: 'accept'; conn: Connection; metadata: Metadata; name: string };
+  | { type: 'accept'; conn: Connection; metadata: Metadata; name: string; rebuild?: SessionRebuild };
 
 /**
  * Per-listener counters of one worker, read by metrics and the actor tree. They outlive the
@@ -56,6 +56,12 @@ export class ListenerActor extends Actor<Msg> {
   /** Ended sessions kept visible (`options.track`), oldest first. */
   private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
   private idleMs = 0;
+  /**
+   * Rebuilt sessions served through the listening sockets (name → peer key): every worker hands
+   * the peer's datagrams here while the session lives (a pin on the ring, runtime/runtime.ts),
+   * removed when it ends.
+   */
+  private readonly pinned = new Map<string, string>();
 
   constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
     super();
@@ -117,7 +123,7 @@ export class ListenerActor extends Actor<Msg> {
           this.refused(r, source);
           return false;
         },
-        ownerOf: (key) => s.ownerOf(key),
+        ownerOf: (key) => s.ownerOf(key, this.cfg.name),
         handoff: (slot, h) => s.handoff(slot, h),
         count: (c, n) => this.counters.count(c, n),
         nextSessionSeq: () => s.slot + s.workers * this.seq++,
@@ -144,19 +150,39 @@ export class ListenerActor extends Actor<Msg> {
         this.ctx.stopSelf(msg.err);
         return;
       case 'accept':
-        this.accept(msg.conn, msg.metadata, msg.name);
+        this.accept(msg.conn, msg.metadata, msg.name, msg.rebuild);
         return;
     }
   }
 
-  private accept(conn: Connection, metadata: Metadata, base: string): void {
+  /**
+   * Rebuild a session of a worker that died (runtime/session-table.ts): the protocol recreates
+   * the downstream of peer `address:port` now, synchronously (the peer's next datagram is the
+   * session's), and a session actor connects it as `rebuild` says. Admission limits do not apply;
+   * the session is counted. Returns null, or why it could not (then `rebuild.done` is not called).
+   */
+  adopt(address: string, port: number, shared: boolean, rebuild: SessionRebuild): string | null {
+    const inst = this.instance;
+    if (this.ctx.self.state === 'stopped' || inst?.adopt === undefined) return 'no_listener';
+    const a = inst.adopt(address, port, shared);
+    if (a === null) return 'not_adoptable';
+    const source = sourceOf(a.metadata);
+    this.admission.adopt(source);
+    this.unclaimed.set(a.conn, source);
+    this.ctx.self.tell({ type: 'accept', conn: a.conn, metadata: a.metadata, name: a.name, rebuild });
+    return null;
+  }
+
+  private accept(conn: Connection, metadata: Metadata, base: string, rebuild?: SessionRebuild): void {
     const source = this.unclaimed.get(conn);
     this.unclaimed.delete(conn);
     let name = base;
     for (let i = 1; this.names.has(name); i++) name = `${base}_${i}`;
     this.names.set(name, source);
     this.counters.sessions++;
-    const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env };
+    const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env, ...(rebuild === undefined ? {} : { rebuild }) };
+    const tuple = rebuild === undefined ? null : (conn.rebuildTuple?.() ?? null);
+    if (tuple?.shared === true) this.pinned.set(name, peerKey(tuple.remoteAddress, tuple.remotePort));
     this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
   }
 
@@ -164,6 +190,11 @@ export class ListenerActor extends Actor<Msg> {
     if (this.names.has(child.name)) {
       this.admission.release(this.names.get(child.name));
       this.names.delete(child.name);
+    }
+    const pin = this.pinned.get(child.name);
+    if (pin !== undefined) {
+      this.pinned.delete(child.name);
+      this.services.unpin?.(this.cfg.name, pin);
     }
     const track = this.cfg.options.track;
     if (track > 0 && child.actor instanceof SessionActor) {
@@ -195,6 +226,8 @@ export class ListenerActor extends Actor<Msg> {
     // The sessions were stopped with this actor (their 'stopped' notes are not delivered to it).
     for (const source of this.names.values()) this.admission.release(source);
     this.names.clear();
+    for (const pin of this.pinned.values()) this.services.unpin?.(this.cfg.name, pin);
+    this.pinned.clear();
     const inst = this.instance;
     this.instance = null;
     if (inst !== null) this.services.track(inst.close());
@@ -209,6 +242,11 @@ export class ListenerActor extends Actor<Msg> {
       counters: Object.fromEntries(this.counters.named),
     };
   }
+}
+
+/** A datagram peer's session key, as datagram listeners form it (`address:port`). */
+function peerKey(address: string, port: number): string {
+  return `${address}:${port}`;
 }
 
 /** The source IP address of a new session (l7mp's `/IP/src_addr`), if it has one. */
