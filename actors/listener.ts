@@ -179,7 +179,9 @@ export class ListenerActor extends Actor<Msg> {
     let name = base;
     for (let i = 1; this.names.has(name); i++) name = `${base}_${i}`;
     this.names.set(name, source);
-    this.counters.sessions++;
+    // A rebuilt session is no new request (its dead worker counted it): an event of its own.
+    if (rebuild === undefined) this.counters.sessions++;
+    else this.counters.count('session_rebuilt');
     const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env, ...(rebuild === undefined ? {} : { rebuild }) };
     const tuple = rebuild === undefined ? null : (conn.rebuildTuple?.() ?? null);
     if (tuple?.shared === true) this.pinned.set(name, peerKey(tuple.remoteAddress, tuple.remotePort));

@@ -11,13 +11,19 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { freePort, freeTcpPort, startProxy, streamEcho, waitFor } from '../helpers.ts';
 import type { ActorNode } from '../../actors/tree.ts';
+import { offloadProvider } from '../../native-offload/provider.ts';
 import type { RecoveryReport, Runtime } from '../../runtime/runtime.ts';
+
+const probe = offloadProvider('init').probe();
+/** As test/integration/offload.test.ts: skipped without the offload engine unless L7MP_OFFLOAD_REQUIRED=1 (CI). */
+const offloadSkip = !probe.available && process.env.L7MP_OFFLOAD_REQUIRED !== '1' ? `kernel offload unavailable: ${probe.reason}` : false;
 
 /** Ping interval of the flow. Unit: ms. */
 const INTERVAL_MS = 5;
 
-function config(udpPort: number, upstream: number, tcpPort: number, tcpUpstream: number, sessionSockets: 'connected' | 'listener'): unknown {
+function config(udpPort: number, upstream: number, tcpPort: number, tcpUpstream: number, sessionSockets: 'connected' | 'listener', offload: boolean): unknown {
   return {
+    ...(offload ? { admin: { offload: 'init' } } : {}),
     listeners: [
       { name: 'gw', spec: { protocol: 'UDP', port: udpPort, address: '127.0.0.1', options: { session_sockets: sessionSockets } }, rules: [{ action: { route: { destination: 'up' } } }] },
       { name: 'tcp', spec: { protocol: 'TCP', port: tcpPort, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'tcpup' } } }] },
@@ -29,11 +35,20 @@ function config(udpPort: number, upstream: number, tcpPort: number, tcpUpstream:
   };
 }
 
+/** A live session in the actor tree. */
+interface SessionNode {
+  worker: number;
+  name: string;
+  listener: string;
+  /** Kernel offload state (offload on). */
+  offload?: { spliced: boolean; splices: number };
+}
+
 /** Sessions in the actor tree: name, worker slot, listener. */
-function sessions(tree: ActorNode): Array<{ worker: number; name: string; listener: string }> {
-  const out: Array<{ worker: number; name: string; listener: string }> = [];
+function sessions(tree: ActorNode): SessionNode[] {
+  const out: SessionNode[] = [];
   const walk = (n: ActorNode, listener: string): void => {
-    if (n.kind === 'session' && n.state !== 'stopped' && n.status !== 'DESTROYED') out.push({ worker: n.worker as number, name: n.name, listener });
+    if (n.kind === 'session' && n.state !== 'stopped' && n.status !== 'DESTROYED') out.push({ worker: n.worker as number, name: n.name, listener, offload: n.offload as SessionNode['offload'] });
     for (const c of n.children) walk(c, n.kind === 'listener' ? n.name : listener);
   };
   walk(tree, '');
@@ -177,13 +192,13 @@ interface Run {
  * kept going; returns the loss. With `waitReplacement`, the flow goes on until the replacement
  * worker is back on the ring, and must still be one session (listener mode: the pin).
  */
-async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacement: boolean): Promise<Run> {
+async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacement: boolean, offload = false): Promise<Run> {
   const flow = new Flow();
   await flow.open();
   const tcpEcho = await streamEcho({ port: 0, host: '127.0.0.1' });
   const port = await freePort();
   const tcpPort = await freeTcpPort();
-  const rt = await startProxy(config(port, flow.echoPort, tcpPort, tcpEcho.port, sessionSockets), 2);
+  const rt = await startProxy(config(port, flow.echoPort, tcpPort, tcpEcho.port, sessionSockets, offload), 2);
   let tcp: net.Socket | null = null;
   try {
     // 4 s of flow at most; the worker dies after ~0.5 s.
@@ -192,6 +207,8 @@ async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacemen
     const udp = sessions(await rt.tree()).filter((s) => s.listener === 'gw');
     assert.equal(udp.length, 1, 'one UDP session');
     const slot = (udp[0] as { worker: number }).worker;
+    const spliced = async (): Promise<SessionNode | null> => sessions(await rt.tree()).find((x) => x.listener === 'gw' && x.offload?.spliced === true) ?? null;
+    if (offload) await waitFor(spliced, 3000, 'the session spliced in the kernel');
     tcp = await tcpOn(rt, tcpPort, slot);
     let tcpClosed = false;
     tcp.on('close', () => (tcpClosed = true));
@@ -208,6 +225,8 @@ async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacemen
     await waitFor(() => tcpClosed, 3000, 'the TCP client to see its connection close');
     // 0.5 s of flow after the kill.
     await waitFor(() => flow.sent >= sentAtKill + 100, 3000, '0.5 s of flow after the kill');
+    // The rebuilt session splices again at its first reply.
+    if (offload) assert.notEqual((await waitFor(spliced, 3000, 'the rebuilt session spliced again'))?.worker, slot);
     if (waitReplacement) {
       await Promise.race([ready, new Promise((_, reject) => setTimeout(() => reject(new Error('no replacement worker within 10 s')), 10_000).unref())]);
       await rt.refreshSteering();
@@ -245,6 +264,11 @@ async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacemen
 test('a UDP flow through a worker that is terminated loses < 100 ms and keeps its upstream source port; a TCP session there ends', async () => {
   const r = await crashRun('connected', false);
   console.log(`connected sockets: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
+});
+
+test('-o init: a spliced UDP session whose worker is terminated is rebuilt, loses < 100 ms, and is spliced again', { skip: offloadSkip }, async () => {
+  const r = await crashRun('connected', false, true);
+  console.log(`spliced: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
 });
 
 test('session_sockets: listener: the rebuilt session stays pinned to its new worker after the replacement is back', async () => {
