@@ -130,6 +130,12 @@ export class ListenerActor extends Actor<Msg> {
       },
     );
     this.instance = inst;
+    // A replacement worker rebuilding a dead worker's sessions: before the bind, so that no datagram
+    // of theirs is taken for a new session.
+    for (const a of s.takeAdoptions?.(this.cfg.name) ?? []) {
+      const why = this.adopt(a.address, a.port, a.shared, a.rebuild);
+      if (why !== null) a.refused(why);
+    }
     this.ctx.pipeToSelf(
       inst.start(),
       () => ({ type: 'bound' }),

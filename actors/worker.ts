@@ -44,6 +44,12 @@ export interface WorkerServices {
   unpin?(listener: string, key: string): void;
   /** This worker's session table (sessions that another worker can rebuild if this one dies), or null. */
   readonly recovery?: RecoveryBook | null;
+  /**
+   * Sessions of a dead worker handed to this one before its listener `listener` existed (a
+   * replacement that rebuilds them as it starts): the listener takes them before it binds, so the
+   * peers' first datagrams find their sessions. Optional.
+   */
+  takeAdoptions?(listener: string): Adoption[];
   /** Send a datagram hand-off to another worker; false if it cannot be delivered. */
   handoff(slot: number, h: DatagramHandoff): boolean;
   /** Send `msg` to cluster `cluster` on worker `slot` (see ClusterContext.sendPeer); false if it cannot be delivered. */
@@ -66,6 +72,16 @@ export interface WorkerServices {
   sessionCap(): number;
   /** This worker's overload guard: refuses new datagram sessions while the event loop is late. */
   readonly overload: OverloadGuard;
+}
+
+/** A dead worker's session waiting for its listener ({@link WorkerServices.takeAdoptions}). */
+export interface Adoption {
+  readonly address: string;
+  readonly port: number;
+  readonly shared: boolean;
+  readonly rebuild: SessionRebuild;
+  /** The listener could not take it (`no_listener`, `not_adoptable`). */
+  refused(why: string): void;
 }
 
 type Msg =

@@ -559,6 +559,11 @@ export class Runtime extends EventEmitter {
   /** Start a replacement worker in `slot` and put it on the ring once its listeners are up. */
   private replace(slot: number): void {
     const fresh = this.spawn(slot);
+    const pending = this.pendingAdopt;
+    this.pendingAdopt = null;
+    // No worker was live when the sessions' worker died: this one rebuilds them as it starts (its
+    // listeners take them before they bind; sent before `start`, comlink keeps the order).
+    if (pending !== null) void this.adoptOn([slot], pending.records, pending.from, pending.report, pending.exitAt);
     void this.boot(slot, this.liveSlots()).then((r) => {
       if (this.stopping || this.slots.get(slot) !== fresh) return;
       if (!r.ok) {
@@ -568,10 +573,6 @@ export class Runtime extends EventEmitter {
         this.giveUp(new L7Error(ErrorCode.WorkerStart, `replacement worker ${slot} failed to start: ${r.errors.map((e) => e.message).join('; ')}`));
         return;
       }
-      const pending = this.pendingAdopt;
-      this.pendingAdopt = null;
-      // No worker was live when the sessions' worker died: this one rebuilds them, before it joins the ring.
-      if (pending !== null) void this.adoptOn([slot], pending.records, pending.from, pending.report, pending.exitAt);
       fresh.live = true;
       // The verdicts it missed while it was not there.
       for (const u of this.health?.unhealthy() ?? []) void fresh.api.setEndpointHealth(u.cluster, u.endpoint, false).catch(() => {});

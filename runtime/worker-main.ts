@@ -9,9 +9,9 @@ import { getHeapStatistics } from 'node:v8';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
-import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
+import { WorkerActor, type Adoption, type WorkerServices } from '../actors/worker.ts';
 import { actorTree, type ActorNode } from '../actors/tree.ts';
-import { SessionActor, type SessionRecord } from '../actors/session.ts';
+import { SessionActor, type SessionRebuild, type SessionRecord } from '../actors/session.ts';
 import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
@@ -185,6 +185,14 @@ class WorkerHost implements WorkerServices {
   readonly pins = new Map<string, number>();
   /** This worker's session table, or null (a worker built without one). */
   readonly recovery: SessionTableWriter | null;
+  /** A dead worker's sessions handed to this one before it started, by listener (see takeAdoptions). */
+  readonly early = new Map<string, Adoption[]>();
+
+  takeAdoptions(listener: string): Adoption[] {
+    const list = this.early.get(listener) ?? [];
+    this.early.delete(listener);
+    return list;
+  }
 
   ownerOf(key: string, listener?: string): number {
     if (listener !== undefined && this.pins.size > 0) {
@@ -379,7 +387,12 @@ const api = {
         `worker-${host.slot}`,
         {
           factory: () => {
-            const w = new WorkerActor(table, host, (failures) => resolve(startResult(failures)));
+            const w = new WorkerActor(table, host, (failures) => {
+              // Adoptions no listener took: their listener is not here.
+              for (const list of host.early.values()) for (const a of list) a.refused('no_listener');
+              host.early.clear();
+              resolve(startResult(failures));
+            });
             host.worker = w;
             return w;
           },
@@ -427,17 +440,13 @@ const api = {
     const fail = (why: string): void => {
       res.failed[why] = (res.failed[why] ?? 0) + 1;
     };
-    if (w === null) {
-      for (const _ of records) fail('no_listener');
-      return Promise.resolve(res);
-    }
     return new Promise<AdoptResult>((resolve) => {
       let pending = records.length;
       const settle = (): void => {
         if (--pending === 0) resolve(res);
       };
       for (const r of records) {
-        const why = w.adopt(r.listener, r.peerAddress, r.peerPort, r.shared, {
+        const rebuild: SessionRebuild = {
           route: r.route,
           cluster: r.cluster,
           endpoint: r.endpoint,
@@ -451,11 +460,20 @@ const api = {
             else fail(err.code);
             settle();
           },
-        });
-        if (why !== null) {
+        };
+        const refused = (why: string): void => {
           fail(why);
           settle();
+        };
+        if (w === null) {
+          // Not started yet (a replacement): its listeners take them before they bind.
+          let list = host.early.get(r.listener);
+          if (list === undefined) host.early.set(r.listener, (list = []));
+          list.push({ address: r.peerAddress, port: r.peerPort, shared: r.shared, rebuild, refused });
+          continue;
         }
+        const why = w.adopt(r.listener, r.peerAddress, r.peerPort, r.shared, rebuild);
+        if (why !== null) refused(why);
       }
       if (records.length === 0) resolve(res);
     });

@@ -275,3 +275,29 @@ test('session_sockets: listener: the rebuilt session stays pinned to its new wor
   const r = await crashRun('listener', true);
   console.log(`listener sockets: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
 });
+
+test('one worker: its replacement rebuilds the sessions before it joins the ring (same ports; the loss is its boot time)', async () => {
+  const flow = new Flow();
+  await flow.open();
+  const tcpEcho = await streamEcho({ port: 0, host: '127.0.0.1' });
+  const port = await freePort();
+  const rt = await startProxy(config(port, flow.echoPort, await freeTcpPort(), tcpEcho.port, 'connected', false), 1);
+  try {
+    flow.start(port, Math.round(4000 / INTERVAL_MS));
+    await waitFor(() => flow.replied >= 20, 3000, 'the first replies');
+    const recovered = new Promise<RecoveryReport>((resolve) => rt.once('sessionsRecovered', resolve));
+    await rt.thread(0)?.terminate();
+    const report = await Promise.race([recovered, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no recovery report within 10 s')), 10_000).unref())]);
+    assert.deepEqual([report.recovered, report.lost], [1, {}]);
+    const at = flow.replied;
+    await waitFor(() => flow.replied >= at + 40, 3000, 'replies after the rebuild');
+    const res = await flow.stop();
+    assert.equal(res.echoSources.length, 1, `the upstream saw one source port: ${res.echoSources.join(',')}`);
+    assert.equal(res.sources.length, 1, `the client saw one reply source: ${res.sources.join(',')}`);
+    console.log(`one worker: lost ${lostSeqs(res, 2).length * INTERVAL_MS} ms, sessions rebuilt ${report.ms} ms after the exit`);
+  } finally {
+    await flow.close();
+    await rt.shutdown();
+    await tcpEcho.close();
+  }
+});
