@@ -355,6 +355,11 @@ export class Runtime extends EventEmitter {
     return counts.reduce((a, b) => a + b, 0);
   }
 
+  /** Peers of rebuilt sessions pinned to the worker that serves them (`session_sockets: listener`; tests). */
+  get pinnedPeers(): number {
+    return this.pins.size;
+  }
+
   /** The thread of a slot (tests use it to kill a worker). */
   thread(slot: number): Worker | undefined {
     return this.slots.get(slot)?.thread;

@@ -37,6 +37,7 @@ function config(udpPort: number, upstream: number, tcpPort: number, tcpUpstream:
 
 /** A live session in the actor tree. */
 interface SessionNode {
+  id: string;
   worker: number;
   name: string;
   listener: string;
@@ -48,7 +49,7 @@ interface SessionNode {
 function sessions(tree: ActorNode): SessionNode[] {
   const out: SessionNode[] = [];
   const walk = (n: ActorNode, listener: string): void => {
-    if (n.kind === 'session' && n.state !== 'stopped' && n.status !== 'DESTROYED') out.push({ worker: n.worker as number, name: n.name, listener, offload: n.offload as SessionNode['offload'] });
+    if (n.kind === 'session' && n.state !== 'stopped' && n.status !== 'DESTROYED') out.push({ id: n.id, worker: n.worker as number, name: n.name, listener, offload: n.offload as SessionNode['offload'] });
     for (const c of n.children) walk(c, n.kind === 'listener' ? n.name : listener);
   };
   walk(tree, '');
@@ -249,6 +250,17 @@ async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacemen
     const udpAfter = sessions(await rt.tree()).filter((s) => s.listener === 'gw');
     assert.equal(udpAfter.length, 1, 'still one UDP session');
     assert.notEqual((udpAfter[0] as { worker: number }).worker, slot, 'the session lives on the worker that adopted it');
+    if (sessionSockets === 'listener') {
+      // The rebuilt session ends: its pin goes, and the peer's next session is its ring owner's
+      // again (the replacement in the slot that died), not the adopter's.
+      assert.equal(rt.pinnedPeers, 1);
+      assert.equal(await rt.stopActor((udpAfter[0] as SessionNode).id), 'ok');
+      await waitFor(() => rt.pinnedPeers === 0, 3000, 'the pin to go');
+      await rt.stats(); // every worker has handled the unpin (comlink keeps the order)
+      flow.start(port, res.sendTimes.length + 20);
+      const again = await waitFor(async () => sessions(await rt.tree()).find((x) => x.listener === 'gw') ?? null, 3000, 'a new session');
+      assert.equal(again?.worker, slot, 'the new session is on the ring owner');
+    }
     const m = await rt.metrics();
     assert.ok((m.recovery?.recovered ?? 0) >= 1, 'l7mp_sessions_recovered_total counted');
     assert.ok((m.recovery?.lost.worker_exit ?? 0) >= 1, 'l7mp_sessions_lost_total{reason="worker_exit"} counted');
