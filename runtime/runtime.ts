@@ -4,6 +4,20 @@
  * removed from the ring at once (its peers' new sessions go to the others), replaced in the same
  * slot, and put back on the ring when its listeners are up. Restart intensity is bounded (OTP
  * style): past `maxRestarts` within `restartPeriodMs` the runtime gives up and reports it.
+ *
+ * Its UDP sessions survive it (runtime/session-table.ts): on `'exit'` the main thread reads the
+ * dead worker's session table and hands each session to the live worker that owns its peer on
+ * the ring without the dead slot (before it tells anyone of the new ring), which rebuilds it with
+ * the same downstream and upstream addresses and ports; the replacement starts once that is done.
+ * ```
+ *  worker W dies ─► 'exit' ─► read W's table ─► adopt(records) to each new ring owner ─► setRing
+ *                                                 │  peer-map entry (+ connected socket) at once
+ *                                                 └─ upstream socket binds W's old local port
+ *                  ─► replacement in W's slot (≤ RESPAWN_DEFER_MS later) ─► back on the ring
+ * ```
+ * Rebuilt sessions stay on their adopter: a connected session socket gets its peer's datagrams
+ * wherever it is; a session served through listening sockets is pinned to its adopter on every
+ * worker until it ends. Other sessions of W (streams, chains) are gone: counted as lost.
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
