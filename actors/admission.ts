@@ -189,6 +189,22 @@ export class Admission {
     return null;
   }
 
+  /**
+   * Count a session without checking any limit: one rebuilt after its worker died (it was admitted
+   * there; the dead worker's share of the gauges went back to 0). Release it with {@link release}.
+   */
+  adopt(source: string | undefined): void {
+    this.process.add(1);
+    this.listener.add(1);
+    if (source === undefined) return;
+    let st = this.sources.get(source);
+    if (st === undefined) {
+      st = { sessions: 0, tokens: this.limits.burstPerSource, last: this.now() };
+      this.sources.set(source, st);
+    }
+    st.sessions++;
+  }
+
   /** A session admitted with {@link admit} ended. */
   release(source: string | undefined): void {
     this.process.add(-1);

@@ -7,7 +7,7 @@ import { Actor, type ActorCell, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
-import { DRAIN_QUIET_MS, SessionActor, drainMsg, type SessionEnv } from './session.ts';
+import { DRAIN_QUIET_MS, SessionActor, drainMsg, type SessionEnv, type SessionRebuild } from './session.ts';
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
 import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
@@ -19,7 +19,7 @@ type Msg =
   | { type: 'drain' }
   | { type: 'bound' }
   | { type: 'bindFailed'; err: L7Error }
-  | { type: 'accept'; conn: Connection; metadata: Metadata; name: string };
+  | { type: 'accept'; conn: Connection; metadata: Metadata; name: string; rebuild?: SessionRebuild };
 
 /**
  * Per-listener counters of one worker, read by metrics and the actor tree. They outlive the
@@ -62,6 +62,12 @@ export class ListenerActor extends Actor<Msg> {
   /** This listener drains (set once; see {@link ListenerInstance.drain}). */
   private draining = false;
   private bound = false;
+  /**
+   * Rebuilt sessions served through the listening sockets (name → peer key): every worker hands
+   * the peer's datagrams here while the session lives (a pin on the ring, runtime/runtime.ts),
+   * removed when it ends.
+   */
+  private readonly pinned = new Map<string, string>();
 
   constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
     super();
@@ -128,13 +134,19 @@ export class ListenerActor extends Actor<Msg> {
           this.refused(r, source);
           return false;
         },
-        ownerOf: (key) => s.ownerOf(key),
+        ownerOf: (key) => s.ownerOf(key, this.cfg.name),
         handoff: (slot, h) => s.handoff(slot, h),
         count: (c, n) => this.counters.count(c, n),
         nextSessionSeq: () => s.slot + s.workers * this.seq++,
       },
     );
     this.instance = inst;
+    // A replacement worker rebuilding a dead worker's sessions: before the bind, so that no datagram
+    // of theirs is taken for a new session.
+    for (const a of s.takeAdoptions?.(this.cfg.name) ?? []) {
+      const why = this.adopt(a.address, a.port, a.shared, a.rebuild);
+      if (why !== null) a.refused(why);
+    }
     this.ctx.pipeToSelf(
       inst.start(),
       () => ({ type: 'bound' }),
@@ -161,19 +173,41 @@ export class ListenerActor extends Actor<Msg> {
         this.ctx.stopSelf(msg.err);
         return;
       case 'accept':
-        this.accept(msg.conn, msg.metadata, msg.name);
+        this.accept(msg.conn, msg.metadata, msg.name, msg.rebuild);
         return;
     }
   }
 
-  private accept(conn: Connection, metadata: Metadata, base: string): void {
+  /**
+   * Rebuild a session of a worker that died (runtime/session-table.ts): the protocol recreates
+   * the downstream of peer `address:port` now, synchronously (the peer's next datagram is the
+   * session's), and a session actor connects it as `rebuild` says. Admission limits do not apply;
+   * the session is counted. Returns null, or why it could not (then `rebuild.done` is not called).
+   */
+  adopt(address: string, port: number, shared: boolean, rebuild: SessionRebuild): string | null {
+    const inst = this.instance;
+    if (this.ctx.self.state === 'stopped' || inst?.adopt === undefined) return 'no_listener';
+    const a = inst.adopt(address, port, shared);
+    if (a === null) return 'not_adoptable';
+    const source = sourceOf(a.metadata);
+    this.admission.adopt(source);
+    this.unclaimed.set(a.conn, source);
+    this.ctx.self.tell({ type: 'accept', conn: a.conn, metadata: a.metadata, name: a.name, rebuild });
+    return null;
+  }
+
+  private accept(conn: Connection, metadata: Metadata, base: string, rebuild?: SessionRebuild): void {
     const source = this.unclaimed.get(conn);
     this.unclaimed.delete(conn);
     let name = base;
     for (let i = 1; this.names.has(name); i++) name = `${base}_${i}`;
     this.names.set(name, source);
-    this.counters.sessions++;
-    const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env };
+    // A rebuilt session is no new request (its dead worker counted it): an event of its own.
+    if (rebuild === undefined) this.counters.sessions++;
+    else this.counters.count('session_rebuilt');
+    const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env, ...(rebuild === undefined ? {} : { rebuild }) };
+    const tuple = rebuild === undefined ? null : (conn.rebuildTuple?.() ?? null);
+    if (tuple?.shared === true) this.pinned.set(name, peerKey(tuple.remoteAddress, tuple.remotePort));
     const cell = this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
     // Admitted just before the drain reached this listener (or an HTTP request on a kept connection).
     if (this.draining && this.quietMs > 0) cell.tell(drainMsg(this.quietMs) as never);
@@ -201,6 +235,11 @@ export class ListenerActor extends Actor<Msg> {
     if (this.names.has(child.name)) {
       this.admission.release(this.names.get(child.name));
       this.names.delete(child.name);
+    }
+    const pin = this.pinned.get(child.name);
+    if (pin !== undefined) {
+      this.pinned.delete(child.name);
+      this.services.unpin?.(this.cfg.name, pin);
     }
     const track = this.cfg.options.track;
     if (track > 0 && child.actor instanceof SessionActor) {
@@ -232,6 +271,8 @@ export class ListenerActor extends Actor<Msg> {
     // The sessions were stopped with this actor (their 'stopped' notes are not delivered to it).
     for (const source of this.names.values()) this.admission.release(source);
     this.names.clear();
+    for (const pin of this.pinned.values()) this.services.unpin?.(this.cfg.name, pin);
+    this.pinned.clear();
     const inst = this.instance;
     this.instance = null;
     if (inst !== null) this.services.track(inst.close());
@@ -246,6 +287,11 @@ export class ListenerActor extends Actor<Msg> {
       counters: Object.fromEntries(this.counters.named),
     };
   }
+}
+
+/** A datagram peer's session key, as datagram listeners form it (`address:port`). */
+function peerKey(address: string, port: number): string {
+  return `${address}:${port}`;
 }
 
 /** The source IP address of a new session (l7mp's `/IP/src_addr`), if it has one. */

@@ -24,7 +24,7 @@ import { Actor, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { CoarseTimers, Tickable } from '../runtime/common/clock.ts';
 import type { RateLimitedLog } from '../runtime/common/log.ts';
-import type { ClusterInstance, Connection, ConnectionHandler, ConnStats, EndpointInfo, Metadata } from '../protocols/types.ts';
+import type { ClusterInstance, Connection, ConnectionHandler, ConnStats, EndpointInfo, Metadata, SessionInfo } from '../protocols/types.ts';
 import type { ClusterCounters } from './cluster.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import type { HealthView } from '../routing/health.ts';
@@ -44,6 +44,8 @@ export interface SessionEnv {
   readonly rateLog: RateLimitedLog;
   /** Called once when the session ends, with its final record (metrics totals, the access log). */
   onEnd(record: SessionRecord): void;
+  /** The worker's session table: rebuildable sessions record their facts there. Optional. */
+  readonly recovery?: RecoveryBook | null;
   /** The kernel offload provider when offload is on and available on this worker, else null. */
   readonly offload?: OffloadProvider | null;
   /**
@@ -144,6 +146,55 @@ function addStats(into: TrafficCounts, s: ConnStats): void {
   into.dropSendError += s.dropSendError;
 }
 
+/**
+ * What another worker needs to rebuild a session if this worker dies (runtime/session-table.ts):
+ * a plain UDP session (a datagram listener's peer routed to one datagram cluster, no chains) and
+ * its two 5-tuples.
+ */
+export interface RecoveryFacts {
+  listener: string;
+  listenerPort: number;
+  route: string;
+  cluster: string;
+  endpoint: string | null;
+  peerAddress: string;
+  peerPort: number;
+  /** Served through the listening sockets (UDP `session_sockets: listener`). */
+  shared: boolean;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+/** Where a worker keeps its sessions' {@link RecoveryFacts} (runtime/session-table.ts). Handles: -1 = none. */
+export interface RecoveryBook {
+  /** Record or rewrite (`handle` >= 0) a session; returns its handle, -1 if it could not be recorded. */
+  put(f: RecoveryFacts, handle: number): number;
+  /** The session ended: forget it. Returns -1. */
+  drop(handle: number): number;
+}
+
+/**
+ * A session rebuilt from a dead worker's record: no routing, no load balancing; the route is taken
+ * by name and the upstream socket binds the old local address:port and connects to the old
+ * endpoint address:port, so the endpoint sees no change.
+ */
+export interface SessionRebuild {
+  readonly route: string;
+  readonly cluster: string;
+  /** The endpoint's name in the config (null when it has none any more: health is not reported). */
+  readonly endpoint: string | null;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** The worker slot that died. */
+  readonly from: number;
+  /** Called once: the session is connected again (null), or could not be rebuilt (it ends). */
+  done(err: L7Error | null): void;
+}
+
 /** Parameters of one session. */
 export interface SessionInit {
   readonly name: string;
@@ -153,6 +204,8 @@ export interface SessionInit {
   /** 0 = no idle timeout. Unit: ms. */
   readonly idleTimeoutMs: number;
   readonly env: SessionEnv;
+  /** Set for a session rebuilt after its worker died (see {@link SessionRebuild}). */
+  readonly rebuild?: SessionRebuild;
 }
 
 type Msg =
@@ -377,10 +430,15 @@ export class SessionActor extends Actor<Msg> implements Tickable {
   private drainQuietMs = 0;
   /** When the drain reached this session (ms since the epoch): quiet time counts from then at the earliest. */
   private drainFrom = 0;
+  /** Pending rebuild (until the session is connected or fails). */
+  private rebuild: SessionRebuild | null;
+  /** This session's record in the worker's session table (-1: none). */
+  private recoveryHandle = -1;
 
   constructor(init: SessionInit) {
     super();
     this.init = init;
+    this.rebuild = init.rebuild ?? null;
   }
 
   private event(event: string, message: string): void {
@@ -407,6 +465,20 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.stages = [source];
     source.setup = new SetupHandler(this, 0, init.source);
     init.source.setHandler(source.setup);
+    const rb = this.rebuild;
+    if (rb !== null) {
+      // Rebuilt after its worker died: the route it had, the endpoint it had; no rules, no balancer.
+      const route = init.env.table.routes.get(rb.route);
+      if (route === undefined || route.destination !== rb.cluster || route.ingress.length + route.egress.length > 0) {
+        this.fail(new L7Error(ErrorCode.ConfigUnknownRef, `session ${init.name}: route "${rb.route}" to "${rb.cluster}" is not in the config any more`));
+        return;
+      }
+      this.route = route;
+      this.event('REBUILD', `Session of worker ${rb.from} rebuilt: ${rb.localAddress}:${rb.localPort} -> ${rb.remoteAddress}:${rb.remotePort}`);
+      this.stages.push(newStage(route.destination, 'destination', null));
+      this.connectStage(1);
+      return;
+    }
     let match;
     try {
       match = init.env.table.lookup(init.listener, init.name, init.metadata as Record<string, unknown>);
@@ -519,13 +591,20 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       self.tell({ type: 'connectFailed', stage: i, gen, err: new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find Cluster "${st.cluster}"`) });
       return;
     }
-    const ep = this.pickFor(st);
-    st.endpoint = ep === null ? null : { name: ep.name, address: ep.spec.address, weight: ep.weight };
+    const rb = this.rebuild;
+    let info: SessionInfo = { name: this.init.name, metadata: this.init.metadata };
+    if (rb !== null) {
+      st.endpoint = { name: rb.endpoint ?? rb.remoteAddress, address: rb.remoteAddress, weight: 1 };
+      info = { ...info, rebind: { localAddress: rb.localAddress, localPort: rb.localPort, remotePort: rb.remotePort } };
+    } else {
+      const ep = this.pickFor(st);
+      st.endpoint = ep === null ? null : { name: ep.name, address: ep.spec.address, weight: ep.weight };
+    }
     const timeout = this.retry().timeout;
     const ac = new AbortController();
     st.abort = ac;
     const t = setTimeout(() => ac.abort(), timeout);
-    const p = cluster.connect({ name: this.init.name, metadata: this.init.metadata }, st.endpoint, ac.signal).finally(() => clearTimeout(t));
+    const p = cluster.connect(info, st.endpoint, ac.signal).finally(() => clearTimeout(t));
     this.ctx.pipeToSelf(
       p,
       (conn) => ({ type: 'connected', stage: i, conn, gen }),
@@ -566,6 +645,7 @@ export class SessionActor extends Actor<Msg> implements Tickable {
       this.wireStage(i);
       this.retire(st, null);
       this.event('CONNECT', `Stage ${st.cluster} reconnected${st.endpoint === null ? '' : ` to ${st.endpoint.name}`}`);
+      this.remember();
       if (this.replayStage === i && this.replay !== null) {
         this.replayStage = -1;
         for (const d of this.replay) conn.send(d);
@@ -587,6 +667,11 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     if (failed !== undefined && (err.code === ErrorCode.UpstreamConnect || err.code === ErrorCode.UpstreamTimeout)) {
       this.report(st, false);
       if (!st.avoid.includes(failed)) st.avoid.push(failed);
+    }
+    if (this.rebuild !== null) {
+      // The old local port is taken (or the endpoint is gone): a retry would not keep the 5-tuple.
+      this.fail(new L7Error(err.code, `session ${this.init.name}: rebuild failed: ${err.message}`, { cause: err }));
+      return;
     }
     const r = this.retry();
     // At setup, connect-failure/always allow num_retries more attempts; a reconnect phase
@@ -616,6 +701,12 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     if (first !== undefined && first.conn?.kind === 'datagram' && first.endpoint !== null && srcHeld !== undefined && srcHeld.length > 0 && srcHeld.length <= MAX_REPLAY) this.replay = srcHeld;
     this.status = 'CONNECTED';
     this.event('CONNECT', 'Session successfully connected');
+    if (this.rebuild !== null) {
+      const rb = this.rebuild;
+      this.rebuild = null;
+      rb.done(null);
+    }
+    this.remember();
     this.checkFraming();
     try {
       // Before any upstream data is replayed to it: a handshake reply (JSONSocket 200) goes first.
@@ -942,6 +1033,40 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     this.end(err);
   }
 
+  /**
+   * Record (or rewrite) this session in the worker's session table if another worker could rebuild
+   * it: one datagram downstream and one datagram destination that report their 5-tuples, no
+   * chains. Control path (connected, reconnected).
+   */
+  private remember(): void {
+    const book = this.init.env.recovery;
+    if (book === undefined || book === null) return;
+    const dst = this.stages[1];
+    const down = this.init.source.rebuildTuple?.() ?? null;
+    const up = this.stages.length === 2 && dst !== undefined ? (dst.conn?.rebuildTuple?.() ?? null) : null;
+    if (down === null || up === null || dst === undefined || this.route === null) {
+      this.recoveryHandle = book.drop(this.recoveryHandle);
+      return;
+    }
+    this.recoveryHandle = book.put(
+      {
+        listener: this.init.listener,
+        listenerPort: down.localPort,
+        route: this.route.name,
+        cluster: dst.cluster,
+        endpoint: dst.endpoint?.name ?? null,
+        peerAddress: down.remoteAddress,
+        peerPort: down.remotePort,
+        shared: down.shared === true,
+        remoteAddress: up.remoteAddress,
+        remotePort: up.remotePort,
+        localAddress: up.localAddress,
+        localPort: up.localPort,
+      },
+      this.recoveryHandle,
+    );
+  }
+
   private end(reason: L7Error | null): void {
     if (this.ended) return;
     this.ended = true;
@@ -952,6 +1077,12 @@ export class SessionActor extends Actor<Msg> implements Tickable {
 
   override postStop(reason: StopReason): void {
     if (this.linger !== null) clearTimeout(this.linger);
+    if (this.recoveryHandle >= 0) this.recoveryHandle = this.init.env.recovery?.drop(this.recoveryHandle) ?? -1;
+    if (this.rebuild !== null) {
+      const rb = this.rebuild;
+      this.rebuild = null;
+      rb.done(reason ?? new L7Error(ErrorCode.SessionStopped, 'stopped before it was rebuilt'));
+    }
     this.unsplice();
     for (let i = 1; i < this.stages.length; i++) this.confirm(i);
     this.ended = true;

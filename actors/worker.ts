@@ -15,7 +15,7 @@ import type { AdminAnswer, AdminCall, ClusterInstance, DatagramHandoff, Protocol
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
-import { SessionActor, dropEndpointMsg, type SessionEnv, type SessionRecord } from './session.ts';
+import { SessionActor, dropEndpointMsg, type RecoveryBook, type SessionEnv, type SessionRebuild, type SessionRecord } from './session.ts';
 import { ClusterHealth } from '../routing/health.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
 import type { OffloadProvider } from '../native-offload/provider.ts';
@@ -32,8 +32,24 @@ export interface WorkerServices {
   readonly timers: CoarseTimers;
   /** The protocol module for a `spec.protocol` name. */
   protocol(name: string): ProtocolModule | undefined;
-  /** Owner slot of a session key on the ring of live workers. */
-  ownerOf(key: string): number;
+  /**
+   * Owner slot of a session key on the ring of live workers; with `listener`, a rebuilt session's
+   * pin (see {@link WorkerServices.unpin}) comes first.
+   */
+  ownerOf(key: string, listener?: string): number;
+  /**
+   * A rebuilt session served through the listening sockets ended: its peer `key` of `listener`
+   * is no longer pinned to this worker (the main thread tells every worker). Optional.
+   */
+  unpin?(listener: string, key: string): void;
+  /** This worker's session table (sessions that another worker can rebuild if this one dies), or null. */
+  readonly recovery?: RecoveryBook | null;
+  /**
+   * Sessions of a dead worker handed to this one before its listener `listener` existed (a
+   * replacement that rebuilds them as it starts): the listener takes them before it binds, so the
+   * peers' first datagrams find their sessions. Optional.
+   */
+  takeAdoptions?(listener: string): Adoption[];
   /** Send a datagram hand-off to another worker; false if it cannot be delivered. */
   handoff(slot: number, h: DatagramHandoff): boolean;
   /** Send `msg` to cluster `cluster` on worker `slot` (see ClusterContext.sendPeer); false if it cannot be delivered. */
@@ -61,6 +77,16 @@ export interface WorkerServices {
    * sessions, a new datagram peer is refused (`draining`). Set once, never cleared.
    */
   readonly draining: boolean;
+}
+
+/** A dead worker's session waiting for its listener ({@link WorkerServices.takeAdoptions}). */
+export interface Adoption {
+  readonly address: string;
+  readonly port: number;
+  readonly shared: boolean;
+  readonly rebuild: SessionRebuild;
+  /** The listener could not take it (`no_listener`, `not_adoptable`). */
+  refused(why: string): void;
 }
 
 type Msg =
@@ -130,6 +156,7 @@ export class WorkerActor extends Actor<Msg> {
       timers: s.timers,
       rateLog: s.rateLog,
       onEnd: (r) => s.sessionEnded(r),
+      recovery: s.recovery ?? null,
       offload: s.offload,
       health: (n) => this.health.get(n),
       endpointResult: (cluster, endpoint, ok) => this.endpointResult(cluster, endpoint, ok),
@@ -319,6 +346,17 @@ export class WorkerActor extends Actor<Msg> {
     if (inst?.onHandoff === undefined) return false;
     inst.onHandoff(h);
     return true;
+  }
+
+  /**
+   * Rebuild a session of a dead worker on listener `listener` (see {@link ListenerActor.adopt}).
+   * Synchronous: when it returns, the peer's datagrams are the session's. Returns null, or why not
+   * (then `rebuild.done` is not called).
+   */
+  adopt(listener: string, address: string, port: number, shared: boolean, rebuild: SessionRebuild): string | null {
+    const cell = this.listeners.get(listener);
+    if (cell?.state !== 'running' || !(cell.actor instanceof ListenerActor)) return 'no_listener';
+    return cell.actor.adopt(address, port, shared, rebuild);
   }
 
   /** Deliver a message another worker's cluster of the same name sent; false if no such cluster takes it here. */

@@ -152,6 +152,13 @@ export interface Connection {
    */
   spliceReading?(reading: boolean): boolean;
   /**
+   * Optional, datagram sockets a worker crash can rebuild (runtime/session-table.ts): the 5-tuple
+   * of this connection now (null while it has none, e.g. a socket not yet connected). Another
+   * worker binds `localAddress:localPort` and connects to `remoteAddress:remotePort` again, so
+   * neither peer sees a change. Plain UDP connections have it.
+   */
+  rebuildTuple?(): SocketTuple | null;
+  /**
    * Optional, downstream connections only: the session has connected every stage of its route.
    * Called once, before anything read from the upstream stages is sent to this connection. A
    * listener whose protocol answers a handshake (JSONSocket's 200 reply) answers from here.
@@ -164,6 +171,24 @@ export interface Connection {
    * sends it from here.
    */
   onSessionFailed?(err: L7Error): void;
+}
+
+/** The addresses of one datagram connection (see {@link Connection.rebuildTuple}). */
+export interface SocketTuple {
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** A downstream served through the listening sockets (UDP `session_sockets: listener`). */
+  readonly shared?: boolean;
+}
+
+/** A downstream a listener recreated for a session rebuilt after its worker died ({@link ListenerInstance.adopt}). */
+export interface AdoptedDownstream {
+  readonly conn: Connection;
+  readonly metadata: Metadata;
+  /** The l7mp session name (a new sequence number). */
+  readonly name: string;
 }
 
 /** What a listener gets from the worker that hosts it. */
@@ -238,6 +263,14 @@ export interface ListenerInstance {
   /** Datagram listeners: a datagram another worker handed to this one. */
   onHandoff?(h: DatagramHandoff): void;
   /**
+   * Datagram listeners: recreate the downstream of peer `address:port` whose session lived on a
+   * worker that died (runtime/session-table.ts). `shared` is the session's socket mode then; the
+   * peer's datagrams reach the returned connection from this call on (a connected socket opens
+   * asynchronously, meanwhile they arrive through the listener). Null if the listener cannot (it
+   * is closing, the peer already has a session here, the mode changed).
+   */
+  adopt?(address: string, port: number, shared: boolean): AdoptedDownstream | null;
+  /**
    * Datagram listeners in a SO_REUSEPORT group: the listening socket's fd, which the runtime puts
    * in the group's steering socket array (this worker's slot), or -1 while it has none.
    */
@@ -258,6 +291,12 @@ export interface ListenerSpecContext<S> {
 export interface SessionInfo {
   readonly name: string;
   readonly metadata: Metadata;
+  /**
+   * A session rebuilt after its worker died: bind this local address and port, and connect to
+   * the endpoint's address at `remotePort`, so that the endpoint sees the same source (datagram
+   * clusters with {@link Connection.rebuildTuple}; others ignore it).
+   */
+  readonly rebind?: { readonly localAddress: string; readonly localPort: number; readonly remotePort: number };
 }
 
 /** An endpoint as a cluster sees it. */

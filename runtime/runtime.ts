@@ -4,6 +4,20 @@
  * removed from the ring at once (its peers' new sessions go to the others), replaced in the same
  * slot, and put back on the ring when its listeners are up. Restart intensity is bounded (OTP
  * style): past `maxRestarts` within `restartPeriodMs` the runtime gives up and reports it.
+ *
+ * Its UDP sessions survive it (runtime/session-table.ts): on `'exit'` the main thread reads the
+ * dead worker's session table and hands each session to the live worker that owns its peer on
+ * the ring without the dead slot (before it tells anyone of the new ring), which rebuilds it with
+ * the same downstream and upstream addresses and ports; the replacement starts once that is done.
+ * ```
+ *  worker W dies ─► 'exit' ─► read W's table ─► adopt(records) to each new ring owner ─► setRing
+ *                                                 │  peer-map entry (+ connected socket) at once
+ *                                                 └─ upstream socket binds W's old local port
+ *                  ─► replacement in W's slot (≤ RESPAWN_DEFER_MS later) ─► back on the ring
+ * ```
+ * Rebuilt sessions stay on their adopter: a connected session socket gets its peer's datagrams
+ * wherever it is; a session served through listening sockets is pinned to its adopter on every
+ * worker until it ends. Other sessions of W (streams, chains) are gone: counted as lost.
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
@@ -24,6 +38,7 @@ import { WorkerRing } from './ring.ts';
 import { Steering, type SteerStats } from './steering.ts';
 import { HealthChecker, type HealthCheckStats } from './health-check.ts';
 import { Drain, type DrainOutcome, type DrainRequest, type DrainStatus } from './drain.ts';
+import { newSessionTable, readSessionTable, type TableRecord } from './session-table.ts';
 
 /** What {@link Runtime.metrics} returns: one entry per worker slot the runtime has. */
 export interface RuntimeMetrics {
@@ -33,6 +48,8 @@ export interface RuntimeMetrics {
   slots: Array<{ slot: number; metrics: WorkerMetrics | null }>;
   /** Worker restarts by slot since start. */
   restarts: Record<number, number>;
+  /** Sessions of dead workers rebuilt elsewhere, and lost by reason, since start. */
+  recovery?: { recovered: number; lost: Record<string, number> };
   /**
    * Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown), and
    * whether the process drains (1 from the start of a drain on, else 0).
@@ -70,6 +87,22 @@ interface Slot {
   /** Our end of the worker's {@link HostApi} channel. */
   host: MessagePort;
   live: boolean;
+  /** This incarnation's session table (runtime/session-table.ts), read when it dies. */
+  table: SharedArrayBuffer;
+}
+
+/** What {@link Runtime} did with the sessions of a worker that died (event `sessionsRecovered`, logs). */
+export interface RecoveryReport {
+  /** The slot that died. */
+  slot: number;
+  /** Sessions the dead worker had (its share of the process session gauge). */
+  sessions: number;
+  /** UDP sessions rebuilt on live workers with their old 5-tuples. */
+  recovered: number;
+  /** Sessions lost, by reason: `worker_exit` (not rebuildable: streams, chains...), `rebuild_failed`. */
+  lost: Record<string, number>;
+  /** From the worker's `'exit'` to the last session connected again. Unit: ms. */
+  ms: number;
 }
 
 /** The handler behind {@link HostApi.adminRequest}. */
@@ -81,6 +114,11 @@ function unavailable(): AdminAnswer {
 
 // From a checkout Node runs the .ts sources; an installed package runs the build in dist/ (.js).
 const workerUrl = new URL(import.meta.url.endsWith('.js') ? './worker-main.js' : './worker-main.ts', import.meta.url);
+
+/** How long the main thread waits for a worker to rebuild a dead worker's sessions before it counts them as lost. Unit: ms. */
+const ADOPT_TIMEOUT_MS = 10_000;
+/** The longest a dead worker's replacement waits for its sessions to be rebuilt before it starts. Unit: ms. */
+const RESPAWN_DEFER_MS = 250;
 
 function withTimeout<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
   return new Promise((resolve) => {
@@ -129,10 +167,19 @@ export class Runtime extends EventEmitter {
   private readonly listenerGauges = new Map<string, SharedArrayBuffer>();
   /** Active health checks of the clusters that configure one (main thread; null before start). */
   private health: HealthChecker | null = null;
-  /** Served to every worker. */
-  private readonly hostApi: HostApi = {
-    adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
-  };
+  /**
+   * Peers of rebuilt sessions served through listening sockets (`session_sockets: listener`), by
+   * `listener\0address:port` → the slot that serves them. The ring would give them back to a
+   * replacement worker that knows nothing of them: every worker hands their datagrams to the
+   * pinned slot instead, until the session ends (the worker says so: {@link HostApi.unpinned}).
+   */
+  private readonly pins = new Map<string, { listener: string; key: string; slot: number }>();
+  /** Sessions of dead workers waiting for a live worker to rebuild them (no worker was live). */
+  private pendingAdopt: { records: TableRecord[]; from: number; report: RecoveryReport; exitAt: number } | null = null;
+  /** Sessions rebuilt since start. */
+  private recovered = 0;
+  /** Sessions lost to worker deaths since start, by reason. */
+  private readonly lost = new Map<string, number>();
 
   /** The graceful drain of this process (runtime/drain.ts). */
   private readonly drainer: Drain;
@@ -321,7 +368,14 @@ export class Runtime extends EventEmitter {
     );
     slots.sort((a, b) => a.slot - b.slot);
     const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1, draining: this.draining ? 1 : 0 };
-    return { workers: this.opts.workers, slots, restarts: Object.fromEntries(this.restartsBySlot), process, healthChecks: this.health?.stats() ?? [] };
+    return {
+      workers: this.opts.workers,
+      slots,
+      restarts: Object.fromEntries(this.restartsBySlot),
+      recovery: { recovered: this.recovered, lost: Object.fromEntries(this.lost) },
+      process,
+      healthChecks: this.health?.stats() ?? [],
+    };
   }
 
   /** The actor tree: the process, its workers, their listeners, clusters and sessions. */
@@ -360,6 +414,11 @@ export class Runtime extends EventEmitter {
     return counts.reduce((a, b) => a + b, 0);
   }
 
+  /** Peers of rebuilt sessions pinned to the worker that serves them (`session_sockets: listener`; tests). */
+  get pinnedPeers(): number {
+    return this.pins.size;
+  }
+
   /** The thread of a slot (tests use it to kill a worker). */
   thread(slot: number): Worker | undefined {
     return this.slots.get(slot)?.thread;
@@ -367,7 +426,12 @@ export class Runtime extends EventEmitter {
 
   private spawn(slot: number): Slot {
     const hostCh = new MessageChannel();
-    Comlink.expose(this.hostApi, nodeEndpoint(hostCh.port1));
+    const hostApi: HostApi = {
+      adminRequest: (call) => (this.adminHandler === null ? Promise.resolve(unavailable()) : this.adminHandler(call)),
+      unpinned: (listener, key) => this.unpinned(slot, listener, key),
+    };
+    Comlink.expose(hostApi, nodeEndpoint(hostCh.port1));
+    const table = newSessionTable();
     // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
     const dgram = new MessageChannel();
     this.unixDgram.attach(dgram.port1);
@@ -380,10 +444,13 @@ export class Runtime extends EventEmitter {
       offload: this.offloadMode,
       sessionGauge: this.sessionGauge,
       fdSoftLimit: this.fdLimit?.soft ?? Infinity,
+      sessionTable: table,
     };
     const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, dgram.port2], name: `l7mp-ts worker ${slot}` });
     thread.once('exit', () => this.unixDgram.detach(dgram.port1));
-    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false };
+    const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false, table };
+    // Rebuilt sessions pinned elsewhere: its listening sockets hand their peers' datagrams there.
+    if (this.pins.size > 0) void s.api.pin([...this.pins.values()].map((p) => [p.listener, p.key, p.slot]));
     // Without an 'error' listener a throwing worker would take the process down.
     thread.on('error', (err) => this.opts.log.error({ worker: slot, err: err.message }, 'worker thread error'));
     thread.on('exit', (code) => this.onExit(s, code));
@@ -441,37 +508,133 @@ export class Runtime extends EventEmitter {
     void this.refreshSteering();
   }
 
+  /** A rebuilt session served through listening sockets ended on `slot`: unpin its peer everywhere. */
+  private unpinned(slot: number, listener: string, key: string): void {
+    const k = `${listener}\0${key}`;
+    if (this.pins.get(k)?.slot !== slot) return; // pinned to another slot since
+    this.pins.delete(k);
+    for (const o of this.slots.values()) if (o.live && o.slot !== slot) void o.api.unpin([[listener, key]]).catch(() => {});
+  }
+
+  /**
+   * Rebuild a dead worker's UDP sessions (issue 15): its session table is read now (the thread is
+   * gone, so are its sockets: their ports are free), each session goes to the live worker that
+   * owns its peer on the ring without the dead slot, which recreates the downstream at once and
+   * binds the upstream's old local port. The adopt calls are sent before the ring change, so each
+   * adopter knows its new peers before it sees their datagrams as new. With no live worker the
+   * replacement rebuilds them when it is up (slower: it has to boot first).
+   */
+  private recover(s: Slot, exitAt: number): Promise<void> {
+    const had = Atomics.load(new Int32Array(this.sessionGauge), s.slot);
+    const { records } = readSessionTable(s.table, this.opts.snapshot);
+    const report: RecoveryReport = { slot: s.slot, sessions: had, recovered: 0, lost: {}, ms: 0 };
+    if (had > records.length) report.lost.worker_exit = had - records.length;
+    // Pins to the dead slot go: their sessions are in its table, and are pinned again below.
+    const unpins: Array<[string, string]> = [];
+    for (const [k, p] of this.pins) {
+      if (p.slot !== s.slot) continue;
+      this.pins.delete(k);
+      unpins.push([p.listener, p.key]);
+    }
+    const live = this.liveSlots();
+    if (live.length === 0) {
+      if (this.pendingAdopt === null) this.pendingAdopt = { records, from: s.slot, report, exitAt };
+      else this.pendingAdopt.records.push(...records);
+      return Promise.resolve();
+    }
+    return this.adoptOn(live, records, s.slot, report, exitAt, unpins);
+  }
+
+  /** Hand `records` to their ring owners among `live`, pin the shared ones, and account for the result. */
+  private adoptOn(live: number[], records: TableRecord[], from: number, report: RecoveryReport, exitAt: number, unpins: Array<[string, string]> = []): Promise<void> {
+    const ring = new WorkerRing(live);
+    const byOwner = new Map<number, TableRecord[]>();
+    const pins: Array<[string, string, number]> = [];
+    for (const r of records) {
+      const key = `${r.peerAddress}:${r.peerPort}`;
+      const owner = ring.owner(key);
+      let list = byOwner.get(owner);
+      if (list === undefined) byOwner.set(owner, (list = []));
+      list.push(r);
+      if (r.shared) {
+        this.pins.set(`${r.listener}\0${key}`, { listener: r.listener, key, slot: owner });
+        pins.push([r.listener, key, owner]);
+      }
+    }
+    const adoptions = [...byOwner].map(([slot, list]) => {
+      const o = this.slots.get(slot) as Slot;
+      return withTimeout(o.api.adopt(list, from), ADOPT_TIMEOUT_MS, { recovered: 0, failed: { timeout: list.length } });
+    });
+    // The pins after the adoptions (an adopter that saw its pin first would take the peer's next
+    // datagram for a new session), before the ring change (the caller's).
+    const liveSlots = [...this.slots.values()].filter((o) => o.live || live.includes(o.slot));
+    for (const o of liveSlots) {
+      if (unpins.length > 0) void o.api.unpin(unpins).catch(() => {});
+      if (pins.length > 0) void o.api.pin(pins).catch(() => {});
+    }
+    return Promise.all(adoptions).then((results) => {
+      for (const r of results) {
+        report.recovered += r.recovered;
+        const failed = Object.values(r.failed).reduce((a, b) => a + b, 0);
+        if (failed > 0) report.lost.rebuild_failed = (report.lost.rebuild_failed ?? 0) + failed;
+        if (failed > 0) this.opts.log.warn({ worker: from, failed: r.failed }, 'sessions of a dead worker could not be rebuilt');
+      }
+      report.ms = Math.round((performance.now() - exitAt) * 10) / 10;
+      this.recovered += report.recovered;
+      for (const [why, n] of Object.entries(report.lost)) this.lost.set(why, (this.lost.get(why) ?? 0) + n);
+      this.opts.log.warn({ worker: from, sessions: report.sessions, recovered: report.recovered, lost: report.lost, ms: report.ms }, 'sessions of the dead worker: UDP sessions rebuilt, others ended (worker_exit)');
+      this.emit('sessionsRecovered', report);
+    });
+  }
+
   private onExit(s: Slot, code: number): void {
     if (this.stopping || this.slots.get(s.slot) !== s) return;
-    this.opts.log.error({ worker: s.slot, code }, 'worker died; replacing it');
+    const exitAt = performance.now();
     s.live = false;
-    // Its sessions are gone: its share of every session count goes back to 0 for the replacement.
-    Atomics.store(new Int32Array(this.sessionGauge), s.slot, 0);
-    for (const g of this.listenerGauges.values()) Atomics.store(new Int32Array(g), s.slot, 0);
+    this.slots.delete(s.slot);
+    // First (every ms loses datagrams), and before its gauge cell is zeroed: it counts what it had.
+    const rebuilt = this.recover(s, exitAt);
+    this.opts.log.error({ worker: s.slot, code }, 'worker died; replacing it');
     s.api[Comlink.releaseProxy]();
     s.host.close();
+    // Its sessions are gone (or rebuilt, and counted, elsewhere): its share of every session count goes back to 0 for the replacement.
+    Atomics.store(new Int32Array(this.sessionGauge), s.slot, 0);
+    for (const g of this.listenerGauges.values()) Atomics.store(new Int32Array(g), s.slot, 0);
     this.emit('workerExit', s.slot, code);
     this.broadcastRing();
-    for (const o of this.slots.values()) if (o !== s) void o.api.removePeer(s.slot);
+    for (const o of this.slots.values()) void o.api.removePeer(s.slot);
     const now = Date.now();
     const period = this.opts.restartPeriodMs ?? 60_000;
     this.restartTimes = this.restartTimes.filter((t) => now - t < period);
     if (this.restartTimes.length >= (this.opts.maxRestarts ?? 10)) {
-      this.slots.delete(s.slot);
       this.giveUp(new L7Error(ErrorCode.ActorRestartLimit, `worker ${s.slot}: ${this.restartTimes.length} restarts within ${period} ms; not replacing it`));
       return;
     }
     this.restartTimes.push(now);
     this.restarts++;
     this.restartsBySlot.set(s.slot, (this.restartsBySlot.get(s.slot) ?? 0) + 1);
-    const fresh = this.spawn(s.slot);
-    void this.boot(s.slot, this.liveSlots()).then((r) => {
-      if (this.stopping || this.slots.get(s.slot) !== fresh) return;
+    // The replacement starts once the dead worker's sessions are rebuilt (or RESPAWN_DEFER_MS
+    // later): its module loading would take the CPU from the workers rebuilding them.
+    void withTimeout(rebuilt, RESPAWN_DEFER_MS, undefined).then(() => {
+      if (!this.stopping && !this.slots.has(s.slot)) this.replace(s.slot);
+    });
+  }
+
+  /** Start a replacement worker in `slot` and put it on the ring once its listeners are up. */
+  private replace(slot: number): void {
+    const fresh = this.spawn(slot);
+    const pending = this.pendingAdopt;
+    this.pendingAdopt = null;
+    // No worker was live when the sessions' worker died: this one rebuilds them as it starts (its
+    // listeners take them before they bind; sent before `start`, comlink keeps the order).
+    if (pending !== null) void this.adoptOn([slot], pending.records, pending.from, pending.report, pending.exitAt);
+    void this.boot(slot, this.liveSlots()).then((r) => {
+      if (this.stopping || this.slots.get(slot) !== fresh) return;
       if (!r.ok) {
         // A replacement that cannot start is not retried in a loop.
-        this.slots.delete(s.slot);
+        this.slots.delete(slot);
         void fresh.thread.terminate();
-        this.giveUp(new L7Error(ErrorCode.WorkerStart, `replacement worker ${s.slot} failed to start: ${r.errors.map((e) => e.message).join('; ')}`));
+        this.giveUp(new L7Error(ErrorCode.WorkerStart, `replacement worker ${slot} failed to start: ${r.errors.map((e) => e.message).join('; ')}`));
         return;
       }
       fresh.live = true;
@@ -480,8 +643,8 @@ export class Runtime extends EventEmitter {
       // The verdicts it missed while it was not there.
       for (const u of this.health?.unhealthy() ?? []) void fresh.api.setEndpointHealth(u.cluster, u.endpoint, false).catch(() => {});
       this.broadcastRing();
-      this.opts.log.info({ worker: s.slot }, 'worker replaced');
-      this.emit('workerReady', s.slot);
+      this.opts.log.info({ worker: slot }, 'worker replaced');
+      this.emit('workerReady', slot);
     });
   }
 

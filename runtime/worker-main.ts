@@ -9,9 +9,9 @@ import { getHeapStatistics } from 'node:v8';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Dispatcher, type ActorCell } from '../actors/actor.ts';
-import { WorkerActor, type WorkerServices } from '../actors/worker.ts';
+import { WorkerActor, type Adoption, type WorkerServices } from '../actors/worker.ts';
 import { actorTree, type ActorNode } from '../actors/tree.ts';
-import { SessionActor, type SessionRecord } from '../actors/session.ts';
+import { SessionActor, type SessionRebuild, type SessionRecord } from '../actors/session.ts';
 import { CoarseTimers, systemClock } from './common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
@@ -31,6 +31,7 @@ import { SharedGauge } from '../actors/admission.ts';
 import { DEFAULT_OVERLOAD_LAG_MS, OverloadGuard } from '../actors/overload.ts';
 import { sessionCap } from './common/fd-limit.ts';
 import { HeapReclaimer } from './heap-reclaim.ts';
+import { SessionTableWriter, type TableRecord } from './session-table.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
@@ -47,6 +48,19 @@ export interface WorkerInit {
   sessionGauge?: SharedArrayBuffer;
   /** The soft open-file limit (fds) the session cap derives from; Infinity when unknown. */
   fdSoftLimit?: number;
+  /** This worker's session table (runtime/session-table.ts): read by the main thread if it dies. */
+  sessionTable?: SharedArrayBuffer;
+}
+
+/** A dead worker's session to rebuild here ({@link WorkerApi.adopt}). */
+export type AdoptRecord = TableRecord;
+
+/** Outcome of {@link WorkerApi.adopt}. */
+export interface AdoptResult {
+  /** Sessions connected again with their old 5-tuples. */
+  recovered: number;
+  /** Sessions that could not be, by reason (`no_listener`, `not_adoptable`, or the error code that failed the rebuild). */
+  failed: Record<string, number>;
 }
 
 /** Per listener name: its process-wide session gauge (an Int32 per worker slot). */
@@ -56,6 +70,8 @@ export type ListenerGauges = Record<string, SharedArrayBuffer>;
 export interface HostApi {
   /** Serve a request with the admin API (L7mpController and Prometheus clusters). */
   adminRequest(call: AdminCall): Promise<AdminAnswer>;
+  /** A rebuilt session served through listening sockets ended: unpin its peer on every worker. */
+  unpinned(listener: string, key: string): void;
 }
 
 /** Outcome of {@link WorkerApi.start}: errors travel as data (comlink drops custom fields of thrown errors). */
@@ -130,6 +146,7 @@ class WorkerHost implements WorkerServices {
     this.ring = new WorkerRing(Array.from({ length: init.workers }, (_, i) => i));
     this.processGauge = init.sessionGauge === undefined ? SharedGauge.local() : new SharedGauge(new Int32Array(init.sessionGauge), init.slot);
     this.fdSoftLimit = init.fdSoftLimit ?? Infinity;
+    this.recovery = init.sessionTable === undefined ? null : new SessionTableWriter(init.sessionTable, () => this.worker?.routing.snapshot ?? null);
     const off = offloadProvider(init.offload ?? 'disable');
     // The main thread logs the probe's outcome once; a worker only says it at debug.
     this.offload = off.probe().available ? off : null;
@@ -162,9 +179,34 @@ class WorkerHost implements WorkerServices {
     return sessionCap(this.adminConfig ?? {}, this.fdSoftLimit);
   }
 
-  ownerOf(key: string): number {
+  /**
+   * Peers of rebuilt sessions served through listening sockets (`listener\0address:port` → the
+   * slot that serves them), set by the main thread: they win over the ring until the session ends.
+   */
+  readonly pins = new Map<string, number>();
+  /** This worker's session table, or null (a worker built without one). */
+  readonly recovery: SessionTableWriter | null;
+  /** A dead worker's sessions handed to this one before it started, by listener (see takeAdoptions). */
+  readonly early = new Map<string, Adoption[]>();
+
+  takeAdoptions(listener: string): Adoption[] {
+    const list = this.early.get(listener) ?? [];
+    this.early.delete(listener);
+    return list;
+  }
+
+  ownerOf(key: string, listener?: string): number {
+    if (listener !== undefined && this.pins.size > 0) {
+      const p = this.pins.get(`${listener}\0${key}`);
+      if (p !== undefined && (p === this.slot || this.peers.has(p))) return p;
+    }
     const o = this.ring.owner(key);
     return o < 0 ? this.slot : o;
+  }
+
+  unpin(listener: string, key: string): void {
+    this.pins.delete(`${listener}\0${key}`);
+    void this.hostApi.unpinned(listener, key).catch(() => {});
   }
 
   handoff(slot: number, h: DatagramHandoff): boolean {
@@ -346,7 +388,12 @@ const api = {
         `worker-${host.slot}`,
         {
           factory: () => {
-            const w = new WorkerActor(table, host, (failures) => resolve(startResult(failures)));
+            const w = new WorkerActor(table, host, (failures) => {
+              // Adoptions no listener took: their listener is not here.
+              for (const list of host.early.values()) for (const a of list) a.refused('no_listener');
+              host.early.clear();
+              resolve(startResult(failures));
+            });
             host.worker = w;
             return w;
           },
@@ -381,6 +428,64 @@ const api = {
   /** The live slots changed (a worker died or came back). */
   setRing(live: number[]): void {
     host.setRing(live);
+  },
+  /**
+   * Rebuild sessions of worker `from`, which died (runtime/session-table.ts): each downstream is
+   * recreated before this returns its promise (the peer's next datagram is the session's), each
+   * upstream socket binds its old local address:port. Resolves once every session is connected
+   * again or failed.
+   */
+  adopt(records: AdoptRecord[], from: number): Promise<AdoptResult> {
+    const res: AdoptResult = { recovered: 0, failed: {} };
+    const w = host.worker;
+    const fail = (why: string): void => {
+      res.failed[why] = (res.failed[why] ?? 0) + 1;
+    };
+    return new Promise<AdoptResult>((resolve) => {
+      let pending = records.length;
+      const settle = (): void => {
+        if (--pending === 0) resolve(res);
+      };
+      for (const r of records) {
+        const rebuild: SessionRebuild = {
+          route: r.route,
+          cluster: r.cluster,
+          endpoint: r.endpoint,
+          remoteAddress: r.remoteAddress,
+          remotePort: r.remotePort,
+          localAddress: r.localAddress,
+          localPort: r.localPort,
+          from,
+          done: (err) => {
+            if (err === null) res.recovered++;
+            else fail(err.code);
+            settle();
+          },
+        };
+        const refused = (why: string): void => {
+          fail(why);
+          settle();
+        };
+        if (w === null) {
+          // Not started yet (a replacement): its listeners take them before they bind.
+          let list = host.early.get(r.listener);
+          if (list === undefined) host.early.set(r.listener, (list = []));
+          list.push({ address: r.peerAddress, port: r.peerPort, shared: r.shared, rebuild, refused });
+          continue;
+        }
+        const why = w.adopt(r.listener, r.peerAddress, r.peerPort, r.shared, rebuild);
+        if (why !== null) refused(why);
+      }
+      if (records.length === 0) resolve(res);
+    });
+  },
+  /** Pin peers of listeners to slots (`[listener, address:port, slot]`): rebuilt sessions served through listening sockets. */
+  pin(entries: Array<[string, string, number]>): void {
+    for (const [l, k, slot] of entries) host.pins.set(`${l}\0${k}`, slot);
+  },
+  /** Remove pins (`[listener, address:port]`). */
+  unpin(entries: Array<[string, string]>): void {
+    for (const [l, k] of entries) host.pins.delete(`${l}\0${k}`);
   },
   /** A port to another worker, for hand-offs. */
   addPeer(slot: number, port: MessagePort): void {

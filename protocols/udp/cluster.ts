@@ -11,7 +11,7 @@ import dgram from 'node:dgram';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
-import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, EndpointInfo, SessionInfo } from '../types.ts';
+import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
 import type { UdpClusterSpec } from './config.ts';
 import { PendingHandler, udpType } from './listener.ts';
 
@@ -34,6 +34,18 @@ class UdpUpstream implements Connection {
   }
 
   spliceErrorHook: ((err: Error) => void) | null = null;
+
+  /** The socket's local address:port and the endpoint's, as the kernel has them. */
+  rebuildTuple(): SocketTuple | null {
+    if (this.closed) return null;
+    try {
+      const l = this.sock.address();
+      const r = this.sock.remoteAddress();
+      return { localAddress: l.address, localPort: l.port, remoteAddress: r.address, remotePort: r.port };
+    } catch {
+      return null; // not connected (any more)
+    }
+  }
 
   /** The connected upstream socket's fd, or -1 once closed. */
   spliceFd(): number {
@@ -112,9 +124,15 @@ export class UdpCluster implements ClusterInstance {
     this.spec = cfg.spec;
   }
 
-  connect(_session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
+  /**
+   * A session's socket, connected to `ep`. A rebuilt session (`session.rebind`, its worker died)
+   * binds the local address:port its old socket had and connects to the same endpoint port, so the
+   * endpoint sees the same source; a port taken meanwhile fails the connect (EADDRINUSE).
+   */
+  connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
     if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
-    const port = this.spec.port;
+    const rebind = session.rebind;
+    const port = rebind?.remotePort ?? this.spec.port;
     return new Promise((resolve, reject) => {
       // No SO_REUSEADDR for an ephemeral port: with it the kernel may give two sessions the same
       // local port, and two sockets connected to one endpoint from one port share a 4-tuple, so
@@ -142,7 +160,7 @@ export class UdpCluster implements ClusterInstance {
           resolve(new UdpUpstream(s, `${ep.address}:${port}`));
         });
       };
-      const bind = this.spec.bind;
+      const bind = rebind === undefined ? this.spec.bind : { address: rebind.localAddress, port: rebind.localPort };
       if (bind !== undefined) s.bind({ address: bind.address, port: bind.port ?? 0 }, connect);
       else connect();
     });

@@ -23,6 +23,7 @@ import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type {
+  AdoptedDownstream,
   Connection,
   ConnectionHandler,
   DatagramHandoff,
@@ -30,6 +31,7 @@ import type {
   ListenerInstance,
   ListenerSpecContext,
   Metadata,
+  SocketTuple,
 } from '../types.ts';
 import { DEFAULT_UDP_MAX_BPS, DEFAULT_UDP_MAX_PPS, type UdpListenerSpec } from './config.ts';
 import { parseRtp } from './rtp.ts';
@@ -124,6 +126,12 @@ export class UdpDownstream implements Connection {
   }
 
   spliceErrorHook: ((err: Error) => void) | null = null;
+
+  /** The listener's address:port and the peer's (the same whether the session has a socket of its own or not). */
+  rebuildTuple(): SocketTuple | null {
+    if (this.closed) return null;
+    return { localAddress: this.listener.bindAddress, localPort: this.listener.spec.port, remoteAddress: this.address, remotePort: this.port, shared: this.listener.shared };
+  }
 
   /** The per-peer socket's fd once it is connected to the peer, else -1. */
   spliceFd(): number {
@@ -455,6 +463,21 @@ export class UdpListener implements ListenerInstance {
   forget(conn: UdpDownstream): void {
     const key = `${conn.address}:${conn.port}`;
     if (this.peers.get(key) === conn) this.peers.delete(key);
+  }
+
+  /**
+   * Recreate a session of a worker that died: the peer-map entry at once (its datagrams that reach
+   * this listener from now on are the session's), and, with connected session sockets, a socket
+   * bound to the listener's address:port and connected to the peer, as {@link newPeer} does.
+   */
+  adopt(address: string, port: number, shared: boolean): AdoptedDownstream | null {
+    const key = `${address}:${port}`;
+    if (this.closed || this.mode !== 'server' || shared !== this.shared || this.peers.has(key)) return null;
+    const conn = new UdpDownstream(this, address, port);
+    this.peers.set(key, conn);
+    if (!this.shared) conn.open();
+    const local = `${this.bindAddress}:${this.spec.port}`;
+    return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}` };
   }
 
   private newPeer(key: string, address: string, port: number, first: Buffer): void {

@@ -75,6 +75,8 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_worker_dropped_packets_total', type: 'counter', labels: [...W, 'reason'], help: 'Datagrams dropped by the worker, by reason: handoff (hand-off envelope not deliverable).' },
   { name: 'l7mp_worker_access_log_dropped_lines_total', type: 'counter', labels: W, help: 'Access log lines dropped (the file fell behind or failed).' },
   { name: 'l7mp_worker_restarts_total', type: 'counter', labels: W, help: 'Worker thread restarts (a dead worker replaced in its slot).' },
+  { name: 'l7mp_sessions_recovered_total', type: 'counter', labels: [], help: 'UDP sessions of a dead worker rebuilt on a live worker with the same downstream and upstream addresses and ports.' },
+  { name: 'l7mp_sessions_lost_total', type: 'counter', labels: ['reason'], help: 'Sessions of a dead worker that ended, by reason: worker_exit (not rebuildable: TCP, WebSocket, chains, Unix sockets...), rebuild_failed (a UDP session whose rebuild failed, e.g. its upstream port was taken).' },
   { name: 'l7mp_worker_heap_bytes', type: 'gauge', labels: [...W, 'kind'], help: 'The worker thread V8 heap: kind=total (committed), used, external (Buffers and other memory its objects hold).' },
   { name: 'l7mp_worker_heap_reclaims_total', type: 'counter', labels: W, help: 'Full garbage collections a worker ran to give memory back after a burst of sessions ended.' },
   { name: 'l7mp_worker_overload_lag_ms', type: 'gauge', labels: W, help: 'How late the worker event loop ran its last 10 ms overload probe (admin.overload_lag_ms).' },
@@ -238,6 +240,10 @@ export class WorkerSeries {
       merge(all, [{ name: 'l7mp_worker_up', labels: { worker: String(slot) }, value: up ? 1 : 0 }]);
     }
     for (const [slot, n] of Object.entries(rm.restarts)) merge(all, [{ name: 'l7mp_worker_restarts_total', labels: { worker: slot }, value: n }]);
+    if (rm.recovery !== undefined) {
+      merge(all, [{ name: 'l7mp_sessions_recovered_total', labels: {}, value: rm.recovery.recovered }]);
+      for (const reason of ['worker_exit', 'rebuild_failed']) merge(all, [{ name: 'l7mp_sessions_lost_total', labels: { reason }, value: rm.recovery.lost[reason] ?? 0 }]);
+    }
     const p = rm.process;
     if (p !== undefined) {
       merge(all, [
