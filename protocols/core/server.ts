@@ -1,0 +1,62 @@
+/**
+ * Listening helpers shared by the socket protocols (TCP, Unix streams, HTTP, WebSocket): bind a
+ * `net.Server` (TCP with SO_REUSEPORT on every worker, or a Unix socket path on one worker) and
+ * map bind failures to `L7_ERR_LISTENER_BIND` naming the listener and the address; close it with
+ * its connections; print an address.
+ */
+import net from 'node:net';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ListenerContext, ProtocolEvents } from '../types.ts';
+
+/** The listener counters of {@link listen}. */
+export const LISTEN_EVENTS = {
+  accept_error: { drop: false, help: 'Errors of a listening socket after its bind (an accept that failed with EMFILE or ENFILE).' },
+} as const satisfies ProtocolEvents;
+
+/**
+ * Listen and resolve once bound; reject with a clear error otherwise. Once bound, the server keeps
+ * an `'error'` listener for its life: an error after the bind (an `accept` that failed with EMFILE
+ * or ENFILE) would otherwise be thrown out of the event loop and end the worker. It is counted as
+ * the listener event `accept_error` and logged at a limited rate.
+ */
+export function listen(server: net.Server, opts: net.ListenOptions, listenerName: string, what: string, ctx?: Pick<ListenerContext, 'count' | 'rateLog'>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      reject(new L7Error(ErrorCode.ListenerBind, `listener "${listenerName}": cannot listen on ${what}: ${err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(opts, () => {
+      server.removeListener('error', onError);
+      server.on('error', (err: Error) => {
+        ctx?.count('accept_error');
+        ctx?.rateLog.warn(`accept-error:${listenerName}`, { listener: listenerName, err: err.message }, 'listener socket error');
+      });
+      resolve();
+    });
+  });
+}
+
+/**
+ * Close a server and every connection it still has. `server.close()` only resolves once all
+ * accepted sockets are gone, and a peer that never sends its FIN (half-open) would hold it
+ * forever: each connection in `conns` is ended and destroyed once its queued data is flushed.
+ */
+export function closeServer(server: net.Server, conns?: Iterable<net.Socket>): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    for (const s of conns ?? []) {
+      if (s.destroyed) continue;
+      if (s.writableFinished) s.destroy();
+      else {
+        s.once('finish', () => s.destroy());
+        s.end();
+      }
+    }
+  });
+}
+
+/** `a:p` or `[a]:p` for IPv6. */
+export function hostPort(address: string | undefined, port: number | undefined): string {
+  const a = address ?? '?';
+  return net.isIPv6(a) ? `[${a}]:${port}` : `${a}:${port}`;
+}
