@@ -6,7 +6,8 @@
  */
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ListenerContext, ProtocolEvents } from '../types.ts';
+import type { ListenerBind, ListenerContext, ProtocolEvents } from '../types.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 
 /** The listener counters of {@link listen}. */
 export const LISTEN_EVENTS = {
@@ -59,4 +60,14 @@ export function closeServer(server: net.Server, conns?: Iterable<net.Socket>): P
 export function hostPort(address: string | undefined, port: number | undefined): string {
   const a = address ?? '?';
   return net.isIPv6(a) ? `[${a}]:${port}` : `${a}:${port}`;
+}
+
+/** The bind of a listener on TCP `address` (default `::`, dual stack) and `port`. */
+export function tcpBinds(spec: { readonly address?: string; readonly port: number }): readonly ListenerBind[] {
+  return [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }];
+}
+
+/** A stream listener's session idle timeout (`options.idle_timeout`, default nginx's 10 min), ms. */
+export function streamIdleTimeoutMs(spec: { readonly options?: { readonly idle_timeout?: number } }): number {
+  return (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000;
 }

@@ -1,8 +1,7 @@
 /** WebSocket (`ws`): datagram listener (every worker, SO_REUSEPORT) and cluster. */
 import { defineProtocol } from '../core/define.ts';
 import { HTTP_GUARD_EVENTS } from '../core/http-limits.ts';
-import { LISTEN_EVENTS } from '../core/server.ts';
-import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
+import { LISTEN_EVENTS, streamIdleTimeoutMs, tcpBinds } from '../core/server.ts';
 import { WsClusterSpec, WsListenerSpec } from './config.ts';
 import { WsListener } from './listener.ts';
 import { WsCluster } from './cluster.ts';
@@ -14,8 +13,8 @@ export const websocket = defineProtocol({
     schema: WsListenerSpec,
     placement: () => 'shared',
     create: (cfg, ctx) => new WsListener(cfg, ctx),
-    binds: (spec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
-    idleTimeoutMs: (spec) => (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000,
+    binds: tcpBinds,
+    idleTimeoutMs: streamIdleTimeoutMs,
     events: {
       ...HTTP_GUARD_EVENTS,
       ...LISTEN_EVENTS,
