@@ -61,19 +61,19 @@ export class ConnectAttempt<T> {
 /**
  * Run `open`, which starts connecting and settles the attempt through its handle. Resolves with
  * the value given to `done`; rejects with L7Error `L7_ERR_UPSTREAM_CONNECT` whose message is
- * `<what>: <reason>` after running every `onFail` release. `signal` aborting first (or having
- * aborted already) fails it with `aborted`; so does a synchronous throw from `open`, with its
- * message.
+ * `<what>: <reason>` after running every `onFail` release. `signal` aborting first fails it with
+ * `aborted` (at once, without calling `open`, if it has already); a synchronous throw from `open`
+ * fails it with its message.
  */
 export function connectAttempt<T>(signal: AbortSignal, what: string, open: (a: ConnectAttempt<T>) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const a = new ConnectAttempt<T>(what, signal, resolve, reject);
+    if (signal.aborted) return a.onAbort();
     signal.addEventListener('abort', a.onAbort, { once: true });
     try {
       open(a);
     } catch (e) {
       a.fail(e instanceof Error ? e : String(e));
     }
-    if (signal.aborted) a.onAbort();
   });
 }
