@@ -18,10 +18,12 @@
  *   rulelist `spec.rulelist` at `spec.position` (clamped to the list).
  *
  * k8s form → proxy form (§8.2): a protocol-keyed spec `{UDP: {port: 9001}}` becomes
- * `{protocol: UDP, port: 9001}` (also JSONSocket `transport`), `rulesRef` → `rules`,
+ * `{protocol: UDP, port: 9001}` (also a nested spec a protocol declares: JSONSocket's
+ * `transport`), `rulesRef` → `rules`,
  * `destinationRef` → `destination`, `{clusterRef}` chain items → names, `{cluster}` → inline
  * clusters, `routeRef` → `route`, rewrite `valueStr` (JSON text) → `value`, endpoint `filename`
- * → `address`; a UnixDomainSocket cluster's `spec.filename` becomes its endpoint if it has none.
+ * → `address`; a cluster spec's endpoint field (UnixDomainSocket's `filename`) becomes its
+ * endpoint if it has none. What differs per protocol comes from its `crd` hooks (protocols/types.ts).
  *
  * References (`destinationRef`, `clusterRef`, `linkedVirtualService`) may be written as l7mp's
  * fqn (`/l7mp.io/v1/Target/<ns>/<name>`), as the older selfLink
@@ -33,6 +35,7 @@
  */
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import { show } from '../cluster-config/validate.ts';
+import { protocol } from '../protocols/registry.ts';
 import { checkSelector, matches, type LabelSelector, type Labels } from './labels.ts';
 
 export const API_VERSION = 'l7mp.io/v1';
@@ -166,7 +169,7 @@ class Compiler {
     const inner = spec[proto] ?? {};
     if (!isObj(inner)) bad(`${path}.${proto}`, 'must be an object', inner);
     const out: Obj = { protocol: proto, ...inner };
-    if (proto === 'JSONSocket' && isObj(inner.transport)) out.transport = this.protocolSpec(inner.transport, `${path}.${proto}.transport`);
+    for (const f of protocol(proto)?.crd?.nestedSpecs ?? []) if (isObj(inner[f])) out[f] = this.protocolSpec(inner[f], `${path}.${proto}.${f}`);
     return out;
   }
 
@@ -202,9 +205,10 @@ class Compiler {
     const given = typeof c.name === 'string' ? c.name : undefined;
     const n = name ?? given;
     const endpoints = this.endpoints(c.endpoints, n, `${path}.endpoints`);
-    if (spec.protocol === 'UnixDomainSocket' && spec.filename !== undefined) {
-      if (endpoints.length === 0) endpoints.push({ spec: { address: spec.filename } });
-      delete spec.filename;
+    const field = protocol(spec.protocol as string)?.crd?.endpointField;
+    if (field !== undefined && spec[field] !== undefined) {
+      if (endpoints.length === 0) endpoints.push({ spec: { address: spec[field] } });
+      delete spec[field];
     }
     return {
       ...(n !== undefined ? { name: n } : {}),

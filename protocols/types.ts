@@ -11,6 +11,7 @@
 import type { L7Error } from '../runtime/common/errors.ts';
 import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
 import type { TSchema } from '@sinclair/typebox';
+import type { MessagePort } from 'node:worker_threads';
 
 /** Message boundaries kept (UDP, WebSocket, Echo) or not (TCP, Unix stream, Logger). */
 export type StreamKind = 'datagram' | 'byte';
@@ -372,7 +373,72 @@ export interface ClusterContext {
   admin(call: AdminCall): Promise<AdminAnswer>;
 }
 
-/** A protocol: its name, its spec schemas, and factories. Exported by each protocol's index.ts. */
+/**
+ * A counter a protocol's listener or cluster counts ({@link ListenerContext.count},
+ * {@link ClusterContext.count}), declared once with the protocol so that metrics and docs read
+ * them from the registry instead of knowing protocols (Envoy's stats declared per filter).
+ */
+export interface ProtocolEvent {
+  /**
+   * True: a message (or connection) dropped, exported as a drop reason
+   * (`l7mp_listener_dropped_packets_total{reason}` / `l7mp_cluster_dropped_packets_total{reason}`);
+   * false: an event (`l7mp_listener_events_total{event}` / `l7mp_cluster_events_total{event}`).
+   */
+  readonly drop: boolean;
+  /** What it counts, one sentence. */
+  readonly help: string;
+}
+
+/** A protocol's counters by name. */
+export type ProtocolEvents = Readonly<Record<string, ProtocolEvent>>;
+
+/**
+ * A main-thread service a protocol needs (Unix datagram sockets must be owned by the main thread,
+ * protocols/uds/dgram-host.ts): the runtime makes one host per process, and for each worker a
+ * MessageChannel whose one port the host serves and whose other port the worker hands to
+ * `worker` before it builds anything of the protocol.
+ */
+export interface ProtocolService {
+  /** Main thread: the host, made once. */
+  host(): ProtocolServiceHost;
+  /** Worker: the port of this worker's channel to the host. */
+  worker(port: MessagePort): void;
+}
+
+/** The main thread's side of a {@link ProtocolService}. */
+export interface ProtocolServiceHost {
+  /** Serve a worker's port. */
+  attach(port: MessagePort): void;
+  /** The worker is gone: free what it had and close the port. */
+  detach(port: MessagePort): void;
+}
+
+/**
+ * How l7mp's Kubernetes form of a spec (`{UDP: {port: 9001}}`, fleet/crd.ts) differs for this
+ * protocol beyond the protocol key.
+ */
+export interface CrdHooks {
+  /** Spec fields that hold another protocol's spec in k8s form (JSONSocket's `transport`). */
+  readonly nestedSpecs?: readonly string[];
+  /**
+   * A cluster spec field that names its endpoint in k8s form (UnixDomainSocket's `filename`): it
+   * becomes the cluster's one endpoint when it has none, and leaves the spec.
+   */
+  readonly endpointField?: string;
+}
+
+/**
+ * A protocol as the runtime sees it: its name, its spec schemas, factories, counters and hooks.
+ * Exported by each protocol's index.ts, made with `defineProtocol()` (protocols/core/define.ts),
+ * which types every spec from its schema.
+ *
+ * `Spec` is the type the runtime passes specs as: it only has specs validated against the
+ * protocol's own schema, which `defineProtocol` types. It is `any` while the UDP and TCP modules
+ * are still written as plain objects (their factories take the spec's own type); once they use
+ * `defineProtocol` it becomes `unknown` (issue 16 item 1).
+ */
+type Spec = any;
+
 export interface ProtocolModule {
   /** The `spec.protocol` value, e.g. `UDP`. */
   readonly name: string;
@@ -382,28 +448,30 @@ export interface ProtocolModule {
   readonly listener?: {
     /** TypeBox/JSON schema of the listener `spec` (every field with description, default, unit). */
     readonly schema: TSchema;
-    create(cfg: ListenerSpecContext<any>, ctx: ListenerContext): ListenerInstance;
+    create(cfg: ListenerSpecContext<Spec>, ctx: ListenerContext): ListenerInstance;
     /**
      * Where the listener binds: `shared` listeners bind on every worker (SO_REUSEPORT); `single`
      * ones (Unix socket paths, UDP singleton) on one worker only.
      */
-    placement(spec: any): 'shared' | 'single';
+    placement(spec: Spec): 'shared' | 'single';
     /** Idle timeout of its sessions in ms (0 = none; stream protocols end on FIN). Default 0. */
-    idleTimeoutMs?(spec: any): number;
+    idleTimeoutMs?(spec: Spec): number;
     /**
      * True if its sessions have no end of their own (datagram peers: UDP, Unix datagram): while
      * the process drains, such a session ends once it has been quiet for the drain grace
      * (`DRAIN_QUIET_MS`, at most its idle timeout), so a drain finishes when the traffic stops.
      * Default false: sessions end by their protocol (FIN, a close frame, the response's end).
      */
-    drainWhenQuiet?(spec: any): boolean;
+    drainWhenQuiet?(spec: Spec): boolean;
     /**
      * The local addresses the listener binds: config validation rejects two listeners that would
      * bind the same one (SO_REUSEPORT would otherwise let them split the traffic silently).
      */
-    binds?(spec: any): readonly ListenerBind[];
+    binds?(spec: Spec): readonly ListenerBind[];
     /** Config-time checks beyond the schema; see the cluster side's `prepare`. */
-    prepare?(spec: any, path: string): any;
+    prepare?(spec: Spec, path: string): Spec;
+    /** The listener events it counts ({@link ListenerContext.count}). */
+    readonly events?: ProtocolEvents;
   };
   /** Cluster side, if the protocol can connect. */
   readonly cluster?: {
@@ -416,13 +484,19 @@ export interface ProtocolModule {
      * function. May return a normalized spec (absolute paths) that replaces the given one.
      * @throws L7Error `L7_ERR_CONFIG_INVALID` whose message starts with `<path>.<field>: `.
      */
-    prepare?(spec: any, path: string): any;
+    prepare?(spec: Spec, path: string): Spec;
     /**
      * Export the traffic of each live session stage through this cluster as l7mp's
      * `session_byte_counter_total` / `session_packet_counter_total{sessionName, clusterName}`
      * (the Metric cluster). Default false: session names are unbounded label values.
      */
     readonly sessionMetrics?: boolean;
-    create(cfg: { name: string; spec: any }, ctx: ClusterContext): ClusterInstance;
+    create(cfg: { name: string; spec: Spec }, ctx: ClusterContext): ClusterInstance;
+    /** The cluster events it counts ({@link ClusterContext.count}). */
+    readonly events?: ProtocolEvents;
   };
+  /** A main-thread service its sockets need (Unix datagram sockets). */
+  readonly service?: ProtocolService;
+  /** Its Kubernetes (CRD) form, where it is more than `{<protocol>: <spec>}`. */
+  readonly crd?: CrdHooks;
 }

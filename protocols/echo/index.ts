@@ -1,17 +1,10 @@
 /** Echo: a virtual cluster that sends every message back unchanged, one message per message. */
 import { Type } from '@sinclair/typebox';
-import type { ProtocolModule } from '../types.ts';
-import { VirtualConnection } from '../virtual/connection.ts';
+import { defineProtocol } from '../core/define.ts';
+import { replyCluster } from '../core/virtual.ts';
 
-export const echo: ProtocolModule = {
+export const echo = defineProtocol({
   name: 'Echo',
   kind: 'datagram',
-  cluster: {
-    schema: Type.Object({ protocol: Type.Literal('Echo') }, { description: 'Echo: returns every message unchanged.' }),
-    virtual: true,
-    create: (cfg) => ({
-      connect: () => Promise.resolve(new VirtualConnection('datagram', cfg.name, (d) => d)),
-      close() {},
-    }),
-  },
-};
+  cluster: replyCluster(Type.Object({ protocol: Type.Literal('Echo') }, { description: 'Echo: returns every message unchanged.' }), () => ({ stage: () => (d) => d })),
+});

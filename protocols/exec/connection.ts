@@ -8,34 +8,26 @@
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
-import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { BaseConnection } from '../core/connection.ts';
 
 export type Child = ChildProcessByStdio<Writable, Readable, null>;
 
-export class ExecConnection implements Connection {
+export class ExecConnection extends BaseConnection {
   readonly kind = 'byte' as const;
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote: string;
-  private handler: ConnectionHandler = new PendingHandler();
-  private closed = false;
   private killTimer: NodeJS.Timeout | null = null;
   private readonly child: Child;
   private readonly killTimeoutMs: number;
 
   constructor(child: Child, program: string, killTimeoutMs: number) {
+    super();
     this.child = child;
     this.killTimeoutMs = killTimeoutMs;
     this.local = 'exec';
     this.remote = `exec:${program}[${child.pid}]`;
-    child.stdout.on('data', (chunk: Buffer) => {
-      this.stats.rxPackets++;
-      this.stats.rxBytes += chunk.length;
-      this.handler.onData(chunk);
-    });
-    child.stdout.on('end', () => this.handler.onEnd());
+    child.stdout.on('data', (chunk: Buffer) => this.receive(chunk));
+    child.stdout.on('end', () => this.receiveEnd());
     child.stdout.on('error', () => {});
     child.stdin.on('drain', () => this.handler.onDrain());
     // EPIPE when the process exits without reading all of its input: the exit decides the outcome.
@@ -47,40 +39,30 @@ export class ExecConnection implements Connection {
     });
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) prev.flushTo(h);
-  }
-
-  send(data: Buffer): boolean {
+  protected override writable(): boolean {
     const stdin = this.child.stdin;
-    if (this.closed || stdin.writableEnded || stdin.destroyed) {
-      this.stats.drops++;
-      return true;
-    }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
-    return stdin.write(data);
+    return !stdin.writableEnded && !stdin.destroyed;
   }
 
-  pause(): void {
+  protected override write(data: Buffer): boolean {
+    return this.child.stdin.write(data);
+  }
+
+  override pause(): void {
     this.child.stdout.pause();
   }
 
-  resume(): void {
+  override resume(): void {
     this.child.stdout.resume();
   }
 
-  end(): boolean {
+  override end(): boolean {
     if (!this.closed && !this.child.stdin.writableEnded) this.child.stdin.end();
     return true;
   }
 
-  close(): void {
-    if (this.closed) return;
+  protected override shutdown(): void {
     this.kill();
-    this.finish(null);
   }
 
   /** SIGTERM now (stdin closed first), SIGKILL after the kill timeout if it has not exited. */
@@ -95,11 +77,5 @@ export class ExecConnection implements Connection {
       }, this.killTimeoutMs);
       this.killTimer.unref();
     }
-  }
-
-  private finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.handler.onClose(err);
   }
 }

@@ -7,7 +7,9 @@
  */
 import { spawn } from 'node:child_process';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ClusterContext, ClusterInstance, Connection, ProtocolModule, SessionInfo } from '../types.ts';
+import type { ClusterContext, ClusterInstance, Connection, SessionInfo } from '../types.ts';
+import { connectAttempt } from '../core/connect.ts';
+import { defineProtocol } from '../core/define.ts';
 import { DEFAULT_ENV_PASSTHROUGH, ENV_NAME, ExecClusterSpec } from './config.ts';
 import { ExecConnection, type Child } from './connection.ts';
 
@@ -40,34 +42,23 @@ class ExecCluster implements ClusterInstance {
 
   connect(session: SessionInfo, _ep: unknown, signal: AbortSignal): Promise<Connection> {
     const [program, ...args] = this.spec.command as [string, ...string[]];
-    return new Promise((resolve, reject) => {
-      let child: Child;
-      try {
-        child = spawn(program, args, {
-          cwd: this.spec.cwd,
-          env: childEnv(this.spec, process.env, session.name, JSON.stringify(session.metadata)),
-          stdio: ['pipe', 'pipe', this.spec.stderr === 'ignore' ? 'ignore' : 'inherit'],
-        }) as Child;
-      } catch (e) {
-        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": cannot run ${JSON.stringify(program)}: ${(e as Error).message}`, { cause: e }));
-        return;
-      }
-      const fail = (err: Error): void => {
-        signal.removeEventListener('abort', onAbort);
+    return connectAttempt(signal, `cluster "${this.name}": cannot run ${JSON.stringify(program)}`, (a) => {
+      const child = spawn(program, args, {
+        cwd: this.spec.cwd,
+        env: childEnv(this.spec, process.env, session.name, JSON.stringify(session.metadata)),
+        stdio: ['pipe', 'pipe', this.spec.stderr === 'ignore' ? 'ignore' : 'inherit'],
+      }) as Child;
+      a.onFail(() => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": cannot run ${JSON.stringify(program)}: ${err.message}`, { cause: err }));
-      };
-      const onAbort = (): void => fail(new Error('aborted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      child.once('error', fail);
+      });
+      child.once('error', a.fail);
       child.once('spawn', () => {
-        child.removeListener('error', fail);
-        signal.removeEventListener('abort', onAbort);
+        child.removeListener('error', a.fail);
         child.on('error', () => {}); // a later kill() failure; 'close' still comes
         const conn = new ExecConnection(child, program, (this.spec.kill_timeout ?? DEFAULT_KILL_TIMEOUT_S) * 1000);
         this.live.add(conn);
         child.once('close', () => this.live.delete(conn));
-        resolve(conn);
+        a.done(conn);
       });
     });
   }
@@ -87,8 +78,8 @@ function prepare(spec: ExecClusterSpec, at: string): ExecClusterSpec {
   return spec;
 }
 
-export const exec: ProtocolModule = {
+export const exec = defineProtocol({
   name: 'Exec',
   kind: 'byte',
   cluster: { schema: ExecClusterSpec, virtual: true, prepare, create: (cfg, ctx) => new ExecCluster(cfg, ctx) },
-};
+});

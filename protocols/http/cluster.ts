@@ -11,26 +11,24 @@
  */
 import http from 'node:http';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
-import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, EndpointInfo, SessionInfo } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
-import { hostPort } from '../stream/server.ts';
+import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
+import { connectAttempt } from '../core/connect.ts';
+import { BaseConnection } from '../core/connection.ts';
+import { HOP_BY_HOP, httpExchange, httpMeta, type HttpExchange } from '../core/http.ts';
+import { hostPort } from '../core/server.ts';
 import type { HttpClusterSpec } from './config.ts';
-import { HOP_BY_HOP, httpExchange, httpMeta, type HttpExchange } from './exchange.ts';
 
 /** The upstream side of one session stage: one request and its response. */
-export class HttpClientConnection implements Connection {
+export class HttpClientConnection extends BaseConnection {
   readonly kind = 'byte' as const;
-  readonly stats = new ConnStats();
   /** Local address of the socket the request went out on (set once it is connected). */
   local = '';
   readonly remote: string;
-  private handler: ConnectionHandler = new PendingHandler();
   private res: http.IncomingMessage | null = null;
-  private closed = false;
   private readonly req: http.ClientRequest;
 
   constructor(req: http.ClientRequest, exchange: HttpExchange | undefined, remote: string) {
+    super();
     this.req = req;
     this.remote = remote;
     req.on('response', (res) => {
@@ -39,13 +37,9 @@ export class HttpClientConnection implements Connection {
       for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = v;
       // The HTTP listener drops hop-by-hop headers and the length when it writes the head.
       exchange?.setResponseHead({ status: res.statusCode ?? 502, ...(res.statusMessage ? { statusMessage: res.statusMessage } : {}), headers });
-      res.on('data', (chunk: Buffer) => {
-        this.stats.rxPackets++;
-        this.stats.rxBytes += chunk.length;
-        this.handler.onData(chunk);
-      });
+      res.on('data', (chunk: Buffer) => this.receive(chunk));
       res.once('end', () => {
-        this.handler.onEnd();
+        this.receiveEnd();
         this.finish(null);
       });
       res.once('error', (err) => this.finish(new L7Error(ErrorCode.UpstreamReset, `${remote}: ${err.message}`, { cause: err })));
@@ -54,48 +48,35 @@ export class HttpClientConnection implements Connection {
     req.on('error', (err) => this.finish(new L7Error(ErrorCode.UpstreamReset, `${remote}: ${err.message}`, { cause: err })));
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) prev.flushTo(h);
+  protected override writable(): boolean {
+    return !this.req.writableEnded;
   }
 
-  send(data: Buffer): boolean {
-    if (this.closed || this.req.writableEnded) {
-      this.stats.drops++;
-      return true;
-    }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
+  protected override write(data: Buffer): boolean {
     return this.req.write(data);
   }
 
-  pause(): void {
+  override pause(): void {
     this.res?.pause();
   }
 
-  resume(): void {
+  override resume(): void {
     this.res?.resume();
   }
 
   /** The request body is complete. */
-  end(): boolean {
+  override end(): boolean {
     if (!this.closed && !this.req.writableEnded) this.req.end();
     return true;
   }
 
-  /** Abandons the exchange if the response has not ended yet (the socket is not reused then). */
-  close(): void {
-    if (this.closed) return;
+  /** `close()` abandons the exchange if the response has not ended yet (the socket is not reused then). */
+  protected override shutdown(): void {
     this.req.destroy();
-    this.finish(null);
   }
 
-  private finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
+  protected override release(err: L7Error | null): void {
     if (err !== null) this.req.destroy();
-    this.handler.onClose(err);
   }
 }
 
@@ -129,23 +110,16 @@ export class HttpCluster implements ClusterInstance {
     // The route may change the body's length (JSONEncap, transforms): the length is not relayed.
     if (hasBody) headers['transfer-encoding'] = 'chunked';
     const what = `HTTP ${hostPort(ep.address, this.spec.port)}`;
-    return new Promise((resolve, reject) => {
+    return connectAttempt(signal, `cluster "${this.name}": ${what}`, (a) => {
       const req = http.request({ agent: this.agent, host: ep.address, port: this.spec.port, method, path, headers, setHost: headers.host === undefined });
       const conn = new HttpClientConnection(req, httpExchange(s.metadata), what);
-      const fail = (err: Error): void => {
-        signal.removeEventListener('abort', onAbort);
-        req.destroy();
-        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": ${what}: ${err.message}`, { cause: err }));
-      };
-      const onAbort = (): void => fail(new Error('aborted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      req.once('error', fail);
+      a.onFail(() => req.destroy());
+      req.once('error', a.fail);
       req.once('socket', (sock) => {
         const ok = (): void => {
-          signal.removeEventListener('abort', onAbort);
-          req.removeListener('error', fail);
+          req.removeListener('error', a.fail);
           conn.local = hostPort(sock.localAddress, sock.localPort);
-          resolve(conn);
+          a.done(conn);
         };
         if (sock.connecting) sock.once('connect', ok);
         else ok();

@@ -1,7 +1,7 @@
 /** HTTP listener and cluster specs (l7mp compat reference §3.2; the cluster is new in l7mp-ts). */
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
-import { Deadline, HTTP_LIMIT_DEFAULTS as D, Size, Timeout } from './limits.ts';
+import { Deadline, HTTP_LIMIT_DEFAULTS as D, Size, Timeout } from '../core/http-limits.ts';
 
 export const HttpListenerSpec = Type.Object(
   {

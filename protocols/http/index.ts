@@ -1,19 +1,26 @@
 /** HTTP/1.1: a byte-stream listener (every worker, SO_REUSEPORT; one session per request) and cluster. */
-import type { ProtocolModule } from '../types.ts';
+import { defineProtocol } from '../core/define.ts';
+import { HTTP_GUARD_EVENTS } from '../core/http-limits.ts';
+import { LISTEN_EVENTS, streamIdleTimeoutMs, tcpBinds } from '../core/server.ts';
 import { HttpClusterSpec, HttpListenerSpec } from './config.ts';
 import { HttpListener } from './listener.ts';
 import { HttpCluster } from './cluster.ts';
-import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 
-export const httpProtocol: ProtocolModule = {
+export const httpProtocol = defineProtocol({
   name: 'HTTP',
   kind: 'byte',
   listener: {
     schema: HttpListenerSpec,
     placement: () => 'shared',
     create: (cfg, ctx) => new HttpListener(cfg, ctx),
-    binds: (spec: HttpListenerSpec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
-    idleTimeoutMs: (spec: HttpListenerSpec) => (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000,
+    binds: tcpBinds,
+    idleTimeoutMs: streamIdleTimeoutMs,
+    events: {
+      ...HTTP_GUARD_EVENTS,
+      ...LISTEN_EVENTS,
+      header_timeout: { drop: false, help: 'Connections closed (408) because their request head was not in within header_timeout.' },
+      body_too_large: { drop: true, help: 'Requests answered 413: their body was larger than max_body_size.' },
+    },
   },
   cluster: { schema: HttpClusterSpec, virtual: false, create: (cfg, ctx) => new HttpCluster(cfg, ctx) },
-};
+});

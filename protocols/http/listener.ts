@@ -12,13 +12,13 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
-import type { Connection, ConnectionHandler, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
-import { hostPort, listen, stopListening } from '../stream/server.ts';
+import type { ConnectionHandler, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
+import { BaseConnection } from '../core/connection.ts';
+import { HTTP_EXCHANGE, HOP_BY_HOP, httpMetadata, type HttpExchange, type ResponseHead } from '../core/http.ts';
+import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from '../core/http-limits.ts';
+import { l7mpErrorBody, l7mpStatusMessage } from '../core/l7mp-error.ts';
+import { hostPort, listen, stopListening } from '../core/server.ts';
 import type { HttpListenerSpec } from './config.ts';
-import { HTTP_EXCHANGE, HOP_BY_HOP, l7mpErrorBody, l7mpStatusMessage, type HttpExchange, type ResponseHead } from './exchange.ts';
-import { httpMetadata } from './request.ts';
-import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from './limits.ts';
 
 /** How long a closing listener lets in-flight requests finish before it drops them, ms. */
 const CLOSE_GRACE_MS = 1000;
@@ -33,14 +33,12 @@ export interface HttpDrain {
 }
 
 /** One request/response exchange: the downstream of one session. */
-export class HttpServerConnection implements Connection, HttpExchange {
+export class HttpServerConnection extends BaseConnection implements HttpExchange {
   readonly kind = 'byte' as const;
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote: string;
-  private handler: ConnectionHandler | null = null;
   private head: ResponseHead | null = null;
-  private closed = false;
+  private reading = false;
   private readonly req: http.IncomingMessage;
   private readonly res: http.ServerResponse;
   /** Largest request body, 0 = none. Unit: bytes. */
@@ -53,6 +51,7 @@ export class HttpServerConnection implements Connection, HttpExchange {
    * @param drain the listener's drain state (none: never drains)
    */
   constructor(req: http.IncomingMessage, res: http.ServerResponse, local: string, remote: string, maxBody: number, ctx: ListenerContext, drain: HttpDrain | null = null) {
+    super();
     this.req = req;
     this.res = res;
     this.local = local;
@@ -73,20 +72,18 @@ export class HttpServerConnection implements Connection, HttpExchange {
   }
 
   /** Request body chunks are read only once a handler is set: until then the socket pushes back. */
-  setHandler(h: ConnectionHandler): void {
-    const first = this.handler === null;
-    this.handler = h;
-    if (!first) return;
+  override setHandler(h: ConnectionHandler): void {
+    super.setHandler(h);
+    if (this.reading) return;
+    this.reading = true;
     this.req.on('data', (chunk: Buffer) => {
-      if (this.closed) return;
-      this.stats.rxPackets++;
-      this.stats.rxBytes += chunk.length;
       // rxBytes is this request's body so far: chunked bodies are counted as they stream.
+      if (!this.countRx(chunk)) return;
       if (this.maxBody > 0 && this.stats.rxBytes > this.maxBody) this.bodyTooLarge();
-      else (this.handler as ConnectionHandler).onData(chunk);
+      else this.handler.onData(chunk);
     });
-    this.req.once('end', () => (this.handler as ConnectionHandler).onEnd());
-    this.res.on('drain', () => (this.handler as ConnectionHandler).onDrain());
+    this.req.once('end', () => this.handler.onEnd());
+    this.res.on('drain', () => this.handler.onDrain());
   }
 
   setResponseHead(head: ResponseHead): void {
@@ -119,27 +116,25 @@ export class HttpServerConnection implements Connection, HttpExchange {
     this.res.writeHead(502, 'Bad Gateway');
   }
 
-  send(data: Buffer): boolean {
-    if (this.closed || this.res.writableEnded) {
-      this.stats.drops++;
-      return true;
-    }
+  protected override writable(): boolean {
+    return !this.res.writableEnded;
+  }
+
+  protected override write(data: Buffer): boolean {
     this.writeHead();
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
     return this.res.write(data);
   }
 
-  pause(): void {
+  override pause(): void {
     this.req.pause();
   }
 
-  resume(): void {
+  override resume(): void {
     this.req.resume();
   }
 
   /** Ends the response; the exchange closes once it is flushed. */
-  end(): boolean {
+  override end(): boolean {
     if (!this.closed && !this.res.writableEnded) {
       this.writeHead();
       this.res.end();
@@ -147,7 +142,8 @@ export class HttpServerConnection implements Connection, HttpExchange {
     return true;
   }
 
-  close(): void {
+  /** Ends the response (see `end`): the exchange closes when it is flushed or the client leaves. */
+  override close(): void {
     this.end();
   }
 
@@ -178,12 +174,6 @@ export class HttpServerConnection implements Connection, HttpExchange {
       this.res.end(body);
     } else this.res.destroy();
     this.finish(err);
-  }
-
-  private finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.handler?.onClose(err);
   }
 }
 

@@ -5,8 +5,8 @@
  * stage's drops (l7mp passed an empty message on instead).
  */
 import { Type } from '@sinclair/typebox';
-import type { ProtocolModule } from '../types.ts';
-import { VirtualConnection } from '../virtual/connection.ts';
+import { defineProtocol } from '../core/define.ts';
+import { replyCluster } from '../core/virtual.ts';
 
 /** The payload of an encapsulated message, or null if `d` is not one. */
 export function decap(d: Buffer): Buffer | null {
@@ -20,25 +20,19 @@ export function decap(d: Buffer): Buffer | null {
   return typeof p === 'string' ? Buffer.from(p, 'base64') : null;
 }
 
-export const jsondecap: ProtocolModule = {
+const JsonDecapSpec = Type.Object(
+  { protocol: Type.Literal('JSONDecap') },
+  { description: 'JSONDecap: each JSON message {"payload": "<base64>", ...} becomes its decoded payload; malformed messages are dropped and counted.' },
+);
+
+export const jsondecap = defineProtocol({
   name: 'JSONDecap',
   kind: 'datagram',
-  cluster: {
-    schema: Type.Object(
-      { protocol: Type.Literal('JSONDecap') },
-      { description: 'JSONDecap: each JSON message {"payload": "<base64>", ...} becomes its decoded payload; malformed messages are dropped and counted.' },
-    ),
-    virtual: true,
-    create: (cfg) => ({
-      connect: () => {
-        const conn: VirtualConnection = new VirtualConnection('datagram', cfg.name, (d) => {
-          const out = decap(d);
-          if (out === null) conn.stats.drops++;
-          return out;
-        });
-        return Promise.resolve(conn);
-      },
-      close() {},
-    }),
-  },
-};
+  cluster: replyCluster(JsonDecapSpec, () => ({
+    stage: (_session, stats) => (d) => {
+      const out = decap(d);
+      if (out === null) stats.drops++;
+      return out;
+    },
+  })),
+});

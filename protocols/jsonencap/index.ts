@@ -5,25 +5,23 @@
  * not per message. Pairs with JSONDecap on the other side.
  */
 import { Type } from '@sinclair/typebox';
-import type { ProtocolModule } from '../types.ts';
-import { VirtualConnection } from '../virtual/connection.ts';
+import { defineProtocol } from '../core/define.ts';
+import { replyCluster } from '../core/virtual.ts';
 
-export const jsonencap: ProtocolModule = {
+const JsonEncapSpec = Type.Object(
+  { protocol: Type.Literal('JSONEncap') },
+  { description: 'JSONEncap: each message becomes {"metadata": <session metadata>, "payload": "<base64>"}.' },
+);
+
+const TAIL = Buffer.from('"}');
+
+export const jsonencap = defineProtocol({
   name: 'JSONEncap',
   kind: 'datagram',
-  cluster: {
-    schema: Type.Object(
-      { protocol: Type.Literal('JSONEncap') },
-      { description: 'JSONEncap: each message becomes {"metadata": <session metadata>, "payload": "<base64>"}.' },
-    ),
-    virtual: true,
-    create: (cfg) => ({
-      connect: (session) => {
-        const head = Buffer.from(`{"metadata":${JSON.stringify(session.metadata)},"payload":"`);
-        const tail = Buffer.from('"}');
-        return Promise.resolve(new VirtualConnection('datagram', cfg.name, (d) => Buffer.concat([head, Buffer.from(d.toString('base64')), tail])));
-      },
-      close() {},
-    }),
-  },
-};
+  cluster: replyCluster(JsonEncapSpec, () => ({
+    stage: (session) => {
+      const head = Buffer.from(`{"metadata":${JSON.stringify(session.metadata)},"payload":"`);
+      return (d) => Buffer.concat([head, Buffer.from(d.toString('base64')), TAIL]);
+    },
+  })),
+});

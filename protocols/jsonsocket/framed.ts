@@ -5,22 +5,21 @@
  * the peer's first message. Counters are the transport's (header bytes included: they were on
  * the wire).
  */
-import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler, StreamKind } from '../types.ts';
 import type { L7Error } from '../../runtime/common/errors.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { BaseConnection } from '../core/connection.ts';
+import { HOLD_MAX } from '../core/hold.ts';
 import { reply, statusMessage } from './codec.ts';
 
-/** Sends held before the 200 reply (the session replays at most this many upstream reads). */
-const HOLD_MAX = 256;
-
-export class FramedConnection implements Connection, ConnectionHandler {
+/**
+ * The session's side of a transport connection after its header. Its hold of sends before the
+ * 200 reply keeps at most {@link HOLD_MAX} (the session replays at most that many upstream reads).
+ */
+export class FramedConnection extends BaseConnection implements ConnectionHandler {
   readonly kind: StreamKind;
-  readonly stats: ConnStats;
   readonly local: string;
   readonly remote: string;
   private readonly inner: Connection;
-  private handler: ConnectionHandler = new PendingHandler();
   /** Listener side: false until the 200 reply is sent. */
   private open: boolean;
   private held: Buffer[] | null = null;
@@ -30,9 +29,9 @@ export class FramedConnection implements Connection, ConnectionHandler {
    * @param open true on the client side (nothing to answer), false on the listener side.
    */
   constructor(inner: Connection, open: boolean) {
+    super(inner.stats);
     this.inner = inner;
     this.kind = inner.kind;
-    this.stats = inner.stats;
     this.local = inner.local;
     this.remote = inner.remote;
     this.open = open;
@@ -41,16 +40,8 @@ export class FramedConnection implements Connection, ConnectionHandler {
 
   // --- Connection (what the session uses)
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) {
-      this.stats.drops += prev.dropped;
-      prev.flushTo(h);
-    }
-  }
-
-  send(data: Buffer): boolean {
+  /** Counted by the transport: its `send` counts tx and drops. */
+  override send(data: Buffer): boolean {
     if (this.open) return this.inner.send(data);
     const q = (this.held ??= []);
     if (q.length < HOLD_MAX) q.push(data);
@@ -58,16 +49,21 @@ export class FramedConnection implements Connection, ConnectionHandler {
     return true;
   }
 
-  pause(): void {
+  protected override write(data: Buffer): boolean {
+    return this.inner.send(data);
+  }
+
+  override pause(): void {
     this.inner.pause();
   }
-  resume(): void {
+  override resume(): void {
     this.inner.resume();
   }
-  end(): boolean {
+  override end(): boolean {
     return this.inner.end();
   }
-  close(): void {
+  /** The transport closes, and its close comes back through {@link onClose}. */
+  override close(): void {
     this.inner.close();
   }
 
@@ -87,7 +83,7 @@ export class FramedConnection implements Connection, ConnectionHandler {
     this.inner.send(reply(err.status, statusMessage(err.status, err.message)));
   }
 
-  // --- ConnectionHandler (what the transport calls)
+  // --- ConnectionHandler (what the transport calls; the transport counted rx)
 
   onData(data: Buffer): void {
     this.handler.onData(data);
@@ -99,6 +95,6 @@ export class FramedConnection implements Connection, ConnectionHandler {
     this.handler.onEnd();
   }
   onClose(err: L7Error | null): void {
-    this.handler.onClose(err);
+    this.finish(err);
   }
 }

@@ -14,12 +14,11 @@
  * Unix dgram) the first datagram is the header, so the deadline cannot be reached there.
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { Connection, DatagramHandoff, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
+import type { Connection, DatagramHandoff, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata, ProtocolModule } from '../types.ts';
 import { checkRequest, reply, statusMessage } from './codec.ts';
 import { FramedConnection } from './framed.ts';
 import { HeaderReader } from './header-reader.ts';
-import type { JsonSocketListenerSpec } from './config.ts';
-import { listenerTransports, transportOf } from './transports.ts';
+import { transportOf, type JsonSocketListenerSpec } from './config.ts';
 
 /** Default `options.header_timeout`. Unit: s. */
 export const DEFAULT_HEADER_TIMEOUT_S = 10;
@@ -35,11 +34,12 @@ export class JsonSocketListener implements ListenerInstance {
   private sweep: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(cfg: ListenerSpecContext<JsonSocketListenerSpec>, ctx: ListenerContext) {
+  /** @param transports the listener transports by `protocol` name. */
+  constructor(cfg: ListenerSpecContext<JsonSocketListenerSpec>, ctx: ListenerContext, transports: ReadonlyMap<string, ProtocolModule>) {
     this.name = cfg.name;
     this.ctx = ctx;
     const t = transportOf(cfg.spec);
-    const mod = listenerTransports.get(t.protocol);
+    const mod = transports.get(t.protocol);
     if (mod?.listener === undefined) throw new L7Error(ErrorCode.ConfigInvalid, `listener "${cfg.name}": spec.transport.protocol: JSONSocket cannot run over ${JSON.stringify(t.protocol)}`);
     this.transportProtocol = t.protocol;
     this.headerTimeoutMs = (cfg.spec.options?.header_timeout ?? DEFAULT_HEADER_TIMEOUT_S) * 1000;

@@ -6,8 +6,8 @@
  * here too.
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { adminCluster } from '../virtual/admin-connection.ts';
-import { httpMeta } from '../http/exchange.ts';
+import { adminCluster } from '../core/admin.ts';
+import { httpMeta } from '../core/http.ts';
 
 export const l7mpController = adminCluster('L7mpController', "L7mpController: serves l7mp's REST API to the sessions of an HTTP listener.", (md, body) => {
   const http = httpMeta(md);

@@ -11,8 +11,8 @@
  */
 import fs from 'node:fs';
 import { Type } from '@sinclair/typebox';
-import type { ProtocolModule } from '../types.ts';
-import { VirtualConnection } from '../virtual/connection.ts';
+import { defineProtocol } from '../core/define.ts';
+import { replyCluster } from '../core/virtual.ts';
 
 const LoggerSpec = Type.Object(
   {
@@ -23,36 +23,29 @@ const LoggerSpec = Type.Object(
   { description: 'Logger: passes every message through unchanged and writes a copy to a file.' },
 );
 
-export const logger: ProtocolModule = {
+export const logger = defineProtocol({
   name: 'Logger',
   kind: 'byte',
-  cluster: {
-    schema: LoggerSpec,
-    virtual: true,
-    create: (cfg, ctx) => {
-      const file: string = cfg.spec.log_file ?? '-';
-      const prefix: string = cfg.spec.log_prefix ?? '';
-      const out: NodeJS.WritableStream = file === '-' ? process.stdout : fs.createWriteStream(file, { flags: 'a' });
-      let failed = false;
-      if (out !== process.stdout) {
-        out.on('error', (err: Error) => {
-          failed = true;
-          ctx.log.error({ cluster: cfg.name, log_file: file, err: err.message }, 'Logger cannot write its log file; passing traffic through without logging');
-        });
-      }
-      const head = prefix === '' ? null : Buffer.from(`${prefix}: `);
-      return {
-        connect: () =>
-          Promise.resolve(
-            new VirtualConnection('datagram', cfg.name, (d) => {
-              if (!failed) out.write(head === null ? d : Buffer.concat([head, d]));
-              return d;
-            }),
-          ),
-        close() {
-          if (out !== process.stdout) (out as fs.WriteStream).end();
-        },
-      };
-    },
-  },
-};
+  cluster: replyCluster(LoggerSpec, (cfg, ctx) => {
+    const file = cfg.spec.log_file ?? '-';
+    const prefix = cfg.spec.log_prefix ?? '';
+    const out: NodeJS.WritableStream = file === '-' ? process.stdout : fs.createWriteStream(file, { flags: 'a' });
+    let failed = false;
+    if (out !== process.stdout) {
+      out.on('error', (err: Error) => {
+        failed = true;
+        ctx.log.error({ cluster: cfg.name, log_file: file, err: err.message }, 'Logger cannot write its log file; passing traffic through without logging');
+      });
+    }
+    const head = prefix === '' ? null : Buffer.from(`${prefix}: `);
+    return {
+      stage: () => (d) => {
+        if (!failed) out.write(head === null ? d : Buffer.concat([head, d]));
+        return d;
+      },
+      close() {
+        if (out !== process.stdout) (out as fs.WriteStream).end();
+      },
+    };
+  }),
+});

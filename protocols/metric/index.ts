@@ -6,26 +6,20 @@
  * (`l7mp_cluster_tx_bytes_total{clusterName}`), which keep ended sessions.
  */
 import { Type } from '@sinclair/typebox';
-import type { ProtocolModule } from '../types.ts';
-import { VirtualConnection } from '../virtual/connection.ts';
+import { defineProtocol } from '../core/define.ts';
+import { replyCluster } from '../core/virtual.ts';
 
-export const metric: ProtocolModule = {
+const MetricSpec = Type.Object(
+  {
+    protocol: Type.Literal('Metric'),
+    byteCounterName: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility and ignored (as l7mp): the family is session_byte_counter_total.' })),
+    packetCounterName: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility and ignored (as l7mp): the family is session_packet_counter_total.' })),
+  },
+  { description: 'Metric: passes every message through unchanged; its traffic is exported per session.' },
+);
+
+export const metric = defineProtocol({
   name: 'Metric',
   kind: 'datagram',
-  cluster: {
-    schema: Type.Object(
-      {
-        protocol: Type.Literal('Metric'),
-        byteCounterName: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility and ignored (as l7mp): the family is session_byte_counter_total.' })),
-        packetCounterName: Type.Optional(Type.String({ description: 'Accepted for l7mp compatibility and ignored (as l7mp): the family is session_packet_counter_total.' })),
-      },
-      { description: 'Metric: passes every message through unchanged; its traffic is exported per session.' },
-    ),
-    virtual: true,
-    sessionMetrics: true,
-    create: (cfg) => ({
-      connect: () => Promise.resolve(new VirtualConnection('datagram', cfg.name, (d) => d)),
-      close() {},
-    }),
-  },
-};
+  cluster: replyCluster(MetricSpec, () => ({ stage: () => (d) => d }), { sessionMetrics: true }),
+});

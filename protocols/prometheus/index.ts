@@ -4,8 +4,8 @@
  * `/metrics`, aggregated over all workers), whatever the path: match `/HTTP/url/path` in a rule
  * to serve it on `/metrics` only. Unlike l7mp it sends the exposition's Content-Type.
  */
-import { adminCluster } from '../virtual/admin-connection.ts';
-import { httpMeta } from '../http/exchange.ts';
+import { adminCluster } from '../core/admin.ts';
+import { httpMeta } from '../core/http.ts';
 
 export const prometheus = adminCluster('Prometheus', 'Prometheus: answers each request with the metrics of the whole process.', (md) => {
   const auth = httpMeta(md)?.headers?.authorization;

@@ -2,52 +2,30 @@
  * A byte-stream {@link Connection} over the process's stdin (reads) and stdout (writes). It cannot
  * half-close (the proxy's stdout stays open for others): `end()` returns false.
  */
-import { ConnStats } from '../types.ts';
-import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { BaseConnection } from '../core/connection.ts';
 import { pauseStdin, subscribeStdin, unsubscribeStdin, type StdinSubscriber } from './streams.ts';
 
-export class StdioConnection implements Connection, StdinSubscriber {
+export class StdioConnection extends BaseConnection implements StdinSubscriber {
   readonly kind = 'byte' as const;
-  readonly stats = new ConnStats();
   readonly local = 'stdio';
   readonly remote = 'stdio';
-  private handler: ConnectionHandler = new PendingHandler();
-  private closed = false;
 
   constructor() {
+    super();
     subscribeStdin(this);
   }
 
   onStdin(chunk: Buffer): void {
-    if (this.closed) return;
-    this.stats.rxPackets++;
-    this.stats.rxBytes += chunk.length;
-    this.handler.onData(chunk);
+    this.receive(chunk);
   }
 
   onStdinEnd(): void {
-    if (!this.closed) this.handler.onEnd();
+    this.receiveEnd();
   }
 
-  /** The proxy's stdout is not ours to close: no half-close. */
-  end(): boolean {
-    return false;
-  }
+  // end(): the proxy's stdout is not ours to close, no half-close (the default).
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) prev.flushTo(h);
-  }
-
-  send(data: Buffer): boolean {
-    if (this.closed) {
-      this.stats.drops++;
-      return true;
-    }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
+  protected override write(data: Buffer): boolean {
     const ok = process.stdout.write(data);
     if (!ok) process.stdout.once('drain', this.onDrain);
     return ok;
@@ -55,18 +33,15 @@ export class StdioConnection implements Connection, StdinSubscriber {
 
   private readonly onDrain = (): void => this.handler.onDrain();
 
-  pause(): void {
+  override pause(): void {
     pauseStdin(true);
   }
-  resume(): void {
+  override resume(): void {
     pauseStdin(false);
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
+  protected override shutdown(): void {
     unsubscribeStdin(this);
     process.stdout.removeListener('drain', this.onDrain);
-    this.handler.onClose(null);
   }
 }

@@ -5,7 +5,8 @@
  * over stdin/stdout, like a UDP singleton; it is not restarted when it ends.
  */
 import { Type } from '@sinclair/typebox';
-import type { ListenerContext, ListenerInstance, ListenerSpecContext, ProtocolModule } from '../types.ts';
+import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
+import { defineProtocol } from '../core/define.ts';
 import { StdioConnection } from './connection.ts';
 
 const StdioSpec = (what: string) => Type.Object({ protocol: Type.Literal('Stdio') }, { description: what });
@@ -37,7 +38,7 @@ class StdioListener implements ListenerInstance {
   }
 }
 
-export const stdio: ProtocolModule = {
+export const stdio = defineProtocol({
   name: 'Stdio',
   kind: 'byte',
   listener: {
@@ -53,4 +54,4 @@ export const stdio: ProtocolModule = {
       close() {},
     }),
   },
-};
+});

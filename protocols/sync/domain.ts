@@ -25,8 +25,8 @@
  * `sync_forwarded` (messages sent to another worker), `sync_received` (from another worker).
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
-import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, SessionInfo, StreamKind } from '../types.ts';
+import type { ClusterContext, ClusterInstance, Connection, SessionInfo, StreamKind } from '../types.ts';
+import { BaseConnection } from '../core/connection.ts';
 
 /**
  * Wire ops of the cluster messages between workers: [STATE, key, n] | [DATA, key, bytes, heard] |
@@ -35,7 +35,6 @@ import type { ClusterContext, ClusterInstance, Connection, ConnectionHandler, Se
  */
 const Op = { State: 0, Data: 1, Deliver: 2 } as const;
 
-const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
 
 /** A metadata path's value at `path` (own properties only, `/a/b` or `a/b`), or undefined. */
 function valueAt(obj: unknown, path: string): unknown {
@@ -220,62 +219,39 @@ export class SyncCluster implements ClusterInstance {
 }
 
 /** A session's membership in a broadcast domain. */
-export class SyncConnection implements Connection {
+export class SyncConnection extends BaseConnection {
   readonly kind: StreamKind = 'datagram';
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote: string;
-  private handler: ConnectionHandler = noHandler;
-  private closed = false;
   private readonly cluster: SyncCluster;
   private readonly domain: Domain;
 
   constructor(cluster: SyncCluster, domain: Domain, clusterName: string) {
+    super();
     this.cluster = cluster;
     this.domain = domain;
     this.local = clusterName;
     this.remote = `<SYNC:${domain.key}>`;
   }
 
-  setHandler(h: ConnectionHandler): void {
-    this.handler = h;
-  }
-
-  send(data: Buffer): boolean {
-    if (this.closed) {
-      this.stats.drops++;
-      return true;
-    }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
+  protected override write(data: Buffer): boolean {
     this.cluster.broadcast(this, this.domain, data);
     return true;
   }
 
   /** Another member's message for this session. */
   deliver(data: Buffer): void {
-    if (this.closed) return;
-    this.stats.rxPackets++;
-    this.stats.rxBytes += data.length;
-    this.handler.onData(data);
+    this.receive(data);
   }
 
-  pause(): void {}
-  resume(): void {}
+  // end(): a domain has no half-close, the session decides (it ends after its linger).
 
-  /** A domain has no half-close: the session decides (it ends after its linger). */
-  end(): boolean {
-    return false;
+  /** Close with `err`: the cluster ends its members when it is removed. */
+  override finish(err: L7Error | null): void {
+    super.finish(err);
   }
 
-  close(): void {
-    this.finish(null);
-  }
-
-  finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
+  protected override release(): void {
     this.cluster.leave(this, this.domain);
-    this.handler.onClose(err);
   }
 }

@@ -8,7 +8,7 @@
  * workers by the hash ring); see {@link SyncCluster} for the cross-worker path.
  */
 import { Type } from '@sinclair/typebox';
-import type { ProtocolModule } from '../types.ts';
+import { defineProtocol } from '../core/define.ts';
 import { SyncCluster } from './domain.ts';
 
 const SyncSpec = Type.Object(
@@ -23,12 +23,18 @@ const SyncSpec = Type.Object(
   { description: 'Sync: sessions with equal metadata values at `query` form a broadcast domain; what one member sends goes to all the others.' },
 );
 
-export const sync: ProtocolModule = {
+export const sync = defineProtocol({
   name: 'Sync',
   kind: 'datagram',
   cluster: {
     schema: SyncSpec,
     virtual: true,
-    create: (cfg, ctx) => new SyncCluster(cfg.name, cfg.spec.query as string, ctx),
+    create: (cfg, ctx) => new SyncCluster(cfg.name, cfg.spec.query, ctx),
+    events: {
+      sync_unheard: { drop: true, help: 'Messages that reached no other member of their domain (the sender is alone in it).' },
+      sync_undeliverable: { drop: true, help: 'Messages for another worker that could not be sent, or for a domain this worker does not know.' },
+      sync_forwarded: { drop: false, help: 'Messages sent to another worker.' },
+      sync_received: { drop: false, help: 'Messages received from another worker.' },
+    },
   },
-};
+});

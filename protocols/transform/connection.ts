@@ -16,9 +16,9 @@
  * next messages, in order. A message that waits in the pool's queue for more than
  * {@link QUEUE_DEADLINE_FACTOR} times `timeout` is dropped the same way (the pool is overloaded).
  */
-import { ConnStats } from '../types.ts';
-import type { ClusterContext, Connection, ConnectionHandler, StreamKind } from '../types.ts';
+import type { ClusterContext, StreamKind } from '../types.ts';
 import type { L7Error } from '../../runtime/common/errors.ts';
+import { BaseConnection } from '../core/connection.ts';
 import type { Piscina } from 'piscina';
 import type { TransformTask } from './runner.ts';
 import { nextSeq, unwatch, watch, WATCHDOG_SLOTS, type Watched } from './pool.ts';
@@ -30,8 +30,6 @@ export const QUEUE_DEADLINE_FACTOR = 10;
 export const HIGH_WATER = 256;
 /** In-flight messages above which new ones are dropped. */
 export const MAX_IN_FLIGHT = 4096;
-
-const noHandler: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, onClose() {} };
 
 /**
  * One message in flight, in send order. It is also the task's abort signal for piscina (an
@@ -85,13 +83,10 @@ export interface TransformTarget {
   readonly timeoutMs: number;
 }
 
-export class TransformConnection implements Connection, Watched {
+export class TransformConnection extends BaseConnection implements Watched {
   readonly kind: StreamKind = 'datagram';
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote = '<TRANSFORM>';
-  private handler: ConnectionHandler = noHandler;
-  private closed = false;
   /** The session half-closed: end towards it once everything in flight is delivered. */
   private ending = false;
   private head: Pending | null = null;
@@ -103,21 +98,16 @@ export class TransformConnection implements Connection, Watched {
   private readonly onClosed: () => void;
 
   constructor(target: TransformTarget, metadata: Record<string, unknown>, onClosed: () => void) {
+    super();
     this.target = target;
     this.local = target.cluster;
     this.metadata = metadata;
     this.onClosed = onClosed;
   }
 
-  setHandler(h: ConnectionHandler): void {
-    this.handler = h;
-  }
-
-  send(data: Buffer): boolean {
-    if (this.closed) {
-      this.stats.drops++;
-      return true;
-    }
+  /** Counted here rather than in `write`: a message over {@link MAX_IN_FLIGHT} is a drop, and asks the source to pause. */
+  override send(data: Buffer): boolean {
+    if (this.closed) return this.dropSend();
     const t = this.target;
     if (this.inFlight >= MAX_IN_FLIGHT) {
       this.stats.drops++;
@@ -188,9 +178,7 @@ export class TransformConnection implements Connection, Watched {
         this.stats.drops++;
         continue;
       }
-      this.stats.rxPackets++;
-      this.stats.rxBytes += p.out.length;
-      this.handler.onData(p.out);
+      this.receive(p.out);
     }
     if (this.closed) return;
     if (this.paused && this.inFlight < HIGH_WATER / 2) {
@@ -203,26 +191,20 @@ export class TransformConnection implements Connection, Watched {
     }
   }
 
-  pause(): void {}
-  resume(): void {}
+  protected override write(): boolean {
+    return true;
+  }
 
   /** Like any bump in the wire: after what is in flight, the transform's side ends too. */
-  end(): boolean {
+  override end(): boolean {
     if (this.closed) return true;
     this.ending = true;
     this.flush();
     return true;
   }
 
-  close(): void {
-    this.finish(null);
-  }
-
-  /** Close; results still in flight are discarded when they arrive. */
-  finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
+  /** Results still in flight are discarded when they arrive. */
+  protected override release(_err: L7Error | null): void {
     this.onClosed();
-    this.handler.onClose(err);
   }
 }

@@ -17,7 +17,9 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { Type } from '@sinclair/typebox';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ClusterInstance, ProtocolModule } from '../types.ts';
+import type { Static } from '@sinclair/typebox';
+import type { ClusterInstance } from '../types.ts';
+import { defineProtocol } from '../core/define.ts';
 import { acquirePool, releasePool } from './pool.ts';
 import { pickExport } from './exports.ts';
 import { TransformConnection, type TransformTarget } from './connection.ts';
@@ -52,7 +54,7 @@ const require = createRequire(import.meta.url);
  * Resolve `module`, load it, check that `export` is a function.
  * @throws L7Error `L7_ERR_CONFIG_INVALID` naming `<path>.module` or `<path>.export` and the value.
  */
-function prepare(spec: { protocol: 'Transform'; module: string; export?: string }, at: string): Record<string, unknown> {
+function prepare(spec: Static<typeof TransformSpec>, at: string): Static<typeof TransformSpec> {
   const abs = path.resolve(spec.module);
   const name = spec.export ?? 'default';
   let st: fs.Stats;
@@ -75,21 +77,28 @@ function prepare(spec: { protocol: 'Transform'; module: string; export?: string 
   return { ...spec, module: abs, export: name };
 }
 
-export const transform: ProtocolModule = {
+export const transform = defineProtocol({
   name: 'Transform',
   kind: 'datagram',
   cluster: {
     schema: TransformSpec,
     virtual: true,
     prepare,
+    events: {
+      transform_error: { drop: true, help: 'Messages dropped because the function threw or returned something else than bytes or null.' },
+      transform_null: { drop: true, help: 'Messages dropped because the function returned null.' },
+      transform_overflow: { drop: true, help: 'Messages dropped because the stage had 4096 messages in flight.' },
+      // A drop too (its message is counted in the stage's drops), kept an event as it always was.
+      transform_timeout: { drop: false, help: 'Messages dropped because they ran (or waited in the pool) past the timeout; the pool thread running one is replaced.' },
+    },
     create: (cfg, ctx): ClusterInstance => {
       const target: TransformTarget = {
         cluster: cfg.name,
-        module: path.resolve(cfg.spec.module as string),
-        export: (cfg.spec.export as string | undefined) ?? 'default',
+        module: path.resolve(cfg.spec.module),
+        export: cfg.spec.export ?? 'default',
         pool: acquirePool(),
         ctx,
-        timeoutMs: (cfg.spec.timeout as number | undefined) ?? DEFAULT_TIMEOUT_MS,
+        timeoutMs: cfg.spec.timeout ?? DEFAULT_TIMEOUT_MS,
       };
       let closed = false;
       return {
@@ -109,4 +118,4 @@ export const transform: ProtocolModule = {
       };
     },
   },
-};
+});

@@ -36,44 +36,15 @@ import type {
 import { DEFAULT_UDP_MAX_BPS, DEFAULT_UDP_MAX_PPS, type UdpListenerSpec } from './config.ts';
 import { parseRtp } from './rtp.ts';
 
-/** Datagrams a connection holds before the session wires it (the first datagram, a burst). */
-const PENDING_MAX = 256;
-
 /** The UDP socket type for an address. */
 export function udpType(address: string): 'udp4' | 'udp6' {
   return net.isIPv6(address) ? 'udp6' : 'udp4';
 }
 
-/**
- * Buffers what arrives before the session sets its handler; the session's `setHandler` flushes it.
- * Shared by the UDP connections (exported for the cluster side).
- */
-export class PendingHandler implements ConnectionHandler {
-  readonly queue: Buffer[] = [];
-  closed: L7Error | null | undefined = undefined;
-  ended = false;
-  dropped = 0;
-
-  onData(data: Buffer): void {
-    if (this.queue.length < PENDING_MAX) this.queue.push(data);
-    else this.dropped++;
-  }
-  onDrain(): void {}
-  onEnd(): void {
-    this.ended = true;
-  }
-  onClose(err: L7Error | null): void {
-    if (this.closed === undefined) this.closed = err;
-  }
-
-  /** Hand everything held to `h`. */
-  flushTo(h: ConnectionHandler): void {
-    for (const d of this.queue) h.onData(d);
-    this.queue.length = 0;
-    if (this.ended) h.onEnd();
-    if (this.closed !== undefined) h.onClose(this.closed);
-  }
-}
+// The pre-setup hold moved to protocols/core/hold.ts (issue 16 item 1); re-exported for
+// udp/cluster.ts and stream/socket-connection.ts until they are rebased on core.
+import { PendingHandler } from '../core/hold.ts';
+export { PendingHandler };
 
 /** The downstream side of one UDP session in server mode: a peer address:port. */
 export class UdpDownstream implements Connection {

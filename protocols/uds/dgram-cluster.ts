@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
+import { connectAttempt } from '../core/connect.ts';
 import { UdsDgramConnection } from './dgram.ts';
 import { openUnixDgram } from './dgram-relay.ts';
 
@@ -33,37 +34,33 @@ export class UdsDgramCluster implements ClusterInstance {
     this.slot = ctx.slot;
   }
 
-  async connect(_s: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
-    if (ep === null) throw new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`);
+  connect(_s: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
+    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
     const target = ep.address;
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(target);
-    } catch (e) {
-      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": unix dgram ${target}: ${(e as Error).message}`, { cause: e });
-    }
-    if (!st.isSocket()) throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": unix dgram ${target}: not a socket`);
-    const local = path.join(clientDir(), `${this.slot}-${seq++}.sock`);
-    fs.rmSync(local, { force: true });
-    let conn: UdsDgramConnection | null = null;
-    const sock = await openUnixDgram(local, {
-      data: (buf, from) => {
-        if (conn === null) return;
-        if (from === target) conn.deliver(buf);
-        else conn.stats.drops++;
-      },
-      sent: (packets, bytes) => conn?.sent(packets, bytes),
-      sendError: (msg) => conn?.sendFailed(msg),
-      error: (msg) => conn?.fail(msg),
-    }).catch((e: unknown) => {
-      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": cannot bind ${local}: ${(e as Error).message}`, { cause: e });
+    return connectAttempt(signal, `cluster "${this.name}": unix dgram ${target}`, (a) => {
+      if (!fs.statSync(target).isSocket()) return a.fail('not a socket');
+      const local = path.join(clientDir(), `${this.slot}-${seq++}.sock`);
+      fs.rmSync(local, { force: true });
+      let conn: UdsDgramConnection | null = null;
+      openUnixDgram(local, {
+        data: (buf, from) => {
+          if (conn === null) return;
+          if (from === target) conn.deliver(buf);
+          else conn.stats.drops++;
+        },
+        sent: (packets, bytes) => conn?.sent(packets, bytes),
+        sendError: (msg) => conn?.sendFailed(msg),
+        error: (msg) => conn?.fail(msg),
+      }).then(
+        (sock) => {
+          // Aborted while the host bound it: nobody will use it.
+          if (a.settled) return sock.close();
+          conn = new UdsDgramConnection(sock, local, target, 'upstream', () => sock.close());
+          a.done(conn);
+        },
+        (e: unknown) => a.fail(`cannot bind ${local}: ${(e as Error).message}`, e),
+      );
     });
-    if (signal.aborted) {
-      sock.close();
-      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": unix dgram ${target}: aborted`);
-    }
-    conn = new UdsDgramConnection(sock, local, target, 'upstream', () => sock.close());
-    return conn;
   }
 
   close(): void {}

@@ -6,9 +6,8 @@
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
-import { ConnStats, errnoOfMessage } from '../types.ts';
-import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { errnoOfMessage } from '../types.ts';
+import { BaseConnection } from '../core/connection.ts';
 import type { UnixDgram } from './dgram-relay.ts';
 
 /**
@@ -22,20 +21,18 @@ export function peerGone(msg: string): boolean {
   return /No such file or directory|Connection refused/i.test(msg);
 }
 
-export class UdsDgramConnection implements Connection {
+export class UdsDgramConnection extends BaseConnection {
   readonly kind = 'datagram' as const;
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote: string;
   /** The peer's path; '' for a sender that did not bind one (replies are dropped). */
   readonly peer: string;
-  private handler: ConnectionHandler = new PendingHandler();
-  private closed = false;
   private readonly sock: UnixDgram;
   private readonly errCode: ErrorCodeValue;
   private readonly onClosed: (c: UdsDgramConnection) => void;
 
   constructor(sock: UnixDgram, local: string, peer: string, side: 'downstream' | 'upstream', onClosed: (c: UdsDgramConnection) => void) {
+    super();
     this.sock = sock;
     this.local = `unix:${local}`;
     this.peer = peer;
@@ -51,9 +48,7 @@ export class UdsDgramConnection implements Connection {
       this.stats.drops++;
       return;
     }
-    this.stats.rxPackets++;
-    this.stats.rxBytes += data.length;
-    this.handler.onData(data);
+    this.receive(data);
   }
 
   /** Sends to the peer that left the socket (the host's batched acknowledgement): counted in tx. */
@@ -76,39 +71,18 @@ export class UdsDgramConnection implements Connection {
     this.finish(new L7Error(this.errCode, `${this.remote}: ${msg}`));
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) {
-      this.stats.drops += prev.dropped;
-      prev.flushTo(h);
-    }
-  }
-
-  send(data: Buffer): boolean {
-    if (this.closed || this.peer === '') {
-      this.stats.drops++;
-      return true;
-    }
-    // Counted in tx when the host acknowledges it (sent), or a drop by errno (sendFailed).
+  /** Counted in tx when the host acknowledges it ({@link sent}), or a drop by errno ({@link sendFailed}). */
+  override send(data: Buffer): boolean {
+    if (this.closed || this.peer === '') return this.dropSend();
     this.sock.send(data, this.peer);
     return true;
   }
 
-  pause(): void {}
-  resume(): void {}
-  end(): boolean {
-    return false;
+  protected override write(): boolean {
+    return true;
   }
 
-  close(): void {
-    this.finish(null);
-  }
-
-  private finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
+  protected override release(): void {
     this.onClosed(this);
-    this.handler.onClose(err);
   }
 }

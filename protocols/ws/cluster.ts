@@ -12,9 +12,10 @@
 import { WebSocket } from 'ws';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { hostPort } from '../stream/server.ts';
+import { connectAttempt } from '../core/connect.ts';
+import { httpMeta, type HttpMeta } from '../core/http.ts';
+import { hostPort } from '../core/server.ts';
 import { WsConnection } from './connection.ts';
-import { httpMeta, type HttpMeta } from '../http/exchange.ts';
 import { DEFAULT_MAX_PAYLOAD, type WsClusterSpec } from './config.ts';
 
 const SKIP_HEADERS = new Set(['connection', 'upgrade', 'content-length', 'transfer-encoding', 'keep-alive', 'te', 'trailer', 'proxy-connection']);
@@ -62,27 +63,22 @@ export class WsCluster implements ClusterInstance {
   connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
     if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
     const req = upstreamRequest(httpMeta(session.metadata), ep, this.spec.port, this.spec.target_from_request === true);
-    return new Promise((resolve, reject) => {
+    return connectAttempt(signal, `cluster "${this.name}": WebSocket ${req.url}`, (a) => {
       const ws = new WebSocket(req.url, req.protocols, {
         headers: req.headers,
         perMessageDeflate: false,
         maxPayload: this.spec.max_payload ?? DEFAULT_MAX_PAYLOAD,
         ...(this.spec.bind?.address ? { localAddress: this.spec.bind.address } : {}),
       });
-      const fail = (err: Error): void => {
-        signal.removeEventListener('abort', onAbort);
+      a.onFail(() => {
         ws.removeAllListeners();
         ws.on('error', () => {});
         ws.terminate();
-        reject(new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": WebSocket ${req.url}: ${err.message}`, { cause: err }));
-      };
-      const onAbort = (): void => fail(new Error('aborted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-      ws.once('error', fail);
+      });
+      ws.once('error', a.fail);
       ws.once('open', () => {
-        signal.removeEventListener('abort', onAbort);
-        ws.removeListener('error', fail);
-        resolve(new WsConnection(ws, 'upstream', 'ws-client', req.url));
+        ws.removeListener('error', a.fail);
+        a.done(new WsConnection(ws, 'upstream', 'ws-client', req.url));
       });
     });
   }

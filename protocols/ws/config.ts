@@ -1,7 +1,7 @@
 /** WebSocket listener and cluster specs (l7mp compat reference §3.2, §3.3). */
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
-import { Deadline, HTTP_LIMIT_DEFAULTS, Size } from '../http/limits.ts';
+import { Deadline, HTTP_LIMIT_DEFAULTS, Size } from '../core/http-limits.ts';
 
 /** Default `options.handshake_timeout` of a WebSocket listener. Unit: s. */
 export const WS_HANDSHAKE_TIMEOUT_S = 10;

@@ -6,9 +6,7 @@
 import type { WebSocket, RawData } from 'ws';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
-import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { BaseConnection } from '../core/connection.ts';
 
 /** Bytes queued in ws above which `send` asks the source to pause. */
 const HIGH_WATER = 1 << 20;
@@ -19,14 +17,13 @@ function toBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
-export class WsConnection implements Connection {
+export class WsConnection extends BaseConnection {
   readonly kind = 'datagram' as const;
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote: string;
-  private handler: ConnectionHandler = new PendingHandler();
-  private closed = false;
   private needDrain = false;
+  /** An error destroys the socket, unless the peer broke RFC 6455: ws then finishes its close handshake. */
+  private terminateOnError = true;
   private readonly ws: WebSocket;
   private readonly errCode: ErrorCodeValue;
 
@@ -36,37 +33,28 @@ export class WsConnection implements Connection {
    *   sent the close frame (1002/1007/1009); the connection then closes without cutting it off.
    */
   constructor(ws: WebSocket, side: 'downstream' | 'upstream', local: string, remote: string, onProtocolError?: (err: Error & { code?: string }) => void) {
+    super();
     this.ws = ws;
     this.local = local;
     this.remote = remote;
     this.errCode = side === 'downstream' ? ErrorCode.DownstreamReset : ErrorCode.UpstreamReset;
-    ws.on('message', (data: RawData) => {
-      const b = toBuffer(data);
-      this.stats.rxPackets++;
-      this.stats.rxBytes += b.length;
-      this.handler.onData(b);
-    });
+    ws.on('message', (data: RawData) => this.receive(toBuffer(data)));
     ws.on('close', () => this.finish(null));
     ws.on('error', (err: Error & { code?: string }) => {
       const protocolError = typeof err.code === 'string' && err.code.startsWith('WS_ERR_');
-      if (protocolError && !this.closed) onProtocolError?.(err);
-      this.finish(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err }), !protocolError);
+      if (protocolError && !this.closed) {
+        onProtocolError?.(err);
+        this.terminateOnError = false;
+      }
+      this.finish(new L7Error(this.errCode, `WebSocket ${remote}: ${err.message}`, { cause: err }));
     });
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) prev.flushTo(h);
+  protected override writable(): boolean {
+    return this.ws.readyState === 1;
   }
 
-  send(data: Buffer): boolean {
-    if (this.closed || this.ws.readyState !== 1) {
-      this.stats.drops++;
-      return true;
-    }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
+  protected override write(data: Buffer): boolean {
     this.ws.send(data, { binary: true }, this.afterSend);
     if (this.ws.bufferedAmount > HIGH_WATER) {
       this.needDrain = true;
@@ -82,30 +70,21 @@ export class WsConnection implements Connection {
     }
   };
 
-  pause(): void {
+  override pause(): void {
     this.ws.pause();
   }
 
-  resume(): void {
+  override resume(): void {
     this.ws.resume();
   }
 
-  /** WebSocket has no half-close; the session decides when to close. */
-  end(): boolean {
-    return false;
-  }
+  // end(): WebSocket has no half-close; the session decides when to close (the default).
 
-  close(): void {
-    if (this.closed) return;
+  protected override shutdown(): void {
     this.ws.close(1000);
-    this.finish(null);
   }
 
-  /** @param terminate destroy the socket now (default for errors); false lets ws finish its close handshake. */
-  private finish(err: L7Error | null, terminate = err !== null): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (terminate) this.ws.terminate();
-    this.handler.onClose(err);
+  protected override release(err: L7Error | null): void {
+    if (err !== null && this.terminateOnError) this.ws.terminate();
   }
 }

@@ -1,19 +1,25 @@
 /** WebSocket (`ws`): datagram listener (every worker, SO_REUSEPORT) and cluster. */
-import type { ProtocolModule } from '../types.ts';
+import { defineProtocol } from '../core/define.ts';
+import { HTTP_GUARD_EVENTS } from '../core/http-limits.ts';
+import { LISTEN_EVENTS, streamIdleTimeoutMs, tcpBinds } from '../core/server.ts';
 import { WsClusterSpec, WsListenerSpec } from './config.ts';
 import { WsListener } from './listener.ts';
 import { WsCluster } from './cluster.ts';
-import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 
-export const websocket: ProtocolModule = {
+export const websocket = defineProtocol({
   name: 'WebSocket',
   kind: 'datagram',
   listener: {
     schema: WsListenerSpec,
     placement: () => 'shared',
     create: (cfg, ctx) => new WsListener(cfg, ctx),
-    binds: (spec: WsListenerSpec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
-    idleTimeoutMs: (spec: WsListenerSpec) => (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000,
+    binds: tcpBinds,
+    idleTimeoutMs: streamIdleTimeoutMs,
+    events: {
+      ...HTTP_GUARD_EVENTS,
+      ...LISTEN_EVENTS,
+      handshake_timeout: { drop: false, help: 'Connections closed (408) because their upgrade request was not in within handshake_timeout.' },
+    },
   },
   cluster: { schema: WsClusterSpec, virtual: false, create: (cfg, ctx) => new WsCluster(cfg, ctx) },
-};
+});

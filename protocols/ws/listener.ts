@@ -11,11 +11,11 @@ import http from 'node:http';
 import type net from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
-import { closeServer, hostPort, listen, stopListening } from '../stream/server.ts';
+import { closeServer, hostPort, listen, stopListening } from '../core/server.ts';
+import { httpMetadata, rejectSocket } from '../core/http.ts';
+import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from '../core/http-limits.ts';
 import { WsConnection } from './connection.ts';
 import { DEFAULT_MAX_PAYLOAD, WS_HANDSHAKE_TIMEOUT_S, type WsListenerSpec } from './config.ts';
-import { httpMetadata, rejectSocket } from '../http/request.ts';
-import { HTTP_LIMIT_DEFAULTS, HttpServerGuard, serverOptions } from '../http/limits.ts';
 
 export class WsListener implements ListenerInstance {
   private readonly name: string;

@@ -17,6 +17,7 @@ import type { Runtime, RuntimeMetrics } from '../runtime.ts';
 import type { WorkerMetrics } from '../stats.ts';
 import type { AdminServer } from './server.ts';
 import { ADMISSION_REASONS } from '../../actors/admission.ts';
+import { dropReasons } from '../../protocols/registry.ts';
 
 /** A metric family: declared once, filled at each scrape. */
 export interface Family {
@@ -91,17 +92,21 @@ export const FAMILIES: readonly Family[] = Object.freeze([
 const byName = new Map(FAMILIES.map((f) => [f.name, f]));
 
 /**
- * Listener events that are drops (reported as a drop reason instead of an event). Requests over a
- * size limit (HTTP 413 `body_too_large`, 431 `header_too_large`) are drops; connections a deadline
- * closed (`header_timeout`, `request_timeout`, `handshake_timeout`, `keepalive_timeout`) are events.
- * So are sessions refused by admission control (actors/admission.ts) and datagrams over a UDP
- * session's rate.
+ * UDP's listener drops (connect filter, per-session rate, no fd for a session socket), until
+ * protocols/udp declares them with defineProtocol as the other protocols do (issue 16 item 1).
  */
-const LIMIT_DROPS = ['body_too_large', 'header_too_large'] as const;
-const DROP_EVENTS: ReadonlySet<string> = new Set(['filtered', 'malformed', 'session_rate', 'fd_exhausted', ...LIMIT_DROPS, ...ADMISSION_REASONS]);
+const UDP_DROPS = ['filtered', 'session_rate', 'fd_exhausted'] as const;
 
-/** Cluster events that are drops (reported as a drop reason instead of an event). */
-const CLUSTER_DROP_EVENTS: ReadonlySet<string> = new Set(['transform_error', 'transform_null', 'transform_overflow', 'sync_unheard', 'sync_undeliverable']);
+/**
+ * Listener events that are drops (reported as a drop reason instead of an event): the ones each
+ * protocol declares as drops (HTTP 413 `body_too_large`, 431 `header_too_large`, `malformed`...;
+ * connections a deadline closed, `header_timeout` and the like, are events), and sessions refused
+ * by admission control (actors/admission.ts).
+ */
+const DROP_EVENTS: ReadonlySet<string> = new Set([...dropReasons('listener'), ...UDP_DROPS, ...ADMISSION_REASONS]);
+
+/** Cluster events that are drops (reported as a drop reason instead of an event): each protocol declares its own. */
+const CLUSTER_DROP_EVENTS: ReadonlySet<string> = dropReasons('cluster');
 
 /** One value of a family, with all its labels (including ones the family sums away). */
 export interface Sample {

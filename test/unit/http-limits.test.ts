@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverOptions } from '../../protocols/http/limits.ts';
+import { serverOptions } from '../../protocols/core/http-limits.ts';
 import { ConnStats, errnoOfMessage } from '../../protocols/types.ts';
 
 test('serverOptions: the header deadline is capped by the request deadline; the check interval is a quarter of the shortest, within 50 ms..1 s', () => {

@@ -1,16 +1,17 @@
 /**
- * The connection of a cluster served by the process's admin API (L7mpController, Prometheus):
- * it reads the whole request body, as l7mp's controller did (compat reference §2.2), hands the
- * request to the main thread's admin server, and sends the answer back as the stage's byte stream;
- * the answer's status and headers go to the downstream HTTP exchange when there is one. Then it
- * ends, which ends the HTTP response.
+ * The admin adapter: the connection of a cluster served by the process's admin API
+ * (L7mpController, Prometheus). It reads the whole request body, as l7mp's controller did
+ * (compat reference §2.2), hands the request to the main thread's admin server, and sends the
+ * answer back as the stage's byte stream; the answer's status and headers go to the downstream
+ * HTTP exchange when there is one. Then it ends, which ends the HTTP response.
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { ConnStats } from '../types.ts';
-import type { AdminAnswer, AdminCall, Connection, ConnectionHandler, Metadata, ProtocolModule } from '../types.ts';
 import { Type } from '@sinclair/typebox';
-import { PendingHandler } from '../udp/listener.ts';
-import { httpExchange, l7mpErrorAnswer, l7mpStatusMessage, type HttpExchange } from '../http/exchange.ts';
+import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { AdminAnswer, AdminCall, Metadata, ProtocolModule } from '../types.ts';
+import { BaseConnection } from './connection.ts';
+import { defineProtocol } from './define.ts';
+import { httpExchange, type HttpExchange } from './http.ts';
+import { l7mpErrorAnswer, l7mpStatusMessage } from './l7mp-error.ts';
 
 /** Largest request body an admin cluster reads, bytes (as the admin server). */
 export const MAX_ADMIN_BODY = 1 << 20;
@@ -18,22 +19,20 @@ export const MAX_ADMIN_BODY = 1 << 20;
 /** Builds the admin request from the session's metadata and the request body, or says why it cannot. */
 export type AdminCallBuilder = (metadata: Metadata, body: Buffer) => AdminCall | L7Error;
 
-export class AdminConnection implements Connection {
+export class AdminConnection extends BaseConnection {
   readonly kind = 'byte' as const;
-  readonly stats = new ConnStats();
   readonly local: string;
   readonly remote = '<ADMIN API>';
-  private handler: ConnectionHandler = new PendingHandler();
   private readonly chunks: Buffer[] = [];
   private size = 0;
   private asked = false;
-  private closed = false;
   private readonly metadata: Metadata;
   private readonly build: AdminCallBuilder;
   private readonly admin: (call: AdminCall) => Promise<AdminAnswer>;
   private readonly exchange: HttpExchange | undefined;
 
   constructor(clusterName: string, metadata: Metadata, build: AdminCallBuilder, admin: (call: AdminCall) => Promise<AdminAnswer>) {
+    super();
     this.local = clusterName;
     this.metadata = metadata;
     this.build = build;
@@ -41,30 +40,20 @@ export class AdminConnection implements Connection {
     this.exchange = httpExchange(metadata);
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) prev.flushTo(h);
+  /** Once the request is complete, more body is dropped. */
+  protected override writable(): boolean {
+    return !this.asked;
   }
 
   /** A chunk of the request body; beyond {@link MAX_ADMIN_BODY} the request is answered 413. */
-  send(data: Buffer): boolean {
-    if (this.closed || this.asked) {
-      this.stats.drops++;
-      return true;
-    }
-    this.stats.txPackets++;
-    this.stats.txBytes += data.length;
+  protected override write(data: Buffer): boolean {
     this.size += data.length;
     if (this.size <= MAX_ADMIN_BODY) this.chunks.push(data);
     return true;
   }
 
-  pause(): void {}
-  resume(): void {}
-
   /** The request is complete: ask the admin API. */
-  end(): boolean {
+  override end(): boolean {
     if (this.closed || this.asked) return true;
     this.asked = true;
     const call =
@@ -83,22 +72,9 @@ export class AdminConnection implements Connection {
   private answer(a: AdminAnswer): void {
     if (this.closed) return;
     this.exchange?.setResponseHead({ status: a.status, statusMessage: a.statusMessage, headers: a.headers });
-    const body = Buffer.from(a.body.buffer, a.body.byteOffset, a.body.byteLength);
-    this.stats.rxPackets++;
-    this.stats.rxBytes += body.length;
-    this.handler.onData(body);
+    this.receive(Buffer.from(a.body.buffer, a.body.byteOffset, a.body.byteLength));
     this.handler.onEnd();
-    this.finish();
-  }
-
-  close(): void {
-    this.finish();
-  }
-
-  private finish(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.handler.onClose(null);
+    this.finish(null);
   }
 }
 
@@ -113,11 +89,11 @@ function withPeer(build: AdminCallBuilder): AdminCallBuilder {
 }
 
 /**
- * A virtual byte-stream cluster whose every connection is an {@link AdminConnection} that asks the
- * admin API what `build` makes of the session (L7mpController, Prometheus).
+ * A virtual byte-stream protocol whose every connection is an {@link AdminConnection} that asks
+ * the admin API what `build` makes of the session (L7mpController, Prometheus).
  */
 export function adminCluster(name: string, description: string, build: AdminCallBuilder): ProtocolModule {
-  return {
+  return defineProtocol({
     name,
     kind: 'byte',
     cluster: {
@@ -128,5 +104,5 @@ export function adminCluster(name: string, description: string, build: AdminCall
         close() {},
       }),
     },
-  };
+  });
 }

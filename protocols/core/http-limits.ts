@@ -19,7 +19,7 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import { Type } from '@sinclair/typebox';
-import type { ListenerContext } from '../types.ts';
+import type { ListenerContext, ProtocolEvents } from '../types.ts';
 
 /** Defaults of the listener options below. Units: s for timeouts, bytes for sizes. */
 export const HTTP_LIMIT_DEFAULTS = {
@@ -70,6 +70,17 @@ export function serverOptions(l: HttpServerLimits): http.ServerOptions {
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
   };
 }
+
+/**
+ * The listener counters an {@link HttpServerGuard} counts, but its header deadline's, whose name
+ * each listener gives (`header_timeout`, `handshake_timeout`).
+ */
+export const HTTP_GUARD_EVENTS = {
+  request_timeout: { drop: false, help: 'Connections closed (408) because their request was not in within request_timeout.' },
+  keepalive_timeout: { drop: false, help: 'Kept-alive connections closed after keepalive_timeout without a request.' },
+  header_too_large: { drop: true, help: 'Requests answered 431: their head was larger than max_header_size.' },
+  malformed: { drop: true, help: 'Requests answered 400: the proxy could not parse or serve them.' },
+} as const satisfies ProtocolEvents;
 
 const reply = (status: string): string => `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
 const REQUEST_TIMEOUT = reply('408 Request Timeout');

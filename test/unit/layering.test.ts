@@ -1,0 +1,121 @@
+/**
+ * A static check of the layering (ARCHITECTURE.md, Layout; issue 16 item 1): imports point one
+ * way, so a new protocol is a folder and a registry line, and the runtime knows protocols only
+ * through the registry and the contract.
+ *
+ * - protocols/<p>/ imports its own folder, protocols/core/, the contract (protocols/types.ts,
+ *   protocols/schema.ts), runtime/common/ and packages; nothing of another protocol.
+ * - protocols/core/ imports the contract, runtime/common/ and packages: never a protocol.
+ * - runtime/ and fleet/ import protocols/registry.ts, the contract and protocols/core/, never a
+ *   file of a specific protocol.
+ *
+ * What breaks a rule today is listed below, each with the change that removes it: shrink the
+ * lists, never grow them. A listed import that no longer exists fails too, so a list never keeps
+ * a stale entry.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const ROOT = path.join(import.meta.dirname, '..', '..');
+
+/** Cross-protocol imports still allowed (`from -> to`, paths from the repository root). */
+const PROTOCOL_ALLOWED: Readonly<Record<string, string>> = {
+  // Issue 16 item 1, the stream/TCP rebase: SocketConnection, connectSocket and the read buffers
+  // move into protocols/core (the socket adapter), and the pre-setup hold is core/hold.ts.
+  'protocols/stream/socket-connection.ts -> protocols/udp/listener.ts': 'stream rebase on core/hold.ts',
+  'protocols/tcp/listener.ts -> protocols/stream/socket-connection.ts': 'stream rebase (socket adapter in core)',
+  'protocols/tcp/listener.ts -> protocols/stream/server.ts': 'stream rebase (listen() is core/server.ts)',
+  'protocols/tcp/cluster.ts -> protocols/stream/connect.ts': 'stream rebase (socket adapter in core)',
+  'protocols/tcp/cluster.ts -> protocols/stream/server.ts': 'stream rebase (hostPort() is core/server.ts)',
+  'protocols/uds/listener.ts -> protocols/stream/socket-connection.ts': 'stream rebase (socket adapter in core)',
+  'protocols/uds/listener.ts -> protocols/stream/server.ts': 'stream rebase (listen() is core/server.ts)',
+  'protocols/uds/cluster.ts -> protocols/stream/connect.ts': 'stream rebase (socket adapter in core)',
+  // Not a protocol, but another layer: metadata path helpers, a leaf that could move to runtime/common.
+  'protocols/jsonsocket/codec.ts -> routing/paths.ts': 'routing/paths.ts to runtime/common',
+};
+
+/** Imports of a specific protocol's files from runtime/ and fleet/ still allowed. */
+const RUNTIME_ALLOWED: Readonly<Record<string, string>> = {
+  // Issue 16 item 1: the runtime starts each protocol's `service` (protocols/types.ts
+  // ProtocolService; uds declares the Unix datagram host) instead of naming the uds files.
+  'runtime/runtime.ts -> protocols/uds/dgram-host.ts': 'runtime starts ProtocolService hosts',
+  'runtime/worker-main.ts -> protocols/uds/dgram-relay.ts': 'workers hand their port to ProtocolService.worker',
+  // Issue 16 item 1: l7mp's error answer is protocols/core/l7mp-error.ts; http/exchange.ts only
+  // re-exports it for these three, and goes when they import core.
+  'runtime/runtime.ts -> protocols/http/exchange.ts': 'import core/l7mp-error.ts',
+  'runtime/worker-main.ts -> protocols/http/exchange.ts': 'import core/l7mp-error.ts',
+  'runtime/admin/server.ts -> protocols/http/exchange.ts': 'import core/l7mp-error.ts',
+};
+
+/** Every .ts file under `dir` (repository-relative paths). */
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+    const rel = `${dir}/${e.name}`;
+    if (e.isDirectory()) out.push(...sources(rel));
+    else if (e.name.endsWith('.ts')) out.push(rel);
+  }
+  return out;
+}
+
+/** The repository-relative files `file` imports (static, re-exports and dynamic; packages left out). */
+function importsOf(file: string): string[] {
+  const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
+  const specs = [...text.matchAll(/\bfrom\s+'([^']+)'|\bimport\s+'([^']+)'|\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
+  return specs.filter((s) => s.startsWith('.')).map((s) => path.posix.normalize(path.posix.join(path.posix.dirname(file), s)));
+}
+
+/** `protocols/<p>/...` → `p`; anything else → null. protocols/core is not a protocol. */
+function protocolOf(file: string): string | null {
+  const m = /^protocols\/([^/]+)\//.exec(file);
+  return m === null || m[1] === 'core' ? null : (m[1] as string);
+}
+
+/** The contract and shared layers every protocol (and core) may import. */
+function shared(target: string): boolean {
+  return target === 'protocols/types.ts' || target === 'protocols/schema.ts' || target.startsWith('protocols/core/') || target.startsWith('runtime/common/');
+}
+
+test('protocols: a protocol imports its own folder, protocols/core, the contract and runtime/common only', () => {
+  const offenders: string[] = [];
+  const seen = new Set<string>();
+  for (const file of sources('protocols')) {
+    const own = protocolOf(file);
+    const inCore = file.startsWith('protocols/core/');
+    if (own === null && !inCore) continue; // registry.ts, types.ts, schema.ts
+    for (const target of importsOf(file)) {
+      if (shared(target)) continue;
+      if (own !== null && protocolOf(target) === own) continue;
+      const edge = `${file} -> ${target}`;
+      if (!inCore && PROTOCOL_ALLOWED[edge] !== undefined) seen.add(edge);
+      else offenders.push(edge);
+    }
+  }
+  assert.deepEqual(offenders, [], 'imports against the layering (move what is shared to protocols/core)');
+  const stale = Object.keys(PROTOCOL_ALLOWED).filter((e) => !seen.has(e));
+  assert.deepEqual(stale, [], 'allow-listed imports that no longer exist: take them off PROTOCOL_ALLOWED');
+});
+
+test('runtime/ and fleet/ import no file of a specific protocol (only the registry, the contract and protocols/core)', () => {
+  const offenders: string[] = [];
+  const seen = new Set<string>();
+  for (const file of [...sources('runtime'), ...sources('fleet')]) {
+    for (const target of importsOf(file)) {
+      if (protocolOf(target) === null) continue;
+      const edge = `${file} -> ${target}`;
+      if (RUNTIME_ALLOWED[edge] !== undefined) seen.add(edge);
+      else offenders.push(edge);
+    }
+  }
+  assert.deepEqual(offenders, [], 'runtime/fleet importing a protocol file (read it from the registry or protocols/core)');
+  const stale = Object.keys(RUNTIME_ALLOWED).filter((e) => !seen.has(e));
+  assert.deepEqual(stale, [], 'allow-listed imports that no longer exist: take them off RUNTIME_ALLOWED');
+});
+
+test('the import scan sees every kind of import (the check is not vacuous)', () => {
+  const t = importsOf('protocols/registry.ts');
+  assert.ok(t.includes('protocols/udp/index.ts') && t.includes('protocols/types.ts'), JSON.stringify(t));
+  assert.ok(importsOf('protocols/stream/server.ts').includes('protocols/core/server.ts'), 're-exports count');
+});
