@@ -11,6 +11,7 @@ import { SessionActor, type SessionEnv } from './session.ts';
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
 import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
+import { childSessionInit } from './child-session.ts';
 
 /** At most this many ended sessions are kept per listener and worker for `options.track`. */
 const TRACK_MAX = 10_000;
@@ -56,6 +57,8 @@ export class ListenerActor extends Actor<Msg> {
   /** Ended sessions kept visible (`options.track`), oldest first. */
   private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
   private idleMs = 0;
+  /** The session cell of each accepted downstream, for {@link ListenerContext.spawnChild}. */
+  private readonly cells = new WeakMap<Connection, ActorCell<unknown>>();
 
   constructor(cfg: ListenerConfig, proto: ProtocolModule, services: WorkerServices, env: SessionEnv, counters: ListenerCounters, report: (name: string, err: L7Error | null) => void) {
     super();
@@ -121,6 +124,17 @@ export class ListenerActor extends Actor<Msg> {
         handoff: (slot, h) => s.handoff(slot, h),
         count: (c, n) => this.counters.count(c, n),
         nextSessionSeq: () => s.slot + s.workers * this.seq++,
+        spawnChild: (parent, child) => {
+          const cell = this.cells.get(parent);
+          if (cell === undefined || cell.state === 'stopped' || self.state === 'stopped') return null;
+          let name = child.name;
+          const taken = new Set([...cell.children.values()].map((c) => c.name));
+          for (let i = 1; taken.has(name); i++) name = `${child.name}_${i}`;
+          this.counters.count('child_sessions');
+          const init = childSessionInit(this.env, this.cfg.name, child, name);
+          const c = cell.spawnChild(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+          return { stop: () => c.stop() };
+        },
       },
     );
     this.instance = inst;
@@ -157,7 +171,7 @@ export class ListenerActor extends Actor<Msg> {
     this.names.set(name, source);
     this.counters.sessions++;
     const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env };
-    this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+    this.cells.set(conn, this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' }));
   }
 
   override onChildStopped(child: ActorCell<unknown>): void {

@@ -21,8 +21,9 @@ import { exec } from './exec/index.ts';
 import { stdio } from './stdio/index.ts';
 import { sync } from './sync/index.ts';
 import { transform } from './transform/index.ts';
+import { rtsp } from './rtsp/index.ts';
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio, sync, transform];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio, sync, transform, rtsp];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));
