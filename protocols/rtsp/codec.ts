@@ -334,14 +334,17 @@ export function lowerTransport(t: TransportSpec): 'udp' | 'tcp' | null {
   return lower === 'TCP' ? 'tcp' : lower === 'UDP' ? 'udp' : null;
 }
 
-/** A port pair `a-b` (or a single port `a`, whose pair is a+1); null if malformed. */
-export function parsePorts(v: string | null | undefined): [number, number] | null {
+/**
+ * A port pair `a-b` (or a single port `a`, whose pair is a+1), each in `min..max`; null if
+ * malformed. Interleaved channels are pairs too, in 0..255.
+ */
+export function parsePorts(v: string | null | undefined, min = 1, max = 65535): [number, number] | null {
   if (v === null || v === undefined) return null;
   const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(v);
   if (m === null) return null;
   const a = Number(m[1]);
   const b = m[2] === undefined ? a + 1 : Number(m[2]);
-  if (a < 1 || a > 65535 || b < 1 || b > 65535) return null;
+  if (a < min || a > max || b < min || b > max) return null;
   return [a, b];
 }
 

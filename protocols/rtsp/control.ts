@@ -258,8 +258,8 @@ export class RtspControl implements Connection {
       // The client's control address, not a `destination` it names: a pinhole never points at a third party.
       track.client = { mode: 'udp', pair: null, peer: this.clientAddr, ports };
     } else {
-      const ch = parsePorts(param(spec, 'interleaved') ?? '0-1');
-      if (ch === null || ch[0] > 255 || ch[1] > 255) {
+      const ch = parsePorts(param(spec, 'interleaved') ?? '0-1', 0, 255);
+      if (ch === null) {
         this.env.ctx.count('setup_refused');
         return this.reply(m, 461, 'Unsupported Transport');
       }
@@ -348,7 +348,7 @@ export class RtspControl implements Connection {
       const ok = await Promise.all([s.pair.rtp.connect(s.peer, ports[0]), s.pair.rtcp.connect(s.peer, ports[1])]);
       if (!ok[0] || !ok[1]) return fail(`cannot connect to ${s.peer}:${ports[0]}`);
     } else {
-      const ch = parsePorts(param(spec, 'interleaved')) ?? s.ch;
+      const ch = parsePorts(param(spec, 'interleaved'), 0, 255) ?? s.ch;
       s.ch = ch;
       const up = this.upstream?.remoteAddress ?? 'upstream';
       const write = (c: number, d: Buffer): boolean => this.writeServerFrame(c, d);

@@ -82,7 +82,7 @@ test('proxy: PLAY over UDP through the proxy (client and server in separate name
     const stages = (rtp?.stages ?? []) as Array<{ rx_packets: number }>;
     return p.pairs === 2 && p.relays.length === 2 && (stages[0]?.rx_packets ?? 0) > 10 ? p : null;
   }, 20_000, 'two relays carrying RTP');
-  assert.ok(live.relays.every((n) => n.status === 'CONNECTED'));
+  assert.ok(live?.relays.every((n) => n.status === 'CONNECTED'));
   const r = await run;
   assert.equal(r.code, 0, r.stderr);
   assert.ok(r.frames >= 100, `${r.frames} frames`);
@@ -98,3 +98,25 @@ test('proxy: PLAY over UDP through the proxy (client and server in separate name
     return p.pairs === 0 && p.relays.length === 0;
   }, 10_000, 'pinholes released');
 });
+
+for (const [client, upstream] of [
+  ['tcp', 'udp'],
+  ['udp', 'tcp'],
+  ['tcp', 'same'],
+] as const) {
+  test(`proxy: ${client === 'tcp' ? 'interleaved' : 'UDP'} client, upstream_transport ${upstream}: the client plays, the server sees the transport asked`, { skip }, async (t) => {
+    const { lab, a, srv, rt, url } = await threeParty(t, { upstream_transport: upstream });
+    const r = await lab.ffmpeg(a, url, client, 50);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.frames >= 50, `${r.frames} frames`);
+    const setup = srv.lines.find((l) => l.startsWith('REQUEST SETUP')) ?? '';
+    const serverSide = upstream === 'same' ? client : upstream;
+    if (serverSide === 'udp') assert.match(setup, /RTP\/AVP;unicast;client_port=\d+-\d+/);
+    else assert.match(setup, /RTP\/AVP\/TCP;unicast;interleaved=\d+-\d+/);
+    assert.equal(srv.plays(), 1);
+    await waitFor(async () => {
+      const p = await pinholes(rt);
+      return p.pairs === 0 && p.relays.length === 0;
+    }, 10_000, 'pinholes released');
+  });
+}

@@ -95,3 +95,9 @@ test('requestMetadata: /RTSP/method, url, path and lower-case headers', () => {
     headers: { transport: 'RTP/AVP/UDP;unicast;client_port=23712-23713', cseq: '3', 'user-agent': 'Lavf59.27.100' },
   });
 });
+
+test('parsePorts: ports are 1..65535, interleaved channels 0..255', () => {
+  assert.equal(parsePorts('0-1'), null);
+  assert.deepEqual(parsePorts('0-1', 0, 255), [0, 1]);
+  assert.equal(parsePorts('255-256', 0, 255), null);
+});
