@@ -42,7 +42,6 @@ export const RtspListenerSpec = Type.Object(
                 'Serve a client that PLAYs a URL already playing through this listener from that stream (one upstream PLAY per URL; UDP pinholes on both sides). The listener then binds on one worker only.',
             }),
           ),
-          fanout_linger: Type.Optional(Type.Number({ minimum: 0, default: 0, description: 'Keep a shared upstream stream this long after its last reader left. Unit: s.', expect: 'a number of seconds >= 0' })),
           reader_queue: Type.Optional(
             Type.Integer({ minimum: 1, maximum: 65536, default: 256, description: 'Fan-out: datagrams queued towards one reader before the next ones to it are dropped (counted as reader_drops).', expect: 'an integer 1..65536' }),
           ),

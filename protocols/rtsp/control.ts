@@ -29,6 +29,7 @@ import { PendingHandler } from '../udp/listener.ts';
 import { RtspParser, encode, formatTransport, frameHeader, header, lowerTransport, param, parsePorts, parseTransport, response, setHeader, type RtspLimits, type RtspMessage, type TransportSpec } from './codec.ts';
 import { plainAddress, type PinholePair, type PortPairs } from './pinhole.ts';
 import { ChannelConnection } from './channel.ts';
+import { Hub, HubRegistry, type Reader } from './fanout.ts';
 
 /** Metadata key under which the RTSP cluster finds the session's control connection (a symbol: never in predicates or dumps). */
 export const RTSP_CONTROL: unique symbol = Symbol.for('l7mp-ts.rtsp.control');
@@ -52,6 +53,10 @@ export interface ControlEnv {
   readonly ctx: ListenerContext;
   /** The first request arrived: route the session (the listener calls `ctx.accept`). */
   first(c: RtspControl, m: RtspMessage): void;
+  /** Shared tracks (listener option `fanout`), null when off. */
+  readonly hubs: HubRegistry | null;
+  /** Fan-out: datagrams queued towards one reader before the next are dropped. */
+  readonly readerQueue: number;
 }
 
 /** Bytes queued on a control connection above which interleaved media to it are dropped (a slow reader). */
@@ -69,7 +74,12 @@ interface Track {
   server: Side;
   children: ChildSession[];
   released: boolean;
+  /** Fan-out: the shared track this one reads, and its taps. */
+  hub: Hub | null;
+  reader: Reader | null;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Runs tasks in order; a task that returns a promise holds the ones after it. */
 class Serial {
@@ -135,6 +145,20 @@ export class RtspControl implements Connection {
   private readonly serverChannels = new Map<number, ChannelConnection>();
   private nextServerChannel = 0;
   private readonly scratch = Buffer.allocUnsafe(4);
+  // Fan-out state.
+  /** Our own RTSP session id for a client served from shared tracks (answered here, never upstream). */
+  private localSession: string | null = null;
+  /** Hubs this connection's upstream session feeds. */
+  private readonly ownedHubs = new Set<Hub>();
+  /** The client tore its shared tracks down while other readers still read them: the upstream session is kept for them. */
+  private upstreamHeld = false;
+  /** The client's socket is gone but the upstream session still feeds other readers (ended with the last one). */
+  private clientGone = false;
+  private lastCseq = 0;
+  private playUrl: string | null = null;
+  private readonly pendingPlays = new Set<string>();
+  /** CSeqs of requests this proxy sent upstream itself (the TEARDOWN of a held session): their answers are not relayed. */
+  private readonly injected = new Set<string>();
 
   constructor(sock: net.Socket, env: ControlEnv, local: string, remote: string) {
     this.sock = sock;
@@ -177,7 +201,12 @@ export class RtspControl implements Connection {
       this.fromClient.push(chunk);
     });
     sock.on('drain', () => this.handler.onDrain());
-    sock.on('end', () => this.handler.onEnd());
+    sock.on('end', () => {
+      // A client that leaves while its upstream session feeds other readers: its FIN is not passed
+      // upstream (the server would end the session); its socket closes, and finish() holds the rest.
+      if (this.feedsOthers()) this.sock.end();
+      else this.handler.onEnd();
+    });
     sock.on('close', () => this.finish(null));
     sock.on('error', (err: Error) => this.finish(new L7Error(ErrorCode.DownstreamReset, `${remote}: ${err.message}`, { cause: err })));
   }
@@ -211,6 +240,20 @@ export class RtspControl implements Connection {
     if (!this.accepted) {
       this.accepted = true;
       this.env.first(this, m);
+    }
+    const cseq = Number(header(m, 'cseq'));
+    if (Number.isInteger(cseq) && cseq > this.lastCseq) this.lastCseq = cseq;
+    const hubs = this.env.hubs;
+    if (hubs !== null) {
+      const sess = header(m, 'session')?.split(';')[0]?.trim();
+      if (sess !== undefined && sess === this.localSession) return this.localAnswer(m);
+      if (m.method === 'SETUP') {
+        const hub = hubs.get(HubRegistry.keyOf(m.url));
+        if (hub !== undefined && hub.owner !== this && wantsUdp(m)) return this.localSetup(m, hub);
+      } else if (m.method === 'PLAY') {
+        this.playUrl = m.url;
+        this.pendingPlays.add(header(m, 'cseq') ?? '');
+      } else if (m.method === 'TEARDOWN' && this.heldTeardown(m)) return;
     }
     switch (m.method) {
       case 'SETUP':
@@ -248,7 +291,7 @@ export class RtspControl implements Connection {
       this.forward(m);
       return;
     }
-    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair: null, peer: '', ports: null }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false };
+    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair: null, peer: '', ports: null }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false, hub: null, reader: null };
     if (clientMode === 'udp') {
       const ports = parsePorts(param(spec, 'client_port'));
       if (ports === null) {
@@ -316,6 +359,11 @@ export class RtspControl implements Connection {
     const sid = header(r, 'session');
     if (sid !== undefined) this.sessionId = sid.split(';')[0] ?? sid;
     const cseq = header(r, 'cseq') ?? '';
+    if (this.injected.delete(cseq)) {
+      if (this.clientGone && this.injected.size === 0) this.finishNow(null);
+      return;
+    }
+    if (this.pendingPlays.delete(cseq) && r.status === 200) for (const h of this.ownedHubs) h.playing = true;
     const track = this.pendingSetups.get(cseq);
     if (track !== undefined) {
       this.pendingSetups.delete(cseq);
@@ -384,16 +432,28 @@ export class RtspControl implements Connection {
     }
     if (this.closed) return this.release(track);
     setHeader(r, 'Transport', formatTransport([out]));
-    this.startRelays(track);
+    const hubs = this.env.hubs;
+    const key = HubRegistry.keyOf(track.url);
+    if (hubs !== null && c.mode === 'udp' && s.mode === 'udp' && c.pair !== null && s.pair !== null && hubs.get(key) === undefined) {
+      // The first reader of this track: its server-side pinholes become a hub that later readers share.
+      const ssrc = param(spec, 'ssrc');
+      const hub = new Hub(key, track.url, typeof ssrc === 'string' ? ssrc : null, s.pair, this, this.env.readerQueue, (h) => this.hubEnded(h));
+      s.pair = null;
+      hubs.add(hub);
+      this.ownedHubs.add(hub);
+      track.hub = hub;
+      track.reader = hub.addReader(c.pair);
+      this.startRelays(track, [c.pair.rtp, c.pair.rtcp], [track.reader.rtp, track.reader.rtcp]);
+    } else this.startRelays(track);
     this.tracks.push(track);
     this.writeClient(encode(r));
   }
 
   /** One child session for RTP and one for RTCP, client side as their source. */
-  private startRelays(t: Track): void {
+  private startRelays(t: Track, clientEnds?: [Connection, Connection], serverEnds?: [Connection, Connection]): void {
     const ends = (s: Side): [Connection, Connection] | null => (s.mode === 'udp' ? (s.pair === null ? null : [s.pair.rtp, s.pair.rtcp]) : s.conns);
-    const cl = ends(t.client);
-    const sv = ends(t.server);
+    const cl = clientEnds ?? ends(t.client);
+    const sv = serverEnds ?? ends(t.server);
     if (cl === null || sv === null) return;
     const spawn = this.env.ctx.spawnChild;
     for (let i = 0; i < 2; i++) {
@@ -426,7 +486,7 @@ export class RtspControl implements Connection {
 
   /** An interleaved frame to the client; dropped (false) while the client reads too slowly. */
   private writeClientFrame(ch: number, d: Buffer): boolean {
-    if (this.closed || this.sock.writableLength > MAX_INTERLEAVED_QUEUE) {
+    if (this.closed || this.clientGone || this.sock.writableLength > MAX_INTERLEAVED_QUEUE) {
       this.env.ctx.count('interleaved_drops');
       return false;
     }
@@ -447,13 +507,90 @@ export class RtspControl implements Connection {
   }
 
   private writeClient(b: Buffer): boolean {
-    if (this.closed) {
+    if (this.closed || this.clientGone) {
       this.stats.drops++;
       return true;
     }
     this.stats.txPackets++;
     this.stats.txBytes += b.length;
     return this.sock.write(b);
+  }
+
+  // ---- fan-out ---------------------------------------------------------------------------
+
+  /** SETUP of a track that is already flowing: a reader of its hub, answered here. */
+  private async localSetup(m: RtspMessage, hub: Hub): Promise<void> {
+    const spec = parseTransport(header(m, 'transport') ?? '').find((t) => lowerTransport(t) === 'udp');
+    const ports = spec === undefined ? null : parsePorts(param(spec, 'client_port'));
+    if (spec === undefined || ports === null) return this.reply(m, 461, 'Unsupported Transport');
+    const pair = await this.env.ports.allocate(this.localAddr);
+    if (pair === null) {
+      this.env.ctx.count('ports_exhausted');
+      return this.reply(m, 453, 'Not Enough Bandwidth');
+    }
+    const ok = await Promise.all([pair.rtp.connect(this.clientAddr, ports[0]), pair.rtcp.connect(this.clientAddr, ports[1])]);
+    if (!ok[0] || !ok[1] || this.closed || this.clientGone || hub.ended) {
+      this.env.ports.release(pair);
+      return this.reply(m, 503, 'Service Unavailable');
+    }
+    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair, peer: this.clientAddr, ports }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false, hub, reader: null };
+    track.reader = hub.addReader(pair);
+    this.startRelays(track, [pair.rtp, pair.rtcp], [track.reader.rtp, track.reader.rtcp]);
+    this.tracks.push(track);
+    this.localSession ??= `l7mp${Math.floor(Math.random() * 2 ** 48).toString(16)}`;
+    this.sessionId = this.localSession;
+    this.env.ctx.count('fanout_readers');
+    if (this.env.hubs !== null) this.env.hubs.sharedReaders++;
+    const out: TransportSpec = { proto: spec.proto, params: [['unicast', null], ['client_port', `${ports[0]}-${ports[1]}`], ['server_port', `${pair.rtp.port}-${pair.rtcp.port}`]] };
+    if (hub.ssrc !== null) out.params.push(['ssrc', hub.ssrc]);
+    out.params.push(['mode', '"PLAY"']);
+    this.writeClient(encode(response(m, 200, 'OK', [['Transport', formatTransport([out])], ['Session', `${this.localSession};timeout=60`]])));
+  }
+
+  /** A request in our own session (a client served from shared tracks): answered here. */
+  private localAnswer(m: RtspMessage): void {
+    const headers: Array<[string, string]> = [['Session', `${this.localSession};timeout=60`]];
+    if (m.method === 'PLAY') {
+      const info = this.tracks.filter((t) => t.hub !== null && t.hub.lastSeq >= 0).map((t) => `url=${t.url};seq=${((t.hub as Hub).lastSeq + 1) & 0xffff};rtptime=${(t.hub as Hub).lastTs}`);
+      if (info.length > 0) headers.push(['RTP-Info', info.join(',')]);
+      headers.push(['Range', 'npt=now-']);
+      this.env.ctx.count('fanout_plays');
+    } else if (m.method === 'TEARDOWN') this.teardown(m.url);
+    this.writeClient(encode(response(m, 200, 'OK', headers)));
+  }
+
+  /**
+   * TEARDOWN by the client whose upstream session feeds shared tracks that others still read:
+   * its own readers leave, the upstream session stays, and the answer comes from here. False if
+   * nobody else reads them (the TEARDOWN goes upstream as usual).
+   */
+  private heldTeardown(m: RtspMessage): boolean {
+    if (!this.feedsOthers()) return false;
+    this.teardown(m.url);
+    if ([...this.ownedHubs].every((h) => h.ended)) return false;
+    this.upstreamHeld = true;
+    this.writeClient(encode(response(m, 200, 'OK', this.sessionId === null ? [] : [['Session', this.sessionId]])));
+    return true;
+  }
+
+  /** This connection's upstream session feeds readers of other clients. */
+  private feedsOthers(): boolean {
+    for (const h of this.ownedHubs) for (const r of h.readers) if (!this.tracks.some((t) => t.reader === r)) return true;
+    return false;
+  }
+
+  /** A hub this connection fed ended (its last reader left): tear the upstream session down if the client no longer wants it. */
+  private hubEnded(h: Hub): void {
+    this.env.hubs?.remove(h);
+    this.env.ports.release(h.server);
+    this.ownedHubs.delete(h);
+    if (this.ownedHubs.size > 0 || this.closed || !(this.upstreamHeld || this.clientGone)) return;
+    const cseq = String(++this.lastCseq);
+    this.injected.add(cseq);
+    this.env.ctx.count('upstream_teardowns');
+    const headers: Array<[string, string]> = [['CSeq', cseq]];
+    if (this.sessionId !== null) headers.push(['Session', this.sessionId]);
+    this.handler.onData(encode({ request: true, method: 'TEARDOWN', url: this.playUrl ?? h.url, version: 'RTSP/1.0', status: 0, reason: '', headers, body: EMPTY }));
   }
 
   // ---- teardown --------------------------------------------------------------------------
@@ -472,6 +609,8 @@ export class RtspControl implements Connection {
     if (i >= 0) this.tracks.splice(i, 1);
     for (const c of t.children) c.stop();
     t.children.length = 0;
+    if (t.hub !== null && t.reader !== null) t.hub.removeReader(t.reader);
+    t.reader = null;
     for (const s of [t.client, t.server]) {
       if (s.mode === 'udp') {
         if (s.pair !== null) this.env.ports.release(s.pair);
@@ -533,7 +672,7 @@ export class RtspControl implements Connection {
   close(): void {
     if (this.closed) return;
     this.sock.end();
-    this.finish(null);
+    this.finishNow(null);
   }
 
   abort(): void {
@@ -543,7 +682,7 @@ export class RtspControl implements Connection {
       if (s.writableFinished) s.destroy();
       else s.once('finish', () => s.destroy());
     }
-    this.finish(null);
+    this.finishNow(null);
   }
 
   private abortWith(reason: string): void {
@@ -552,13 +691,37 @@ export class RtspControl implements Connection {
     this.abort();
   }
 
+  /**
+   * The client's socket closed. If this connection's upstream session feeds shared tracks that
+   * other readers still read, the session stays (the client's own tracks are released) until the
+   * last reader leaves; else it ends now.
+   */
   private finish(err: L7Error | null): void {
+    if (this.closed || this.clientGone) return;
+    for (const t of [...this.tracks]) this.release(t);
+    if ([...this.ownedHubs].some((h) => h.readers.size > 0)) {
+      this.clientGone = true;
+      this.pause();
+      this.env.ctx.count('upstream_held');
+      return;
+    }
+    this.finishNow(err);
+  }
+
+  private finishNow(err: L7Error | null): void {
     if (this.closed) return;
     this.closed = true;
+    for (const h of [...this.ownedHubs]) h.end();
     this.releaseAll();
     this.releaseUpstreamWait();
     if (err !== null) this.sock.destroy();
     else if (!this.sock.writableEnded) this.sock.end();
     this.handler.onClose(err);
   }
+}
+
+/** The SETUP asks for RTP over UDP unicast. */
+function wantsUdp(m: RtspMessage): boolean {
+  const t = parseTransport(header(m, 'transport') ?? '').find((x) => lowerTransport(x) !== null && param(x, 'multicast') === undefined);
+  return t !== undefined && lowerTransport(t) === 'udp';
 }

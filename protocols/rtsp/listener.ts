@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS, requestMetadata, type RtspMessage } from './codec.ts';
 import type { RtspListenerSpec } from './config.ts';
 import { RTSP_CONTROL, RtspControl, type ControlEnv } from './control.ts';
 import { PortPairs } from './pinhole.ts';
+import { HubRegistry } from './fanout.ts';
 
 export class RtspListener implements ListenerInstance {
   private readonly name: string;
@@ -39,6 +40,8 @@ export class RtspListener implements ListenerInstance {
       ports: this.ports,
       ctx,
       first: (c, m) => this.first(c, m),
+      hubs: o.fanout === true ? new HubRegistry() : null,
+      readerQueue: o.reader_queue ?? 256,
     };
     this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
   }
@@ -97,6 +100,8 @@ export class RtspListener implements ListenerInstance {
   }
 
   describe(): Record<string, unknown> {
-    return { protocol: 'RTSP', address: hostPort(this.spec.address ?? '::', this.spec.port), connections: this.conns.size, pinhole_pairs: this.ports.inUse };
+    const h = this.env.hubs;
+    const fanout = h === null ? {} : { fanout: { hubs: h.hubs.size, readers: [...h.hubs.values()].reduce((n, x) => n + x.readers.size, 0), shared_readers: h.sharedReaders, reader_drops: h.readerDrops } };
+    return { protocol: 'RTSP', address: hostPort(this.spec.address ?? '::', this.spec.port), connections: this.conns.size, pinhole_pairs: this.ports.inUse, ...fanout };
   }
 }

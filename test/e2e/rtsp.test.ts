@@ -120,3 +120,33 @@ for (const [client, upstream] of [
     }, 10_000, 'pinholes released');
   });
 }
+
+/** The RTSP listener's fan-out counters from the actor tree. */
+async function fanout(rt: Runtime): Promise<{ hubs: number; readers: number; shared_readers: number; reader_drops: number }> {
+  const l = nodes(await rt.tree()).find((n) => n.kind === 'listener' && n.protocol === 'RTSP');
+  return (l?.fanout ?? { hubs: 0, readers: 0, shared_readers: 0, reader_drops: 0 }) as never;
+}
+
+for (const ownerLeavesFirst of [false, true]) {
+  test(`fan-out: two viewers, one upstream PLAY (asserted at the server); ${ownerLeavesFirst ? 'the first viewer leaves first and the second keeps playing' : 'the second viewer leaves first'}; the last one's exit tears the upstream down`, { skip }, async (t) => {
+    const { lab, a, srv, rt, url } = await threeParty(t, { fanout: true });
+    const n1 = ownerLeavesFirst ? 125 : 200;
+    const n2 = ownerLeavesFirst ? 250 : 40;
+    const first = lab.ffmpeg(a, url, 'udp', n1);
+    await waitFor(async () => (await fanout(rt)).readers === 1 && srv.plays() === 1, 20_000, 'the first viewer playing');
+    const second = lab.ffmpeg(a, url, 'udp', n2);
+    await waitFor(async () => (await fanout(rt)).readers === 2, 20_000, 'both viewers reading one hub');
+    const [r1, r2] = await Promise.all([first, second]);
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.ok(r1.frames >= n1 && r2.frames >= n2, `${r1.frames} ${r2.frames}`);
+    assert.equal(srv.plays(), 1, srv.lines.join('\n'));
+    assert.equal(srv.lines.filter((l) => l.startsWith('REQUEST SETUP')).length, 1, 'one upstream SETUP');
+    assert.equal((await fanout(rt)).shared_readers, 1);
+    await waitFor(async () => {
+      const p = await pinholes(rt);
+      return p.pairs === 0 && p.relays.length === 0 && srv.lines.some((l) => l.startsWith('TEARDOWN'));
+    }, 10_000, 'pinholes released and the upstream torn down');
+    assert.equal((await fanout(rt)).hubs, 0);
+  });
+}
