@@ -20,6 +20,8 @@ const HANDLED_BY: Readonly<Record<string, string>> = {
   // listen() in stream/server.ts keeps an 'error' listener on every server it binds.
   'tcp/listener.ts': 'stream/server.ts',
   'uds/listener.ts': 'stream/server.ts',
+  // Its accepted sockets get theirs in rtsp/control.ts (RtspControl).
+  'rtsp/listener.ts': 'stream/server.ts',
 };
 
 function sources(dir: string): string[] {

@@ -101,3 +101,16 @@ test('parsePorts: ports are 1..65535, interleaved channels 0..255', () => {
   assert.deepEqual(parsePorts('0-1', 0, 255), [0, 1]);
   assert.equal(parsePorts('255-256', 0, 255), null);
 });
+
+test('examples/rtsp-proxy.yaml validates strictly: an RTSP listener with fan-out, an RTSP cluster', async () => {
+  const { readConfigFile } = await import('../../cluster-config/load.ts');
+  const { normalize } = await import('../../cluster-config/normalize.ts');
+  const { protocol } = await import('../../protocols/registry.ts');
+  const path = await import('node:path');
+  const s = normalize(readConfigFile(path.join(import.meta.dirname, '..', '..', 'examples', 'rtsp-proxy.yaml')), { strict: true });
+  const l = s.listeners.find((x) => x.name === 'rtsp');
+  assert.equal(l?.spec.protocol, 'RTSP');
+  // Fan-out serves readers from one worker's streams: the listener binds on one worker only.
+  assert.equal(protocol('RTSP')?.listener?.placement(l?.spec), 'single');
+  assert.equal(protocol('RTSP')?.listener?.placement({ ...l?.spec, options: {} }), 'shared');
+});
