@@ -11,6 +11,7 @@ import { DRAIN_QUIET_MS, SessionActor, drainMsg, type SessionEnv, type SessionRe
 import type { WorkerServices } from './worker.ts';
 import { actorTree, type ActorNode } from './tree.ts';
 import { Admission, AdmissionReason, admissionLimits } from './admission.ts';
+import { childSessionInit } from './child-session.ts';
 
 /** At most this many ended sessions are kept per listener and worker for `options.track`. */
 const TRACK_MAX = 10_000;
@@ -57,6 +58,8 @@ export class ListenerActor extends Actor<Msg> {
   /** Ended sessions kept visible (`options.track`), oldest first. */
   private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
   private idleMs = 0;
+  /** The session cell of each accepted downstream, for {@link ListenerContext.spawnChild}. */
+  private readonly cells = new WeakMap<Connection, ActorCell<unknown>>();
   /** Drain grace of its sessions (0: they end by themselves; see `drainWhenQuiet`). Unit: ms. */
   private quietMs = 0;
   /** This listener drains (set once; see {@link ListenerInstance.drain}). */
@@ -138,6 +141,17 @@ export class ListenerActor extends Actor<Msg> {
         handoff: (slot, h) => s.handoff(slot, h),
         count: (c, n) => this.counters.count(c, n),
         nextSessionSeq: () => s.slot + s.workers * this.seq++,
+        spawnChild: (parent, child) => {
+          const cell = this.cells.get(parent);
+          if (cell === undefined || cell.state === 'stopped' || self.state === 'stopped') return null;
+          let name = child.name;
+          const taken = new Set([...cell.children.values()].map((c) => c.name));
+          for (let i = 1; taken.has(name); i++) name = `${child.name}_${i}`;
+          this.counters.count('child_sessions');
+          const init = childSessionInit(this.env, this.cfg.name, child, name);
+          const c = cell.spawnChild(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+          return { stop: () => c.stop() };
+        },
       },
     );
     this.instance = inst;
@@ -209,6 +223,7 @@ export class ListenerActor extends Actor<Msg> {
     const tuple = rebuild === undefined ? null : (conn.rebuildTuple?.() ?? null);
     if (tuple?.shared === true) this.pinned.set(name, peerKey(tuple.remoteAddress, tuple.remotePort));
     const cell = this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+    this.cells.set(conn, cell);
     // Admitted just before the drain reached this listener (or an HTTP request on a kept connection).
     if (this.draining && this.quietMs > 0) cell.tell(drainMsg(this.quietMs) as never);
   }

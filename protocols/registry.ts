@@ -22,11 +22,12 @@ import { exec } from './exec/index.ts';
 import { stdio } from './stdio/index.ts';
 import { sync } from './sync/index.ts';
 import { transform } from './transform/index.ts';
+import { rtsp } from './rtsp/index.ts';
 
 /** JSONSocket runs over these (compat reference §3.2, §3.3): the listener ones, plus the virtual Stdio, Echo and Discard clusters (as l7mp). */
 const jsonsocket = jsonSocketProtocol({ listener: [udp, tcp, uds, websocket], cluster: [udp, tcp, uds, websocket, stdio, echo, discard] });
 
-const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio, sync, transform];
+const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio, sync, transform, rtsp];
 
 /** Protocols by their `spec.protocol` name. */
 export const protocols: ReadonlyMap<string, ProtocolModule> = new Map(all.map((p) => [p.name, p]));

@@ -230,6 +230,36 @@ export interface ListenerContext {
    * for l7mp's session names (`...-<n>`).
    */
   nextSessionSeq(): number;
+  /**
+   * Start a session between two connections the protocol opened itself, as a child of the session
+   * that owns `parent` (a downstream this listener accepted): no routing, `child.upstream` is its
+   * one destination stage. The child is a session like any other (idle timeout, metrics, access
+   * log, kernel offload when both connections are plain UDP sockets) and ends with its parent.
+   * Used by RTSP for its RTP/RTCP pinholes. Returns null if the parent session is gone (the caller
+   * closes the connections). Optional: a runtime without it gives protocols no child sessions.
+   */
+  spawnChild?(parent: Connection, child: ChildSessionSpec): ChildSession | null;
+}
+
+/** A session a protocol starts under another ({@link ListenerContext.spawnChild}). */
+export interface ChildSessionSpec {
+  /** Session name (made unique among the parent's children). */
+  name: string;
+  /** Its downstream (stage 0). */
+  source: Connection;
+  /** Its destination stage, already connected. */
+  upstream: Connection;
+  /** Shown as the destination stage's cluster name (actor tree, metrics, access log). */
+  cluster: string;
+  metadata: Metadata;
+  /** 0 = none. Unit: ms. */
+  idleTimeoutMs: number;
+}
+
+/** Handle of a child session. */
+export interface ChildSession {
+  /** End it (idempotent): its connections are closed. */
+  stop(): void;
 }
 
 /** A datagram handed from the worker that received it to the worker that owns its session. */
