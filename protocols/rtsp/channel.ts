@@ -7,7 +7,7 @@
 import type { L7Error } from '../../runtime/common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { PendingHandler } from '../core/hold.ts';
 
 /** Writes one frame on `channel`; returns false if it was dropped (counted by the caller's stats). */
 export type FrameWriter = (channel: number, payload: Buffer) => boolean;

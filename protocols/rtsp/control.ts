@@ -25,7 +25,7 @@ import type net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { ChildSession, Connection, ConnectionHandler, ListenerContext } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { PendingHandler } from '../core/hold.ts';
 import { RtspParser, encode, formatTransport, frameHeader, header, lowerTransport, param, parsePorts, parseTransport, response, setHeader, type RtspLimits, type RtspMessage, type TransportSpec } from './codec.ts';
 import { plainAddress, type PinholePair, type PortPairs } from './pinhole.ts';
 import { ChannelConnection } from './channel.ts';

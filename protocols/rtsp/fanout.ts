@@ -17,7 +17,7 @@
  */
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { PendingHandler } from '../core/hold.ts';
 import type { PinholePair, PinholeSocket } from './pinhole.ts';
 
 /** The upstream end of one reader's RTP or RTCP relay. */

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
-import { closeServer, hostPort, listen } from '../stream/server.ts';
+import { closeServer, hostPort, listen } from '../core/server.ts';
 import { DEFAULT_LIMITS, requestMetadata, type RtspMessage } from './codec.ts';
 import type { RtspListenerSpec } from './config.ts';
 import { RTSP_CONTROL, RtspControl, type ControlEnv } from './control.ts';

@@ -14,7 +14,7 @@ import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
-import { PendingHandler } from '../udp/listener.ts';
+import { PendingHandler } from '../core/hold.ts';
 
 /** `a.b.c.d` for an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack listener sees), else the address. */
 export function plainAddress(a: string): string {

@@ -17,6 +17,9 @@ const CREATES = /\b(?:net\.createServer|http\.createServer|net\.createConnection
 
 /** Files whose emitters get their 'error' listener from a helper in another file. */
 const HANDLED_BY: Readonly<Record<string, string>> = {
+  // listen() in core/server.ts keeps an 'error' listener on every server it binds.
+  'tcp/listener.ts': 'core/server.ts',
+  'uds/listener.ts': 'core/server.ts',
   // Its accepted sockets get theirs in rtsp/control.ts (RtspControl).
   'rtsp/listener.ts': 'core/server.ts',
 };

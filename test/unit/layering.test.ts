@@ -30,6 +30,7 @@ const PROTOCOL_ALLOWED: Readonly<Record<string, string>> = {
   'protocols/tcp/cluster.ts -> protocols/stream/connect.ts': 'stream rebase (socket adapter in core)',
   'protocols/tcp/cluster.ts -> protocols/stream/server.ts': 'stream rebase (hostPort() is core/server.ts)',
   'protocols/uds/listener.ts -> protocols/stream/socket-connection.ts': 'stream rebase (socket adapter in core)',
+  'protocols/rtsp/cluster.ts -> protocols/stream/socket-connection.ts': 'stream rebase (socket adapter in core)',
   'protocols/uds/listener.ts -> protocols/stream/server.ts': 'stream rebase (listen() is core/server.ts)',
   'protocols/uds/cluster.ts -> protocols/stream/connect.ts': 'stream rebase (socket adapter in core)',
   // Not a protocol, but another layer: metadata path helpers, a leaf that could move to runtime/common.
