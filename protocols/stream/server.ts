@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ListenerContext } from '../types.ts';
+import { ReadBuffer } from './read-buffer.ts';
 
 /**
  * Listen and resolve once bound; reject with a clear error otherwise. Once bound, the server keeps
@@ -53,4 +54,26 @@ export function closeServer(server: net.Server, conns?: Iterable<net.Socket>): P
 export function hostPort(address: string | undefined, port: number | undefined): string {
   const a = address ?? '?';
   return net.isIPv6(a) ? `[${a}]:${port}` : `${a}:${port}`;
+}
+
+/**
+ * An accepted connection that reads into recycled buffers (read-buffer.ts). `net.Server` has no
+ * `onread` option, so the server is created with `pauseOnConnect: true` (nothing read yet) and the
+ * accepted socket's handle moves to a new `net.Socket` created with the reader's `onread` (the
+ * `handle` option is how Node's cluster module hands accepted handles over). The first socket is
+ * destroyed without its handle: that only ends the server's count of it. When this Node exposes no
+ * handle, the accepted socket is resumed as is and `reader` is null (stream reads).
+ */
+export function adoptAccepted(sock: net.Socket): { sock: net.Socket; reader: ReadBuffer | null } {
+  const s = sock as net.Socket & { _handle?: { readStart?: unknown } | null };
+  const handle = s._handle;
+  if (handle === null || handle === undefined || typeof handle.readStart !== 'function' || sock.destroyed) {
+    sock.resume();
+    return { sock, reader: null };
+  }
+  const reader = new ReadBuffer();
+  s._handle = null;
+  sock.destroy();
+  const opts = { handle, allowHalfOpen: true, readable: true, writable: true, onread: reader.onread };
+  return { sock: new net.Socket(opts as net.SocketConstructorOpts), reader };
 }

@@ -1,0 +1,69 @@
+/**
+ * protocols/stream/read-buffer.ts, driven the way Node drives `onread` (buffer() once when the
+ * socket is set up and after every read, callback() per read): the memory is read into again only
+ * when the consumer kept no reference, sizes follow the reads, and buffers go back to the pool.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { READ_LARGE, READ_SMALL, ReadBuffer, readPoolSize } from '../../protocols/stream/read-buffer.ts';
+
+/** One read of `n` bytes into the socket's current buffer, as Node does it; returns the next buffer. */
+function read(rb: ReadBuffer, buf: Uint8Array, n: number): Uint8Array {
+  (rb.onread.callback as (n: number, b: Uint8Array) => boolean)(n, buf);
+  return (rb.onread.buffer as () => Uint8Array)();
+}
+
+test('ReadBuffer: reuse only after a released chunk; 4 KiB to 64 KiB after a full read and back after a small one; buffers go back to the pool', () => {
+  const rb = new ReadBuffer();
+  let released = true;
+  const seen: Buffer[] = [];
+  rb.deliver = (data) => {
+    seen.push(data);
+    return released;
+  };
+  let buf = (rb.onread.buffer as () => Uint8Array)();
+  assert.equal(buf.length, READ_SMALL, 'an idle socket holds a small buffer');
+
+  // A small read, released: the same memory next time.
+  let next = read(rb, buf, 10);
+  assert.equal(next, buf);
+  assert.equal(seen[0]?.length, 10);
+  assert.equal(seen[0]?.buffer, buf.buffer, 'the chunk is a view, not a copy');
+
+  // A read that filled the buffer: the next one is large.
+  next = read(rb, buf, READ_SMALL);
+  assert.equal(next.length, READ_LARGE);
+  buf = next;
+
+  // Kept by the consumer (a queued write): never read into again.
+  released = false;
+  next = read(rb, buf, 10_000);
+  assert.notEqual(next, buf);
+  assert.equal(next.length, READ_LARGE, 'a middling read keeps the size');
+  const kept = buf;
+  buf = next;
+
+  // A small read, released: back to a small buffer; the large one goes to the pool.
+  released = true;
+  const before = readPoolSize();
+  next = read(rb, buf, 100);
+  assert.equal(next.length, READ_SMALL);
+  assert.equal(readPoolSize().large, before.large + 1);
+  assert.notEqual(next, kept);
+  buf = next;
+
+  // Closed: its buffer goes back to the pool (idempotent).
+  const small = readPoolSize().small;
+  rb.release();
+  rb.release();
+  assert.equal(readPoolSize().small, small + 1);
+});
+
+test('ReadBuffer: reads before a consumer is set are kept in order, their buffers not reused', () => {
+  const rb = new ReadBuffer();
+  const buf = (rb.onread.buffer as () => Uint8Array)();
+  const next = read(rb, buf, 5);
+  assert.notEqual(next, buf);
+  assert.deepEqual(rb.early.map((b) => b.length), [5]);
+  rb.release();
+});
