@@ -4,9 +4,9 @@
  * repeated; prints each system's Gbit/s median, min and max, and the proxy's CPU.
  *
  *   node bench/tcp-one-flow.ts [--reps 5] [--seconds 1] [--systems node-relay,l7mp-ts]
- *                              [--base DIR] [--extra "-o init"] [--write 131072]
+ *                              [--base DIR] [--extra="-o init"] [--write 131072]
  *
- * Systems: `node-relay` (bench/naive-tcp-relay.ts, `pipe()`), `l7mp-ts` (this checkout, 1 worker,
+ * Systems: `nginx` (1.22 stream module, 1 worker, as bench.ts runs it), `node-relay` (bench/naive-tcp-relay.ts, `pipe()`), `l7mp-ts` (this checkout, 1 worker,
  * with `--extra` arguments), `l7mp-ts-w2` (2 workers) and, with `--base DIR`, `base` (DIR/bin/l7mp-ts,
  * e.g. another worktree, for an A/B of a change) and `flags` (this checkout with `--node-flags`, e.g. V8
  * GC flags), and `--custom NAME=COMMAND` adds a system of its own ({L}: listen port, {U}: upstream port,
@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -99,7 +99,19 @@ async function launch(name: string, listen: number, up: number): Promise<Sys> {
   let argv: string[];
   const cfg = path.join(tmp, `${name}.yaml`);
   writeFileSync(cfg, l7mpConfig(listen, up));
-  if (name === 'node-relay') argv = [NODE24, path.join(BENCH_DIR, 'naive-tcp-relay.ts'), String(listen), String(up)];
+  if (name === 'nginx') {
+    const dir = path.join(tmp, 'nginx');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'nginx.conf'), `load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+stream { server { listen ${HOST}:${listen}; proxy_pass ${HOST}:${up}; } }
+`);
+    argv = ['nginx', '-p', `${dir}/`, '-e', `${dir}/error.log`, '-c', `${dir}/nginx.conf`];
+  } else if (name === 'node-relay') argv = [NODE24, path.join(BENCH_DIR, 'naive-tcp-relay.ts'), String(listen), String(up)];
   else if (name === 'l7mp-ts') argv = [path.join(REPO_ROOT, 'bin/l7mp-ts'), '-c', cfg, '--workers', '1', '-l', 'warn', ...extra];
   else if (name === 'flags') argv = [NODE24, ...opt['node-flags'].split(' ').filter((f) => f !== ''), path.join(REPO_ROOT, 'runtime/cli.ts'), '-c', cfg, '--workers', '1', '-l', 'warn', ...extra];
   else if (custom.has(name)) argv = (custom.get(name) ?? '').replaceAll('{L}', String(listen)).replaceAll('{U}', String(up)).replaceAll('{C}', cfg).split(' ').filter((a) => a !== '');
