@@ -3,47 +3,61 @@
  * a fresh 64 KiB ArrayBuffer per read.
  *
  * Why: V8 counts every ArrayBuffer backing store as external memory, and each 64 MiB of it starts a
- * full mark-compact of the heap. A relay at 10 Gbit/s allocated about 20 of them a second; on one
- * CPU the marking (concurrent marking threads included) took about a third of the proxy's time, and
- * more the larger the worker's heap. A buffer that goes back into the read is no allocation at all.
+ * full mark-compact of the heap: at 10 Gbit/s about 20 a second. On one CPU the marking (its
+ * concurrent threads included) took about a third of the proxy's time, more the larger the
+ * worker's heap. A buffer that goes back into the read is no allocation at all.
  *
  * Ownership: a read chunk is a view of the socket's buffer. The consumer returns true from
  * `deliver` only if it kept no reference to it (the session's hop towards a socket whose write went
  * to the kernel at once: `Connection.sendReleased`); then the next read reuses the memory. Any
  * other answer (a queued write, a handler that holds chunks during setup) leaves the buffer to the
- * consumer, and the next read gets another one: never worse than Node's own allocation per read.
+ * consumer, and the next read gets another one, of 64 KiB like Node's own: never worse than the
+ * stream reads.
  *
- * Size: a socket starts with a 4 KiB buffer (what an idle connection keeps), moves to 64 KiB after
- * a read that filled its buffer, and back to 4 KiB after a read of at most 4 KiB. Buffers a socket
- * gives up go to a per-thread free list (bounded; modules are per worker, so no sharing between
- * threads).
+ * Size: a socket starts with a 4 KiB buffer (what an idle connection keeps), moves to 256 KiB after
+ * a read that filled its buffer and was released, and back to 4 KiB after a read of at most 4 KiB.
+ * Buffers a socket gives up go to a per-thread free list (bounded; modules are per worker, so no
+ * sharing between threads).
  */
 import type net from 'node:net';
 
-/** Read buffer sizes. Unit: bytes. */
+/**
+ * Read buffer sizes. Unit: bytes. LARGE is four times Node's own read size because each read costs
+ * about the same fixed time (event loop, syscalls) whatever its size: one TCP flow through the
+ * proxy took 22 % less CPU per byte than with 64 KiB (bench/tcp-one-flow.ts; 512 KiB was no
+ * better). MEDIUM (Node's size) follows a chunk the consumer kept, whose memory is not reused.
+ */
 export const READ_SMALL = 4096;
-export const READ_LARGE = 65536;
-/** Free buffers kept per thread, per size (at most 4 MiB of large and 1 MiB of small ones). */
-const KEEP_LARGE = 64;
-const KEEP_SMALL = 256;
+export const READ_MEDIUM = 65536;
+export const READ_LARGE = 262144;
 
-const freeLarge: Buffer[] = [];
-const freeSmall: Buffer[] = [];
+/** Free buffers kept per thread, by size: at most 1 + 2 + 4 MiB. */
+const pools = new Map<number, { free: Buffer[]; keep: number }>([
+  [READ_SMALL, { free: [], keep: 256 }],
+  [READ_MEDIUM, { free: [], keep: 32 }],
+  [READ_LARGE, { free: [], keep: 16 }],
+]);
 
 function take(size: number): Buffer {
-  const b = (size === READ_LARGE ? freeLarge : freeSmall).pop();
-  return b ?? Buffer.allocUnsafeSlow(size);
+  return pools.get(size)?.free.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function give(b: Buffer): void {
-  if (b.length === READ_LARGE) {
-    if (freeLarge.length < KEEP_LARGE) freeLarge.push(b);
-  } else if (b.length === READ_SMALL && freeSmall.length < KEEP_SMALL) freeSmall.push(b);
+  const p = pools.get(b.length);
+  if (p !== undefined && p.free.length < p.keep) p.free.push(b);
+}
+
+/** The size of the next read buffer after a read of `n` bytes into `size`. */
+function nextSize(n: number, size: number, kept: boolean): number {
+  if (n === size) return kept ? READ_MEDIUM : READ_LARGE;
+  if (n <= READ_SMALL) return READ_SMALL;
+  return kept ? READ_MEDIUM : size;
 }
 
 /** Free buffers held by this thread's pool (tests, metrics). */
-export function readPoolSize(): { large: number; small: number } {
-  return { large: freeLarge.length, small: freeSmall.length };
+export function readPoolSize(): { large: number; medium: number; small: number } {
+  const n = (size: number): number => pools.get(size)?.free.length ?? 0;
+  return { large: n(READ_LARGE), medium: n(READ_MEDIUM), small: n(READ_SMALL) };
 }
 
 /**
@@ -77,7 +91,7 @@ export class ReadBuffer {
   /** The buffer for the next read (Node asks after each read). */
   private next(): Buffer {
     const cur = this.buf;
-    const want = this.last === cur.length ? READ_LARGE : this.last <= READ_SMALL ? READ_SMALL : cur.length;
+    const want = nextSize(this.last, cur.length, !this.reusable);
     if (this.released) {
       // The socket closed inside the last callback: no more reads; nothing is taken from the pool.
       return cur;

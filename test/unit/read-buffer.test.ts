@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { READ_LARGE, READ_SMALL, ReadBuffer, readPoolSize } from '../../protocols/stream/read-buffer.ts';
+import { READ_LARGE, READ_MEDIUM, READ_SMALL, ReadBuffer, readPoolSize } from '../../protocols/stream/read-buffer.ts';
 
 /** One read of `n` bytes into the socket's current buffer, as Node does it; returns the next buffer. */
 function read(rb: ReadBuffer, buf: Uint8Array, n: number): Uint8Array {
@@ -13,7 +13,7 @@ function read(rb: ReadBuffer, buf: Uint8Array, n: number): Uint8Array {
   return (rb.onread.buffer as () => Uint8Array)();
 }
 
-test('ReadBuffer: reuse only after a released chunk; 4 KiB to 64 KiB after a full read and back after a small one; buffers go back to the pool', () => {
+test('ReadBuffer: reuse only after a released chunk; 4 KiB to 256 KiB after a full read, 64 KiB after a kept one, 4 KiB after a small one; buffers go back to the pool', () => {
   const rb = new ReadBuffer();
   let released = true;
   const seen: Buffer[] = [];
@@ -35,17 +35,28 @@ test('ReadBuffer: reuse only after a released chunk; 4 KiB to 64 KiB after a ful
   assert.equal(next.length, READ_LARGE);
   buf = next;
 
-  // Kept by the consumer (a queued write): never read into again.
+  // A middling read, released: the size stays.
+  next = read(rb, buf, 10_000);
+  assert.equal(next, buf);
+
+  // Kept by the consumer (a queued write): never read into again; the next one is Node's size.
   released = false;
   next = read(rb, buf, 10_000);
   assert.notEqual(next, buf);
-  assert.equal(next.length, READ_LARGE, 'a middling read keeps the size');
+  assert.equal(next.length, READ_MEDIUM);
   const kept = buf;
   buf = next;
 
-  // A small read, released: back to a small buffer; the large one goes to the pool.
+  // Full and released: large again; the medium one goes to the pool.
   released = true;
-  const before = readPoolSize();
+  let before = readPoolSize();
+  next = read(rb, buf, READ_MEDIUM);
+  assert.equal(next.length, READ_LARGE);
+  assert.equal(readPoolSize().medium, before.medium + 1);
+  buf = next;
+
+  // A small read, released: back to a small buffer; the large one goes to the pool.
+  before = readPoolSize();
   next = read(rb, buf, 100);
   assert.equal(next.length, READ_SMALL);
   assert.equal(readPoolSize().large, before.large + 1);
