@@ -14,10 +14,13 @@
  * consumer, and the next read gets another one, of 64 KiB like Node's own: never worse than the
  * stream reads.
  *
- * Size: a socket starts with a 4 KiB buffer (what an idle connection keeps), moves to 256 KiB after
- * a read that filled its buffer and was released, and back to 4 KiB after a read of at most 4 KiB.
- * Buffers a socket gives up go to a per-thread free list (bounded; modules are per worker, so no
- * sharing between threads).
+ * Size: a socket starts with a 4 KiB buffer (what an idle connection keeps); a read that filled
+ * its buffer (and was released) moves it one size up (64 KiB, then 256 KiB), a read of at most
+ * 16 KiB back to 64 KiB, one of at most 4 KiB back to 4 KiB. The buffers above 4 KiB that sockets
+ * of a thread hold at once are bounded ({@link READ_HELD_BUDGET}): past it a socket gets the next
+ * smaller size, so idle connections that once moved bulk data cannot pin much memory. Buffers a
+ * socket gives up go to a per-thread free list (bounded; modules are per worker, so nothing is
+ * shared between threads).
  */
 import type net from 'node:net';
 
@@ -47,17 +50,40 @@ function give(b: Buffer): void {
   if (p !== undefined && p.free.length < p.keep) p.free.push(b);
 }
 
-/** The size of the next read buffer after a read of `n` bytes into `size`. */
+/**
+ * Bytes of buffers above 4 KiB that the sockets of this thread hold (not counting chunks their
+ * consumers kept, nor the free lists): at most 32 MiB, e.g. 128 bulk flows at 256 KiB.
+ */
+export const READ_HELD_BUDGET = 32 * 1024 * 1024;
+let heldBig = 0;
+
+/** The size of the next read buffer after a read of `n` bytes into `size` (before the budget). */
 function nextSize(n: number, size: number, kept: boolean): number {
-  if (n === size) return kept ? READ_MEDIUM : READ_LARGE;
+  if (kept) return n <= READ_SMALL ? READ_SMALL : READ_MEDIUM;
+  if (n === size) return size === READ_SMALL ? READ_MEDIUM : READ_LARGE;
   if (n <= READ_SMALL) return READ_SMALL;
-  return kept ? READ_MEDIUM : size;
+  if (n <= READ_MEDIUM / 4) return READ_MEDIUM;
+  return size;
+}
+
+/** Take a buffer of `want` bytes, or of the next smaller size the budget allows; counts it as held. */
+function takeHeld(want: number): Buffer {
+  let size = want;
+  if (size === READ_LARGE && heldBig + size > READ_HELD_BUDGET) size = READ_MEDIUM;
+  if (size === READ_MEDIUM && heldBig + size > READ_HELD_BUDGET) size = READ_SMALL;
+  if (size !== READ_SMALL) heldBig += size;
+  return take(size);
+}
+
+/** A socket no longer holds `b` (given back, kept by a consumer, or the socket closed). */
+function dropHeld(b: Buffer): void {
+  if (b.length !== READ_SMALL) heldBig -= b.length;
 }
 
 /** Free buffers held by this thread's pool (tests, metrics). */
-export function readPoolSize(): { large: number; medium: number; small: number } {
+export function readPoolSize(): { large: number; medium: number; small: number; heldBig: number } {
   const n = (size: number): number => pools.get(size)?.free.length ?? 0;
-  return { large: n(READ_LARGE), medium: n(READ_MEDIUM), small: n(READ_SMALL) };
+  return { large: n(READ_LARGE), medium: n(READ_MEDIUM), small: n(READ_SMALL), heldBig };
 }
 
 /**
@@ -97,8 +123,9 @@ export class ReadBuffer {
       return cur;
     }
     if (this.reusable && want === cur.length) return cur;
+    dropHeld(cur);
     if (this.reusable) give(cur);
-    this.buf = take(want);
+    this.buf = takeHeld(want);
     this.reusable = true;
     return this.buf;
   }
@@ -107,6 +134,7 @@ export class ReadBuffer {
   release(): void {
     if (this.released) return;
     this.released = true;
+    dropHeld(this.buf);
     if (this.reusable) give(this.buf);
     this.reusable = false;
   }
