@@ -1,17 +1,20 @@
 /**
  * One TCP connection, client -> proxy -> sink, through each system in turn (interleaved, so a drift
- * in the machine's load hits all of them): `udpbench tcp` (128 KiB writes) for a few seconds,
- * repeated; prints each system's Gbit/s median, min and max, and the proxy's CPU.
+ * in the machine's load hits all of them): `udpbench tcp` (128 KiB writes), N runs of a few seconds
+ * after one untimed warm-up run each; prints per system the Gbit/s, the proxy's CPU % and its CPU
+ * time per KiB relayed (less disturbed by other load than Gbit/s), as median [min–max].
  *
- *   node bench/tcp-one-flow.ts [--reps 5] [--seconds 1] [--systems node-relay,l7mp-ts]
- *                              [--base DIR] [--extra="-o init"] [--write 131072]
+ *   npm run bench:tcp -- [--reps 5] [--seconds 1] [--systems node-relay,l7mp-ts] [--base DIR]
+ *                        [--extra="-o init"] [--node-flags="..."] [--custom NAME=COMMAND] [--write 131072]
  *
- * Systems: `nginx` (1.22 stream module, 1 worker, as bench.ts runs it), `node-relay` (bench/naive-tcp-relay.ts, `pipe()`), `l7mp-ts` (this checkout, 1 worker,
- * with `--extra` arguments), `l7mp-ts-w2` (2 workers) and, with `--base DIR`, `base` (DIR/bin/l7mp-ts,
- * e.g. another worktree, for an A/B of a change) and `flags` (this checkout with `--node-flags`, e.g. V8
- * GC flags), and `--custom NAME=COMMAND` adds a system of its own ({L}: listen port, {U}: upstream port,
- * {C}: an l7mp-ts config file; list NAME in --systems). Each proxy is started once, pinned to CPU 1; the tool
- * runs on CPU 0. Each proxy gets one untimed warm-up run first. Needs the C tool (bench/build.sh). Not part of the test run.
+ * Systems: `nginx` (1.22 stream module, 1 worker, as bench.ts runs it), `node-relay`
+ * (bench/naive-tcp-relay.ts, `pipe()`), `l7mp-ts` (this checkout, 1 worker, plus `--extra`),
+ * `l7mp-ts-w2` (2 workers, not pinned), `base` (DIR/bin/l7mp-ts of `--base DIR`, e.g. another
+ * worktree: an A/B of a change), `flags` (this checkout under `node --node-flags`, e.g. V8 GC
+ * flags) and any `--custom NAME=COMMAND` listed in --systems ({L}: the listen port, {U}: the
+ * upstream port, {C}: an l7mp-ts config file). Each proxy is started once and pinned to CPU 1; the
+ * tool runs on CPU 0. Needs the C tool (bench/build.sh builds it) and root for the priority boost.
+ * Not part of the test run.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
