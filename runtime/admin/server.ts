@@ -26,7 +26,7 @@ import { L7Error, ErrorCode } from '../common/errors.ts';
 import { isLoopback } from '../common/net-addr.ts';
 import type { Logger } from '../common/log.ts';
 import type { AdminAnswer, AdminCall } from '../../protocols/types.ts';
-import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/http/exchange.ts';
+import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/core/l7mp-error.ts';
 
 /** A parsed request as handlers see it. */
 export interface AdminRequest {
