@@ -68,7 +68,7 @@ export function isObject(v: unknown): v is Obj {
 }
 
 /**
- * Read back what the dumps write (compat reference §1.3, §1.6), so a dump posted back means the
+ * Read back what the dumps write (docs/l7mp-compat.md §1.3, §1.6), so a dump posted back means the
  * same: a rule `match` of `{"match": "*"}` is a wildcard, and the `<VIRTUAL>` endpoint a virtual
  * cluster dumps is not a real endpoint. Mutates `v` (a fresh copy of a request body).
  */

@@ -1,6 +1,6 @@
 /**
  * `l7mp-ts -c FILE [-l LEVEL] [-s] [--workers N] [-o init|no_init|disable]`: run the proxy in the
- * foreground (l7mp-compatible flags, compat reference §0).
+ * foreground (l7mp-compatible flags, docs/l7mp-compat.md §0).
  *
  * Signals: SIGTERM drains (runtime/drain.ts): /readyz turns 503, listeners take no new sessions,
  * live ones may finish within `admin.drain_timeout_s` (default 30 s), then the process stops; a

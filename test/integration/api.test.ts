@@ -1,5 +1,5 @@
 /**
- * The l7mp REST API under /api/v1 (compat reference §2) over real HTTP against a real runtime:
+ * The l7mp REST API under /api/v1 (docs/l7mp-compat.md §2) over real HTTP against a real runtime:
  * objects added at runtime carry traffic, dumps keep l7mp's shapes, recursive deletes end
  * sessions, errors keep l7mp's `{status, message, content}` and the strings clients parse.
  */
