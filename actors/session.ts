@@ -15,7 +15,8 @@
  * per session or packet).
  *
  * Kernel offload (native-offload/, `-o init`): when every connection is a plain connected UDP
- * socket, the hop towards the source is armed; the first reply that reaches the source makes the
+ * socket, the hop towards the source is armed; the first reply that reaches the source (or the
+ * source's N-th datagram, `offload.establish: {packets: N}`) makes the
  * session established and its sockets are spliced in the kernel (socket i's datagrams leave
  * through socket i+1). The actor still owns the flow: it reads the kernel's per-socket counters
  * into its stages (idle timeout, metrics, actor tree, access log) and unsplices before closing.
@@ -340,25 +341,24 @@ class Hop implements ConnectionHandler {
 }
 
 /**
- * The hop towards the source of a session that may be offloaded: the first reply it forwards makes
- * the session established (then spliced). Only used when offload is on, so the plain path is
- * unchanged.
+ * A hop of a session that may be offloaded: the `after`-th datagram it forwards makes the session
+ * established (then spliced). Armed towards the source (after = 1: the first reply), and on the
+ * source itself when it has `spliceAfter` (`offload.establish: {packets: N}`, a one-way flow).
+ * Only used when offload is on, so the plain path is unchanged.
  */
 class ArmedHop extends Hop {
-  private fired = false;
+  private left: number;
   private readonly owner: SessionActor;
 
-  constructor(session: SessionActor, stage: number, self: Connection, next: Connection, prev: Connection) {
+  constructor(session: SessionActor, stage: number, self: Connection, next: Connection, prev: Connection, after = 1) {
     super(session, stage, self, next, prev);
     this.owner = session;
+    this.left = after;
   }
 
   override onData(data: Buffer): boolean {
     const released = super.onData(data);
-    if (!this.fired) {
-      this.fired = true;
-      this.owner.ctx.self.tell({ type: 'established' });
-    }
+    if (this.left > 0 && --this.left === 0) this.owner.ctx.self.tell({ type: 'established' });
     return released;
   }
 }
@@ -783,7 +783,9 @@ export class SessionActor extends Actor<Msg> implements Tickable {
     const next = this.stages[(i + 1) % n] as Stage;
     const prev = this.stages[(i - 1 + n) % n] as Stage;
     const conn = st.conn as Connection;
-    const hop = this.offloadable && i === n - 1 ? new ArmedHop(this, i, conn, next.conn as Connection, prev.conn as Connection) : new Hop(this, i, conn, next.conn as Connection, prev.conn as Connection);
+    // Armed: the last stage (replies towards the source); the source too with `spliceAfter` (a one-way flow).
+    const after = !this.offloadable ? 0 : i === n - 1 ? 1 : i === 0 ? (conn.spliceAfter ?? 0) : 0;
+    const hop = after > 0 ? new ArmedHop(this, i, conn, next.conn as Connection, prev.conn as Connection, after) : new Hop(this, i, conn, next.conn as Connection, prev.conn as Connection);
     st.hop = hop;
     if (prev.hop !== null) prev.hop.next = conn;
     if (next.hop !== null) next.hop.prev = conn;

@@ -44,3 +44,45 @@ export const StreamIdleTimeout = () =>
       'Seconds without a read on either side of a session (downstream or any upstream stage) after which it ends with L7_ERR_SESSION_IDLE, as nginx proxy_timeout (10 min); 0 disables it. Unit: s.',
     expect: 'a number of seconds >= 0',
   });
+
+/**
+ * `offload.establish` of a datagram listener (issue 14 item 4): when, under `-o init`, a session
+ * whose sockets are all plain connected UDP sockets is spliced in the kernel. `reply`: at the first
+ * datagram that goes back towards the session's source; `{packets: N}`: also once its source sent N
+ * datagrams, answered or not (a one-way flow: RTP from a camera, a RECORD stream).
+ */
+export const OffloadOptions = (side: string, note = '') =>
+  Type.Object(
+    {
+      establish: Type.Optional(
+        Type.Union(
+          [
+            Type.Literal('reply'),
+            Type.Object(
+              {
+                packets: Type.Integer({
+                  minimum: 1,
+                  maximum: 1_000_000,
+                  description: 'Datagrams the source sends (with or without a reply) after which the session is spliced. Unit: datagrams.',
+                  expect: 'an integer 1..1000000',
+                }),
+              },
+              { description: 'Splice a one-way flow after this many datagrams from the source.' },
+            ),
+          ],
+          {
+            default: 'reply',
+            description: `When ${side} is spliced in the kernel (\`-o init\`): \`reply\` at the first datagram back towards its source (a one-way flow stays in userspace); \`{packets: N}\` also once the source sent N datagrams with no reply. Counters stay exact either way: the kernel's counts are read into the session.${note === '' ? '' : ` ${note}`}`,
+            expect: '"reply" or {packets: N}',
+          },
+        ),
+      ),
+    },
+    { description: 'Kernel offload (`-o init`) of this listener\'s sessions.' },
+  );
+
+/** Datagrams from a session's source after which it is spliced with no reply (0: only a reply establishes it). */
+export function establishAfter(o: { establish?: 'reply' | { packets: number } } | undefined): number {
+  const e = o?.establish;
+  return e === undefined || e === 'reply' ? 0 : e.packets;
+}

@@ -164,6 +164,12 @@ export interface Connection {
    */
   spliceReading?(reading: boolean): boolean;
   /**
+   * Kernel offload, a session's source only (`offload.establish`, protocols/schema.ts): the
+   * session is spliced once this connection sent this many datagrams, with or without a reply (a
+   * one-way flow never gets one). 0 or absent: only a reply establishes it.
+   */
+  readonly spliceAfter?: number;
+  /**
    * Optional, datagram sockets a worker crash can rebuild (runtime/session-table.ts): the 5-tuple
    * of this connection now (null while it has none, e.g. a socket not yet connected). Another
    * worker binds `localAddress:localPort` and connects to `remoteAddress:remotePort` again, so

@@ -18,6 +18,8 @@ export class ChannelConnection implements Connection {
   readonly local: string;
   readonly remote: string;
   readonly channel: number;
+  /** Sees every frame read, before the relay does (the RTCP channel: sender reports). */
+  observer: ((d: Buffer) => void) | null = null;
   private handler: ConnectionHandler = new PendingHandler();
   private closed = false;
   private readonly write: FrameWriter;
@@ -34,6 +36,7 @@ export class ChannelConnection implements Connection {
     if (this.closed) return;
     this.stats.rxPackets++;
     this.stats.rxBytes += payload.length;
+    if (this.observer !== null) this.observer(payload);
     this.handler.onData(payload);
   }
 

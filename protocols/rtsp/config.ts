@@ -1,6 +1,6 @@
 /** RTSP listener and cluster specs (issue 14). */
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
+import { Address, Bind, OffloadOptions, Port, StreamIdleTimeout } from '../schema.ts';
 import { DEFAULT_LIMITS } from './codec.ts';
 
 const PortRange = Type.Object(
@@ -44,6 +44,12 @@ export const RtspListenerSpec = Type.Object(
           ),
           reader_queue: Type.Optional(
             Type.Integer({ minimum: 1, maximum: 65536, default: 256, description: 'Fan-out: datagrams queued towards one reader before the next ones to it are dropped (counted as reader_drops).', expect: 'an integer 1..65536' }),
+          ),
+          offload: Type.Optional(
+            OffloadOptions(
+              "an RTP relay (a track's two RTP pinholes; its source is the client side)",
+              "A PLAY's media (server to client) establish it at their first datagram either way; `{packets: N}` is for RECORD (client to server). RTCP relays stay in userspace, where their sender reports are read into /RTP.",
+            ),
           ),
           max_head_bytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1048576, default: DEFAULT_LIMITS.maxHeadBytes, description: 'Longest message head (start line and headers). Unit: bytes.', expect: 'an integer 256..1048576' })),
           max_headers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, default: DEFAULT_LIMITS.maxHeaders, description: 'Most header lines in a message.', expect: 'an integer 1..1024' })),

@@ -29,7 +29,8 @@ import { PendingHandler } from '../core/hold.ts';
 import { RtspParser, encode, formatTransport, frameHeader, header, lowerTransport, param, parsePorts, parseTransport, response, setHeader, type RtspLimits, type RtspMessage, type TransportSpec } from './codec.ts';
 import { plainAddress, type PinholePair, type PortPairs } from './pinhole.ts';
 import { ChannelConnection } from './channel.ts';
-import { Hub, HubRegistry, type Reader } from './fanout.ts';
+import { Hub, HubRegistry, type Reader, type TrackRtp } from './fanout.ts';
+import { readSenderReport, RtcpRead } from '../core/rtcp.ts';
 
 /** Metadata key under which the RTSP cluster finds the session's control connection (a symbol: never in predicates or dumps). */
 export const RTSP_CONTROL: unique symbol = Symbol.for('l7mp-ts.rtsp.control');
@@ -57,6 +58,8 @@ export interface ControlEnv {
   readonly hubs: HubRegistry | null;
   /** Fan-out: datagrams queued towards one reader before the next are dropped. */
   readonly readerQueue: number;
+  /** `offload.establish`: datagrams from the client side after which an RTP relay is spliced with no reply (0: at the first from the server side). */
+  readonly spliceAfter: number;
 }
 
 /** Bytes queued on a control connection above which interleaved media to it are dropped (a slow reader). */
@@ -77,6 +80,8 @@ interface Track {
   /** Fan-out: the shared track this one reads, and its taps. */
   hub: Hub | null;
   reader: Reader | null;
+  /** `/RTP` of both relays, from RTCP sender reports (the hub's for a shared track). */
+  rtp: TrackRtp;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -291,7 +296,7 @@ export class RtspControl implements Connection {
       this.forward(m);
       return;
     }
-    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair: null, peer: '', ports: null }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false, hub: null, reader: null };
+    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair: null, peer: '', ports: null }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false, hub: null, reader: null, rtp: {} };
     if (clientMode === 'udp') {
       const ports = parsePorts(param(spec, 'client_port'));
       if (ports === null) {
@@ -393,14 +398,17 @@ export class RtspControl implements Connection {
       s.ports = ports;
       const src = param(spec, 'source');
       if (typeof src === 'string' && src !== '') s.peer = plainAddress(src);
+      // RTCP pairs with RTP: the same server address (`source` included), its port of the pair (RTP + 1 when one port is named).
       const ok = await Promise.all([s.pair.rtp.connect(s.peer, ports[0]), s.pair.rtcp.connect(s.peer, ports[1])]);
       if (!ok[0] || !ok[1]) return fail(`cannot connect to ${s.peer}:${ports[0]}`);
+      s.pair.rtcp.observer = this.rtcpObserver(track.rtp);
     } else {
       const ch = parsePorts(param(spec, 'interleaved'), 0, 255) ?? s.ch;
       s.ch = ch;
       const up = this.upstream?.remoteAddress ?? 'upstream';
       const write = (c: number, d: Buffer): boolean => this.writeServerFrame(c, d);
       s.conns = [new ChannelConnection(ch[0], write, this.local, up), new ChannelConnection(ch[1], write, this.local, up)];
+      s.conns[1].observer = this.rtcpObserver(track.rtp);
       this.serverChannels.set(ch[0], s.conns[0]);
       this.serverChannels.set(ch[1], s.conns[1]);
     }
@@ -415,6 +423,8 @@ export class RtspControl implements Connection {
         return;
       }
       c.pair = pair;
+      pair.rtp.spliceAfter = this.env.spliceAfter;
+      pair.rtcp.observer = this.rtcpObserver(track.rtp);
       const ports = c.ports as [number, number];
       const ok = await Promise.all([pair.rtp.connect(c.peer, ports[0]), pair.rtcp.connect(c.peer, ports[1])]);
       if (!ok[0] || !ok[1]) return fail(`cannot connect to the client ${c.peer}:${ports[0]}`);
@@ -422,6 +432,7 @@ export class RtspControl implements Connection {
     } else {
       const write = (ch: number, d: Buffer): boolean => this.writeClientFrame(ch, d);
       c.conns = [new ChannelConnection(c.ch[0], write, this.local, this.remote), new ChannelConnection(c.ch[1], write, this.local, this.remote)];
+      c.conns[1].observer = this.rtcpObserver(track.rtp);
       this.clientChannels.set(c.ch[0], c.conns[0]);
       this.clientChannels.set(c.ch[1], c.conns[1]);
       out.params.push(['interleaved', `${c.ch[0]}-${c.ch[1]}`]);
@@ -438,6 +449,7 @@ export class RtspControl implements Connection {
       // The first reader of this track: its server-side pinholes become a hub that later readers share.
       const ssrc = param(spec, 'ssrc');
       const hub = new Hub(key, track.url, typeof ssrc === 'string' ? ssrc : null, s.pair, this, this.env.readerQueue, (h) => this.hubEnded(h));
+      hub.rtp = track.rtp;
       s.pair = null;
       hubs.add(hub);
       this.ownedHubs.add(hub);
@@ -466,7 +478,8 @@ export class RtspControl implements Connection {
               source: cl[i] as Connection,
               upstream: sv[i] as Connection,
               cluster: `${this.env.listener}/${kind.toLowerCase()}`,
-              metadata: { RTSP: { url: t.url, media: kind, session: this.sessionId } },
+              // Both relays show the track's /RTP (sender reports read on its RTCP pinholes).
+              metadata: { RTSP: { url: t.url, media: kind, session: this.sessionId }, RTP: t.rtp },
               idleTimeoutMs: this.env.mediaIdleMs,
             });
       if (child === null) {
@@ -476,6 +489,21 @@ export class RtspControl implements Connection {
       t.children.push(child);
     }
     this.env.ctx.count('pinholes_opened');
+  }
+
+  /**
+   * Reads the sender reports of RTCP datagrams into `rtp` (RFC 3550 §6.4.1). The datagram is
+   * relayed whatever it holds; a malformed one is counted (`rtcp_malformed`), never thrown on.
+   */
+  private rtcpObserver(rtp: TrackRtp): (d: Buffer) => void {
+    const ctx = this.env.ctx;
+    return (d: Buffer): void => {
+      const r = readSenderReport(d, rtp);
+      if (r === RtcpRead.SenderReport) {
+        rtp.sender_reports = (rtp.sender_reports ?? 0) + 1;
+        ctx.count('rtcp_sender_reports');
+      } else if (r === RtcpRead.Malformed) ctx.count('rtcp_malformed');
+    };
   }
 
   private onServerFrame(ch: number, d: Buffer): void {
@@ -533,7 +561,8 @@ export class RtspControl implements Connection {
       this.env.ports.release(pair);
       return this.reply(m, 503, 'Service Unavailable');
     }
-    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair, peer: this.clientAddr, ports }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false, hub, reader: null };
+    const track: Track = { url: m.url, clientProto: spec.proto, client: { mode: 'udp', pair, peer: this.clientAddr, ports }, server: { mode: 'udp', pair: null, peer: '', ports: null }, children: [], released: false, hub, reader: null, rtp: hub.rtp };
+    pair.rtcp.observer = this.rtcpObserver(hub.rtp);
     track.reader = hub.addReader(pair);
     this.startRelays(track, [pair.rtp, pair.rtcp], [track.reader.rtp, track.reader.rtcp]);
     this.tracks.push(track);

@@ -19,6 +19,14 @@ import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
 import { PendingHandler } from '../core/hold.ts';
 import type { PinholePair, PinholeSocket } from './pinhole.ts';
+import type { RtcpSenderInfo } from '../core/rtcp.ts';
+
+/**
+ * `/RTP` metadata of a track's relays, shared by its RTP and RTCP relays (and by every reader of a
+ * shared track): the fields of the last RTCP sender report seen on the track's RTCP pinholes, and
+ * how many were seen. Absent until the first one.
+ */
+export type TrackRtp = Partial<RtcpSenderInfo> & { sender_reports?: number };
 
 /** The upstream end of one reader's RTP or RTCP relay. */
 export class Tap implements Connection {
@@ -108,6 +116,8 @@ export class Hub {
   playing = false;
   readerDrops = 0;
   ended = false;
+  /** `/RTP` of the shared track (its readers' relays show it). */
+  rtp: TrackRtp = {};
   private readonly onEnd: (h: Hub) => void;
 
   constructor(key: string, url: string, ssrc: string | null, server: PinholePair, owner: object, queueLimit: number, onEnd: (h: Hub) => void) {

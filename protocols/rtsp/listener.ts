@@ -7,6 +7,7 @@
 import net from 'node:net';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
 import { closeServer, hostPort, listen } from '../core/server.ts';
+import { establishAfter } from '../schema.ts';
 import { DEFAULT_LIMITS, requestMetadata, type RtspMessage } from './codec.ts';
 import type { RtspListenerSpec } from './config.ts';
 import { RTSP_CONTROL, RtspControl, type ControlEnv } from './control.ts';
@@ -42,6 +43,7 @@ export class RtspListener implements ListenerInstance {
       first: (c, m) => this.first(c, m),
       hubs: o.fanout === true ? new HubRegistry() : null,
       readerQueue: o.reader_queue ?? 256,
+      spliceAfter: establishAfter(o.offload),
     };
     this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
   }

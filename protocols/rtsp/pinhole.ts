@@ -5,8 +5,15 @@
  *
  * A {@link PinholeSocket} is a plain connected UDP {@link Connection}: connected to the peer the
  * SETUP exchange named (the client's `client_port`, the server's `server_port`), so the kernel
- * drops datagrams from anyone else, and it offers `spliceFd` like the UDP protocol's connections:
- * a pinhole relay (a child session of two pinholes) is spliced in the kernel under `-o init`.
+ * drops datagrams from anyone else. An RTP pinhole offers `spliceFd` like the UDP protocol's
+ * connections: an RTP relay (a child session of two pinholes) is spliced in the kernel under
+ * `-o init`, at the first datagram from the server side or after `offload.establish` datagrams
+ * from the client side. RTCP pinholes do not: their sender reports are read here, on every
+ * datagram (`observer`), and RTCP is a few packets a second at most (RFC 3550 §6.2: 5% of the
+ * session bandwidth, one report per 5 s per member).
+ *
+ * While spliced, the session that spliced it owns the close: `close()` waits for it to unsplice
+ * (it clears `spliceErrorHook`, then closes), so a socket never leaves the kernel path by closing.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -29,28 +36,33 @@ export class PinholeSocket implements Connection {
   remote = '-';
   /** The bound port. */
   readonly port: number;
+  /** Set on an RTP pinhole only (see the module comment). */
+  readonly spliceFd?: () => number;
+  readonly spliceReading?: (reading: boolean) => boolean;
+  /** `offload.establish` of the relay whose source this pinhole is (the client side). */
+  spliceAfter = 0;
+  /** Sees every datagram received, before the relay does (RTCP: sender reports). Control path: RTCP only. */
+  observer: ((d: Buffer) => void) | null = null;
   private handler: ConnectionHandler = new PendingHandler();
   private closed = false;
   private readonly sock: dgram.Socket;
 
-  constructor(sock: dgram.Socket) {
+  /** `spliceable`: an RTP pinhole (offers {@link Connection.spliceFd}). */
+  constructor(sock: dgram.Socket, spliceable = true) {
     this.sock = sock;
     const a = sock.address();
     this.port = a.port;
     this.local = net.isIPv6(a.address) ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     sock.on('message', this.onMessage);
     sock.on('error', this.onError);
+    if (spliceable) {
+      this.spliceFd = () => (this.closed || this.remote === '-' ? -1 : dgramFd(this.sock));
+      this.spliceReading = (reading: boolean) => !this.closed && dgramReading(this.sock, reading);
+    }
   }
 
+  /** Non-null while a session has this socket spliced (set and cleared by that session). */
   spliceErrorHook: ((err: Error) => void) | null = null;
-
-  spliceFd(): number {
-    return this.closed || this.remote === '-' ? -1 : dgramFd(this.sock);
-  }
-
-  spliceReading(reading: boolean): boolean {
-    return !this.closed && dgramReading(this.sock, reading);
-  }
 
   /** Connect to the peer; resolves false if the socket closed or connect failed (the caller releases the pinhole). */
   connect(address: string, port: number): Promise<boolean> {
@@ -99,6 +111,8 @@ export class PinholeSocket implements Connection {
   }
 
   close(): void {
+    // Spliced: its relay is stopping (whoever closes a pinhole stops its relay first), and unsplices, then closes it.
+    if (this.spliceErrorHook !== null) return;
     this.finish(null);
   }
 
@@ -121,6 +135,7 @@ export class PinholeSocket implements Connection {
   private readonly onMessage = (msg: Buffer): void => {
     this.stats.rxPackets++;
     this.stats.rxBytes += msg.length;
+    if (this.observer !== null) this.observer(msg);
     this.handler.onData(msg);
   };
 
@@ -195,7 +210,7 @@ export class PortPairs {
         continue;
       }
       this.inUse++;
-      return { rtp: new PinholeSocket(a), rtcp: new PinholeSocket(b) };
+      return { rtp: new PinholeSocket(a, true), rtcp: new PinholeSocket(b, false) };
     }
     return null;
   }

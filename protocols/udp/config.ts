@@ -3,7 +3,7 @@
  * IPv6, a per-listener idle timeout and a receive buffer size.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Address, Bind, Port } from '../schema.ts';
+import { Address, Bind, OffloadOptions, Port } from '../schema.ts';
 
 /** Default `options.max_pps` of a UDP listener: above one flow's userspace maximum (~150k/s), finite. */
 export const DEFAULT_UDP_MAX_PPS = 1_000_000;
@@ -48,7 +48,7 @@ export const UdpListenerSpec = Type.Object(
             Type.Boolean({
               default: false,
               description:
-                'Server mode: read the RTP header (RFC 3550) of each session\'s first datagram into /RTP/SSRC, /RTP/payload_type and /RTP/sequence (numbers), for rules and a ConsistentHash `key: /RTP/SSRC` that keeps a call on one endpoint. A first datagram that is not RTP leaves /RTP absent.',
+                'Server mode: read the RTP header (RFC 3550) of each session\'s first datagram into /RTP/SSRC, /RTP/payload_type and /RTP/sequence (numbers), for rules and a ConsistentHash `key: /RTP/SSRC` that keeps a call on one endpoint. A first datagram that is an RTCP compound packet with a sender report (RFC 3550 §6.4.1) gives /RTP/SSRC (the sender\'s: its RTP stream\'s), /RTP/rtp_timestamp, /RTP/packet_count and /RTP/octet_count, so the same ConsistentHash puts RTCP on its RTP stream\'s endpoint. Anything else leaves /RTP absent.',
             }),
           ),
           session_sockets: Type.Optional(
@@ -77,6 +77,7 @@ export const UdpListenerSpec = Type.Object(
               expect: 'a number > 0',
             }),
           ),
+          offload: Type.Optional(OffloadOptions('a session (server mode, `session_sockets: connected`)')),
           recv_buffer_size: Type.Optional(
             Type.Integer({
               minimum: 0,

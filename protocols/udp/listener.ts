@@ -35,6 +35,8 @@ import type {
 } from '../types.ts';
 import { DEFAULT_UDP_MAX_BPS, DEFAULT_UDP_MAX_PPS, type UdpListenerSpec } from './config.ts';
 import { parseRtp } from './rtp.ts';
+import { establishAfter } from '../schema.ts';
+import { readSenderReport, RtcpRead, type RtcpSenderInfo } from '../core/rtcp.ts';
 
 /** The UDP socket type for an address. */
 export function udpType(address: string): 'udp4' | 'udp6' {
@@ -54,6 +56,7 @@ export class UdpDownstream implements Connection {
   readonly remote: string;
   readonly address: string;
   readonly port: number;
+  readonly spliceAfter: number;
 
   private handler: ConnectionHandler = new PendingHandler();
   private sock: dgram.Socket | null = null;
@@ -71,6 +74,7 @@ export class UdpDownstream implements Connection {
     this.port = port;
     this.pktTokens = listener.pktBurst;
     this.byteTokens = listener.byteBurst;
+    this.spliceAfter = listener.spliceAfter;
     this.local = `${listener.bindAddress}:${listener.spec.port}`;
     this.remote = net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
   }
@@ -304,6 +308,8 @@ export class UdpListener implements ListenerInstance {
   /** Per-session rate limit: payload bytes per second, and the byte bucket's depth (>= one 64 KiB datagram). */
   readonly byteRate: number;
   readonly byteBurst: number;
+  /** `options.offload.establish`: datagrams from a peer after which its session is spliced with no reply (0: at the first reply). */
+  readonly spliceAfter: number;
 
   private readonly ctx: ListenerContext;
   private readonly mode: 'server' | 'singleton';
@@ -325,6 +331,7 @@ export class UdpListener implements ListenerInstance {
     this.byteBurst = Math.max(this.byteRate, 65_536);
     const rcv = cfg.spec.options?.recv_buffer_size;
     this.bufferOptions = rcv ? { recvBufferSize: rcv } : {};
+    this.spliceAfter = establishAfter(cfg.spec.options?.offload);
   }
 
   start(): Promise<void> {
@@ -460,7 +467,10 @@ export class UdpListener implements ListenerInstance {
     const md = this.metadata(address, port);
     if (this.spec.options?.rtp === true) {
       const rtp = parseRtp(first);
+      const sr: Partial<RtcpSenderInfo> = {};
+      // RTCP with a sender report: the SSRC of the RTP stream it reports on (its RTP session's key).
       if (rtp !== null) md.RTP = rtp;
+      else if (readSenderReport(first, sr) === RtcpRead.SenderReport) md.RTP = sr;
       else this.ctx.count('rtp_absent');
     }
     this.ctx.accept(conn, md, `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}`);

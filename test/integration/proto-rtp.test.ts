@@ -79,3 +79,61 @@ test('RTP: /RTP/SSRC pins every flow of a call to one endpoint across 2 workers;
   assert.equal((s?.metadata as { RTP?: unknown }).RTP, undefined);
   assert.equal(await listenerCounter(rt, 'rtp', 'rtp_absent'), 1);
 });
+
+/** An RTCP sender report (RFC 3550 §6.4.1, no report blocks) from `ssrc`, then an SDES chunk of it. */
+function senderReport(ssrc: number, packets: number): Buffer {
+  const b = Buffer.alloc(28 + 12);
+  b[0] = 0x80;
+  b[1] = 200;
+  b.writeUInt16BE(6, 2);
+  b.writeUInt32BE(ssrc, 4);
+  b.writeUInt32BE(0x12345678, 16);
+  b.writeUInt32BE(packets, 20);
+  b.writeUInt32BE(packets * 100, 24);
+  // SDES: one chunk (ssrc), CNAME "a", end.
+  b[28] = 0x81;
+  b[29] = 202;
+  b.writeUInt16BE(2, 30);
+  b.writeUInt32BE(ssrc, 32);
+  b[36] = 1;
+  b[37] = 1;
+  b[38] = 0x61;
+  return b;
+}
+
+test('RTCP follows RTP: a sender report gives /RTP/SSRC of its stream, so ConsistentHash puts a stream\'s RTCP on its RTP\'s endpoint', async (t) => {
+  const [pRtp, pRtcp, upRtp, upRtcp] = [await freeUdpPort(), await freeUdpPort(), await freeUdpPort(), await freeUdpPort()];
+  const names = ['A', 'B', 'C'];
+  for (const [i, n] of names.entries()) {
+    closing(t, await udpEcho(`${n}:`, `127.0.0.${i + 1}`, upRtp), (e) => e.close());
+    closing(t, await udpEcho(`${n}:`, `127.0.0.${i + 1}`, upRtcp), (e) => e.close());
+  }
+  const cluster = (name: string, port: number) => ({
+    name,
+    spec: { protocol: 'UDP', port },
+    loadbalancer: { policy: 'ConsistentHash', key: '/RTP/SSRC' },
+    // The ring is over the endpoints' addresses: the same addresses, the same pick for one key.
+    endpoints: names.map((n, i) => ({ name: `${name}-${n}`, spec: { address: `127.0.0.${i + 1}` } })),
+  });
+  const rt = await proxy(t, {
+    clusters: [cluster('media', upRtp), cluster('control', upRtcp)],
+    listeners: [
+      { name: 'rtp', spec: { protocol: 'UDP', port: pRtp, address: '127.0.0.1', options: { rtp: true } }, rules: [{ action: { route: { destination: 'media' } } }] },
+      { name: 'rtcp', spec: { protocol: 'UDP', port: pRtcp, address: '127.0.0.1', options: { rtp: true } }, rules: [{ action: { route: { destination: 'control' } } }] },
+    ],
+  });
+  const ssrcs = [1, 2, 3, 0x1234, 0xcafe, 0xdeadbeef, 42, 7777];
+  const used = new Set<string>();
+  for (const ssrc of ssrcs) {
+    const c = await udpClient(t);
+    const media = (await c.request(rtp(ssrc, 1), pRtp)).toString().split(':')[0] as string;
+    const rc = await udpClient(t);
+    const ctl = (await rc.request(senderReport(ssrc, 10), pRtcp)).toString().split(':')[0];
+    assert.equal(ctl, media, `SSRC ${ssrc}: RTP to ${media}, RTCP to ${ctl}`);
+    used.add(media);
+  }
+  assert.ok(used.size >= 2, `the SSRCs spread over the endpoints, got ${[...used].join(', ')}`);
+  const s = (await sessions(rt)).find((x) => x.name.startsWith('UDP:') && (x.metadata as { RTP?: { octet_count?: number } }).RTP?.octet_count !== undefined);
+  assert.deepEqual((s?.metadata as { RTP: unknown }).RTP, { SSRC: (s?.metadata as { RTP: { SSRC: number } }).RTP.SSRC, rtp_timestamp: 0x12345678, packet_count: 10, octet_count: 1000 });
+  assert.equal(await listenerCounter(rt, 'rtcp', 'rtp_absent'), 0);
+});

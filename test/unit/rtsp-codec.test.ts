@@ -113,4 +113,8 @@ test('examples/rtsp-proxy.yaml validates strictly: an RTSP listener with fan-out
   // Fan-out serves readers from one worker's streams: the listener binds on one worker only.
   assert.equal(protocol('RTSP')?.listener?.placement(l?.spec), 'single');
   assert.equal(protocol('RTSP')?.listener?.placement({ ...l?.spec, options: {} }), 'shared');
+  // The per-viewer listener: its RTP relays are spliced under -o init.
+  const sp = s.listeners.find((x) => x.name === 'rtsp-spliced');
+  assert.deepEqual((sp?.spec.options as { offload?: unknown } | undefined)?.offload, { establish: { packets: 10 } });
+  assert.equal(protocol('RTSP')?.listener?.placement(sp?.spec), 'shared');
 });
