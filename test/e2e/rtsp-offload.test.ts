@@ -25,7 +25,7 @@ import type { ActorNode } from '../../actors/tree.ts';
 const missing = rtspLabMissing();
 const probe = offloadProvider('init').probe();
 const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';
-const skip = missing !== null && process.env.CI !== 'true' ? missing : !probe.available && !required ? `kernel offload unavailable: ${probe.reason}` : false;
+const skip = missing !== null && process.env.L7MP_RTSP_REQUIRED !== '1' ? missing : !probe.available && !required ? `kernel offload unavailable: ${probe.reason}` : false;
 
 interface Offload {
   spliced: boolean;
