@@ -1,8 +1,8 @@
 /** TCP cluster: one connection per session stage, TCP_NODELAY on (as l7mp). */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { connectSocket } from '../stream/connect.ts';
-import { hostPort } from '../stream/server.ts';
+import { connectSocket } from '../core/socket-connection.ts';
+import { hostPort } from '../core/server.ts';
 import type { TcpClusterSpec } from './config.ts';
 
 export class TcpCluster implements ClusterInstance {

@@ -1,7 +1,7 @@
 /** Unix stream-socket cluster: one connection per session stage to the endpoint's socket path. */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { connectSocket } from '../stream/connect.ts';
+import { connectSocket } from '../core/socket-connection.ts';
 
 export class UdsCluster implements ClusterInstance {
   private readonly name: string;
