@@ -9,8 +9,8 @@
  */
 import dgram from 'node:dgram';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
-import { connectAttempt } from '../core/connect.ts';
+import type { Connection, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
+import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { SpliceableDgramConnection } from '../core/dgram-connection.ts';
 import type { UdpClusterSpec } from './config.ts';
 import { udpType } from './listener.ts';
@@ -46,22 +46,13 @@ class UdpUpstream extends SpliceableDgramConnection {
   }
 }
 
-export class UdpCluster implements ClusterInstance {
-  private readonly spec: UdpClusterSpec;
-  private readonly name: string;
-
-  constructor(cfg: { name: string; spec: UdpClusterSpec }, _ctx: ClusterContext) {
-    this.name = cfg.name;
-    this.spec = cfg.spec;
-  }
-
+export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
   /**
    * A session's socket, connected to `ep`. A rebuilt session (`session.rebind`, its worker died)
    * binds the local address:port its old socket had and connects to the same endpoint port, so the
    * endpoint sees the same source; a port taken meanwhile fails the connect (EADDRINUSE).
    */
-  connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
-    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
+  protected open(session: SessionInfo, ep: EndpointInfo, signal: AbortSignal): Promise<Connection> {
     const rebind = session.rebind;
     const port = rebind?.remotePort ?? this.spec.port;
     return connectAttempt<Connection>(signal, `cluster "${this.name}": UDP ${ep.address}:${port}`, (a) => {
@@ -91,6 +82,4 @@ export class UdpCluster implements ClusterInstance {
       else connect();
     });
   }
-
-  close(): void {}
 }
