@@ -4,6 +4,7 @@
  * and aborts `signal`; the attempt then fails, and whatever it opened is released.
  */
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
 
 /** The handle an opener gets. Only the first `done` or `fail` counts. */
 export class ConnectAttempt<T> {
@@ -76,4 +77,30 @@ export function connectAttempt<T>(signal: AbortSignal, what: string, open: (a: C
       a.fail(e instanceof Error ? e : String(e));
     }
   });
+}
+
+/**
+ * The base of a cluster that connects each session stage to one of its endpoints (TCP, UDP, Unix
+ * sockets, WebSocket, HTTP): it keeps the cluster's name and validated spec, rejects a stage
+ * without an endpoint with `L7_ERR_CLUSTER_NO_ENDPOINT` (`No endpoint in cluster "<name>"`) before
+ * {@link EndpointCluster.open} runs, and has nothing to release by default.
+ */
+export abstract class EndpointCluster<S> implements ClusterInstance {
+  protected readonly name: string;
+  protected readonly spec: S;
+
+  constructor(cfg: { readonly name: string; readonly spec: S }) {
+    this.name = cfg.name;
+    this.spec = cfg.spec;
+  }
+
+  connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
+    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
+    return this.open(session, ep, signal);
+  }
+
+  /** Open a connection for `session` to `ep`, as {@link ClusterInstance.connect} says. */
+  protected abstract open(session: SessionInfo, ep: EndpointInfo, signal: AbortSignal): Promise<Connection>;
+
+  close(): void {}
 }

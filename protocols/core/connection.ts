@@ -5,8 +5,9 @@
  * - The pre-setup hold: until the session sets its handler, reads go to a {@link PendingHandler}
  *   (bounded: a datagram connection counts drops past it, a byte stream pauses its source), which
  *   `setHandler` replays and whose drops it adds to {@link ConnStats.drops}.
- * - Reads: {@link BaseConnection.receive} counts rx and hands the read to the handler; once the
- *   connection is closed a read is ignored (nothing reaches a handler after `onClose`).
+ * - Reads: {@link BaseConnection.receive} counts rx and hands the read to the handler, passing on
+ *   its answer (the recycled read buffers of byte streams, read-buffer.ts); once the connection is
+ *   closed a read is ignored (nothing reaches a handler after `onClose`).
  * - Sends: `send` on a closed connection (or one {@link BaseConnection.writable} refuses) is
  *   dropped and counted, never thrown; else tx is counted and {@link BaseConnection.write} sends.
  * - One idempotent close: `close()` runs {@link BaseConnection.shutdown} (graceful: FIN, a close
@@ -49,9 +50,14 @@ export abstract class BaseConnection implements Connection {
     return true;
   }
 
-  /** A read from the peer: counted and handed to the handler, ignored once closed. */
-  protected receive(data: Buffer): void {
-    if (this.countRx(data)) this.handler.onData(data);
+  /**
+   * A read from the peer: counted and handed to the handler, ignored once closed. Returns the
+   * handler's answer (true: it kept no reference to `data`, {@link ConnectionHandler.onData}), and
+   * true for a read it ignored, so a transport that recycles its read buffers may reuse them.
+   */
+  protected receive(data: Buffer): boolean | void {
+    if (!this.countRx(data)) return true;
+    return this.handler.onData(data);
   }
 
   /** The peer finished sending (FIN, EOF): passed on unless closed. */

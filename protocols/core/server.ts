@@ -6,7 +6,9 @@
  */
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import type { TSchema } from '@sinclair/typebox';
 import type { ListenerBind, ListenerContext, ProtocolEvents } from '../types.ts';
+import type { ListenerDef } from './define.ts';
 import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 
 /** The listener counters of {@link listen}. */
@@ -80,4 +82,21 @@ export function tcpBinds(spec: { readonly address?: string; readonly port: numbe
 /** A stream listener's session idle timeout (`options.idle_timeout`, default nginx's 10 min), ms. */
 export function streamIdleTimeoutMs(spec: { readonly options?: { readonly idle_timeout?: number } }): number {
   return (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000;
+}
+
+/** What {@link tcpListener} reads of a listener spec. */
+interface TcpListenerShape {
+  readonly address?: string;
+  readonly port: number;
+  readonly options?: { readonly idle_timeout?: number };
+}
+
+/**
+ * The listener side of a protocol that accepts TCP connections on every worker (SO_REUSEPORT) and
+ * listens with {@link listen}: placement `shared`, the bind of its `address:port`
+ * ({@link tcpBinds}), the stream idle timeout ({@link streamIdleTimeoutMs}), and the accept-error
+ * counter ({@link LISTEN_EVENTS}) besides its own `events`. Anything else of `def` is kept.
+ */
+export function tcpListener<S extends TSchema & { static: TcpListenerShape }>(def: Pick<ListenerDef<S>, 'schema' | 'create'> & Partial<ListenerDef<S>>): ListenerDef<S> {
+  return { placement: () => 'shared', binds: tcpBinds, idleTimeoutMs: streamIdleTimeoutMs, ...def, events: { ...LISTEN_EVENTS, ...def.events } };
 }

@@ -11,8 +11,8 @@
  */
 import http from 'node:http';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { connectAttempt } from '../core/connect.ts';
+import type { Connection, EndpointInfo, SessionInfo } from '../types.ts';
+import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { BaseConnection } from '../core/connection.ts';
 import { HOP_BY_HOP, httpExchange, httpMeta, type HttpExchange } from '../core/http.ts';
 import { hostPort } from '../core/server.ts';
@@ -80,19 +80,15 @@ export class HttpClientConnection extends BaseConnection {
   }
 }
 
-export class HttpCluster implements ClusterInstance {
-  private readonly name: string;
-  private readonly spec: HttpClusterSpec;
+export class HttpCluster extends EndpointCluster<HttpClusterSpec> {
   private readonly agent: http.Agent;
 
-  constructor(cfg: { name: string; spec: HttpClusterSpec }, _ctx: ClusterContext) {
-    this.name = cfg.name;
-    this.spec = cfg.spec;
+  constructor(cfg: { name: string; spec: HttpClusterSpec }) {
+    super(cfg);
     this.agent = new http.Agent({ keepAlive: true, ...(cfg.spec.bind?.address ? { localAddress: cfg.spec.bind.address } : {}) });
   }
 
-  connect(s: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
-    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
+  protected open(s: SessionInfo, ep: EndpointInfo, signal: AbortSignal): Promise<Connection> {
     const meta = httpMeta(s.metadata);
     const method = meta?.method ?? this.spec.method ?? 'POST';
     const path = meta?.url?.path ?? this.spec.path ?? '/';
@@ -128,7 +124,7 @@ export class HttpCluster implements ClusterInstance {
     });
   }
 
-  close(): void {
+  override close(): void {
     this.agent.destroy();
   }
 }

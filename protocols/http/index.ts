@@ -1,7 +1,7 @@
 /** HTTP/1.1: a byte-stream listener (every worker, SO_REUSEPORT; one session per request) and cluster. */
 import { defineProtocol } from '../core/define.ts';
 import { HTTP_GUARD_EVENTS } from '../core/http-limits.ts';
-import { LISTEN_EVENTS, streamIdleTimeoutMs, tcpBinds } from '../core/server.ts';
+import { tcpListener } from '../core/server.ts';
 import { HttpClusterSpec, HttpListenerSpec } from './config.ts';
 import { HttpListener } from './listener.ts';
 import { HttpCluster } from './cluster.ts';
@@ -9,18 +9,14 @@ import { HttpCluster } from './cluster.ts';
 export const httpProtocol = defineProtocol({
   name: 'HTTP',
   kind: 'byte',
-  listener: {
+  listener: tcpListener({
     schema: HttpListenerSpec,
-    placement: () => 'shared',
     create: (cfg, ctx) => new HttpListener(cfg, ctx),
-    binds: tcpBinds,
-    idleTimeoutMs: streamIdleTimeoutMs,
     events: {
       ...HTTP_GUARD_EVENTS,
-      ...LISTEN_EVENTS,
       header_timeout: { drop: false, help: 'Connections closed (408) because their request head was not in within header_timeout.' },
       body_too_large: { drop: true, help: 'Requests answered 413: their body was larger than max_body_size.' },
     },
-  },
-  cluster: { schema: HttpClusterSpec, virtual: false, create: (cfg, ctx) => new HttpCluster(cfg, ctx) },
+  }),
+  cluster: { schema: HttpClusterSpec, virtual: false, create: (cfg) => new HttpCluster(cfg) },
 });

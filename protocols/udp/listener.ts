@@ -20,12 +20,10 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
-import { ConnStats } from '../types.ts';
+import { dgramFd } from '../../runtime/common/dgram-fd.ts';
+import { DgramConnection, SpliceableDgramConnection } from '../core/dgram-connection.ts';
 import type {
   AdoptedDownstream,
-  Connection,
-  ConnectionHandler,
   DatagramHandoff,
   ListenerContext,
   ListenerInstance,
@@ -43,25 +41,15 @@ export function udpType(address: string): 'udp4' | 'udp6' {
   return net.isIPv6(address) ? 'udp6' : 'udp4';
 }
 
-// The pre-setup hold moved to protocols/core/hold.ts (issue 16 item 1); re-exported for
-// udp/cluster.ts and stream/socket-connection.ts until they are rebased on core.
-import { PendingHandler } from '../core/hold.ts';
-export { PendingHandler };
-
 /** The downstream side of one UDP session in server mode: a peer address:port. */
-export class UdpDownstream implements Connection {
-  readonly kind = 'datagram' as const;
-  readonly stats = new ConnStats();
+export class UdpDownstream extends SpliceableDgramConnection {
   readonly local: string;
   readonly remote: string;
   readonly address: string;
   readonly port: number;
   readonly spliceAfter: number;
 
-  private handler: ConnectionHandler = new PendingHandler();
-  private sock: dgram.Socket | null = null;
   private connected = false;
-  private closed = false;
   private readonly listener: UdpListener;
   /** Per-session rate limit (options.max_pps / max_bps): token buckets of one second, refilled lazily. */
   private pktTokens: number;
@@ -69,6 +57,7 @@ export class UdpDownstream implements Connection {
   private refilledAt = 0;
 
   constructor(listener: UdpListener, address: string, port: number) {
+    super();
     this.listener = listener;
     this.address = address;
     this.port = port;
@@ -87,20 +76,16 @@ export class UdpDownstream implements Connection {
       reusePort: true,
       ...this.listener.bufferOptions,
     });
-    this.sock = s;
-    s.on('error', this.onError);
-    s.on('message', this.onMessage);
+    this.attach(s);
     s.bind({ port: this.listener.spec.port, address: this.listener.bindAddress, exclusive: true }, () => {
       if (this.closed) return;
       s.connect(this.port, this.address, (err?: Error) => {
         if (this.closed) return;
-        if (err) this.onError(err);
+        if (err) this.socketError(err);
         else this.connected = true;
       });
     });
   }
-
-  spliceErrorHook: ((err: Error) => void) | null = null;
 
   /** The listener's address:port and the peer's (the same whether the session has a socket of its own or not). */
   rebuildTuple(): SocketTuple | null {
@@ -108,78 +93,35 @@ export class UdpDownstream implements Connection {
     return { localAddress: this.listener.bindAddress, localPort: this.listener.spec.port, remoteAddress: this.address, remotePort: this.port, shared: this.listener.shared };
   }
 
-  /** The per-peer socket's fd once it is connected to the peer, else -1. */
-  spliceFd(): number {
-    return this.connected && this.sock !== null && !this.closed ? dgramFd(this.sock) : -1;
-  }
-
-  spliceReading(reading: boolean): boolean {
-    return this.sock !== null && !this.closed && dgramReading(this.sock, reading);
+  /** The per-peer socket is connected (spliceFd is -1 before). */
+  protected override peerConnected(): boolean {
+    return this.connected;
   }
 
   /** A datagram of this peer that reached a listening socket (before connect, or handed off). */
   inject(data: Buffer): void {
-    if (this.closed) return;
-    if (this.overRate(data.length)) return;
-    this.stats.rxPackets++;
-    this.stats.rxBytes += data.length;
-    this.handler.onData(data);
+    if (this.closed || this.overRate(data.length)) return;
+    this.receive(data);
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) {
-      this.stats.drops += prev.dropped;
-      prev.flushTo(h);
-    }
-  }
-
-  send(data: Buffer): boolean {
-    if (this.closed) {
-      this.stats.drops++;
-      return true;
-    }
-    // Counted in tx by onSent once the kernel took it; a refused send is a drop by errno.
+  /** On the per-peer socket once connected, else on the listening socket; counted in tx by the send callback. */
+  protected override write(data: Buffer): boolean {
     if (this.connected) (this.sock as dgram.Socket).send(data, this.onSent);
     else if (!this.listener.sendFromListener(data, this.port, this.address, this.onSent)) this.stats.drops++;
     return true;
   }
 
-  /** The send callback, one per connection (no closure per datagram). */
-  private readonly onSent = (err: Error | null, bytes?: number): void => {
-    // The peer's port is closed: the session is over, as when the ICMP error is read.
-    if (this.stats.sendResult(err, bytes) === 'ECONNREFUSED' && this.connected) this.onError(err as Error);
-  };
-
-  pause(): void {}
-  resume(): void {}
-  end(): boolean {
-    return false;
+  /** The peer's port is closed: the session is over, as when the ICMP error is read (not before the socket is connected). */
+  protected override sendRefused(err: Error): void {
+    if (this.connected) super.sendRefused(err);
   }
 
-  close(): void {
-    this.finish(null);
-  }
-
-  private finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
+  protected override release(err: L7Error | null): void {
     this.listener.forget(this);
-    const s = this.sock;
-    this.sock = null;
-    if (s !== null) {
-      s.removeListener('message', this.onMessage);
-      try {
-        s.close();
-      } catch {
-        // already closed by the runtime (worker exit)
-      }
-    }
-    this.handler.onClose(err);
+    super.release(err);
   }
 
-  private readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+  protected override readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     if (rinfo.port !== this.port || rinfo.address !== this.address) {
       // Caught while unconnected in the reuseport group: it belongs to the listener logic.
       this.listener.onStray();
@@ -187,9 +129,7 @@ export class UdpDownstream implements Connection {
       return;
     }
     if (this.overRate(msg.length)) return;
-    this.stats.rxPackets++;
-    this.stats.rxBytes += msg.length;
-    this.handler.onData(msg);
+    this.receive(msg);
   };
 
   /**
@@ -220,73 +160,32 @@ export class UdpDownstream implements Connection {
     return true;
   }
 
-  private readonly onError = (err: Error): void => {
-    if ((err as NodeJS.ErrnoException).code === 'EMFILE' || (err as NodeJS.ErrnoException).code === 'ENFILE') this.listener.countDrop('fd_exhausted');
-    if (this.spliceErrorHook !== null && this.connected) {
-      this.spliceErrorHook(err);
-      return;
-    }
-    // ECONNREFUSED: the peer's port is closed (ICMP port unreachable). The session is over.
-    this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP peer ${this.remote}: ${err.message}`, { cause: err }));
-  };
+  /** No fd for the socket (EMFILE, ENFILE) is counted; ECONNREFUSED: the peer's port is closed, the session is over. */
+  protected override socketError(err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EMFILE' || code === 'ENFILE') this.listener.countDrop('fd_exhausted');
+    super.socketError(err);
+  }
+
+  protected resetError(err: Error): L7Error {
+    return new L7Error(ErrorCode.DownstreamReset, `UDP peer ${this.remote}: ${err.message}`, { cause: err });
+  }
 }
 
-/** Singleton mode: the listener's own socket, connected to the fixed remote, is the session. */
-class UdpSingleton implements Connection {
-  readonly kind = 'datagram' as const;
-  readonly stats = new ConnStats();
+/** Singleton mode: the listener's own socket, connected to the fixed remote, is the session (never spliced). */
+class UdpSingleton extends DgramConnection {
   readonly local: string;
   readonly remote: string;
-  private handler: ConnectionHandler = new PendingHandler();
-  private closed = false;
-  private readonly sock: dgram.Socket;
 
   constructor(sock: dgram.Socket, local: string, remote: string) {
-    this.sock = sock;
+    super();
     this.local = local;
     this.remote = remote;
-    sock.on('message', (msg: Buffer) => {
-      this.stats.rxPackets++;
-      this.stats.rxBytes += msg.length;
-      this.handler.onData(msg);
-    });
-    sock.on('error', (err: Error) => this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${remote}: ${err.message}`, { cause: err })));
+    this.attach(sock);
   }
 
-  setHandler(h: ConnectionHandler): void {
-    const prev = this.handler;
-    this.handler = h;
-    if (prev instanceof PendingHandler) prev.flushTo(h);
-  }
-  send(data: Buffer): boolean {
-    if (this.closed) {
-      this.stats.drops++;
-      return true;
-    }
-    this.sock.send(data, this.onSent);
-    return true;
-  }
-  /** The send callback (see UdpDownstream): tx on success, a drop by errno otherwise. */
-  private readonly onSent = (err: Error | null, bytes?: number): void => {
-    if (this.stats.sendResult(err, bytes) === 'ECONNREFUSED') this.finish(new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${this.remote}: ${(err as Error).message}`, { cause: err }));
-  };
-  pause(): void {}
-  resume(): void {}
-  end(): boolean {
-    return false;
-  }
-  close(): void {
-    this.finish(null);
-  }
-  private finish(err: L7Error | null): void {
-    if (this.closed) return;
-    this.closed = true;
-    try {
-      this.sock.close();
-    } catch {
-      // already closed
-    }
-    this.handler.onClose(err);
+  protected resetError(err: Error): L7Error {
+    return new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${this.remote}: ${err.message}`, { cause: err });
   }
 }
 

@@ -8,9 +8,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { connectAttempt } from '../core/connect.ts';
+import type { ClusterContext, Connection, EndpointInfo, SessionInfo } from '../types.ts';
+import { connectAttempt, EndpointCluster } from '../core/connect.ts';
+import type { UdsClusterSpec } from './config.ts';
 import { UdsDgramConnection } from './dgram.ts';
 import { openUnixDgram } from './dgram-relay.ts';
 
@@ -25,17 +25,15 @@ function clientDir(): string {
   return dir;
 }
 
-export class UdsDgramCluster implements ClusterInstance {
-  private readonly name: string;
+export class UdsDgramCluster extends EndpointCluster<UdsClusterSpec> {
   private readonly slot: number;
 
-  constructor(cfg: { name: string }, ctx: ClusterContext) {
-    this.name = cfg.name;
+  constructor(cfg: { name: string; spec: UdsClusterSpec }, ctx: ClusterContext) {
+    super(cfg);
     this.slot = ctx.slot;
   }
 
-  connect(_s: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
-    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
+  protected open(_s: SessionInfo, ep: EndpointInfo, signal: AbortSignal): Promise<Connection> {
     const target = ep.address;
     return connectAttempt(signal, `cluster "${this.name}": unix dgram ${target}`, (a) => {
       if (!fs.statSync(target).isSocket()) return a.fail('not a socket');
@@ -62,6 +60,4 @@ export class UdsDgramCluster implements ClusterInstance {
       );
     });
   }
-
-  close(): void {}
 }

@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
-import { SocketConnection } from '../stream/socket-connection.ts';
-import { adoptAccepted, closeServer, listen, stopListening } from '../stream/server.ts';
+import type { ReadBuffer } from '../core/read-buffer.ts';
+import { SocketConnection, SocketServer } from '../core/socket-connection.ts';
 import type { UdsListenerSpec } from './config.ts';
 
 /** Remove `path` if it is a socket file that nobody listens on; reject if someone does. */
@@ -42,8 +42,7 @@ export class UdsListener implements ListenerInstance {
   private readonly name: string;
   private readonly spec: UdsListenerSpec;
   private readonly ctx: ListenerContext;
-  private readonly server: net.Server;
-  private readonly conns = new Set<net.Socket>();
+  private readonly server: SocketServer;
   private bound = false;
   private closed = false;
 
@@ -51,24 +50,16 @@ export class UdsListener implements ListenerInstance {
     this.name = cfg.name;
     this.spec = cfg.spec;
     this.ctx = ctx;
-    // Paused: adoptAccepted moves each connection to a socket that reads into recycled buffers.
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => this.onConnection(sock));
+    this.server = new SocketServer((sock, reader) => this.onConnection(sock, reader));
   }
 
   async start(): Promise<void> {
     await clearStaleSocket(this.spec.filename, this.name);
-    await listen(this.server, { path: this.spec.filename }, this.name, `unix:${this.spec.filename}`, this.ctx);
+    await this.server.listen({ path: this.spec.filename }, this.name, `unix:${this.spec.filename}`, this.ctx);
     this.bound = true;
   }
 
-  private onConnection(accepted: net.Socket): void {
-    if (this.closed) {
-      accepted.destroy();
-      return;
-    }
-    const { sock, reader } = adoptAccepted(accepted);
-    this.conns.add(sock);
-    sock.once('close', () => this.conns.delete(sock));
+  private onConnection(sock: net.Socket, reader: ReadBuffer | null): void {
     const conn = new SocketConnection(sock, 'downstream', `unix:${this.spec.filename}`, 'unix-peer', reader);
     const seq = this.ctx.nextSessionSeq();
     this.ctx.accept(conn, { UNIX: { filename: this.spec.filename } }, `UNIX:${this.name}-${seq}`);
@@ -79,13 +70,13 @@ export class UdsListener implements ListenerInstance {
    * the connections accepted so far carry on.
    */
   drain(): void {
-    stopListening(this.server);
+    this.server.drain();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await closeServer(this.server, this.conns);
+    await this.server.close();
     // net.Server unlinks its path on close; make sure no file is left if it did not.
     if (this.bound) fs.rmSync(this.spec.filename, { force: true });
   }

@@ -10,9 +10,8 @@
  * UDP, TCP or Unix listener) connects with no extra headers instead of failing.
  */
 import { WebSocket } from 'ws';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { connectAttempt } from '../core/connect.ts';
+import type { Connection, EndpointInfo, SessionInfo } from '../types.ts';
+import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { httpMeta, type HttpMeta } from '../core/http.ts';
 import { hostPort } from '../core/server.ts';
 import { WsConnection } from './connection.ts';
@@ -51,17 +50,8 @@ export function upstreamRequest(
   return { url: `${scheme}://${hostPort(host, p)}${path}`, headers, protocols };
 }
 
-export class WsCluster implements ClusterInstance {
-  private readonly name: string;
-  private readonly spec: WsClusterSpec;
-
-  constructor(cfg: { name: string; spec: WsClusterSpec }, _ctx: ClusterContext) {
-    this.name = cfg.name;
-    this.spec = cfg.spec;
-  }
-
-  connect(session: SessionInfo, ep: EndpointInfo | null, signal: AbortSignal): Promise<Connection> {
-    if (ep === null) return Promise.reject(new L7Error(ErrorCode.ClusterNoEndpoint, `No endpoint in cluster "${this.name}"`));
+export class WsCluster extends EndpointCluster<WsClusterSpec> {
+  protected open(session: SessionInfo, ep: EndpointInfo, signal: AbortSignal): Promise<Connection> {
     const req = upstreamRequest(httpMeta(session.metadata), ep, this.spec.port, this.spec.target_from_request === true);
     return connectAttempt(signal, `cluster "${this.name}": WebSocket ${req.url}`, (a) => {
       const ws = new WebSocket(req.url, req.protocols, {
@@ -82,6 +72,4 @@ export class WsCluster implements ClusterInstance {
       });
     });
   }
-
-  close(): void {}
 }

@@ -92,18 +92,12 @@ export const FAMILIES: readonly Family[] = Object.freeze([
 const byName = new Map(FAMILIES.map((f) => [f.name, f]));
 
 /**
- * UDP's listener drops (connect filter, per-session rate, no fd for a session socket), until
- * protocols/udp declares them with defineProtocol as the other protocols do (issue 16 item 1).
- */
-const UDP_DROPS = ['filtered', 'session_rate', 'fd_exhausted'] as const;
-
-/**
  * Listener events that are drops (reported as a drop reason instead of an event): the ones each
  * protocol declares as drops (HTTP 413 `body_too_large`, 431 `header_too_large`, `malformed`...;
  * connections a deadline closed, `header_timeout` and the like, are events), and sessions refused
  * by admission control (actors/admission.ts).
  */
-const DROP_EVENTS: ReadonlySet<string> = new Set([...dropReasons('listener'), ...UDP_DROPS, ...ADMISSION_REASONS]);
+const DROP_EVENTS: ReadonlySet<string> = new Set([...dropReasons('listener'), ...ADMISSION_REASONS]);
 
 /** Cluster events that are drops (reported as a drop reason instead of an event): each protocol declares its own. */
 const CLUSTER_DROP_EVENTS: ReadonlySet<string> = dropReasons('cluster');

@@ -1,5 +1,5 @@
 /**
- * Byte streams through the session's hops with recycled read buffers (protocols/stream/read-buffer.ts):
+ * Byte streams through the session's hops with recycled read buffers (protocols/core/read-buffer.ts):
  * bulk data comes through intact while writes queue behind a receiver that stopped reading (a
  * buffer under a queued write must not be read into again), backpressure bounds what the proxy
  * takes in meanwhile, the byte counters are exact, and the FIN still follows the data. TCP and

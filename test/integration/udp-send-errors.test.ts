@@ -12,9 +12,8 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UdpCluster } from '../../protocols/udp/cluster.ts';
-import type { ClusterContext, ConnectionHandler } from '../../protocols/types.ts';
+import type { ConnectionHandler } from '../../protocols/types.ts';
 import type { L7Error } from '../../runtime/common/errors.ts';
-import { makeLogger, RateLimitedLog } from '../../runtime/common/log.ts';
 import { ProxyMetrics } from '../../runtime/admin/metrics.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { Traffic } from '../../runtime/stats.ts';
@@ -168,9 +167,7 @@ test('UDP listener: replies to a peer whose port closed are econnrefused drops, 
 
 test('UDP cluster connection to a closed port: the refused send is an econnrefused drop, not tx, and ends the stage as an upstream failure', async (t) => {
   const dead = await freeUdpPort();
-  const log = makeLogger('silent');
-  const ctx = { slot: 0, log, rateLog: new RateLimitedLog(log) } as unknown as ClusterContext;
-  const cluster = new UdpCluster({ name: 'c', spec: { protocol: 'UDP', port: dead } }, ctx);
+  const cluster = new UdpCluster({ name: 'c', spec: { protocol: 'UDP', port: dead } });
   const conn = await cluster.connect({ name: 's', metadata: {} }, { name: 'e', address: '127.0.0.1', weight: 1 }, new AbortController().signal);
   let closedWith: L7Error | null | undefined;
   const h: ConnectionHandler = { onData() {}, onDrain() {}, onEnd() {}, onClose: (e) => (closedWith = e) };

@@ -184,8 +184,8 @@ test('connectAttempt: an already aborted signal, a synchronous throw and a failu
 
 test('defineProtocol: declared drop reasons reach metrics through the registry; a counter may not be a drop in one protocol and an event in another', () => {
   const listener = dropReasons('listener');
-  for (const r of ['malformed', 'body_too_large', 'header_too_large']) assert.ok(listener.has(r), r);
-  for (const e of ['header_timeout', 'handshake_timeout', 'keepalive_timeout', 'accept_error']) assert.ok(!listener.has(e), e);
+  for (const r of ['malformed', 'body_too_large', 'header_too_large', 'filtered', 'session_rate', 'fd_exhausted']) assert.ok(listener.has(r), r);
+  for (const e of ['header_timeout', 'handshake_timeout', 'keepalive_timeout', 'accept_error', 'handoff_in', 'handoff_out', 'stray', 'rtp_absent']) assert.ok(!listener.has(e), e);
   const cluster = dropReasons('cluster');
   assert.deepEqual([...cluster].sort(), ['sync_undeliverable', 'sync_unheard', 'transform_error', 'transform_null', 'transform_overflow']);
 

@@ -1,11 +1,11 @@
 /**
- * protocols/stream/read-buffer.ts, driven the way Node drives `onread` (buffer() once when the
+ * protocols/core/read-buffer.ts, driven the way Node drives `onread` (buffer() once when the
  * socket is set up and after every read, callback() per read): the memory is read into again only
  * when the consumer kept no reference, sizes follow the reads, and buffers go back to the pool.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { READ_HELD_BUDGET, READ_LARGE, READ_MEDIUM, READ_SMALL, ReadBuffer, readPoolSize } from '../../protocols/stream/read-buffer.ts';
+import { READ_HELD_BUDGET, READ_LARGE, READ_MEDIUM, READ_SMALL, ReadBuffer, readPoolSize } from '../../protocols/core/read-buffer.ts';
 
 /** One read of `n` bytes into the socket's current buffer, as Node does it; returns the next buffer. */
 function read(rb: ReadBuffer, buf: Uint8Array, n: number): Uint8Array {
