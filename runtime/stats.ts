@@ -16,7 +16,7 @@
 import type { ListenerCounters } from '../actors/listener.ts';
 import type { ClusterCounters } from '../actors/cluster.ts';
 import type { EndpointHealthMetrics } from '../routing/health.ts';
-import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/session.ts';
+import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/record.ts';
 
 /** Traffic totals (see {@link TrafficCounts}: rx = from the peer, tx = to the peer). */
 export type Traffic = TrafficCounts;
