@@ -2,7 +2,7 @@
  * Admission control: whether a listener takes a new session (a UDP peer's first datagram, an
  * accepted connection), before anything is allocated for it where the protocol allows.
  *
- * Limits, checked in this order (README, Limits; reliability plan R-09, R-10):
+ * Limits, checked in this order (README, Limits; docs/threat-model.md):
  * ```
  *  process_sessions   all sessions of the process  ≤ cap   (admin.max_sessions, from the fd limit)
  *  listener_sessions  sessions of this listener    ≤ listeners[].options.max_sessions

@@ -27,12 +27,15 @@ export class Hop implements ConnectionHandler {
     this.prev = prev;
   }
 
-  onData(data: Buffer): void {
+  onData(data: Buffer): boolean {
     try {
       if (!this.next.send(data)) this.self.pause();
+      // The source may read into the same memory again if the write went out whole.
+      return this.next.sendReleased?.() === true;
     } catch (e) {
       // The data path never throws into the socket's event loop: the session handles the fault.
       this.session.ctx.self.tell({ type: 'fault', err: asL7Error(e, ErrorCode.Internal, 'packet path') });
+      return false;
     }
   }
 
@@ -64,12 +67,13 @@ export class ArmedHop extends Hop {
     this.owner = session;
   }
 
-  override onData(data: Buffer): void {
-    super.onData(data);
+  override onData(data: Buffer): boolean {
+    const released = super.onData(data);
     if (!this.fired) {
       this.fired = true;
       this.owner.ctx.self.tell({ type: 'established' });
     }
+    return released;
   }
 }
 

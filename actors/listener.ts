@@ -273,7 +273,7 @@ export class ListenerActor extends Actor<Msg> {
     if (n > 0) this.tracked.splice(0, n);
   }
 
-  /** Ended sessions, status DESTROYED, kept for `options.track` seconds (compat reference §1.2). */
+  /** Ended sessions, status DESTROYED, kept for `options.track` seconds (docs/l7mp-compat.md §1.2). */
   override retainedChildren(): ActorNode[] {
     this.pruneTracked();
     return this.tracked.map((t) => t.node);

@@ -1,7 +1,7 @@
 /**
  * The overload guard of one worker thread: new datagram sessions are refused while the worker's
  * event loop is late, so that the sessions it already carries keep their latency under a flood of
- * new peers (reliability plan R-10, R-13; Envoy's overload manager, which stops accepting new
+ * new peers (docs/threat-model.md; Envoy's overload manager, which stops accepting new
  * connections under pressure).
  *
  * A timer fires every `tickMs` (10 ms). The lag is how late it fired. The worker is overloaded

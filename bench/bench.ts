@@ -1,8 +1,8 @@
 /**
  * `npm run bench [-- --quick]`: l7mp-ts against its peers on loopback. Starts each system, measures it
  * with bench/udpbench.c (built on first run), stops it, and writes a Markdown table (each figure with
- * its ratio to nginx) and an SVG chart to bench/results/. The method is the one of
- * shared/reference/peers-performance.md; bench/README.md describes every figure.
+ * its ratio to nginx) and an SVG chart to bench/results/. bench/README.md describes every figure
+ * and how it is taken.
  *
  *   node bench/bench.ts [--quick] [--systems direct,nginx,...] [--no-boost] [--no-readme]
  *

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:flood`: a session-creation flood against a UDP listener, beside one legitimate
- * flow (issue 12; reliability plan R-10). Prints what the flood cost the legitimate flow and the
+ * flow (issue 12; docs/threat-model.md). Prints what the flood cost the legitimate flow and the
  * proxy, and whether the proxy gave its memory and file descriptors back.
  *
  *   node bench/flood.ts [--sources 50000] [--rate 5000] [--per-source 2] [--legit 1000]

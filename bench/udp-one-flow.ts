@@ -2,7 +2,7 @@
  * One UDP flow, client -> proxy -> sink, through each system under test: saturation throughput, CPU
  * time of the proxy per forwarded datagram, and ping-pong round-trip time through the proxy. The load
  * tool is bench/udpbench.c (a Node load generator cannot saturate a proxy); the method is the one of
- * shared/reference/peers-performance.md, so the numbers compare with the peers measured there.
+ * `npm run bench` (bench/README.md), so the numbers compare with the peers measured there.
  *
  *   node bench/udp-one-flow.ts [--quick] [--systems naive,l7mp-ts] [--size 64] [--no-boost]
  *
@@ -494,9 +494,9 @@ async function main(): Promise<void> {
     `warm-up round trips (echo, proxy and client on CPU ${TOOL_CPU}); children's autogroup nice ${boost ? '-20' : '0 (--no-boost)'}. Node ${nodeVersion}, kernel ${os.release()}, ` +
     `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}). Took ${((Date.now() - began) / 1000).toFixed(0)} s.\n\n` +
     table(rows, size) +
-    `\nPeer anchors at 64 B (shared/reference/peers-performance.md): naive node 24 115k pps, 8.7 µs/pkt, ` +
-    `RTT p50 35.9 / p99 64; nginx 157k, 6.1 µs/pkt, 29.7 / 44; l7mp 58k, 17.0 µs/pkt, 43.6 / 85; ` +
-    `direct (harness ceiling) 251k, RTT 11.9 / 14.\n`;
+    `\nPeer anchors at 64 B (npm run bench, bench/results/2026-11-21T09-41Z.md): naive node 24 117k pps, 8.5 µs/pkt, ` +
+    `RTT p50 36.5 / p99 71.6; nginx 162k, 6.1 µs/pkt, 29.8 / 48.6; l7mp 56.9k, 17.6 µs/pkt, 45.6 / 116; ` +
+    `direct (harness ceiling) 241k, RTT 12.4 / 17.3.\n`;
   process.stdout.write(report);
   const resultsDir = path.join(BENCH_DIR, 'results');
   mkdirSync(resultsDir, { recursive: true });

@@ -54,7 +54,7 @@
  *   in flight are written off. sessions_per_s = sessions arrived / (last arrival - start). Then the
  *   missing ones are resent (up to 3 rounds, 2 s) so the proxy holds `established` sessions. Nothing
  *   is sent back. Bounded by MAXSECONDS (default 10) and SESSIONS (<= 1000000). IPv4 only.
- * flood: a session-creation flood beside one legitimate flow (reliability plan R-10). SOURCES new
+ * flood: a session-creation flood beside one legitimate flow (docs/threat-model.md). SOURCES new
  *   sources 127.1.0.0+i (IP_PKTINFO, as sess) at NEW_PER_S (default 1000) per second, each sending
  *   DGRAMS (default 1) SIZE-byte datagrams back to back; their replies come back to the sending socket
  *   and are counted. With -L, a legitimate flow from its own socket on 127.0.0.1 sends LEGIT_PPS tagged

@@ -1,6 +1,6 @@
 /**
  * Read a config file: YAML when the name ends in .yaml/.yml (any case), JSON otherwise (l7mp's
- * rule, compat reference §0), within the bounds of {@link parseConfigText} (size, nesting depth,
+ * rule, docs/l7mp-compat.md §0), within the bounds of {@link parseConfigText} (size, nesting depth,
  * YAML aliases).
  */
 import fs from 'node:fs';

@@ -3,7 +3,7 @@
  * freeze. All of a document applies or none of it: the first error throws and nothing is built.
  * The snapshot is built from a copy: the caller's document is left unfrozen and unshared.
  *
- * Inline naming follows l7mp (compat reference §1.9): `<listener>-RuleList-<N>`,
+ * Inline naming follows l7mp (docs/l7mp-compat.md §1.9): `<listener>-RuleList-<N>`,
  * `<rulelist>-Rule-<N>`, `<rule>-Route-<N>`, `<route>-Cluster-<N>`, `<route>-ingress-Cluster-<N>`,
  * `<route>-egress-Cluster-<N>`, `<cluster>-EndPoint-<N>`; N is a counter per class starting at 0
  * (kept by a {@link Namer}, so later API additions continue the sequence); a clash appends `_1`,

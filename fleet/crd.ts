@@ -1,5 +1,5 @@
 /**
- * l7mp's Kubernetes resources (compat reference §8: `VirtualService`, `Target`, `Rule`,
+ * l7mp's Kubernetes resources (docs/l7mp-compat.md §8: `VirtualService`, `Target`, `Rule`,
  * apiVersion `l7mp.io/v1`) compiled into one l7mp config per node, against the fleet inventory
  * (node ids, labels and addresses from heartbeats), the way l7mp's operator computed per-pod
  * REST calls (§8.3). Pure: no NATS, no I/O; `l7mp-ts apply` feeds it and writes the result.

@@ -1,7 +1,7 @@
 /**
  * Node labels and Kubernetes-style label selectors (`matchLabels`, `matchExpressions` with `In`,
  * `NotIn`, `Exists`, `DoesNotExist`; the semantics of k8s `metav1.LabelSelector`, which l7mp's
- * CRDs use, compat reference §8.2). An empty selector matches every node, as in Kubernetes.
+ * CRDs use, docs/l7mp-compat.md §8.2). An empty selector matches every node, as in Kubernetes.
  */
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import { show } from '../cluster-config/validate.ts';

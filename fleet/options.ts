@@ -8,7 +8,7 @@
  * for `verify`). Secrets can come from the environment instead of the command line:
  * `L7MP_NATS_PASSWORD`, `L7MP_NATS_TOKEN`. Credentials inside the URL (`nats://u:p@host`) work too.
  *
- * Reconnect policy (reliability plan §2.3): reconnect forever, every 500 ms with 100 ms jitter,
+ * Reconnect policy (test/e2e/fleet.test.ts, the nats-server outage test): reconnect forever, every 500 ms with 100 ms jitter,
  * and keep retrying the first connect too: a proxy serves its last config while the bus is away.
  */
 import fs from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * `--state-dir DIR`: the last config this node applied from the fleet, kept on disk so that a
- * restart while NATS is down still serves it (reliability plan §2.5 item 3). One file,
+ * restart while NATS is down still serves it (test/e2e/fleet.test.ts). One file,
  * `DIR/applied.json`, replaced atomically (write to a temp file, fsync, rename).
  */
 import fs from 'node:fs';

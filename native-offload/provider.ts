@@ -1,6 +1,6 @@
 /**
  * Kernel offload of established UDP flows (l7mp `admin.offload`, `-o init|no_init|disable`;
- * compat reference §7), rebuilt on an eBPF sockmap splice instead of l7mp's tc classifier.
+ * docs/l7mp-compat.md §7), rebuilt on an eBPF sockmap splice instead of l7mp's tc classifier.
  *
  * ```
  *  client ──► P1 (session socket, connected to the client) ─┐ sk_skb verdict: cookie(P1) → peer P2,
@@ -12,7 +12,7 @@
  * socket i's datagrams leave through socket i+1 of the session's cycle, never reaching
  * JavaScript. The session keeps ownership: it reads the kernel's per-socket counters for idle
  * timeouts and metrics, and unsplices before it closes. Facts and gotchas (G1–G8) are in
- * shared/reference/offload-facts.md; the BPF programs are native-offload/bpf/*.bpf.c.
+ * docs/offload-facts.md; the BPF programs are native-offload/bpf/*.bpf.c.
  *
  * Providers: {@link EbpfOffload} (the addon, built by `npm run build:offload`) and
  * {@link NoopOffload} (userspace; the default, and the fallback with the reason when the addon

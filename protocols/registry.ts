@@ -24,7 +24,7 @@ import { sync } from './sync/index.ts';
 import { transform } from './transform/index.ts';
 import { rtsp } from './rtsp/index.ts';
 
-/** JSONSocket runs over these (compat reference §3.2, §3.3): the listener ones, plus the virtual Stdio, Echo and Discard clusters (as l7mp). */
+/** JSONSocket runs over these (docs/l7mp-compat.md §3.2, §3.3): the listener ones, plus the virtual Stdio, Echo and Discard clusters (as l7mp). */
 const jsonsocket = jsonSocketProtocol({ listener: [udp, tcp, uds, websocket], cluster: [udp, tcp, uds, websocket, stdio, echo, discard] });
 
 const all: readonly ProtocolModule[] = [udp, tcp, uds, websocket, httpProtocol, jsonsocket, echo, discard, logger, l7mpController, prometheus, jsonencap, jsondecap, metric, exec, stdio, sync, transform, rtsp];

@@ -1,5 +1,5 @@
 /**
- * Load balancers (compat reference §4.5).
+ * Load balancers (docs/l7mp-compat.md §4.5).
  * - `Trivial`: always the first endpoint.
  * - `ConsistentHash` (alias `HashRing`): npm `hashring` (ketama md5) over the endpoints, weighted
  *   by `weight`, keyed by endpoint address as l7mp was; the hashed value is the metadata at `key`.

@@ -1,5 +1,5 @@
 /**
- * Metadata paths outside `match` (compat reference §4.2): used by `rewrite.path`, the load
+ * Metadata paths outside `match` (docs/l7mp-compat.md §4.2): used by `rewrite.path`, the load
  * balancer `key`, and later Sync and JSONSocket headers. A leading and a trailing `/` are optional;
  * `/` alone is the whole object. Reads see own properties only, and writes refuse prototype keys.
  */

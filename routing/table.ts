@@ -1,6 +1,6 @@
 /**
  * The routing state of one worker, built from a frozen {@link ConfigSnapshot}: objects by name,
- * the rule lookup (compat reference §4.3), and a load balancer per cluster (§4.5).
+ * the rule lookup (docs/l7mp-compat.md §4.3), and a load balancer per cluster (§4.5).
  */
 import jsonPredicate from 'json-predicate';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';

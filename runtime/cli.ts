@@ -1,6 +1,6 @@
 /**
  * `l7mp-ts -c FILE [-l LEVEL] [-s] [--workers N] [-o init|no_init|disable]`: run the proxy in the
- * foreground (l7mp-compatible flags, compat reference §0).
+ * foreground (l7mp-compatible flags, docs/l7mp-compat.md §0).
  *
  * Signals: SIGTERM drains (runtime/drain.ts): /readyz turns 503, listeners take no new sessions,
  * live ones may finish within `admin.drain_timeout_s` (default 30 s), then the process stops; a
@@ -15,7 +15,7 @@
  */
 import net from 'node:net';
 import os from 'node:os';
-import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { parseArgs } from 'node:util';
 import { readConfigFile } from '../cluster-config/load.ts';
 import { normalize } from '../cluster-config/normalize.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
@@ -28,6 +28,7 @@ import { isLoopback } from './common/net-addr.ts';
 import { createAdmin, exposedAdminListeners } from './admin/index.ts';
 import { actorsCommand } from './admin/actors-cli.ts';
 import { ConfigStore } from '../cluster-config/store.ts';
+import { configDiff } from '../cluster-config/diff.ts';
 import { NATS_FLAGS, NATS_USAGE, connectionOptions, redactServers } from '../fleet/options.ts';
 import { checkToken, defaultNodeId } from '../fleet/names.ts';
 import { parseLabels } from '../fleet/labels.ts';
@@ -316,14 +317,15 @@ async function main(): Promise<void> {
     fail(e instanceof Error ? e.message : String(e));
   }
   started = true;
-  const store = new ConfigStore(runtime.snapshot, { warn: (m) => log.debug(m) });
-  process.on('SIGHUP', () => reload(cli.config, agent !== null, store, runtime, log, 'SIGHUP'));
+  // The one config authority: REST changes, reloads and the fleet agent all go through its queue.
+  const store = new ConfigStore(runtime.snapshot, { target: runtime, warn: (m) => log.debug(m) });
+  process.on('SIGHUP', () => reload(cli.config, agent !== null, store, log, 'SIGHUP'));
   if (cli.watchConfig || snapshot.admin.watch_config === true) {
     const file = cli.config;
     if (file === undefined) log.warn('admin.watch_config ignored: no -c file');
     else if (cli.fleet !== undefined) log.warn({ file }, 'config file watch ignored: a fleet member takes its config from NATS');
     else {
-      watch = new ConfigWatch(file, () => reload(file, false, store, runtime, log, 'file watch'), log);
+      watch = new ConfigWatch(file, () => reload(file, false, store, log, 'file watch'), log);
       if (!watch.start()) watch = null;
     }
   }
@@ -385,40 +387,26 @@ void main();
 
 /**
  * SIGHUP (or a change seen by `--watch-config`, `trigger` says which): read the `-c` file again
- * and apply it as `POST /api/v1/config` does, through the same queue as the REST API, all or
- * nothing: a file that does not parse, validate or bind is refused with its error and the running
- * config stays. The `admin` section is validated but, as over REST, its running settings stay
- * (`POST /api/v1/admin` changes them). A fleet member's config belongs to the fleet: -c is only
+ * and apply it as `POST /api/v1/config` does, through the config store's queue (the one every
+ * change takes), all or nothing; sessions on an endpoint the file no longer lists leave it. A
+ * file that does not parse, validate or bind is refused with its error and the running config
+ * stays. The `admin` section is validated but, as over REST, its running settings stay (`POST
+ * /api/v1/admin` changes them). A fleet member's config belongs to the fleet: -c is only
  * its base, so SIGHUP does nothing there.
  */
-function reload(file: string | undefined, fleet: boolean, store: ConfigStore, runtime: Runtime, log: Logger, trigger: 'SIGHUP' | 'file watch'): void {
+function reload(file: string | undefined, fleet: boolean, store: ConfigStore, log: Logger, trigger: 'SIGHUP' | 'file watch'): void {
   const via = trigger === 'SIGHUP' ? { signal: 'SIGHUP' } : { trigger };
   if (file === undefined || fleet) {
     log.warn(via, fleet ? `${trigger} ignored: a fleet member takes its config from NATS` : `${trigger} ignored: no -c file to read again`);
     return;
   }
-  const before = store.current;
-  store.update(
-    () => store.replace(readConfigFile(file)),
-    (next) => runtime.apply(next),
-  ).then(
+  let before = store.current;
+  store.update(() => {
+    // Inside the queue: the diff logged is against what ran just before this reload.
+    before = store.current;
+    return store.replace(readConfigFile(file));
+  }).then(
     (next) => log.info({ ...via, file, ...configDiff(before, next) }, 'config reloaded'),
     (e: unknown) => log.error({ ...via, file, err: (e as Error).message }, 'config reload refused; the running config stays'),
   );
-}
-
-/** Names added, removed and changed between two snapshots, per kind (for the reload log). */
-function configDiff(a: ConfigSnapshot, b: ConfigSnapshot): Record<string, { added: string[]; removed: string[]; changed: string[] }> {
-  const out: Record<string, { added: string[]; removed: string[]; changed: string[] }> = {};
-  for (const kind of ['listeners', 'clusters', 'rulelists', 'rules', 'routes'] as const) {
-    const old = new Map<string, unknown>(a[kind].map((x) => [x.name, x]));
-    const now = new Map<string, unknown>(b[kind].map((x) => [x.name, x]));
-    const d = {
-      added: [...now.keys()].filter((n) => !old.has(n)),
-      removed: [...old.keys()].filter((n) => !now.has(n)),
-      changed: [...now.keys()].filter((n) => old.has(n) && !isDeepStrictEqual(old.get(n), now.get(n))),
-    };
-    if (d.added.length + d.removed.length + d.changed.length > 0) out[kind] = d;
-  }
-  return out;
 }

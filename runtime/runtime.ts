@@ -31,7 +31,7 @@ import type { LogLevel, Logger } from './common/log.ts';
 import type { HostApi, ListenerGauges, StartResult, WorkerApi, WorkerInit, WorkerStats } from './worker-main.ts';
 import { fdLimit, openFds, sessionCap, type FdLimit } from './common/fd-limit.ts';
 import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
-import { l7mpErrorAnswer } from '../protocols/http/exchange.ts';
+import { l7mpErrorAnswer } from '../protocols/core/l7mp-error.ts';
 import type { WorkerMetrics } from './stats.ts';
 import type { OffloadMode } from '../native-offload/provider.ts';
 import { WorkerRing } from './ring.ts';

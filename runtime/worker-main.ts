@@ -20,7 +20,7 @@ import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common
 import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
 import type { AdminAnswer, AdminCall, DatagramHandoff } from '../protocols/types.ts';
-import { l7mpErrorAnswer } from '../protocols/http/exchange.ts';
+import { l7mpErrorAnswer } from '../protocols/core/l7mp-error.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing, placeSingle } from './ring.ts';

@@ -6,7 +6,7 @@
  * sendmsg (egress redirect, flags 0), to B's connected remote. `peers` maps A's socket cookie to
  * B's cookie and keeps A's receive counters (packets, bytes, last activity).
  *
- * Facts (shared/reference/offload-facts.md): the pull of the whole datagram is unconditional
+ * Facts (docs/offload-facts.md): the pull of the whole datagram is unconditional
  * (G1: a non-linear skb would leave as one datagram per fragment; G2: a length check is pointer
  * arithmetic the verifier refuses without CAP_PERFMON). A datagram that cannot be redirected is
  * dropped and counted, never passed: SK_PASS on a socket in the map has stream semantics (G3).

@@ -74,8 +74,13 @@ export function errnoOfMessage(msg: string): string | undefined {
 
 /** Receives what a {@link Connection} reads and its end. One object, set once per connection. */
 export interface ConnectionHandler {
-  /** One datagram, or one chunk of a byte stream. The buffer may be reused after return only if the connection says so; today every protocol hands over an owned Buffer. */
-  onData(data: Buffer): void;
+  /**
+   * One datagram, or one chunk of a byte stream. Return true only if no reference to `data` is
+   * kept after the call (it was copied, or written to the kernel: {@link Connection.sendReleased}):
+   * a connection that reads into recycled buffers (stream sockets, protocols/stream/read-buffer.ts)
+   * then reads into the same memory again. Anything else (void) hands the buffer over to the handler.
+   */
+  onData(data: Buffer): boolean | void;
   /** The connection's send buffer drained below its high-water mark (byte streams). */
   onDrain(): void;
   /**
@@ -111,6 +116,12 @@ export interface Connection {
    * on a closed connection is dropped and counted.
    */
   send(data: Buffer): boolean;
+  /**
+   * Optional: true when no buffer passed to `send` is referenced by the connection any more (every
+   * byte went to the kernel, or was dropped), so the caller may reuse the memory at once. Without
+   * the method, a sent buffer is assumed held.
+   */
+  sendReleased?(): boolean;
   /** Stop reading from the peer (byte streams; a no-op for datagram sockets, which cannot push back). */
   pause(): void;
   resume(): void;

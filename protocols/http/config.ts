@@ -1,4 +1,4 @@
-/** HTTP listener and cluster specs (l7mp compat reference §3.2; the cluster is new in l7mp-ts). */
+/** HTTP listener and cluster specs (docs/l7mp-compat.md §3.2; the cluster is new in l7mp-ts). */
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
 import { Deadline, HTTP_LIMIT_DEFAULTS as D, Size, Timeout } from '../core/http-limits.ts';

@@ -1,5 +1,5 @@
 /**
- * HTTP listener (l7mp compat reference §3.1, §3.2): an HTTP/1.1 server bound on every worker
+ * HTTP listener (docs/l7mp-compat.md §3.1, §3.2): an HTTP/1.1 server bound on every worker
  * with SO_REUSEPORT; every request is one session.
  *
  * The session's downstream is a byte stream: the request body flows to the route, and what the
@@ -149,7 +149,7 @@ export class HttpServerConnection extends BaseConnection implements HttpExchange
 
   /**
    * The session failed before it connected: l7mp's JSON error response (status from the error,
-   * e.g. 404 for no route, compat reference §2.3).
+   * e.g. 404 for no route, docs/l7mp-compat.md §2.3).
    */
   onSessionFailed(err: L7Error): void {
     if (this.closed || this.res.headersSent) return;

@@ -1,5 +1,5 @@
 /**
- * JSONDecap (compat reference §3.3): a virtual cluster that parses every message as JSON and
+ * JSONDecap (docs/l7mp-compat.md §3.3): a virtual cluster that parses every message as JSON and
  * passes on the base64 `payload` as raw bytes, one message per message (the reverse of
  * JSONEncap). A message that is not JSON or has no string `payload` is dropped and counted in the
  * stage's drops (l7mp passed an empty message on instead).

@@ -1,5 +1,5 @@
 /**
- * JSONEncap (compat reference §3.3): a virtual cluster that wraps every message into
+ * JSONEncap (docs/l7mp-compat.md §3.3): a virtual cluster that wraps every message into
  * `{"metadata": <session metadata>, "payload": "<base64 of the message>"}`, one JSON message per
  * message. The metadata is serialised once per session stage (it does not change once routed),
  * not per message. Pairs with JSONDecap on the other side.

@@ -1,5 +1,5 @@
 /**
- * JSONSocket cluster (compat reference §5, client side): opens a transport connection with the
+ * JSONSocket cluster (docs/l7mp-compat.md §5, client side): opens a transport connection with the
  * transport cluster (its endpoints are the JSONSocket cluster's), sends the request header built
  * from the session metadata, and is connected once the reply is accepted (2xx or no status, as
  * l7mp). A rejected reply, a close before it, or the session's timeout (the route's

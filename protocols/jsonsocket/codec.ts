@@ -1,5 +1,5 @@
 /**
- * JSONSocket v1 wire format (l7mp `doc/jsonsocket-spec.org`; compat reference §5): the first
+ * JSONSocket v1 wire format (l7mp `doc/jsonsocket-spec.org`; docs/l7mp-compat.md §5): the first
  * message of each side is a UTF-8 JSON object carrying `"JSONSocketVersion": 1`; after the
  * handshake the stream carries raw payload. On datagram transports a header is one message; on
  * byte streams it is the first complete JSON object (found by {@link jsonObjectEnd}), and the bytes
@@ -33,7 +33,7 @@ export function statusMessage(status: number, reason: string): string {
 /**
  * Deepest object/array nesting accepted in a header. A header becomes session metadata, which is
  * cloned, serialised and logged: V8 parses 1e6 levels but `JSON.stringify` of them throws
- * RangeError (reliability plan §5.5), so depth is capped before parsing.
+ * RangeError, so depth is capped before parsing.
  */
 export const MAX_HEADER_DEPTH = 32;
 
@@ -158,7 +158,7 @@ export function checkReply(buf: Buffer): string | null {
   return null;
 }
 
-/** One element of a JSONSocket cluster's `header` list (compat reference §5, client side). */
+/** One element of a JSONSocket cluster's `header` list (docs/l7mp-compat.md §5, client side). */
 export type HeaderOp = { path: string | { from: string; to?: string } } | { set: { key: string; value: unknown } };
 
 /**

@@ -1,5 +1,5 @@
 /**
- * JSONSocket listener and cluster specs (compat reference §3.2, §3.3, §5). The transport is
+ * JSONSocket listener and cluster specs (docs/l7mp-compat.md §3.2, §3.3, §5). The transport is
  * another protocol's listener or cluster spec; `transport_spec` is l7mp's alias of `transport`.
  * The transports are given by the registry ({@link JsonSocketTransports}): JSONSocket imports no
  * other protocol.

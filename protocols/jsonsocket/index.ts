@@ -1,5 +1,5 @@
 /**
- * JSONSocket v1 (compat reference §5): a JSON header handshake over another protocol (UDP, TCP,
+ * JSONSocket v1 (docs/l7mp-compat.md §5): a JSON header handshake over another protocol (UDP, TCP,
  * Unix sockets, WebSocket...). The transports are given by the registry ({@link jsonSocketProtocol}),
  * so JSONSocket imports no other protocol.
  */

@@ -1,5 +1,5 @@
 /**
- * JSONSocket listener (compat reference §5, server side). It runs a transport listener (UDP, TCP,
+ * JSONSocket listener (docs/l7mp-compat.md §5, server side). It runs a transport listener (UDP, TCP,
  * Unix socket or WebSocket) under its own name, so hand-offs between workers reach it, and reads
  * a JSON header off each transport session before the session exists:
  * ```

@@ -1,5 +1,5 @@
 /**
- * L7mpController (compat reference §2, §3.3): a virtual cluster that serves l7mp's REST API (and
+ * L7mpController (docs/l7mp-compat.md §2, §3.3): a virtual cluster that serves l7mp's REST API (and
  * every other admin route: /api/v1/actors, /metrics, /healthz) to sessions of an HTTP listener,
  * the l7mp way of exposing the API. The API itself runs on the main thread, so a change made
  * through any worker applies to all of them atomically. The bearer token, when set, is required

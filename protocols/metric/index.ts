@@ -1,5 +1,5 @@
 /**
- * Metric (compat reference §3.3, §6.1): a pass-through virtual cluster whose traffic is exported
+ * Metric (docs/l7mp-compat.md §3.3, §6.1): a pass-through virtual cluster whose traffic is exported
  * per session, as l7mp's `session_byte_counter_total` and `session_packet_counter_total`
  * `{sessionName, clusterName}` (bytes and messages written into the stage), for the sessions
  * alive at the scrape. Like every stage its traffic is also in the cluster counters

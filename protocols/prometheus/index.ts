@@ -1,5 +1,5 @@
 /**
- * Prometheus (compat reference §3.3, §6.1): a virtual cluster that answers every request, once it
+ * Prometheus (docs/l7mp-compat.md §3.3, §6.1): a virtual cluster that answers every request, once it
  * has ended, with the Prometheus text exposition of the process's metrics (the admin server's
  * `/metrics`, aggregated over all workers), whatever the path: match `/HTTP/url/path` in a rule
  * to serve it on `/metrics` only. Unlike l7mp it sends the exposition's Content-Type.

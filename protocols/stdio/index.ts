@@ -1,5 +1,5 @@
 /**
- * Stdio (compat reference §3.3): the proxy's own stdin and stdout as a byte stream. As a cluster
+ * Stdio (docs/l7mp-compat.md §3.3): the proxy's own stdin and stdout as a byte stream. As a cluster
  * (l7mp's, virtual): each session stage reads stdin (every stage of a worker gets every chunk, as
  * l7mp's pipes did) and writes to stdout. As a listener (new in l7mp-ts): one session at startup
  * over stdin/stdout, like a UDP singleton; it is not restarted when it ends.

@@ -5,6 +5,11 @@
  * Half-close as l7mp's `end:true` pipes: a FIN from the peer is `onEnd` (the connection can still
  * send), and `end()` sends our FIN after what is queued. The sockets must be half-open capable
  * (`allowHalfOpen: true` on servers and clients), else Node would answer a FIN with its own.
+ *
+ * Reads: a socket created with a {@link ReadBuffer}'s `onread` reads into recycled buffers, and a
+ * chunk is only valid during `onData` unless the handler returns false or nothing (read-buffer.ts
+ * says why and how); a socket without one reads through Node's stream ('data', a fresh Buffer per
+ * read, which the handler owns).
  */
 import type net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
@@ -12,6 +17,7 @@ import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
 import { PendingHandler } from '../udp/listener.ts';
+import type { ReadBuffer } from './read-buffer.ts';
 
 export class SocketConnection implements Connection {
   readonly kind = 'byte' as const;
@@ -26,21 +32,28 @@ export class SocketConnection implements Connection {
   /**
    * @param sock a connected socket.
    * @param side `downstream` (accepted by a listener) or `upstream` (opened by a cluster): picks the error code of a reset.
+   * @param reader the socket's read side if it was created with its `onread`, else null (stream reads).
    */
-  constructor(sock: net.Socket, side: 'downstream' | 'upstream', local: string, remote: string) {
+  constructor(sock: net.Socket, side: 'downstream' | 'upstream', local: string, remote: string, reader: ReadBuffer | null = null) {
     this.sock = sock;
     this.local = local;
     this.remote = remote;
     this.errCode = side === 'downstream' ? ErrorCode.DownstreamReset : ErrorCode.UpstreamReset;
-    sock.on('data', (chunk: Buffer) => {
-      this.stats.rxPackets++;
-      this.stats.rxBytes += chunk.length;
-      this.handler.onData(chunk);
-    });
+    if (reader !== null) {
+      reader.deliver = (chunk) => this.onChunk(chunk);
+      for (const chunk of reader.early.splice(0)) this.onChunk(chunk);
+      sock.once('close', () => reader.release());
+    } else sock.on('data', (chunk: Buffer) => this.onChunk(chunk));
     sock.on('drain', () => this.handler.onDrain());
     sock.on('end', () => this.handler.onEnd());
     sock.on('close', () => this.finish(null));
     sock.on('error', (err: Error) => this.finish(new L7Error(this.errCode, `${remote}: ${err.message}`, { cause: err })));
+  }
+
+  private onChunk(chunk: Buffer): boolean | void {
+    this.stats.rxPackets++;
+    this.stats.rxBytes += chunk.length;
+    return this.handler.onData(chunk);
   }
 
   setHandler(h: ConnectionHandler): void {
@@ -57,6 +70,11 @@ export class SocketConnection implements Connection {
     this.stats.txPackets++;
     this.stats.txBytes += data.length;
     return this.sock.write(data);
+  }
+
+  /** Nothing given to `send` is referenced any more: every write went to the kernel (or was dropped). */
+  sendReleased(): boolean {
+    return this.closed || this.sock.writableLength === 0;
   }
 
   pause(): void {

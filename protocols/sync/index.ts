@@ -1,5 +1,5 @@
 /**
- * Sync: l7mp's broadcast-domain virtual cluster (compat reference §3.3). Every session routed to a
+ * Sync: l7mp's broadcast-domain virtual cluster (docs/l7mp-compat.md §3.3). Every session routed to a
  * Sync cluster joins the domain named by its metadata value at `query`; what one member sends is
  * delivered to every *other* member, and nothing comes back to the sender. A session with no value
  * at `query` fails to connect (as in l7mp).

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { SocketConnection } from '../stream/socket-connection.ts';
-import { closeServer, hostPort, listen, stopListening } from '../stream/server.ts';
+import { adoptAccepted, closeServer, hostPort, listen, stopListening } from '../stream/server.ts';
 import type { TcpListenerSpec } from './config.ts';
 
 export class TcpListener implements ListenerInstance {
@@ -20,7 +20,8 @@ export class TcpListener implements ListenerInstance {
     this.name = cfg.name;
     this.spec = cfg.spec;
     this.ctx = ctx;
-    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
+    // Paused: adoptAccepted moves each connection to a socket that reads into recycled buffers.
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => this.onConnection(sock));
   }
 
   start(): Promise<void> {
@@ -28,18 +29,19 @@ export class TcpListener implements ListenerInstance {
     return listen(this.server, { port: this.spec.port, host: address, reusePort: true }, this.name, `TCP ${hostPort(address, this.spec.port)}`, this.ctx);
   }
 
-  private onConnection(sock: net.Socket): void {
+  private onConnection(accepted: net.Socket): void {
     if (this.closed) {
-      sock.destroy();
+      accepted.destroy();
       return;
     }
+    const { sock, reader } = adoptAccepted(accepted);
     this.conns.add(sock);
     sock.once('close', () => this.conns.delete(sock));
     const raddr = sock.remoteAddress ?? '';
     const rport = sock.remotePort ?? 0;
     const laddr = sock.localAddress ?? '';
     const lport = sock.localPort ?? 0;
-    const conn = new SocketConnection(sock, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport));
+    const conn = new SocketConnection(sock, 'downstream', hostPort(laddr, lport), hostPort(raddr, rport), reader);
     const metadata = { IP: { src_addr: raddr, dst_addr: laddr }, TCP: { src_port: rport, dst_port: lport } };
     this.ctx.accept(conn, metadata, `TCP:${raddr}:${rport}-${laddr}:${lport}`);
   }

@@ -1,5 +1,5 @@
 /**
- * Transform (l7mp-ts only; l7mp had no session transforms, compat reference §11.1): a virtual
+ * Transform (l7mp-ts only; l7mp had no session transforms, docs/l7mp-compat.md §11.1): a virtual
  * cluster, a bump in the wire, that runs the user's function
  * `(payload: Uint8Array, metadata) => Uint8Array | null` (or a Promise of it) on each message, in a
  * piscina pool of threads (protocols/transform/pool.ts), so CPU-heavy work (l7mp's "transcoder")

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { SocketConnection } from '../stream/socket-connection.ts';
-import { closeServer, listen, stopListening } from '../stream/server.ts';
+import { adoptAccepted, closeServer, listen, stopListening } from '../stream/server.ts';
 import type { UdsListenerSpec } from './config.ts';
 
 /** Remove `path` if it is a socket file that nobody listens on; reject if someone does. */
@@ -51,7 +51,8 @@ export class UdsListener implements ListenerInstance {
     this.name = cfg.name;
     this.spec = cfg.spec;
     this.ctx = ctx;
-    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
+    // Paused: adoptAccepted moves each connection to a socket that reads into recycled buffers.
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => this.onConnection(sock));
   }
 
   async start(): Promise<void> {
@@ -60,14 +61,15 @@ export class UdsListener implements ListenerInstance {
     this.bound = true;
   }
 
-  private onConnection(sock: net.Socket): void {
+  private onConnection(accepted: net.Socket): void {
     if (this.closed) {
-      sock.destroy();
+      accepted.destroy();
       return;
     }
+    const { sock, reader } = adoptAccepted(accepted);
     this.conns.add(sock);
     sock.once('close', () => this.conns.delete(sock));
-    const conn = new SocketConnection(sock, 'downstream', `unix:${this.spec.filename}`, 'unix-peer');
+    const conn = new SocketConnection(sock, 'downstream', `unix:${this.spec.filename}`, 'unix-peer', reader);
     const seq = this.ctx.nextSessionSeq();
     this.ctx.accept(conn, { UNIX: { filename: this.spec.filename } }, `UNIX:${this.name}-${seq}`);
   }

@@ -6,7 +6,7 @@
  * choose where the proxy connects (docs/threat-model.md). Request headers are copied from `/HTTP/headers`
  * except hop-by-hop and `sec-websocket-*` ones; `sec-websocket-protocol` becomes the subprotocol.
  *
- * Deviation from l7mp (bug B4, compat reference §3.3): a session without `/HTTP` metadata (from a
+ * Deviation from l7mp (bug B4, docs/l7mp-compat.md §3.3): a session without `/HTTP` metadata (from a
  * UDP, TCP or Unix listener) connects with no extra headers instead of failing.
  */
 import { WebSocket } from 'ws';

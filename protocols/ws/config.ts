@@ -1,4 +1,4 @@
-/** WebSocket listener and cluster specs (l7mp compat reference §3.2, §3.3). */
+/** WebSocket listener and cluster specs (docs/l7mp-compat.md §3.2, §3.3). */
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
 import { Deadline, HTTP_LIMIT_DEFAULTS, Size } from '../core/http-limits.ts';

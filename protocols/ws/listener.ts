@@ -1,6 +1,6 @@
 /**
  * WebSocket listener: an HTTP server bound on every worker (SO_REUSEPORT) that upgrades every
- * request to a WebSocket session. Metadata follows l7mp's HTTP shape (compat reference §3.1).
+ * request to a WebSocket session. Metadata follows l7mp's HTTP shape (docs/l7mp-compat.md §3.1).
  * Every socket gets an 'error' handler: an oversized message closes that connection (1009), never
  * the worker. The upgrade request has a deadline (`options.handshake_timeout`, 408) and a head size
  * limit (431). A request the proxy cannot read (a parser error, a target `new URL()` rejects such as

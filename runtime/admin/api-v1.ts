@@ -504,14 +504,11 @@ export function registerApi(server: AdminServer, runtime: Runtime, store: Config
     if (found === undefined) throw notFound('endpoint', name);
     return respond(req, dumper(req).endpoint(found.endpoint));
   });
-  server.route('DELETE', '/api/v1/endpoints/{name}', async (req) => {
-    const name = req.params.name as string;
-    const cluster = store.endpoint(name)?.cluster.name;
-    const reply = await change(req, 'Cannot delete endpoint', () => store.delete('endpoint', name, rec(req)));
-    // Recursive: the sessions on it are disconnected, so retries move them elsewhere (§1.9).
-    if (rec(req) && cluster !== undefined) await runtime.dropEndpoint(cluster, name);
-    return reply;
-  });
+  // The sessions on it are disconnected by the store, as for any change that removes an endpoint,
+  // so retries move them elsewhere (§1.9).
+  server.route('DELETE', '/api/v1/endpoints/{name}', (req) =>
+    change(req, 'Cannot delete endpoint', () => store.delete('endpoint', req.params.name as string, rec(req))),
+  );
 
   // rules in a rulelist, by position
   server.route('GET', '/api/v1/rulelists/{name}/rules/{position}', (req) => {

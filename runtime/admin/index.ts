@@ -57,7 +57,7 @@ export interface AdminOptions {
   log: Logger;
   /** The process's name counters for inline objects (default: seeded from the snapshot's generated names). */
   namer?: Namer;
-  /** The config store the API edits (default: a new one over the runtime's snapshot). */
+  /** The config store the API edits (default: a new one over the runtime's snapshot, applying on it). */
   store?: ConfigStore;
 }
 
@@ -70,7 +70,7 @@ export function createAdmin(runtime: Runtime, opts: AdminOptions): AdminServer {
   const server = new AdminServer({ host: opts.host, port: opts.port, log: opts.log, ...(opts.token ? { token: opts.token } : {}), insecure: opts.insecure === true });
   registerHealth(server, runtime);
   registerActors(server, runtime);
-  registerApi(server, runtime, opts.store ?? new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), warn: (m) => opts.log.debug(m) }));
+  registerApi(server, runtime, opts.store ?? new ConfigStore(runtime.snapshot, { ...(opts.namer ? { namer: opts.namer } : {}), target: runtime, warn: (m) => opts.log.debug(m) }));
   registerMetrics(server, runtime);
   runtime.setAdminHandler((call) => server.request(call));
   return server;

@@ -5,7 +5,7 @@
  *
  * Routes are registered as `(method, pattern, handler)`; a pattern's `{name}` segments match one
  * percent-decoded path segment (l7mp names may contain `/`, passed as %2F). A handler returns a
- * {@link Reply} or throws; an {@link L7Error} becomes l7mp's error shape (compat reference §2.3):
+ * {@link Reply} or throws; an {@link L7Error} becomes l7mp's error shape (docs/l7mp-compat.md §2.3):
  * status 400 (or the error's status) and the body `{status, message, content}`.
  *
  * With a bearer token set (`--admin-token`, or L7MP_ADMIN_TOKEN), every route requires
@@ -26,7 +26,7 @@ import { L7Error, ErrorCode } from '../common/errors.ts';
 import { isLoopback } from '../common/net-addr.ts';
 import type { Logger } from '../common/log.ts';
 import type { AdminAnswer, AdminCall } from '../../protocols/types.ts';
-import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/http/exchange.ts';
+import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/core/l7mp-error.ts';
 
 /** A parsed request as handlers see it. */
 export interface AdminRequest {
@@ -80,7 +80,7 @@ export function checkAdminBind(host: string, port: number, token: string | undef
   );
 }
 
-/** l7mp's error reply: `{status, message, content}`, 4-space indented (compat reference §2.3). */
+/** l7mp's error reply: `{status, message, content}`, 4-space indented (docs/l7mp-compat.md §2.3). */
 export function errorReply(status: number, message: string, content: unknown): Reply {
   return { status, headers: { 'content-type': 'application/json' }, body: l7mpErrorBody(status, message, content) };
 }

@@ -6,7 +6,7 @@ import type dgram from 'node:dgram';
 /**
  * The fd of a bound dgram socket, or -1. Node 24 has no public API for it; `socket._handle.fd`
  * works but emits the runtime deprecation DEP0112, so this reads the same handle through the
- * socket's internal state symbol (shared/reference/offload-facts.md G7). If Node's internals
+ * socket's internal state symbol (docs/offload-facts.md G7). If Node's internals
  * change it returns -1, which only keeps sessions in userspace.
  */
 export function dgramFd(s: dgram.Socket): number {

@@ -239,6 +239,57 @@ describe('fleet over NATS', () => {
     assert.equal(n2.last?.ok, true);
     assert.ok(fs.existsSync(path.join(dir, 'state-n2', 'applied.json')));
   });
+
+  test('one config queue: a REST change on a fleet node is local until the next fleet change replaces it; an endpoint the fleet removes moves its sessions', async () => {
+    const a = await udpEcho('A:', '127.0.0.1');
+    const b = await udpEcho('B:', '127.0.0.2', a.port);
+    const port = await freePort();
+    const adminPort = await freeTcpPort();
+    const api = async (method: string, p: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
+      const res = await fetch(`http://127.0.0.1:${adminPort}${p}`, {
+        method,
+        ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { status: res.status, json: await res.json() };
+    };
+    const names = async (p: string): Promise<string[]> => ((await api('GET', p)).json as Array<{ name: string }>).map((x) => x.name);
+    const config = (...eps: Array<[string, string]>) => ({
+      listeners: [{ name: 'lab', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: 'up', retry: { retry_on: 'disconnect', num_retries: 2, timeout: 1000 } } } }] }],
+      clusters: [{ name: 'up', spec: { protocol: 'UDP', port: a.port }, endpoints: eps.map(([name, address]) => ({ name, spec: { address } })) }],
+    });
+    const own = await UdpClient.open();
+    try {
+      // Not tier=edge: only its node key configures it.
+      nodes.set('n4', await startNode('n4', ['-c', path.join(dir, 'empty.yaml'), '--nats', nats.url, '--fleet', fleet, '--labels', 'tier=lab', '--advertise-address', '127.0.0.1', '--admin', `127.0.0.1:${adminPort}`]));
+      const first = await apply(config(['ep-a', '127.0.0.1'], ['ep-b', '127.0.0.2']), '--node', 'n4');
+      assert.equal(first.code, 0, first.stdout + first.stderr);
+      assert.equal((await own.request('1', port, '127.0.0.1', 1000, 3)).toString(), 'A:1');
+      const sessions = await names('/api/v1/sessions');
+      assert.equal(sessions.length, 1);
+
+      // A REST change on the node: served, and shown by the API next to the fleet's objects.
+      const added = await api('POST', '/api/v1/clusters', { cluster: { name: 'local', spec: { protocol: 'Echo' } } });
+      assert.equal(added.status, 200, JSON.stringify(added.json));
+      assert.deepEqual(await names('/api/v1/clusters'), ['up', 'local']);
+
+      // The next fleet change replaces the whole config (the REST change goes), and ep-a, gone
+      // from it, has its session moved to ep-b: the same session answers from B.
+      const second = await apply(config(['ep-b', '127.0.0.2']), '--node', 'n4');
+      assert.equal(second.code, 0, second.stdout + second.stderr);
+      assert.match(second.stdout, /^n4 ACK revision \d+$/m);
+      assert.deepEqual(await names('/api/v1/clusters'), ['up']);
+      assert.deepEqual(await names('/api/v1/endpoints'), ['ep-b']);
+      assert.equal((await own.request('2', port, '127.0.0.1', 1000, 1)).toString(), 'B:2');
+      assert.deepEqual(await names('/api/v1/sessions'), sessions, 'it is the same session');
+    } finally {
+      own.close();
+      await nodes.get('n4')?.stop();
+      nodes.delete('n4');
+      await a.close();
+      await b.close();
+    }
+  });
 });
 
 describe('the seed task as l7mp CRDs over a fleet of 3', () => {

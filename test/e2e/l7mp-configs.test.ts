@@ -1,5 +1,5 @@
 /**
- * l7mp's example configs (compat reference §9), loaded unchanged from test/fixtures/l7mp/ by the
+ * l7mp's example configs (docs/l7mp-compat.md §9), loaded unchanged from test/fixtures/l7mp/ by the
  * real CLI, and driven over real sockets on their fixed ports: what an l7mp user who switches
  * sees. The tests run one after the other (fixed ports).
  */

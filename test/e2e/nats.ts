@@ -28,7 +28,7 @@ function track(c: ChildProcess): ChildProcess {
 export interface NatsServer {
   readonly url: string;
   readonly port: number;
-  /** Stop the server (SIGKILL by default, as in the reliability plan's outage test). */
+  /** Stop the server (SIGKILL by default: an outage, not a clean shutdown). */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Start it again on the same port and store; resolves when it is ready. */
   start(): Promise<void>;

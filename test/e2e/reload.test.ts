@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { freePort, tmpDir, UdpClient, waitFor } from '../helpers.ts';
+import { freePort, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { startProcess } from './proc.ts';
 
 const echoListener = (name: string, port: number) => ({ name, spec: { protocol: 'UDP', port, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'echo' } } }] });
@@ -78,4 +78,30 @@ test('--watch-config: a change of the -c file reloads it (an atomic rename too);
   assert.equal((await c.request('e', p3)).toString(), 'e');
   assert.equal(reloads().length, 2);
   assert.equal(proxy.proc.exitCode, null);
+});
+
+test('SIGHUP with an endpoint left out of the file: the sessions on it move to the remaining endpoint (the drop comes from the applied diff)', async (t) => {
+  const a = await udpEcho('A:', '127.0.0.1');
+  t.after(() => a.close());
+  const b = await udpEcho('B:', '127.0.0.2', a.port);
+  t.after(() => b.close());
+  const port = await freePort();
+  const file = path.join(tmpDir(), 'endpoints.yaml');
+  const doc = (...eps: Array<[string, string]>) => ({
+    listeners: [{ name: 'in', spec: { protocol: 'UDP', port, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'up', retry: { retry_on: 'disconnect', num_retries: 2, timeout: 1000 } } } }] }],
+    clusters: [{ name: 'up', spec: { protocol: 'UDP', port: a.port }, endpoints: eps.map(([name, address]) => ({ name, spec: { address } })) }],
+  });
+  const proxy = await startProcess(doc(['ep-a', '127.0.0.1'], ['ep-b', '127.0.0.2']), file, ['--workers', '2']);
+  t.after(() => proxy.stop());
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  assert.equal((await c.request('1', port)).toString(), 'A:1');
+  fs.writeFileSync(file, YAML.stringify(doc(['ep-b', '127.0.0.2'])));
+  proxy.proc.kill('SIGHUP');
+  await waitFor(() => proxy.stderr().includes('config reloaded'), 10_000, 'the reload');
+  const line = JSON.parse(proxy.stderr().split('\n').find((l) => l.includes('config reloaded')) as string) as { clusters?: { changed: string[] }; listeners?: unknown };
+  assert.deepEqual(line.clusters?.changed, ['up']);
+  assert.equal(line.listeners, undefined, 'the listener is not rebuilt: its session lives on');
+  // The session that was on ep-a (127.0.0.1) now reaches ep-b; without the drop it would still answer A.
+  assert.equal((await c.request('2', port)).toString(), 'B:2');
 });

@@ -1,5 +1,5 @@
 /**
- * The seed task (shared/reference/seeds/004) end to end with two l7mp-ts processes started from
+ * The seed task (the l7mp walk-through of README, "Fleet walk-through", as static configs) end to end with two l7mp-ts processes started from
  * the static configs in examples/seed-task/ (ports and socket path rewritten to free ones):
  * UDP gateway → ingress chain through a WebSocket cluster to the transcoder sidecar (WebSocket
  * listener → Unix socket cluster → a Unix-socket echo app) → UDP cluster of 2 worker echo servers

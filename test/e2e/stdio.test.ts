@@ -1,5 +1,5 @@
 /**
- * Stdio (compat reference §3.3) with real processes: `bin/l7mp-ts` with its stdin and stdout piped
+ * Stdio (docs/l7mp-compat.md §3.3) with real processes: `bin/l7mp-ts` with its stdin and stdout piped
  * to the test. The Stdio listener (one session at startup) to a UDP upstream, and a UDP listener to
  * the Stdio cluster.
  */

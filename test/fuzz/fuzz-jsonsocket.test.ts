@@ -1,5 +1,5 @@
 /**
- * JSONSocket listener fuzz (issue 12 item 1, reliability plan R-05): valid and hostile JSON
+ * JSONSocket listener fuzz (issue 12 item 1): valid and hostile JSON
  * headers over TCP (split into arbitrary chunks, payload coalesced after the header) and over UDP
  * (one datagram), routed to Echo. Hostile headers: nesting past the depth limit (up to 3,000
  * levels), headers over 64 KiB, 1e400 / -0 / 2^53+1 / "1" versions, `__proto__` keys, a BOM, NUL

@@ -1,5 +1,5 @@
 /**
- * Admission control (README, Limits; reliability plan R-09): per-listener and process-wide session
+ * Admission control (README, Limits; docs/threat-model.md): per-listener and process-wide session
  * caps, per-source caps and new-session rates, the UDP per-session rate limit, and that a session
  * holds the file descriptors README says. Real sockets on 127.0.0.0/8; every refusal must be
  * counted under its reason while admitted sessions keep flowing.

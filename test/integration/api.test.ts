@@ -1,5 +1,5 @@
 /**
- * The l7mp REST API under /api/v1 (compat reference §2) over real HTTP against a real runtime:
+ * The l7mp REST API under /api/v1 (docs/l7mp-compat.md §2) over real HTTP against a real runtime:
  * objects added at runtime carry traffic, dumps keep l7mp's shapes, recursive deletes end
  * sessions, errors keep l7mp's `{status, message, content}` and the strings clients parse.
  */
@@ -355,6 +355,31 @@ test('a recursive endpoint delete moves live sessions to the next endpoint under
       const now = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>;
       assert.deepEqual(now.map((x) => x.name), [first?.name], 'it is the same session');
       await ok(call(admin, 'DELETE', '/api/v1/endpoints/ep-b?recursive=true'));
+      await waitFor(async () => ((await call(admin, 'GET', '/api/v1/sessions')).json as unknown[]).length === 0, WAIT, 'the session to end with no endpoint left');
+    });
+  } finally {
+    c.close();
+    await a.close();
+    await b.close();
+  }
+});
+
+test('an endpoint removed by POST /api/v1/config, or by a DELETE without recursive=true, moves its sessions too: the store derives the drops from the applied diff', async () => {
+  const a = await udpEcho('A:', '127.0.0.1');
+  const b = await udpEcho('B:', '127.0.0.2', a.port);
+  const port = await freePort();
+  const listener = { name: 'in', spec: { protocol: 'UDP', port }, rules: [{ action: { route: { destination: 'up', retry: { retry_on: 'disconnect', num_retries: 2, timeout: 1000 } } } }] };
+  const cluster = (...eps: Array<[string, string]>) => ({ name: 'up', spec: { protocol: 'UDP', port: a.port }, endpoints: eps.map(([name, address]) => ({ name, spec: { address } })) });
+  const c = await UdpClient.open();
+  try {
+    await withApi({ listeners: [listener], clusters: [cluster(['ep-a', '127.0.0.1'], ['ep-b', '127.0.0.2'])] }, 2, async (admin) => {
+      assert.equal((await c.request('1', port)).toString(), 'A:1');
+      const [first] = (await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>;
+      // The whole config replaced, ep-a left out: no endpoint route ran, the diff did it.
+      await ok(call(admin, 'POST', '/api/v1/config', { listeners: [listener], clusters: [cluster(['ep-b', '127.0.0.2'])] }));
+      assert.equal((await c.request('2', port)).toString(), 'B:2', 'the same session now goes to the remaining endpoint');
+      assert.deepEqual(((await call(admin, 'GET', '/api/v1/sessions')).json as Array<{ name: string }>).map((x) => x.name), [first?.name], 'it is the same session');
+      await ok(call(admin, 'DELETE', '/api/v1/endpoints/ep-b'));
       await waitFor(async () => ((await call(admin, 'GET', '/api/v1/sessions')).json as unknown[]).length === 0, WAIT, 'the session to end with no endpoint left');
     });
   } finally {

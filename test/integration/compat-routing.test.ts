@@ -1,5 +1,5 @@
 /**
- * l7mp's routing model on a live proxy (compat reference §12.5–12.7, §12.13): JSONPredicate rules
+ * l7mp's routing model on a live proxy (docs/l7mp-compat.md §12.5–12.7, §12.13): JSONPredicate rules
  * on real session metadata, rewrite before routing, apply jumps, ingress and egress chains in the
  * right directions, a failed chain stage failing the session, and the session event log over the
  * REST API. The rule engine itself is unit-tested against json-predicate in test/unit/routing.

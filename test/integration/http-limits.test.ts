@@ -1,5 +1,5 @@
 /**
- * Timeouts and size limits of the HTTP listener (issue 12 item 3; reliability plan R-08): a
+ * Timeouts and size limits of the HTTP listener (issue 12 item 3; docs/threat-model.md): a
  * request-head deadline against slowloris (408, close), a whole-request deadline, 431 for a large
  * head, 413 for a large body (by Content-Length, and counted as a chunked body streams), the
  * keep-alive timeout. Real sockets on 127.0.0.1, short configured deadlines, bounded waits on

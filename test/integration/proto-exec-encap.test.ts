@@ -1,5 +1,5 @@
 /**
- * The virtual clusters JSONEncap, JSONDecap and Metric (compat reference §3.3, §6.1), and the Exec
+ * The virtual clusters JSONEncap, JSONDecap and Metric (docs/l7mp-compat.md §3.3, §6.1), and the Exec
  * cluster (a real process per session), over real sockets. Also the framing counter: a route that
  * feeds a datagram stream into a byte stream counts `framing_lost` on its listener.
  */

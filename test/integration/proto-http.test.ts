@@ -1,6 +1,6 @@
 /**
  * HTTP listener and cluster, and the l7mp way of serving the API and metrics: an HTTP listener
- * routed to an L7mpController or a Prometheus cluster (compat reference §2, §3.2, §3.3, §6.1).
+ * routed to an L7mpController or a Prometheus cluster (docs/l7mp-compat.md §2, §3.2, §3.3, §6.1).
  * Real sockets on 127.0.0.1, a real upstream HTTP server, `fetch` as the client.
  */
 import { test, type TestContext } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * JSONSocket v1 (compat reference §5) over real sockets: the listener over UDP, TCP, Unix stream
+ * JSONSocket v1 (docs/l7mp-compat.md §5) over real sockets: the listener over UDP, TCP, Unix stream
  * sockets and WebSocket (header → metadata.JSONSocket, 200 after the route is up, 400/505 for bad
  * headers, l7mp's 404 for no route, a header timeout), and the cluster (header built from the
  * session metadata, reply checked) chained into a JSONSocket listener of the same proxy.

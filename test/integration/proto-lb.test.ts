@@ -1,5 +1,5 @@
 /**
- * Load balancing through the proxy (compat reference §4.5): Trivial picks the first endpoint;
+ * Load balancing through the proxy (docs/l7mp-compat.md §4.5): Trivial picks the first endpoint;
  * ConsistentHash over two UDP echo servers (127.0.0.1 and 127.0.0.2, same port: a UDP cluster has
  * one port) keeps each client on one endpoint across requests, sessions, workers and proxies,
  * spreads clients over both, and hashes the metadata at `key` when one is given.

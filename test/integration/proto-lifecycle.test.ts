@@ -1,5 +1,5 @@
 /**
- * Upstream failures, retries and connect timeouts (compat reference §4.6), and listener bind
+ * Upstream failures, retries and connect timeouts (docs/l7mp-compat.md §4.6), and listener bind
  * failures: a port in use is an error naming the listener and the address (l7mp bug B22 fixed), a
  * stale Unix socket file is replaced, a live one is an error, and the file is removed on shutdown.
  */

@@ -1,5 +1,5 @@
 /**
- * Session names and metadata per listener (compat reference §3.1). Names are read from the actor
+ * Session names and metadata per listener (docs/l7mp-compat.md §3.1). Names are read from the actor
  * tree (sessions are children of listener nodes under worker nodes); metadata is not in the tree,
  * so it is checked through routing: JSONPredicate rules on /IP, /UDP, /TCP, /HTTP, /UNIX and /name
  * select between two clusters that answer differently.

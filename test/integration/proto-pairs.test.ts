@@ -193,7 +193,7 @@ test('Logger with a log file it cannot open: traffic still passes, the worker do
   assert.equal(rt.restarts, 0);
 });
 
-// A half-close propagates (compat reference §4.4: l7mp's pipes use end:true): the client's FIN goes
+// A half-close propagates (docs/l7mp-compat.md §4.4: l7mp's pipes use end:true): the client's FIN goes
 // upstream, the reply still comes back, then the upstream's FIN reaches the client.
 test('TCP → TCP half-close: the client sends and shuts down its side; the reply still arrives', async (t) => {
   const up = await streamServer(t, { port: 0, host: '127.0.0.1' }, 'up: ');

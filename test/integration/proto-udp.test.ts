@@ -1,5 +1,5 @@
 /**
- * UDP listener specifics (compat reference §3.2): singleton mode, the server-mode connect filter,
+ * UDP listener specifics (docs/l7mp-compat.md §3.2): singleton mode, the server-mode connect filter,
  * exactly one session for a burst from a new peer (also across two workers), and the idle timeout
  * (l7mp bug B10 fixed: `options.idle_timeout`, seconds) which traffic keeps from firing.
  */

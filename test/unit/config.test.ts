@@ -1,6 +1,6 @@
 /**
  * cluster-config/normalize.ts: validation errors that name the field path and the value, l7mp's
- * names for inline objects (compat reference §1.9), retry defaults (§1.7, B14 fixed) and the
+ * names for inline objects (docs/l7mp-compat.md §1.9), retry defaults (§1.7, B14 fixed) and the
  * frozen snapshot. No sockets.
  */
 import { test } from 'node:test';

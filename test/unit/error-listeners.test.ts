@@ -1,5 +1,5 @@
 /**
- * A static check (reliability plan R-07): an emitter created on the data path without an
+ * A static check (issue 12 item 1, no query of death): an emitter created on the data path without an
  * `'error'` listener throws its first error out of the event loop and ends the worker (§5.2). Every
  * source file under protocols/ that creates a socket, server, client request, WebSocket or child
  * process must also attach an `'error'` listener (or hand the object to a helper that does, named

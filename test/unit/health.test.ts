@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { normalize } from '../../cluster-config/normalize.ts';
-import { toDocument } from '../../cluster-config/store.ts';
+import { toDocument } from '../../cluster-config/document.ts';
 import { makeLoadBalancer } from '../../routing/loadbalancer.ts';
 import { ClusterHealth, type HealthView } from '../../routing/health.ts';
 import { DEFAULT_OUTLIER_DETECTION, type ClusterConfig, type OutlierDetectionConfig } from '../../cluster-config/snapshot.ts';

@@ -1,4 +1,4 @@
-/** JSONSocket v1 codec (compat reference §5), from byte fixtures. */
+/** JSONSocket v1 codec (docs/l7mp-compat.md §5), from byte fixtures. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkReply, checkRequest, jsonObjectEnd, JsonObjectScanner, MAX_HEADER_DEPTH, reply, requestHeader, Scan } from '../../protocols/jsonsocket/codec.ts';

@@ -44,11 +44,6 @@ const RUNTIME_ALLOWED: Readonly<Record<string, string>> = {
   // ProtocolService; uds declares the Unix datagram host) instead of naming the uds files.
   'runtime/runtime.ts -> protocols/uds/dgram-host.ts': 'runtime starts ProtocolService hosts',
   'runtime/worker-main.ts -> protocols/uds/dgram-relay.ts': 'workers hand their port to ProtocolService.worker',
-  // Issue 16 item 1: l7mp's error answer is protocols/core/l7mp-error.ts; http/exchange.ts only
-  // re-exports it for these three, and goes when they import core.
-  'runtime/runtime.ts -> protocols/http/exchange.ts': 'import core/l7mp-error.ts',
-  'runtime/worker-main.ts -> protocols/http/exchange.ts': 'import core/l7mp-error.ts',
-  'runtime/admin/server.ts -> protocols/http/exchange.ts': 'import core/l7mp-error.ts',
 };
 
 /** Every .ts file under `dir` (repository-relative paths). */

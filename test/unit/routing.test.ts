@@ -1,5 +1,5 @@
 /**
- * routing/: rule lookup (compat reference §4.3), metadata paths (§4.2) and load balancers (§4.5),
+ * routing/: rule lookup (docs/l7mp-compat.md §4.3), metadata paths (§4.2) and load balancers (§4.5),
  * on tables built from normalized snapshots. No sockets.
  */
 import { test } from 'node:test';
