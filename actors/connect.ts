@@ -1,5 +1,5 @@
 /**
- * Connect phases of a session's upstream stages (compat reference §4.6): each attempt picks an
+ * Connect phases of a session's upstream stages (docs/l7mp-compat.md §4.6): each attempt picks an
  * endpoint from the cluster's balancer (passing over the ones that failed in this phase), connects
  * with the route's timeout, and reports its result to the session as a message; failures are
  * retried under the route's `retry_on` / `num_retries`, on another endpoint at once when there is
@@ -118,7 +118,7 @@ export function onConnectFailed(s: SessionCore, i: number, err: L7Error, gen: nu
   }
   const r = retryOf(s);
   // At setup, connect-failure/always allow num_retries more attempts; a reconnect phase
-  // (disconnect/always) allows num_retries attempts in all (compat reference §4.6).
+  // (disconnect/always) allows num_retries attempts in all (docs/l7mp-compat.md §4.6).
   const reconnecting = s.status === 'CONNECTED';
   const allowed = reconnecting ? r.num_retries : r.retry_on === 'connect-failure' || r.retry_on === 'always' ? r.num_retries + 1 : 1;
   if (st.attempts < allowed) {

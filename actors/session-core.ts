@@ -1,5 +1,5 @@
 /**
- * What the parts of a session share (compat reference §4.3–4.6): what it needs from its worker
+ * What the parts of a session share (docs/l7mp-compat.md §4.3–4.6): what it needs from its worker
  * ({@link SessionEnv}), its parameters, its messages, its stages, and the view of the session its
  * parts work on ({@link SessionCore}).
  *
@@ -41,7 +41,7 @@ export interface SessionEnv {
   readonly offload?: OffloadProvider | null;
   /**
    * A connected route passes a datagram stream into a byte stream (message boundaries are lost
-   * there, compat reference §3): `from` and `to` are the cluster (or listener) names. Optional.
+   * there, docs/l7mp-compat.md §3): `from` and `to` are the cluster (or listener) names. Optional.
    */
   framingLost?(listener: string, route: string, from: string, to: string): void;
   /** Endpoint health of a cluster on this worker (outlier detection, active checks). Optional. */

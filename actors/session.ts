@@ -1,5 +1,5 @@
 /**
- * The session actor: one downstream connection and its route's upstream stages (compat reference
+ * The session actor: one downstream connection and its route's upstream stages (docs/l7mp-compat.md
  * §4.3–4.6).
  *
  * Stages form a cycle; each stage's reads go to the next one:
@@ -336,7 +336,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
   /**
    * An endpoint was deleted with `recursive=true`: every connected stage on it is disconnected, so
    * that `retry_on: disconnect|always` moves it to another endpoint (the load balancer no longer
-   * has this one); without those retries the session ends (compat reference §1.9, §12.12).
+   * has this one); without those retries the session ends (docs/l7mp-compat.md §1.9, §12.12).
    */
   private dropEndpoint(cluster: string, endpoint: string, why: string): void {
     for (let i = 1; i < this.stages.length && !this.ended; i++) {

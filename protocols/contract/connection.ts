@@ -10,7 +10,7 @@ import type { L7Error } from '../../runtime/common/errors.ts';
 /** Message boundaries kept (UDP, WebSocket, Echo) or not (TCP, Unix stream, Logger). */
 export type StreamKind = 'datagram' | 'byte';
 
-/** Session metadata, l7mp's schema (compat reference §3.1): `/IP/src_addr`, `/UDP/src_port`... */
+/** Session metadata, l7mp's schema (docs/l7mp-compat.md §3.1): `/IP/src_addr`, `/UDP/src_port`... */
 export type Metadata = Record<string, unknown>;
 
 /** Per-connection counters, incremented on the data path (plain fields, no allocation). */

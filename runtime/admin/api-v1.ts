@@ -1,5 +1,5 @@
 /**
- * The l7mp REST API under `/api/v1` (compat reference §2): every GET, POST and DELETE path of
+ * The l7mp REST API under `/api/v1` (docs/l7mp-compat.md §2): every GET, POST and DELETE path of
  * §2.1, with l7mp's request handling (§2.2) and response shapes (§1 dumps, §2.3).
  *
  * Changes go through the {@link ConfigStore}: it computes the next snapshot, the runtime applies it
@@ -78,7 +78,7 @@ function unwrap(body: unknown, key: string, prefix: string): unknown {
 }
 
 /**
- * Register the `/api/v1` routes (compat reference §2.1) on `server`. Changes are computed by
+ * Register the `/api/v1` routes (docs/l7mp-compat.md §2.1) on `server`. Changes are computed by
  * `store`, applied with `runtime.apply`, then committed.
  */
 export function registerApi(server: AdminServer, runtime: Runtime, store: ConfigStore): void {

@@ -1,5 +1,5 @@
 /**
- * l7mp's dumps of the REST API (compat reference §1; runtime/admin/api-v1.ts serves them): the
+ * l7mp's dumps of the REST API (docs/l7mp-compat.md §1; runtime/admin/api-v1.ts serves them): the
  * shape of each object kind, built from one config snapshot, and of a session, built from its
  * node in the actor tree. `recursive` expands references (§2.1).
  */
@@ -27,7 +27,7 @@ function packageVersion(): string {
   return version;
 }
 
-/** `GET /api/v1/admin` (compat reference §1.1). `offload` is whether the kernel offload engine runs. */
+/** `GET /api/v1/admin` (docs/l7mp-compat.md §1.1). `offload` is whether the kernel offload engine runs. */
 export interface AdminDump {
   log_level: string;
   strict: boolean;
