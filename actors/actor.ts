@@ -23,7 +23,22 @@
 import { FixedQueue } from '../runtime/common/fixed-queue.ts';
 import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
 import type { Logger } from '../runtime/common/log.ts';
-import type { ActorNode } from './tree.ts';
+
+/** One node of the actor tree. */
+export interface ActorNode {
+  id: string;
+  kind: string;
+  name: string;
+  worker: number | null;
+  state: string;
+  /** Messages waiting in its mailbox. */
+  mailbox: number;
+  /** Messages handled since spawn. */
+  processed: number;
+  restarts: number;
+  children: ActorNode[];
+  [field: string]: unknown;
+}
 
 /** What an actor is; shown in the actor tree. */
 export type ActorKind = 'process' | 'worker' | 'listener' | 'cluster' | 'session' | 'test';

@@ -11,7 +11,7 @@ import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import type { ChildSessionSpec, ClusterInstance, Connection } from '../protocols/types.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
 import type { RoutingTable } from '../routing/table.ts';
-import type { SessionEnv, SessionInit } from './session.ts';
+import type { SessionEnv, SessionInit } from './session-core.ts';
 
 /** A cluster whose one connect resolves to a connection opened beforehand. */
 class OneShotCluster implements ClusterInstance {

@@ -6,7 +6,7 @@ import { Actor } from './actor.ts';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, ProtocolModule } from '../protocols/types.ts';
 import type { ClusterConfig } from '../cluster-config/snapshot.ts';
-import type { WorkerServices } from './worker.ts';
+import type { WorkerServices } from './services.ts';
 import type { ClusterHealth } from '../routing/health.ts';
 
 /**

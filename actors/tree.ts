@@ -1,21 +1,8 @@
 /** The live actor tree as plain JSON: what `GET /api/v1/actors` and `l7mp-ts actors` show. */
-import type { Actor, ActorCell } from './actor.ts';
+import type { Actor, ActorCell, ActorNode } from './actor.ts';
 
-/** One node of the actor tree. */
-export interface ActorNode {
-  id: string;
-  kind: string;
-  name: string;
-  worker: number | null;
-  state: string;
-  /** Messages waiting in its mailbox. */
-  mailbox: number;
-  /** Messages handled since spawn. */
-  processed: number;
-  restarts: number;
-  children: ActorNode[];
-  [field: string]: unknown;
-}
+// Declared next to Actor (its retainedChildren returns nodes) so that actor.ts imports nothing of this file.
+export type { ActorNode };
 
 function retained(cell: ActorCell<unknown>): ActorNode[] {
   try {

@@ -4,90 +4,21 @@
  *
  * Placement: `shared` listeners (UDP server mode, TCP, WebSocket) bind on every worker through
  * SO_REUSEPORT; `single` ones (Unix socket paths, UDP singleton) on the one worker that
- * {@link WorkerServices.placeSingle} names.
+ * `WorkerServices.placeSingle` names (actors/services.ts).
  */
 import { isDeepStrictEqual } from 'node:util';
 import { Actor, type ActorCell, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
-import type { CoarseTimers } from '../runtime/common/clock.ts';
-import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
-import type { AdminAnswer, AdminCall, ClusterInstance, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
+import type { ClusterInstance, DatagramHandoff } from '../protocols/types.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor, ClusterCounters } from './cluster.ts';
 import { ListenerActor, ListenerCounters } from './listener.ts';
-import { SessionActor, dropEndpointMsg, type RecoveryBook, type SessionEnv, type SessionRebuild, type SessionRecord } from './session.ts';
+import { SessionActor } from './session.ts';
+import { dropEndpointMsg, type SessionEnv } from './session-core.ts';
+import type { SessionRebuild } from './rebuild.ts';
+import type { WorkerServices } from './services.ts';
 import { ClusterHealth } from '../routing/health.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig } from '../cluster-config/snapshot.ts';
-import type { OffloadProvider } from '../native-offload/provider.ts';
-import type { SharedGauge } from './admission.ts';
-import type { OverloadGuard } from './overload.ts';
-
-/** What the runtime provides to the actors of one worker thread. */
-export interface WorkerServices {
-  readonly slot: number;
-  /** Number of worker slots configured (not only the live ones). */
-  readonly workers: number;
-  readonly log: Logger;
-  readonly rateLog: RateLimitedLog;
-  readonly timers: CoarseTimers;
-  /** The protocol module for a `spec.protocol` name. */
-  protocol(name: string): ProtocolModule | undefined;
-  /**
-   * Owner slot of a session key on the ring of live workers; with `listener`, a rebuilt session's
-   * pin (see {@link WorkerServices.unpin}) comes first.
-   */
-  ownerOf(key: string, listener?: string): number;
-  /**
-   * A rebuilt session served through the listening sockets ended: its peer `key` of `listener`
-   * is no longer pinned to this worker (the main thread tells every worker). Optional.
-   */
-  unpin?(listener: string, key: string): void;
-  /** This worker's session table (sessions that another worker can rebuild if this one dies), or null. */
-  readonly recovery?: RecoveryBook | null;
-  /**
-   * Sessions of a dead worker handed to this one before its listener `listener` existed (a
-   * replacement that rebuilds them as it starts): the listener takes them before it binds, so the
-   * peers' first datagrams find their sessions. Optional.
-   */
-  takeAdoptions?(listener: string): Adoption[];
-  /** Send a datagram hand-off to another worker; false if it cannot be delivered. */
-  handoff(slot: number, h: DatagramHandoff): boolean;
-  /** Send `msg` to cluster `cluster` on worker `slot` (see ClusterContext.sendPeer); false if it cannot be delivered. */
-  sendCluster(slot: number, cluster: string, msg: unknown): boolean;
-  /** The slot that hosts a `single`-placement listener. */
-  placeSingle(listener: string): number;
-  /** Keep a pending close (socket release) so shutdown can wait for it. */
-  track(p: Promise<void>): void;
-  /** A session ended. */
-  sessionEnded(r: SessionRecord): void;
-  /** The kernel offload provider when offload is on and available here, else null. */
-  readonly offload: OffloadProvider | null;
-  /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
-  admin(call: AdminCall): Promise<AdminAnswer>;
-  /** Sessions of every listener of the process (admission control, actors/admission.ts). */
-  readonly processGauge: SharedGauge;
-  /** Sessions of listener `name`, process-wide. */
-  listenerGauge(name: string): SharedGauge;
-  /** The process-wide session cap in force: admin.max_sessions, bounded by the open-file limit. */
-  sessionCap(): number;
-  /** This worker's overload guard: refuses new datagram sessions while the event loop is late. */
-  readonly overload: OverloadGuard;
-  /**
-   * The process drains (SIGTERM, a drain request; runtime/drain.ts): listeners take no new
-   * sessions, a new datagram peer is refused (`draining`). Set once, never cleared.
-   */
-  readonly draining: boolean;
-}
-
-/** A dead worker's session waiting for its listener ({@link WorkerServices.takeAdoptions}). */
-export interface Adoption {
-  readonly address: string;
-  readonly port: number;
-  readonly shared: boolean;
-  readonly rebuild: SessionRebuild;
-  /** The listener could not take it (`no_listener`, `not_adoptable`). */
-  refused(why: string): void;
-}
 
 type Msg =
   | { type: 'listenerStatus'; name: string; cell: ActorCell<unknown>; err: L7Error | null }

@@ -18,7 +18,7 @@
  * ```
  */
 import fs from 'node:fs';
-import type { SessionRecord } from '../actors/session.ts';
+import type { SessionRecord } from '../actors/record.ts';
 import type { Logger } from './common/log.ts';
 import { sendDrops } from './stats.ts';
 

@@ -25,7 +25,7 @@
  * written ever cost memory.
  */
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import type { RecoveryFacts } from '../actors/session.ts';
+import type { RecoveryFacts } from '../actors/rebuild.ts';
 
 /** Records per worker table. */
 export const SESSION_TABLE_CAPACITY = 65_536;

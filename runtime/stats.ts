@@ -1,6 +1,7 @@
 /**
  * What a worker reports to metrics at scrape time ({@link WorkerMetrics}), and the per-worker
- * bookkeeping behind it ({@link TrafficTally}).
+ * bookkeeping behind it ({@link TrafficTally}); what the runtime gathers of every worker at a
+ * scrape ({@link RuntimeMetrics}).
  *
  * Traffic is never counted twice and never per packet here: the data path increments the plain
  * {@link ConnStats} fields of each connection; a session's traffic is read from those fields while
@@ -16,7 +17,8 @@
 import type { ListenerCounters } from '../actors/listener.ts';
 import type { ClusterCounters } from '../actors/cluster.ts';
 import type { EndpointHealthMetrics } from '../routing/health.ts';
-import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/session.ts';
+import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/record.ts';
+import type { HealthCheckStats } from './health-check.ts';
 
 /** Traffic totals (see {@link TrafficCounts}: rx = from the peer, tx = to the peer). */
 export type Traffic = TrafficCounts;
@@ -203,4 +205,23 @@ export class TrafficTally {
     }
     return { listeners: [...lm.values()], clusters: [...cm.values()] };
   }
+}
+
+/** What `Runtime.metrics` returns (runtime/runtime.ts): one entry per worker slot the runtime has. */
+export interface RuntimeMetrics {
+  /** Configured worker slots. */
+  workers: number;
+  /** Per slot: the worker's metrics, or null if it is not live or did not answer in time. */
+  slots: Array<{ slot: number; metrics: WorkerMetrics | null }>;
+  /** Worker restarts by slot since start. */
+  restarts: Record<number, number>;
+  /** Sessions of dead workers rebuilt elsewhere, and lost by reason, since start. */
+  recovery?: { recovered: number; lost: Record<string, number> };
+  /**
+   * Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown), and
+   * whether the process drains (1 from the start of a drain on, else 0).
+   */
+  process?: { sessions: number; sessionLimit: number; openFds: number; maxFds: number; draining?: number };
+  /** Active health checks per endpoint (run once per process, on the main thread). */
+  healthChecks?: HealthCheckStats[];
 }

@@ -11,7 +11,7 @@ import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, Session
 import { SocketConnection } from '../stream/socket-connection.ts';
 import { hostPort } from '../core/server.ts';
 import type { RtspClusterSpec } from './config.ts';
-import { RTSP_CONTROL, type RtspControl } from './control.ts';
+import { RTSP_CONTROL, type ControlConnection } from './control-base.ts';
 
 export class RtspCluster implements ClusterInstance {
   private readonly name: string;
@@ -27,7 +27,7 @@ export class RtspCluster implements ClusterInstance {
     const port = this.spec.port ?? 554;
     const b = this.spec.bind;
     const what = `RTSP ${hostPort(ep.address, port)}`;
-    const control = (s.metadata as { [RTSP_CONTROL]?: RtspControl })[RTSP_CONTROL];
+    const control = (s.metadata as { [RTSP_CONTROL]?: ControlConnection })[RTSP_CONTROL];
     return new Promise((resolve, reject) => {
       const sock = net.createConnection({ host: ep.address, port, noDelay: true, allowHalfOpen: true, ...(b ? { localAddress: b.address, localPort: b.port } : {}) });
       const fail = (err: Error): void => {

@@ -10,7 +10,8 @@ import { closeServer, hostPort, listen } from '../core/server.ts';
 import { establishAfter } from '../schema.ts';
 import { DEFAULT_LIMITS, requestMetadata, type RtspMessage } from './codec.ts';
 import type { RtspListenerSpec } from './config.ts';
-import { RTSP_CONTROL, RtspControl, type ControlEnv } from './control.ts';
+import { RtspControl } from './control.ts';
+import { RTSP_CONTROL, type ControlConnection, type ControlEnv } from './control-base.ts';
 import { PortPairs } from './pinhole.ts';
 import { HubRegistry } from './fanout.ts';
 
@@ -21,7 +22,7 @@ export class RtspListener implements ListenerInstance {
   private readonly server: net.Server;
   private readonly conns = new Set<net.Socket>();
   /** Connections still waiting for their first request. */
-  private readonly waiting = new Set<RtspControl>();
+  private readonly waiting = new Set<ControlConnection>();
   private readonly env: ControlEnv;
   private readonly ports: PortPairs;
   private sweep: NodeJS.Timeout | null = null;
@@ -80,7 +81,7 @@ export class RtspListener implements ListenerInstance {
   }
 
   /** The first request of `c` is in: hand the connection to the runtime, which routes it. */
-  private first(c: RtspControl, m: RtspMessage): void {
+  private first(c: ControlConnection, m: RtspMessage): void {
     this.waiting.delete(c);
     const { remoteAddress: raddr, remotePort: rport, localAddress: laddr, localPort: lport } = c.addrs;
     const metadata: Metadata = {

@@ -20,8 +20,8 @@ import type { ClusterContext, StreamKind } from '../types.ts';
 import type { L7Error } from '../../runtime/common/errors.ts';
 import { BaseConnection } from '../core/connection.ts';
 import type { Piscina } from 'piscina';
-import type { TransformTask } from './runner.ts';
-import { nextSeq, unwatch, watch, WATCHDOG_SLOTS, type Watched } from './pool.ts';
+import { WATCHDOG_SLOTS, type TransformTask } from './task.ts';
+import { nextSeq, unwatch, watch, type Watched } from './pool.ts';
 
 /** A message not started within this many `timeout`s of its send is dropped too (overload). */
 export const QUEUE_DEADLINE_FACTOR = 10;

@@ -24,20 +24,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { Piscina } from 'piscina';
-import type { TransformTask } from './runner.ts';
+import { WATCHDOG_SLOTS, type TransformTask, type WatchdogFlags } from './task.ts';
 
-/** Slots of the start flags: a power of two; a task's slot is `seq & (WATCHDOG_SLOTS - 1)`. */
-export const WATCHDOG_SLOTS = 8192;
 /** How often the connections with messages in flight are checked for overdue ones. Unit: ms. */
 export const WATCHDOG_PERIOD_MS = 50;
-
-/**
- * What the pool threads get as piscina `workerData`: `started[seq & (WATCHDOG_SLOTS - 1)]` is set
- * to a task's `seq` when a thread starts running it.
- */
-export interface WatchdogFlags {
-  started: Int32Array;
-}
 
 /** A connection the watchdog sweeps while it has messages in flight. */
 export interface Watched {

@@ -8,19 +8,7 @@
 import { pathToFileURL } from 'node:url';
 import { move, workerData } from 'piscina';
 import { pickExport } from './exports.ts';
-import { WATCHDOG_SLOTS, type WatchdogFlags } from './pool.ts';
-
-/** One message to transform. Plain data: it crosses threads by structured clone. */
-export interface TransformTask {
-  /** Absolute path of the user's module. */
-  module: string;
-  /** Name of the exported function. */
-  export: string;
-  payload: Uint8Array;
-  metadata: Record<string, unknown>;
-  /** The task's sequence number: marked in the watchdog's start flags when it starts here. */
-  seq: number;
-}
+import { WATCHDOG_SLOTS, type TransformTask, type WatchdogFlags } from './task.ts';
 
 const started = (workerData as WatchdogFlags | undefined)?.started;
 

@@ -13,7 +13,8 @@
  * counters to the slot's base. Traffic a worker saw after the last scrape before it died is lost.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Runtime, RuntimeMetrics } from '../runtime.ts';
+import type { Runtime } from '../runtime.ts';
+import type { RuntimeMetrics } from '../stats.ts';
 import type { WorkerMetrics } from '../stats.ts';
 import type { AdminServer } from './server.ts';
 import { ADMISSION_REASONS } from '../../actors/admission.ts';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { loadDgramSocket } from '../../protocols/uds/dgram-lib.ts';
 import { freeTcpPort, freeUdpPort, streamClient, tmpDir, waitFor, wsClient, wsRecv } from '../helpers.ts';
 import { closing, listenerCounter, proxy, udpClient } from './proto-helpers.ts';
-import { DRAIN_QUIET_MS } from '../../actors/session.ts';
+import { DRAIN_QUIET_MS } from '../../actors/session-core.ts';
 
 const DgramSocket = loadDgramSocket();
 const echo = [{ action: { route: { destination: 'echo' } } }];

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AccessLog, accessLogLine } from '../../runtime/access-log.ts';
 import { makeLogger } from '../../runtime/common/log.ts';
-import type { SessionRecord } from '../../actors/session.ts';
+import type { SessionRecord } from '../../actors/record.ts';
 import { tmpDir, waitFor } from '../helpers.ts';
 
 const log = makeLogger('silent');

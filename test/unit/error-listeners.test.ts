@@ -20,7 +20,7 @@ const HANDLED_BY: Readonly<Record<string, string>> = {
   // listen() in core/server.ts keeps an 'error' listener on every server it binds.
   'tcp/listener.ts': 'core/server.ts',
   'uds/listener.ts': 'core/server.ts',
-  // Its accepted sockets get theirs in rtsp/control.ts (RtspControl).
+  // Its accepted sockets get theirs in rtsp/control-base.ts (ControlConnection).
   'rtsp/listener.ts': 'core/server.ts',
 };
 

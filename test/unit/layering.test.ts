@@ -3,8 +3,9 @@
  * way, so a new protocol is a folder and a registry line, and the runtime knows protocols only
  * through the registry and the contract.
  *
- * - protocols/<p>/ imports its own folder, protocols/core/, the contract (protocols/types.ts,
- *   protocols/schema.ts), runtime/common/ and packages; nothing of another protocol.
+ * - protocols/<p>/ imports its own folder, protocols/core/, the contract (protocols/types.ts and
+ *   its parts in protocols/contract/, protocols/schema.ts), runtime/common/ and packages; nothing
+ *   of another protocol.
  * - protocols/core/ imports the contract, runtime/common/ and packages: never a protocol.
  * - runtime/ and fleet/ import protocols/registry.ts, the contract and protocols/core/, never a
  *   file of a specific protocol.
@@ -55,15 +56,15 @@ function importsOf(file: string): string[] {
   return specs.filter((s) => s.startsWith('.')).map((s) => path.posix.normalize(path.posix.join(path.posix.dirname(file), s)));
 }
 
-/** `protocols/<p>/...` → `p`; anything else → null. protocols/core is not a protocol. */
+/** `protocols/<p>/...` → `p`; anything else → null. protocols/core and protocols/contract are not protocols. */
 function protocolOf(file: string): string | null {
   const m = /^protocols\/([^/]+)\//.exec(file);
-  return m === null || m[1] === 'core' ? null : (m[1] as string);
+  return m === null || m[1] === 'core' || m[1] === 'contract' ? null : (m[1] as string);
 }
 
 /** The contract and shared layers every protocol (and core) may import. */
 function shared(target: string): boolean {
-  return target === 'protocols/types.ts' || target === 'protocols/schema.ts' || target.startsWith('protocols/core/') || target.startsWith('runtime/common/');
+  return target === 'protocols/types.ts' || target === 'protocols/schema.ts' || target.startsWith('protocols/contract/') || target.startsWith('protocols/core/') || target.startsWith('runtime/common/');
 }
 
 test('protocols: a protocol imports its own folder, protocols/core, the contract and runtime/common only', () => {

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { TrafficTally, type WorkerMetrics } from '../../runtime/stats.ts';
 import { FAMILIES, ProxyMetrics, WorkerSeries, workerSamples, type Sample } from '../../runtime/admin/metrics.ts';
-import type { RuntimeMetrics } from '../../runtime/runtime.ts';
+import type { RuntimeMetrics } from '../../runtime/stats.ts';
 import { ListenerCounters } from '../../actors/listener.ts';
 import { ClusterCounters } from '../../actors/cluster.ts';
-import type { SessionRecord, StageRecord } from '../../actors/session.ts';
+import type { SessionRecord, StageRecord } from '../../actors/record.ts';
 
 function stage(cluster: string, n: number, extra: Partial<StageRecord> = {}): StageRecord {
   return { role: 'destination', cluster, endpoint: 'e', address: '127.0.0.1', remote: '127.0.0.1:1', connected: true, rxPackets: n, rxBytes: 10 * n, txPackets: n, txBytes: 10 * n, drops: 0, setupDrops: 0, dropEmsgsize: 0, dropEnobufs: 0, dropEconnrefused: 0, dropSendError: 0, ...extra };

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { normalize } from '../../cluster-config/normalize.ts';
 import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
-import type { RecoveryFacts } from '../../actors/session.ts';
+import type { RecoveryFacts } from '../../actors/rebuild.ts';
 import { SessionTableWriter, newSessionTable, readSessionTable } from '../../runtime/session-table.ts';
 
 function snapshot(listenerPort = 9001): ConfigSnapshot {
