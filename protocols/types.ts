@@ -82,11 +82,10 @@ export interface CrdHooks {
  * which types every spec from its schema.
  *
  * `Spec` is the type the runtime passes specs as: it only has specs validated against the
- * protocol's own schema, which `defineProtocol` types. It is `any` while the UDP and TCP modules
- * are still written as plain objects (their factories take the spec's own type); once they use
- * `defineProtocol` it becomes `unknown` (issue 16 item 1).
+ * protocol's own schema, which `defineProtocol` types for the protocol's own hooks, so the
+ * contract itself needs nothing of a spec (`unknown`).
  */
-type Spec = any;
+type Spec = unknown;
 
 export interface ProtocolModule {
   /** The `spec.protocol` value, e.g. `UDP`. */

@@ -77,7 +77,7 @@ export interface ConnectionHandler {
   /**
    * One datagram, or one chunk of a byte stream. Return true only if no reference to `data` is
    * kept after the call (it was copied, or written to the kernel: {@link Connection.sendReleased}):
-   * a connection that reads into recycled buffers (stream sockets, protocols/stream/read-buffer.ts)
+   * a connection that reads into recycled buffers (stream sockets, protocols/core/read-buffer.ts)
    * then reads into the same memory again. Anything else (void) hands the buffer over to the handler.
    */
   onData(data: Buffer): boolean | void;

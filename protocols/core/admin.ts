@@ -1,7 +1,7 @@
 /**
  * The admin adapter: the connection of a cluster served by the process's admin API
  * (L7mpController, Prometheus). It reads the whole request body, as l7mp's controller did
- * (compat reference §2.2), hands the request to the main thread's admin server, and sends the
+ * (docs/l7mp-compat.md §2.2), hands the request to the main thread's admin server, and sends the
  * answer back as the stage's byte stream; the answer's status and headers go to the downstream
  * HTTP exchange when there is one. Then it ends, which ends the HTTP response.
  */

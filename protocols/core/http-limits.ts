@@ -1,6 +1,6 @@
 /**
  * Timeouts and size limits of the HTTP/1.1 servers behind the HTTP and WebSocket listeners
- * (issue 12 item 3; reliability plan §3, §5.3). Node's server does the work (its header deadline
+ * (issue 12 item 3; docs/threat-model.md). Node's server does the work (its header deadline
  * is the CVE-2018-12122 slowloris fix); this module gives it finite defaults in the style of
  * nginx and HAProxy, and counts what each limit closes:
  *

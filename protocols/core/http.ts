@@ -18,7 +18,7 @@ import type { Duplex } from 'node:stream';
 import type { Metadata } from '../types.ts';
 
 /**
- * l7mp's `HTTP` session metadata (compat reference §3.1), as HTTP and WebSocket listeners set it:
+ * l7mp's `HTTP` session metadata (docs/l7mp-compat.md §3.1), as HTTP and WebSocket listeners set it:
  * `url.path` is the path with the query string.
  */
 export interface HttpMeta {
@@ -37,7 +37,7 @@ export function httpMeta(metadata: Metadata): HttpMeta | undefined {
 const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 /**
- * l7mp's `HTTP` metadata of a request (compat reference §3.1): `url.path` is the path plus query
+ * l7mp's `HTTP` metadata of a request (docs/l7mp-compat.md §3.1): `url.path` is the path plus query
  * string, `url.query` the query without `?`; `protocol`, `host` and `port` are empty for the
  * usual origin-form targets and filled for absolute-form ones (forward proxies). `headers` is a
  * copy of Node's parsed headers (lower-case names, own properties only).

@@ -1,12 +1,12 @@
 /**
- * l7mp's error answer (compat reference §2.3), `{status, message, content}`: the body of an HTTP
+ * l7mp's error answer (docs/l7mp-compat.md §2.3), `{status, message, content}`: the body of an HTTP
  * listener's failed session and of every admin API error, wherever it is served (the admin
  * server, the L7mpController and Prometheus clusters).
  */
 import http from 'node:http';
 import type { AdminAnswer } from '../types.ts';
 
-/** l7mp's error body: `{status, message, content}` 4-space indented (compat reference §2.3). */
+/** l7mp's error body: `{status, message, content}` 4-space indented (docs/l7mp-compat.md §2.3). */
 export function l7mpErrorBody(status: number, message: string, content: unknown): string {
   return JSON.stringify({ status, message, content }, null, 4);
 }

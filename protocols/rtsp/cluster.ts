@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
-import { SocketConnection } from '../stream/socket-connection.ts';
+import { SocketConnection } from '../core/socket-connection.ts';
 import { hostPort } from '../core/server.ts';
 import type { RtspClusterSpec } from './config.ts';
 import { RTSP_CONTROL, type ControlConnection } from './control-base.ts';

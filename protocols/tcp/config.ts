@@ -1,4 +1,4 @@
-/** TCP listener and cluster specs (l7mp compat reference §3.2, §3.3), plus a bind address. */
+/** TCP listener and cluster specs (docs/l7mp-compat.md §3.2, §3.3), plus a bind address. */
 import { Type, type Static } from '@sinclair/typebox';
 import { Address, Bind, Port, StreamIdleTimeout } from '../schema.ts';
 

@@ -1,5 +1,5 @@
 /**
- * UDP cluster (l7mp compat reference §3.3): each session stage gets its own socket, bound to
+ * UDP cluster (docs/l7mp-compat.md §3.3): each session stage gets its own socket, bound to
  * `spec.bind` (default: any address, an ephemeral port of its own) and connect()ed to the
  * endpoint's `address:spec.port`. An ICMP port-unreachable from
  * the upstream arrives as ECONNREFUSED (on a read, or on the next send) and closes the connection

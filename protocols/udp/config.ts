@@ -1,5 +1,5 @@
 /**
- * UDP listener and cluster specs (l7mp compat reference §3.2, §3.3), with l7mp-ts additions:
+ * UDP listener and cluster specs (docs/l7mp-compat.md §3.2, §3.3), with l7mp-ts additions:
  * IPv6, a per-listener idle timeout and a receive buffer size.
  */
 import { Type, type Static } from '@sinclair/typebox';

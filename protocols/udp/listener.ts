@@ -1,5 +1,5 @@
 /**
- * UDP listener (l7mp compat reference §3.2).
+ * UDP listener (docs/l7mp-compat.md §3.2).
  *
  * Server mode, on every worker (SO_REUSEPORT group):
  * ```
@@ -376,7 +376,7 @@ export class UdpListener implements ListenerInstance {
   }
 
   private metadata(address: string, port: number): Metadata {
-    // l7mp reports the bind address as dst_addr (compat reference §3.1).
+    // l7mp reports the bind address as dst_addr (docs/l7mp-compat.md §3.1).
     return { IP: { src_addr: address, dst_addr: this.bindAddress }, UDP: { src_port: port, dst_port: this.spec.port } };
   }
 

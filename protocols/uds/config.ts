@@ -1,5 +1,5 @@
 /**
- * UnixDomainSocket listener and cluster specs (l7mp compat reference §3.2, §3.3). l7mp-ts adds
+ * UnixDomainSocket listener and cluster specs (docs/l7mp-compat.md §3.2, §3.3). l7mp-ts adds
  * `type: dgram` (SOCK_DGRAM, message boundaries kept; l7mp listed UNIX/dgram as a TODO) and, for
  * datagram listeners, an idle timeout.
  */

@@ -36,7 +36,7 @@ const E = ['clusterName', 'endpoint', 'worker'] as const;
 
 /** Every metric `/metrics` exposes. Units: packets are datagrams (or stream chunks), bytes are bytes. */
 export const FAMILIES: readonly Family[] = Object.freeze([
-  // l7mp's names and labels (compat reference §6.1), summed over workers.
+  // l7mp's names and labels (docs/l7mp-compat.md §6.1), summed over workers.
   { name: 'listener_requests_total', type: 'counter', labels: ['listenerName', 'protocol'], help: 'Sessions emitted by a listener (counted before routing).' },
   { name: 'cluster_requests_total', type: 'counter', labels: ['clusterName', 'protocol'], help: 'Successful session stage connects to a cluster at session setup (reconnects not counted).' },
   { name: 'session_byte_counter_total', type: 'counter', labels: ['sessionName', 'clusterName'], help: 'Bytes through a Metric cluster stage, per live session.' },

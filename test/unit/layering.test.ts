@@ -23,9 +23,6 @@ const ROOT = path.join(import.meta.dirname, '..', '..');
 
 /** Cross-protocol imports still allowed (`from -> to`, paths from the repository root). */
 const PROTOCOL_ALLOWED: Readonly<Record<string, string>> = {
-  // Issue 16 item 1: the socket adapter is protocols/core/socket-connection.ts; rtsp still imports
-  // it through the re-export left in protocols/stream/.
-  'protocols/rtsp/cluster.ts -> protocols/stream/socket-connection.ts': 'rtsp imports core/socket-connection.ts',
   // Not a protocol, but another layer: metadata path helpers, a leaf that could move to runtime/common.
   'protocols/jsonsocket/codec.ts -> routing/paths.ts': 'routing/paths.ts to runtime/common',
 };
@@ -106,5 +103,5 @@ test('runtime/ and fleet/ import no file of a specific protocol (only the regist
 test('the import scan sees every kind of import (the check is not vacuous)', () => {
   const t = importsOf('protocols/registry.ts');
   assert.ok(t.includes('protocols/udp/index.ts') && t.includes('protocols/types.ts'), JSON.stringify(t));
-  assert.ok(importsOf('protocols/stream/socket-connection.ts').includes('protocols/core/socket-connection.ts'), 're-exports count');
+  assert.ok(importsOf('protocols/types.ts').includes('protocols/contract/connection.ts'), 're-exports count');
 });
