@@ -10,7 +10,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import { UnixDgramHost } from '../protocols/uds/dgram-host.ts';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
@@ -32,6 +31,7 @@ import { newSessionTable } from './session-table.ts';
 import { SessionRecovery, type RecoveryReport } from './recovery.ts';
 import { SessionGauges } from './gauges.ts';
 import { withTimeout, type Slot } from './worker-slot.ts';
+import { ProtocolServices } from './services.ts';
 
 /** Options of a {@link Runtime}. */
 export interface RuntimeOptions {
@@ -75,8 +75,8 @@ const RESPAWN_DEFER_MS = 250;
 export class Runtime extends EventEmitter {
   private readonly opts: RuntimeOptions;
   private readonly slots = new Map<number, Slot>();
-  /** Unix datagram sockets of every worker (owned by this thread). */
-  private readonly unixDgram = new UnixDgramHost();
+  /** Protocol services of every worker, hosted on this thread (Unix datagram sockets). */
+  private readonly services = new ProtocolServices();
   private stopping = false;
   private restartTimes: number[] = [];
   /** Applies run one at a time, in order. */
@@ -357,22 +357,21 @@ export class Runtime extends EventEmitter {
     };
     Comlink.expose(hostApi, nodeEndpoint(hostCh.port1));
     const table = newSessionTable();
-    // The worker's Unix datagram sockets live on this thread (protocols/uds/dgram-host.ts says why).
-    const dgram = new MessageChannel();
-    this.unixDgram.attach(dgram.port1);
+    // What protocols keep on this thread for the worker (its Unix datagram sockets): a port per service.
+    const services = this.services.connect();
     const init: WorkerInit = {
       slot,
       workers: this.opts.workers,
       logLevel: this.opts.logLevel,
       host: hostCh.port2,
-      unixDgramPort: dgram.port2,
+      services: services.ports,
       offload: this.offloadMode,
       sessionGauge: this.gauges.process,
       fdSoftLimit: this.fdLimit?.soft ?? Infinity,
       sessionTable: table,
     };
-    const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, dgram.port2], name: `l7mp-ts worker ${slot}` });
-    thread.once('exit', () => this.unixDgram.detach(dgram.port1));
+    const thread = new Worker(workerUrl, { workerData: init, transferList: [hostCh.port2, ...services.transfer], name: `l7mp-ts worker ${slot}` });
+    thread.once('exit', () => services.detach());
     const s: Slot = { slot, thread, api: Comlink.wrap<WorkerApi>(nodeEndpoint(thread)), host: hostCh.port1, live: false, table };
     // Rebuilt sessions pinned elsewhere: its listening sockets hand their peers' datagrams there.
     if (this.recovery.pinnedPeers > 0) void s.api.pin(this.recovery.pinList());

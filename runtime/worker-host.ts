@@ -39,8 +39,11 @@ export interface WorkerInit {
   offload?: OffloadMode;
   /** The main thread's {@link HostApi} (comlink over this port). */
   host: MessagePort;
-  /** The port to the main thread's Unix datagram socket host (protocols/uds/dgram-host.ts). */
-  unixDgramPort?: MessagePort;
+  /**
+   * Per protocol name, this worker's port to the main thread's host of that protocol's service
+   * (protocols/types.ts ProtocolService; runtime/services.ts).
+   */
+  services?: Record<string, MessagePort>;
   /** Sessions of the process: an Int32 per worker slot (actors/admission.ts, SharedGauge). */
   sessionGauge?: SharedArrayBuffer;
   /** The soft open-file limit (fds) the session cap derives from; Infinity when unknown. */

@@ -19,7 +19,7 @@ import { RoutingTable } from '../routing/table.ts';
 import { WorkerRing } from './ring.ts';
 import type { WorkerMetrics } from './stats.ts';
 import { ListenerActor } from '../actors/listener.ts';
-import { setUnixDgramPort } from '../protocols/uds/dgram-relay.ts';
+import { protocol } from '../protocols/registry.ts';
 import type { TableRecord } from './session-table.ts';
 import { WorkerHost, type ListenerGauges, type WorkerInit } from './worker-host.ts';
 
@@ -55,7 +55,8 @@ export interface WorkerStats {
 }
 
 const host = new WorkerHost(workerData as WorkerInit);
-if ((workerData as WorkerInit).unixDgramPort !== undefined) setUnixDgramPort((workerData as WorkerInit).unixDgramPort as MessagePort);
+// Each protocol service gets its port before anything of the protocol is built.
+for (const [name, port] of Object.entries((workerData as WorkerInit).services ?? {})) protocol(name)?.service?.worker(port);
 
 function sessionsActive(): number {
   let n = 0;

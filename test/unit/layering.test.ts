@@ -28,12 +28,7 @@ const PROTOCOL_ALLOWED: Readonly<Record<string, string>> = {
 };
 
 /** Imports of a specific protocol's files from runtime/ and fleet/ still allowed. */
-const RUNTIME_ALLOWED: Readonly<Record<string, string>> = {
-  // Issue 16 item 1: the runtime starts each protocol's `service` (protocols/types.ts
-  // ProtocolService; uds declares the Unix datagram host) instead of naming the uds files.
-  'runtime/runtime.ts -> protocols/uds/dgram-host.ts': 'runtime starts ProtocolService hosts',
-  'runtime/worker-main.ts -> protocols/uds/dgram-relay.ts': 'workers hand their port to ProtocolService.worker',
-};
+const RUNTIME_ALLOWED: Readonly<Record<string, string>> = {};
 
 /** Every .ts file under `dir` (repository-relative paths). */
 function sources(dir: string): string[] {
