@@ -20,9 +20,9 @@
  * handler objects once, and packets flow socket to socket. Mailboxes carry control: start, stop,
  * connect results, faults, idle ticks, stats queries.
  */
-import { FixedQueue } from '../runtime/common/fixed-queue.ts';
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
-import type { Logger } from '../runtime/common/log.ts';
+import { FixedQueue } from '../common/fixed-queue.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
+import type { Logger } from '../common/log.ts';
 
 /** One node of the actor tree. */
 export interface ActorNode {

@@ -7,7 +7,7 @@
  * cluster's `connect` hands over the connection the protocol opened, once. A stage that closes is
  * not reconnected (`retry_on: never`): the child ends, and so does its flow.
  */
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import type { ChildSessionSpec, ClusterInstance, Connection } from '../protocols/types.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
 import type { RoutingTable } from '../routing/table.ts';

@@ -3,7 +3,7 @@
  * stages open upstream connections. Permanent: restarted by its worker if it fails.
  */
 import { Actor } from './actor.ts';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import type { ClusterContext, ClusterInstance, ProtocolModule } from '../protocols/types.ts';
 import type { ClusterConfig } from '../cluster-config/snapshot.ts';
 import type { WorkerServices } from './services.ts';

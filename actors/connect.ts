@@ -5,7 +5,7 @@
  * retried under the route's `retry_on` / `num_retries`, on another endpoint at once when there is
  * one, else after `timeout`. Endpoint results feed outlier detection (routing/health.ts).
  */
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { SessionInfo } from '../protocols/types.ts';
 import type { EndpointConfig, RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
 import type { SessionCore, Stage } from './session-core.ts';

@@ -4,7 +4,7 @@
  * allocation of ours; what is not a packet (a fault, an end, a close, the first reply of an armed
  * session) goes to the session as a message.
  */
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { Connection, ConnectionHandler } from '../protocols/types.ts';
 import type { SessionCore, Stage, StageSetup } from './session-core.ts';
 

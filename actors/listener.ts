@@ -4,7 +4,7 @@
  * Permanent itself: restarted by its worker if it fails, rebinding its address.
  */
 import { Actor, type ActorCell, type StopReason } from './actor.ts';
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import { SessionActor } from './session.ts';
@@ -69,7 +69,7 @@ export class ListenerActor extends Actor<Msg> {
   private bound = false;
   /**
    * Rebuilt sessions served through the listening sockets (name → peer key): every worker hands
-   * the peer's datagrams here while the session lives (a pin on the ring, runtime/runtime.ts),
+   * the peer's datagrams here while the session lives (a pin on the ring, runtime/main/runtime.ts),
    * removed when it ends.
    */
   private readonly pinned = new Map<string, string>();

@@ -4,7 +4,7 @@
  * the worker that takes over (actors/listener.ts adopts the downstream, actors/session.ts connects
  * the upstream from the old 5-tuple).
  */
-import type { L7Error } from '../runtime/common/errors.ts';
+import type { L7Error } from '../common/errors.ts';
 import type { Connection, EndpointInfo } from '../protocols/types.ts';
 
 /**

@@ -1,11 +1,11 @@
 /**
- * What the runtime provides to the actors of one worker thread (runtime/worker-main.ts implements
+ * What the runtime provides to the actors of one worker thread (runtime/worker/worker-main.ts implements
  * it): placement on the ring, hand-offs to other workers, admission gauges, the session table and
  * the offload provider. A leaf of actors/: the worker, listener and cluster actors import it, it
  * imports none of them.
  */
-import type { CoarseTimers } from '../runtime/common/clock.ts';
-import type { Logger, RateLimitedLog } from '../runtime/common/log.ts';
+import type { CoarseTimers } from '../common/clock.ts';
+import type { Logger, RateLimitedLog } from '../common/log.ts';
 import type { AdminAnswer, AdminCall, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
 import type { OffloadProvider } from '../native-offload/provider.ts';
 import type { SharedGauge } from './admission.ts';
@@ -64,7 +64,7 @@ export interface WorkerServices {
   /** This worker's overload guard: refuses new datagram sessions while the event loop is late. */
   readonly overload: OverloadGuard;
   /**
-   * The process drains (SIGTERM, a drain request; runtime/drain.ts): listeners take no new
+   * The process drains (SIGTERM, a drain request; runtime/main/drain.ts): listeners take no new
    * sessions, a new datagram peer is refused (`draining`). Set once, never cleared.
    */
   readonly draining: boolean;

@@ -13,9 +13,9 @@
  * - actors/record.ts and actors/rebuild.ts: the account and the rebuild facts (types, leaves).
  */
 import type { ActorContext } from './actor.ts';
-import type { L7Error } from '../runtime/common/errors.ts';
-import type { CoarseTimers } from '../runtime/common/clock.ts';
-import type { RateLimitedLog } from '../runtime/common/log.ts';
+import type { L7Error } from '../common/errors.ts';
+import type { CoarseTimers } from '../common/clock.ts';
+import type { RateLimitedLog } from '../common/log.ts';
 import type { ClusterInstance, Connection, ConnectionHandler, EndpointInfo, Metadata } from '../protocols/types.ts';
 import type { ClusterCounters } from './cluster.ts';
 import type { RoutingTable } from '../routing/table.ts';

@@ -26,8 +26,8 @@
  * actor-tree node), rebuild.ts (sessions that outlive their worker).
  */
 import { Actor, type StopReason } from './actor.ts';
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
-import type { Tickable } from '../runtime/common/clock.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
+import type { Tickable } from '../common/clock.ts';
 import type { Connection, EndpointInfo } from '../protocols/types.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
 import { addStats, type SessionRecord, type SessionStatus } from './record.ts';

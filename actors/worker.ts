@@ -8,7 +8,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { Actor, type ActorCell, type StopReason } from './actor.ts';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import type { ClusterInstance, DatagramHandoff } from '../protocols/types.ts';
 import type { RoutingTable } from '../routing/table.ts';
 import { ClusterActor, ClusterCounters } from './cluster.ts';

@@ -116,7 +116,7 @@ stream { server { listen ${HOST}:${listen}; proxy_pass ${HOST}:${up}; } }
     argv = ['nginx', '-p', `${dir}/`, '-e', `${dir}/error.log`, '-c', `${dir}/nginx.conf`];
   } else if (name === 'node-relay') argv = [NODE24, path.join(BENCH_DIR, 'naive-tcp-relay.ts'), String(listen), String(up)];
   else if (name === 'l7mp-ts') argv = [path.join(REPO_ROOT, 'bin/l7mp-ts'), '-c', cfg, '--workers', '1', '-l', 'warn', ...extra];
-  else if (name === 'flags') argv = [NODE24, ...opt['node-flags'].split(' ').filter((f) => f !== ''), path.join(REPO_ROOT, 'runtime/cli.ts'), '-c', cfg, '--workers', '1', '-l', 'warn', ...extra];
+  else if (name === 'flags') argv = [NODE24, ...opt['node-flags'].split(' ').filter((f) => f !== ''), path.join(REPO_ROOT, 'cli/main.ts'), '-c', cfg, '--workers', '1', '-l', 'warn', ...extra];
   else if (custom.has(name)) argv = (custom.get(name) ?? '').replaceAll('{L}', String(listen)).replaceAll('{U}', String(up)).replaceAll('{C}', cfg).split(' ').filter((a) => a !== '');
   else if (name === 'l7mp-ts-w2') argv = [path.join(REPO_ROOT, 'bin/l7mp-ts'), '-c', cfg, '--workers', '2', '-l', 'warn', ...extra];
   else if (name === 'base') {

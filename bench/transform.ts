@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { WebSocket } from 'ws';
 import { normalize } from '../cluster-config/normalize.ts';
-import { Runtime } from '../runtime/runtime.ts';
-import { makeLogger } from '../runtime/common/log.ts';
+import { Runtime } from '../runtime/main/runtime.ts';
+import { makeLogger } from '../common/log.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNNER = path.join(HERE, '..', 'protocols', 'transform', 'runner.ts');

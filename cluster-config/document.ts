@@ -5,7 +5,7 @@
  * ({@link seededNamer}), and validation errors put in terms of the object a client posted
  * ({@link relabel}).
  */
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import { Namer } from './normalize.ts';
 import type { ConfigSnapshot } from './snapshot.ts';
 

@@ -4,7 +4,7 @@
  * YAML aliases).
  */
 import fs from 'node:fs';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import { CONFIG_LIMITS, parseConfigText } from './parse.ts';
 
 /**

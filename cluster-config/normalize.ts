@@ -10,7 +10,7 @@
  * `_2`... An inline object is always created, never reused: an inline object carrying an existing
  * name is an error (`Cluster "x" already defined`).
  */
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
 import type { ListenerBind } from '../protocols/types.ts';
 import { check, show } from './validate.ts';

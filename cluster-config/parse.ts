@@ -10,7 +10,7 @@
  * action.route.destination.endpoints[0].spec.address), and fixed (not configurable).
  */
 import YAML from 'yaml';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 
 /** The bounds applied by {@link parseConfigText}. */
 export const CONFIG_LIMITS = {

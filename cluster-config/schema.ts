@@ -8,8 +8,8 @@
  * (protocols/<name>/config.ts) validates the rest, so the error path names the exact field.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { LOG_LEVELS } from '../runtime/common/log.ts';
-import { DEFAULT_FD_RESERVE } from '../runtime/common/fd-limit.ts';
+import { LOG_LEVELS } from '../common/log.ts';
+import { DEFAULT_FD_RESERVE } from '../common/fd-limit.ts';
 import { DEFAULT_OVERLOAD_LAG_MS } from '../actors/overload.ts';
 
 /** Default of `listeners[].options.max_sessions_per_source`. */

@@ -3,7 +3,7 @@
  * become a named top-level object (l7mp's naming, docs/l7mp-compat.md §1.9), every reference is a
  * name, every default is filled in. Plain data: it crosses threads by structured clone.
  */
-import type { LogLevel } from '../runtime/common/log.ts';
+import type { LogLevel } from '../common/log.ts';
 
 /** A protocol spec after validation by its protocol's schema. */
 export interface ProtocolSpec {

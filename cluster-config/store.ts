@@ -30,7 +30,7 @@
  * position N in RuleList "x"`. Other validation errors keep the field path, relative to the posted
  * object: `Cannot add listener: listener.spec.port: must be an integer 0..65535, got "x"`.
  */
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import { protocol } from '../protocols/registry.ts';
 import { normalize, Namer } from './normalize.ts';
 import { deepFreeze } from './snapshot.ts';
@@ -78,7 +78,7 @@ export interface StoreOptions {
   target?: ConfigTarget;
 }
 
-/** What a store applies its changes on: the runtime (runtime/runtime.ts), structurally. */
+/** What a store applies its changes on: the runtime (runtime/main/runtime.ts), structurally. */
 export interface ConfigTarget {
   /**
    * Run `next` on every worker, all or nothing.

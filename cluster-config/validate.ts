@@ -10,7 +10,7 @@
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { TSchema } from '@sinclair/typebox';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 
 function makeAjv(): Ajv {
   const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });

@@ -25,9 +25,9 @@ import { connect, type ConnectionOptions, type NatsConnection, type Subscription
 import { parseConfigText } from '../cluster-config/parse.ts';
 import { Kvm, type KV, type KvWatchEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/nats-core';
-import type { Runtime } from '../runtime/runtime.ts';
-import type { Logger } from '../runtime/common/log.ts';
-import { asL7Error, ErrorCode } from '../runtime/common/errors.ts';
+import type { Runtime } from '../runtime/main/runtime.ts';
+import type { Logger } from '../common/log.ts';
+import { asL7Error, ErrorCode } from '../common/errors.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import type { ConfigStore } from '../cluster-config/store.ts';
 import { fleetNames, type FleetNames } from './names.ts';
@@ -35,7 +35,7 @@ import { desiredFor, mergeConfig, type ConfigPart, type DesiredEntry } from './d
 import { saveState } from './state-dir.ts';
 import { StatsSampler, type ApplyResult, type Heartbeat } from './telemetry.ts';
 import type { Labels } from './labels.ts';
-import { parseDrain } from '../runtime/drain.ts';
+import { parseDrain } from '../runtime/main/drain.ts';
 import { DEFAULT_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
 
 /** KV options of a fleet bucket; the proxy and the CLI create it alike (NATS 2.9 features only). */

@@ -14,7 +14,7 @@
  *   `discover` within the wait (default 1000 ms).
  * - `l7mp-ts fleet actors NODE --nats URL [--fleet F] [--json]`: a node's actor tree.
  * - `l7mp-ts fleet drain NODE --nats URL [--fleet F] [--timeout-s N] [--exit]`: the node drains
- *   (runtime/drain.ts); prints its drain status as JSON. Exit 1 if it does not answer or refuses.
+ *   (runtime/main/drain.ts); prints its drain status as JSON. Exit 1 if it does not answer or refuses.
  *
  * Waiting for an answer does not rely on one status message (a core publish can be lost): the
  * command also asks every second with `discover`, whose answers carry each node's last result.
@@ -24,9 +24,9 @@ import { parseArgs } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { readConfigFile } from '../cluster-config/load.ts';
 import { parseYamlDocuments } from '../cluster-config/parse.ts';
-import { renderTree } from '../runtime/admin/actors.ts';
+import { renderTree } from '../runtime/main/admin/actors.ts';
 import type { ActorNode } from '../actors/tree.ts';
-import { L7Error } from '../runtime/common/errors.ts';
+import { L7Error } from '../common/errors.ts';
 import { NATS_FLAGS, NATS_USAGE, connectionOptions } from './options.ts';
 import { checkToken, fleetNames, type FleetNames } from './names.ts';
 import { formatLabels, matches, parseLabels } from './labels.ts';
@@ -34,7 +34,7 @@ import { openBucket } from './agent.ts';
 import { compile, fqn, parseResources, type InventoryNode, type Resource } from './crd.ts';
 import type { Heartbeat } from './telemetry.ts';
 import { FleetController } from './controller.ts';
-import { isLogLevel, LOG_LEVELS, makeLogger } from '../runtime/common/log.ts';
+import { isLogLevel, LOG_LEVELS, makeLogger } from '../common/log.ts';
 import { MAX_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
 
 const APPLY_USAGE = `Usage: l7mp-ts apply -f FILE --nats URL [--fleet F] [--node ID | --selector k=v[,k=v]] [--wait-s N]

@@ -15,7 +15,7 @@
  */
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import type { Logger } from '../runtime/common/log.ts';
+import type { Logger } from '../common/log.ts';
 import { fleetNames, type FleetNames } from './names.ts';
 import { openBucket } from './agent.ts';
 import { compile, type InventoryNode, type Resource } from './crd.ts';

@@ -33,7 +33,7 @@
  *
  * fqn = `/l7mp.io/v1/<Kind>/<namespace>/<name>` (l7mp's object names; namespace default `default`).
  */
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import { show } from '../cluster-config/validate.ts';
 import { protocol } from '../protocols/registry.ts';
 import { checkSelector, matches, type LabelSelector, type Labels } from './labels.ts';

@@ -12,7 +12,7 @@
  * KV revisions are stream sequence numbers, so it only grows, and a node that saw revision R has
  * seen every change to its keys up to R.
  */
-import { L7Error, ErrorCode, asL7Error } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import { normalize } from '../cluster-config/normalize.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
 import { checkSelector, matches, type Labels } from './labels.ts';

@@ -3,7 +3,7 @@
  * `NotIn`, `Exists`, `DoesNotExist`; the semantics of k8s `metav1.LabelSelector`, which l7mp's
  * CRDs use, docs/l7mp-compat.md §8.2). An empty selector matches every node, as in Kubernetes.
  */
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import { show } from '../cluster-config/validate.ts';
 
 /** Labels of a node: name → value. */

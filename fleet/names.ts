@@ -18,7 +18,7 @@
  *   l7mp.<fleet>.drain.<nodeId>                request {timeout_s?, exit?}; the node drains and answers its drain status
  * ```
  */
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 
 /** A fleet or node name: letters, digits, `_` and `-` (one NATS subject token, one KV key token). */
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import { credsAuthenticator, nkeyAuthenticator, type Authenticator, type ConnectionOptions } from '@nats-io/transport-node';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 
 /** `parseArgs` option definitions of the NATS flags. */
 export const NATS_FLAGS = {

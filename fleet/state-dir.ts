@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 
 /** What `applied.json` holds. */
 export interface AppliedState {

@@ -7,9 +7,9 @@
  * Rates are computed between two consecutive samples: (packets now - packets then) / seconds.
  * Packets and bytes count both directions (rx + tx), as seen at that listener or cluster.
  */
-import type { RuntimeMetrics } from '../runtime/stats.ts';
+import type { RuntimeMetrics } from '../runtime/worker/stats.ts';
 import type { Labels } from './labels.ts';
-import { sendDrops, type Traffic } from '../runtime/stats.ts';
+import { sendDrops, type Traffic } from '../runtime/worker/stats.ts';
 
 /** Counters of one listener or cluster, all workers. */
 export interface ObjectStats {

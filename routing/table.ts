@@ -3,7 +3,7 @@
  * the rule lookup (docs/l7mp-compat.md §4.3), and a load balancer per cluster (§4.5).
  */
 import jsonPredicate from 'json-predicate';
-import { L7Error, ErrorCode } from '../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../common/errors.ts';
 import type { ClusterConfig, ConfigSnapshot, ListenerConfig, RouteConfig, RuleConfig, RuleListConfig } from '../cluster-config/snapshot.ts';
 import { setAtPath } from './paths.ts';
 import { makeLoadBalancer, type LoadBalancer } from './loadbalancer.ts';

@@ -9,8 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { WebSocketServer, WebSocket } from 'ws';
 import { normalize } from '../cluster-config/normalize.ts';
-import { Runtime } from '../runtime/runtime.ts';
-import { makeLogger } from '../runtime/common/log.ts';
+import { Runtime } from '../runtime/main/runtime.ts';
+import { makeLogger } from '../common/log.ts';
 
 /**
  * Ports tests pick for the proxy's listeners: below the kernel's ephemeral range (32768-60999),

@@ -3,7 +3,7 @@
  * instance does on one worker (open upstream connections for sessions), and what it gets from
  * that worker (the ring, messages to its peers on other workers, the admin API).
  */
-import type { Logger, RateLimitedLog } from '../../runtime/common/log.ts';
+import type { Logger, RateLimitedLog } from '../../common/log.ts';
 import type { Connection, Metadata } from './connection.ts';
 
 /** A session's view passed to a cluster when it opens an upstream connection. */
@@ -54,7 +54,7 @@ export interface AdminCall {
   body: Uint8Array;
   /**
    * The downstream peer's IP address (the session's `IP.src_addr`; '' when it has none). Without
-   * an admin token only loopback peers are served (runtime/admin/server.ts).
+   * an admin token only loopback peers are served (runtime/main/admin/server.ts).
    */
   peer?: string;
 }

@@ -5,7 +5,7 @@
  * gets one {@link ConnectionHandler} object, set once, whose `onData` is called per datagram
  * (datagram streams) or per read chunk (byte streams). Counters are plain fields ({@link ConnStats}).
  */
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 
 /** Message boundaries kept (UDP, WebSocket, Echo) or not (TCP, Unix stream, Logger). */
 export type StreamKind = 'datagram' | 'byte';

@@ -3,7 +3,7 @@
  * instance does on one worker, and what it gets from that worker (accepting sessions, admission,
  * the ring, hand-offs, child sessions).
  */
-import type { Logger, RateLimitedLog } from '../../runtime/common/log.ts';
+import type { Logger, RateLimitedLog } from '../../common/log.ts';
 import type { Connection, Metadata } from './connection.ts';
 
 

@@ -6,7 +6,7 @@
  * HTTP exchange when there is one. Then it ends, which ends the HTTP response.
  */
 import { Type } from '@sinclair/typebox';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { AdminAnswer, AdminCall, Metadata, ProtocolModule } from '../types.ts';
 import { BaseConnection } from './connection.ts';
 import { defineProtocol } from './define.ts';

@@ -3,7 +3,7 @@
  * socket, a WebSocket, an HTTP request, a process, a handshake). The session enforces the timeout
  * and aborts `signal`; the attempt then fails, and whatever it opened is released.
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
 
 /** The handle an opener gets. Only the first `done` or `fail` counts. */

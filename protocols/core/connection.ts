@@ -15,7 +15,7 @@
  *   the first caller wins, {@link BaseConnection.release} frees what is left, and the handler's
  *   `onClose` is called exactly once.
  */
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler, StreamKind } from '../types.ts';
 import { PendingHandler } from './hold.ts';

@@ -17,8 +17,8 @@
  * offer them: it extends {@link DgramConnection} only.
  */
 import type dgram from 'node:dgram';
-import type { L7Error } from '../../runtime/common/errors.ts';
-import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
+import type { L7Error } from '../../common/errors.ts';
+import { dgramFd, dgramReading } from '../../common/dgram-fd.ts';
 import { BaseConnection } from './connection.ts';
 
 export abstract class DgramConnection extends BaseConnection {

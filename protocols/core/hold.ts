@@ -8,7 +8,7 @@
  * byte stream never loses bytes: it pauses its source at the bound and resumes it at the flush,
  * keeping the odd chunk already on its way.
  */
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
 
 /** Reads a connection holds before the session sets its handler. */

@@ -5,7 +5,7 @@
  * its connections; print an address.
  */
 import net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { TSchema } from '@sinclair/typebox';
 import type { ListenerBind, ListenerContext, ProtocolEvents } from '../types.ts';
 import type { ListenerDef } from './define.ts';

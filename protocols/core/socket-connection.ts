@@ -18,8 +18,8 @@
  * read, which the handler owns).
  */
 import net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
+import type { ErrorCodeValue } from '../../common/errors.ts';
 import type { ListenerContext } from '../types.ts';
 import { BaseConnection } from './connection.ts';
 import { connectAttempt } from './connect.ts';

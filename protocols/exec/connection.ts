@@ -7,7 +7,7 @@
  */
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { BaseConnection } from '../core/connection.ts';
 
 export type Child = ChildProcessByStdio<Writable, Readable, null>;

@@ -6,7 +6,7 @@
  * environment ({@link childEnv}).
  */
 import { spawn } from 'node:child_process';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, SessionInfo } from '../types.ts';
 import { connectAttempt } from '../core/connect.ts';
 import { defineProtocol } from '../core/define.ts';

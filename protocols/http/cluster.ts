@@ -10,7 +10,7 @@
  * Connections to an endpoint are kept alive and reused (one agent per cluster and worker).
  */
 import http from 'node:http';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { Connection, EndpointInfo, SessionInfo } from '../types.ts';
 import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { BaseConnection } from '../core/connection.ts';

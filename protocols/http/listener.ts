@@ -11,7 +11,7 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ConnectionHandler, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata } from '../types.ts';
 import { BaseConnection } from '../core/connection.ts';
 import { HTTP_EXCHANGE, HOP_BY_HOP, httpMetadata, type HttpExchange, type ResponseHead } from '../core/http.ts';

@@ -5,7 +5,7 @@
  * l7mp). A rejected reply, a close before it, or the session's timeout (the route's
  * `retry.timeout`, through `signal`) fail the attempt; the route's retry policy decides the rest.
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, ProtocolModule, SessionInfo } from '../types.ts';
 import { connectAttempt } from '../core/connect.ts';
 import { checkReply, requestHeader, type HeaderOp } from './codec.ts';

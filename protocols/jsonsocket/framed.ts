@@ -6,7 +6,7 @@
  * the wire).
  */
 import type { Connection, ConnectionHandler, StreamKind } from '../types.ts';
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 import { BaseConnection } from '../core/connection.ts';
 import { HOLD_MAX } from '../core/hold.ts';
 import { reply, statusMessage } from './codec.ts';

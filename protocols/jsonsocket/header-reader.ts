@@ -4,7 +4,7 @@
  * the transport's handler until the header is in; not on the packet path after that.
  */
 import type { Connection, ConnectionHandler } from '../types.ts';
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 import { JsonObjectScanner, MAX_HEADER_BYTES, MAX_HEADER_DEPTH, Scan } from './codec.ts';
 
 /** What the owner of a {@link HeaderReader} is told. */

@@ -13,7 +13,7 @@
  * never sends its FIN cannot keep it; counted `header_timeout`. On a datagram transport (UDP,
  * Unix dgram) the first datagram is the header, so the deadline cannot be reached there.
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { Connection, DatagramHandoff, ListenerContext, ListenerInstance, ListenerSpecContext, Metadata, ProtocolModule } from '../types.ts';
 import { checkRequest, reply, statusMessage } from './codec.ts';
 import { FramedConnection } from './framed.ts';

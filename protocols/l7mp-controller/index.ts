@@ -5,7 +5,7 @@
  * through any worker applies to all of them atomically. The bearer token, when set, is required
  * here too.
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { adminCluster } from '../core/admin.ts';
 import { httpMeta } from '../core/http.ts';
 

@@ -4,7 +4,7 @@
  * the control connection parses on its channel are its reads. It lets a pinhole relay (a child
  * session) join a UDP pinhole to interleaved media: interleaved in, UDP out, and the reverse.
  */
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
 import { PendingHandler } from '../core/hold.ts';

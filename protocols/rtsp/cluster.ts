@@ -6,7 +6,7 @@
  * parses and rewrites both directions.
  */
 import net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, EndpointInfo, SessionInfo } from '../types.ts';
 import { SocketConnection } from '../core/socket-connection.ts';
 import { hostPort } from '../core/server.ts';

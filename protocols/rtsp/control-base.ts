@@ -7,7 +7,7 @@
  * still feeds other clients' shared tracks.
  */
 import type net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { ConnStats } from '../types.ts';
 import type { ChildSession, Connection, ConnectionHandler, ListenerContext } from '../types.ts';
 import { PendingHandler } from '../core/hold.ts';

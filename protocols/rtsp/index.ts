@@ -1,5 +1,5 @@
 /** RTSP (issue 14): control listener with media pinholes, and the control cluster. */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { DEFAULT_STREAM_IDLE_TIMEOUT_S } from '../schema.ts';
 import { defineProtocol } from '../core/define.ts';
 import { RtspClusterSpec, RtspListenerSpec } from './config.ts';

@@ -17,8 +17,8 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
+import { dgramFd, dgramReading } from '../../common/dgram-fd.ts';
 import { ConnStats } from '../types.ts';
 import type { Connection, ConnectionHandler } from '../types.ts';
 import { PendingHandler } from '../core/hold.ts';

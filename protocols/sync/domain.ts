@@ -24,7 +24,7 @@
  * worker was unreachable, or a message for a domain this worker does not know). Events:
  * `sync_forwarded` (messages sent to another worker), `sync_received` (from another worker).
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ClusterContext, ClusterInstance, Connection, SessionInfo, StreamKind } from '../types.ts';
 import { BaseConnection } from '../core/connection.ts';
 

@@ -17,7 +17,7 @@
  * {@link QUEUE_DEADLINE_FACTOR} times `timeout` is dropped the same way (the pool is overloaded).
  */
 import type { ClusterContext, StreamKind } from '../types.ts';
-import type { L7Error } from '../../runtime/common/errors.ts';
+import type { L7Error } from '../../common/errors.ts';
 import { BaseConnection } from '../core/connection.ts';
 import type { Piscina } from 'piscina';
 import { WATCHDOG_SLOTS, type TransformTask } from './task.ts';

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { Type } from '@sinclair/typebox';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { Static } from '@sinclair/typebox';
 import type { ClusterInstance } from '../types.ts';
 import { defineProtocol } from '../core/define.ts';

@@ -8,7 +8,7 @@
  * ({@link ConnStats.sendFailed}).
  */
 import dgram from 'node:dgram';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { Connection, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
 import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { SpliceableDgramConnection } from '../core/dgram-connection.ts';

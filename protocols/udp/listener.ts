@@ -19,8 +19,8 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import { dgramFd } from '../../runtime/common/dgram-fd.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
+import { dgramFd } from '../../common/dgram-fd.ts';
 import { DgramConnection, SpliceableDgramConnection } from '../core/dgram-connection.ts';
 import type {
   AdoptedDownstream,

@@ -5,7 +5,7 @@
  * replies are dropped and counted. The file is removed when the listener closes; a stale one is
  * replaced as for stream sockets.
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import { UdsDgramConnection } from './dgram.ts';
 import { openUnixDgram, type UnixDgram } from './dgram-relay.ts';

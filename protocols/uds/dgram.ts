@@ -4,8 +4,8 @@
  * through {@link UdsDgramConnection.deliver} by the socket's owner (the listener's shared socket,
  * or the stage's own socket on the cluster side).
  */
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
+import type { ErrorCodeValue } from '../../common/errors.ts';
 import { errnoOfMessage } from '../types.ts';
 import { BaseConnection } from '../core/connection.ts';
 import type { UnixDgram } from './dgram-relay.ts';

@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ListenerContext, ListenerInstance, ListenerSpecContext } from '../types.ts';
 import type { ReadBuffer } from '../core/read-buffer.ts';
 import { SocketConnection, SocketServer } from '../core/socket-connection.ts';

@@ -4,8 +4,8 @@
  * the high-water mark, and `onDrain` fires from the send callback when it falls below it again.
  */
 import type { WebSocket, RawData } from 'ws';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
-import type { ErrorCodeValue } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
+import type { ErrorCodeValue } from '../../common/errors.ts';
 import { BaseConnection } from '../core/connection.ts';
 
 /** Bytes queued in ws above which `send` asks the source to pause. */

@@ -19,7 +19,7 @@ import { NetLab, rtspLabMissing } from './rtsp-env.ts';
 import { freeTcpPort, freeUdpPort, tmpDir, waitFor } from '../helpers.ts';
 import { proxy } from '../integration/proto-helpers.ts';
 import { offloadProvider } from '../../native-offload/provider.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 
 const missing = rtspLabMissing();

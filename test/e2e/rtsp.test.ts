@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { NetLab, rtspLabMissing } from './rtsp-env.ts';
 import { freeTcpPort, freeUdpPort, waitFor } from '../helpers.ts';
 import { proxy } from '../integration/proto-helpers.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 
 const missing = rtspLabMissing();

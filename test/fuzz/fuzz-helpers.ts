@@ -11,7 +11,7 @@ import net from 'node:net';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import fc from 'fast-check';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import { closing, proxy } from '../integration/proto-helpers.ts';
 
 /** The seed of every property in these files, unless `FUZZ_SEED` is set. */

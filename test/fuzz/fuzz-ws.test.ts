@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { freeTcpPort, wsClient, wsRecv } from '../helpers.ts';
 import { listenerCounter } from '../integration/proto-helpers.ts';
-import { startAdmin } from '../../runtime/admin/index.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { startAdmin } from '../../runtime/main/admin/index.ts';
+import { makeLogger } from '../../common/log.ts';
 import { assertWorkersAlive, bytes, chunked, closing, params, shot, splitAt, target } from './fuzz-helpers.ts';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';

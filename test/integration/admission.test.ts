@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { freePort, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { closing, listenerCounter, proxy, streamServer, totals, udpClient, waitTotals } from './proto-helpers.ts';
-import { openFds, fdLimit, FDS_PER_SESSION } from '../../runtime/common/fd-limit.ts';
+import { openFds, fdLimit, FDS_PER_SESSION } from '../../common/fd-limit.ts';
 
 const toUdp = (port: number) => [{ action: { route: { destination: { spec: { protocol: 'UDP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];
 const toTcp = (port: number) => [{ action: { route: { destination: { spec: { protocol: 'TCP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];

@@ -6,10 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startAdmin } from '../../runtime/admin/index.ts';
-import type { AdminServer } from '../../runtime/admin/server.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { startAdmin } from '../../runtime/main/admin/index.ts';
+import type { AdminServer } from '../../runtime/main/admin/server.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
+import { makeLogger } from '../../common/log.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, freeTcpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';

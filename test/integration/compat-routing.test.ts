@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startAdmin } from '../../runtime/admin/index.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { startAdmin } from '../../runtime/main/admin/index.ts';
+import { makeLogger } from '../../common/log.ts';
 import { freePort, freeTcpPort, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { closing, proxy } from './proto-helpers.ts';
 

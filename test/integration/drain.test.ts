@@ -1,5 +1,5 @@
 /**
- * Drain per protocol (runtime/drain.ts, `Runtime.drain`), in process with real sockets: live
+ * Drain per protocol (runtime/main/drain.ts, `Runtime.drain`), in process with real sockets: live
  * WebSocket, Unix stream and JSONSocket-over-TCP sessions carry on while new connections are
  * refused by the kernel; a Unix datagram listener keeps its socket for known senders and refuses
  * a new one (counted `draining`); a quiet datagram session ends after the drain grace.

@@ -8,7 +8,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import { freeTcpPort, waitFor } from '../helpers.ts';
 import { closing, listenerCounter, proxy } from './proto-helpers.ts';
 

@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { WebSocket } from 'ws';
 import { freePort, freeTcpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor, wsClient, wsEcho, wsRecv } from '../helpers.ts';
-import { startAdmin } from '../../runtime/admin/index.ts';
-import { FAMILIES } from '../../runtime/admin/metrics.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { startAdmin } from '../../runtime/main/admin/index.ts';
+import { FAMILIES } from '../../runtime/main/admin/metrics.ts';
+import { makeLogger } from '../../common/log.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 
 const log = makeLogger('silent');

@@ -11,7 +11,7 @@ import { freeUdpPort, waitFor } from '../helpers.ts';
 import { closing, proxy, sessions } from './proto-helpers.ts';
 import { offloadProvider } from '../../native-offload/provider.ts';
 import { normalize } from '../../cluster-config/normalize.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 
 const probe = offloadProvider('init').probe();
 const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';

@@ -14,12 +14,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, freeUdpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { offloadProvider, type EbpfOffload } from '../../native-offload/provider.ts';
-import { dgramFd, dgramReading } from '../../runtime/common/dgram-fd.ts';
+import { dgramFd, dgramReading } from '../../common/dgram-fd.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
 import type { ActorNode } from '../../actors/tree.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
-import { createAdmin } from '../../runtime/admin/index.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
+import { createAdmin } from '../../runtime/main/admin/index.ts';
+import { makeLogger } from '../../common/log.ts';
 
 const probe = offloadProvider('init').probe();
 const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';

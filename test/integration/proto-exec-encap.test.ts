@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { freePort, freeTcpPort, waitFor } from '../helpers.ts';
 import { closing, listenerCounter, proxy, StreamPeer, streamServer, udpClient } from './proto-helpers.ts';
-import { ProxyMetrics } from '../../runtime/admin/metrics.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import { ProxyMetrics } from '../../runtime/main/admin/metrics.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 
 /** A UDP server that answers every datagram with itself and keeps what it got. */
 async function recorder(t: import('node:test').TestContext): Promise<{ port: number; got: Buffer[] }> {

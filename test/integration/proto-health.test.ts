@@ -9,8 +9,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import type { Runtime } from '../../runtime/runtime.ts';
-import { ProxyMetrics } from '../../runtime/admin/metrics.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
+import { ProxyMetrics } from '../../runtime/main/admin/metrics.ts';
 import type { EndpointHealthMetrics } from '../../routing/health.ts';
 import { freePort, freeUdpPort, streamClient, udpEcho, waitFor } from '../helpers.ts';
 import { closing, proxy, sessions, streamServer, udpClient } from './proto-helpers.ts';

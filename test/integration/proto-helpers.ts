@@ -6,9 +6,9 @@
  */
 import net from 'node:net';
 import type { TestContext } from 'node:test';
-import { Runtime } from '../../runtime/runtime.ts';
+import { Runtime } from '../../runtime/main/runtime.ts';
 import { normalize } from '../../cluster-config/normalize.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { makeLogger } from '../../common/log.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import { startProxy, streamEcho, UdpClient, waitFor } from '../helpers.ts';
 

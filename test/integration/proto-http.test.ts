@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
-import { createAdmin } from '../../runtime/admin/index.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { createAdmin } from '../../runtime/main/admin/index.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
+import { makeLogger } from '../../common/log.ts';
 import { freeTcpPort, streamClient, waitFor } from '../helpers.ts';
 import { closing, proxy } from './proto-helpers.ts';
 

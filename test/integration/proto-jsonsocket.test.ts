@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { WebSocket } from 'ws';
 import { freePort, freeTcpPort, tmpDir, udpEcho, waitFor, wsRecv } from '../helpers.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import { closing, listenerCounter, proxy, StreamPeer, udpClient } from './proto-helpers.ts';
 
 /** Ended sessions of a listener by reason, summed over workers. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { freePort, startProxy, UdpClient, waitFor } from '../helpers.ts';
 import { normalize } from '../../cluster-config/normalize.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 
 /** A UDP listener on `port` whose sessions get `labels/room = room` and go to the Sync cluster `sync`. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, startProxy, tmpDir, udpEcho, UdpClient, waitFor, wsClient } from '../helpers.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import type { WebSocket } from 'ws';
 
 const MODULE = path.resolve(import.meta.dirname, '..', 'fixtures', 'transforms.ts');

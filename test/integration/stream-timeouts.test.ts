@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { WebSocket } from 'ws';
-import type { Runtime } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
 import { freeTcpPort, tmpDir, waitFor, wsRecv } from '../helpers.ts';
 import { closing, listenerCounter, proxy, StreamPeer, streamServer } from './proto-helpers.ts';
 

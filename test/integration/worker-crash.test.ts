@@ -12,8 +12,8 @@ import { Worker } from 'node:worker_threads';
 import { freePort, freeTcpPort, startProxy, streamEcho, waitFor } from '../helpers.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 import { offloadProvider } from '../../native-offload/provider.ts';
-import type { Runtime } from '../../runtime/runtime.ts';
-import type { RecoveryReport } from '../../runtime/recovery.ts';
+import type { Runtime } from '../../runtime/main/runtime.ts';
+import type { RecoveryReport } from '../../runtime/main/recovery.ts';
 
 const probe = offloadProvider('init').probe();
 /** As test/integration/offload.test.ts: skipped without the offload engine unless L7MP_OFFLOAD_REQUIRED=1 (CI). */

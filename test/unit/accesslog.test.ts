@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AccessLog, accessLogLine } from '../../runtime/access-log.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
+import { AccessLog, accessLogLine } from '../../runtime/worker/access-log.ts';
+import { makeLogger } from '../../common/log.ts';
 import type { SessionRecord } from '../../actors/record.ts';
 import { tmpDir, waitFor } from '../helpers.ts';
 

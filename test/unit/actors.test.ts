@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Actor, Dispatcher, type ActorCell, type StopReason } from '../../actors/actor.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
-import { FixedQueue } from '../../runtime/common/fixed-queue.ts';
-import { CoarseTimers, FakeClock } from '../../runtime/common/clock.ts';
-import type { L7Error } from '../../runtime/common/errors.ts';
+import { makeLogger } from '../../common/log.ts';
+import { FixedQueue } from '../../common/fixed-queue.ts';
+import { CoarseTimers, FakeClock } from '../../common/clock.ts';
+import type { L7Error } from '../../common/errors.ts';
 import { waitFor } from '../helpers.ts';
 
 const log = makeLogger('silent');

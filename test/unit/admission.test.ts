@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Admission, AdmissionReason, SharedGauge, SOURCE_TABLE_MAX, admissionLimits } from '../../actors/admission.ts';
 import { OverloadGuard } from '../../actors/overload.ts';
-import { HeapReclaimer } from '../../runtime/heap-reclaim.ts';
+import { HeapReclaimer } from '../../runtime/worker/heap-reclaim.ts';
 
 function make(opts: Parameters<typeof admissionLimits>[0], cap = 1000): { a: Admission; clock: { t: number }; listener: SharedGauge; process: SharedGauge } {
   const clock = { t: 0 };

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CONFIG_LIMITS, parseConfigText, parseYamlDocuments } from '../../cluster-config/parse.ts';
-import { ErrorCode } from '../../runtime/common/errors.ts';
+import { ErrorCode } from '../../common/errors.ts';
 
 function fails(fn: () => unknown, message: string | RegExp, status = 400): void {
   assert.throws(fn, (e: unknown) => {

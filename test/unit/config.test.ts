@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { DEFAULT_RETRY } from '../../cluster-config/snapshot.ts';
-import { ErrorCode } from '../../runtime/common/errors.ts';
+import { ErrorCode } from '../../common/errors.ts';
 import { protocol } from '../../protocols/registry.ts';
 
 /** A listener with one wildcard rule routing to an inline Echo cluster. */

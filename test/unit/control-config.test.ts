@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { normalize } from '../../cluster-config/normalize.ts';
 import { ConfigStore } from '../../cluster-config/store.ts';
-import { ErrorCode } from '../../runtime/common/errors.ts';
-import { isLoopback } from '../../runtime/common/net-addr.ts';
-import { checkAdminBind } from '../../runtime/admin/server.ts';
+import { ErrorCode } from '../../common/errors.ts';
+import { isLoopback } from '../../common/net-addr.ts';
+import { checkAdminBind } from '../../runtime/main/admin/server.ts';
 import { childEnv } from '../../protocols/exec/index.ts';
-import { exposedAdminListeners } from '../../runtime/admin/index.ts';
+import { exposedAdminListeners } from '../../runtime/main/admin/index.ts';
 
 const MODULE = path.resolve(import.meta.dirname, '..', 'fixtures', 'transforms.ts');
 

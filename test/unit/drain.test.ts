@@ -1,9 +1,9 @@
-/** The drain state machine (runtime/drain.ts) on a fake clock, and the drain request body. */
+/** The drain state machine (runtime/main/drain.ts) on a fake clock, and the drain request body. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Drain, parseDrain, type DrainOutcome } from '../../runtime/drain.ts';
-import { makeLogger } from '../../runtime/common/log.ts';
-import { hasCode } from '../../runtime/common/errors.ts';
+import { Drain, parseDrain, type DrainOutcome } from '../../runtime/main/drain.ts';
+import { makeLogger } from '../../common/log.ts';
+import { hasCode } from '../../common/errors.ts';
 
 function setup(sessions: number) {
   const s = { sessions, now: 1_000_000, told: 0, cut: 0, done: [] as DrainOutcome[] };

@@ -6,7 +6,7 @@ import { checkSelector, formatLabels, matches, parseLabels } from '../../fleet/l
 import { desiredFor, mergeConfig, type DesiredEntry } from '../../fleet/desired.ts';
 import { connectionOptions, redactServers } from '../../fleet/options.ts';
 import { StatsSampler } from '../../fleet/telemetry.ts';
-import type { RuntimeMetrics } from '../../runtime/stats.ts';
+import type { RuntimeMetrics } from '../../runtime/worker/stats.ts';
 
 test('names: tokens, default node id, keys and subjects', () => {
   assert.equal(checkToken('--fleet', 'prod_1'), 'prod_1');

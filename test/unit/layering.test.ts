@@ -4,9 +4,9 @@
  * through the registry and the contract.
  *
  * - protocols/<p>/ imports its own folder, protocols/core/, the contract (protocols/types.ts and
- *   its parts in protocols/contract/, protocols/schema.ts), runtime/common/ and packages; nothing
+ *   its parts in protocols/contract/, protocols/schema.ts), common/ and packages; nothing
  *   of another protocol.
- * - protocols/core/ imports the contract, runtime/common/ and packages: never a protocol.
+ * - protocols/core/ imports the contract, common/ and packages: never a protocol.
  * - runtime/ and fleet/ import protocols/registry.ts, the contract and protocols/core/, never a
  *   file of a specific protocol.
  *
@@ -23,8 +23,8 @@ const ROOT = path.join(import.meta.dirname, '..', '..');
 
 /** Cross-protocol imports still allowed (`from -> to`, paths from the repository root). */
 const PROTOCOL_ALLOWED: Readonly<Record<string, string>> = {
-  // Not a protocol, but another layer: metadata path helpers, a leaf that could move to runtime/common.
-  'protocols/jsonsocket/codec.ts -> routing/paths.ts': 'routing/paths.ts to runtime/common',
+  // Not a protocol, but another layer: metadata path helpers, a leaf that could move to common.
+  'protocols/jsonsocket/codec.ts -> routing/paths.ts': 'routing/paths.ts to common',
 };
 
 /** Imports of a specific protocol's files from runtime/ and fleet/ still allowed. */
@@ -56,10 +56,10 @@ function protocolOf(file: string): string | null {
 
 /** The contract and shared layers every protocol (and core) may import. */
 function shared(target: string): boolean {
-  return target === 'protocols/types.ts' || target === 'protocols/schema.ts' || target.startsWith('protocols/contract/') || target.startsWith('protocols/core/') || target.startsWith('runtime/common/');
+  return target === 'protocols/types.ts' || target === 'protocols/schema.ts' || target.startsWith('protocols/contract/') || target.startsWith('protocols/core/') || target.startsWith('common/');
 }
 
-test('protocols: a protocol imports its own folder, protocols/core, the contract and runtime/common only', () => {
+test('protocols: a protocol imports its own folder, protocols/core, the contract and common only', () => {
   const offenders: string[] = [];
   const seen = new Set<string>();
   for (const file of sources('protocols')) {
@@ -99,4 +99,40 @@ test('the import scan sees every kind of import (the check is not vacuous)', () 
   const t = importsOf('protocols/registry.ts');
   assert.ok(t.includes('protocols/udp/index.ts') && t.includes('protocols/types.ts'), JSON.stringify(t));
   assert.ok(importsOf('protocols/types.ts').includes('protocols/contract/connection.ts'), 're-exports count');
+});
+
+/** The imports of `file` that bring code (an `import type` or `export type` brings none). */
+function valueImportsOf(file: string): string[] {
+  const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/^(import|export)\s+(type\s+)?([^;]*?)\s*from\s+'(\.[^']+)'/gms)) {
+    if (m[2] !== undefined) continue;
+    const names = /\{([^}]*)\}/.exec(m[3] ?? '');
+    if (names !== null && !/^\s*\w+\s*,/.test(m[3] ?? '') && (names[1] ?? '').split(',').every((n) => n.trim() === '' || n.trim().startsWith('type '))) continue;
+    out.push(path.posix.normalize(path.posix.join(path.posix.dirname(file), m[4] as string)));
+  }
+  return out;
+}
+
+test('folders are layers: common/ at the bottom, main-thread and worker-thread runtime apart, the CLI on top', () => {
+  const all = ['common', 'cli', 'runtime', 'actors', 'protocols', 'cluster-config', 'routing', 'fleet', 'native-offload'].flatMap((d) => sources(d));
+  const offenders: string[] = [];
+  for (const file of all) {
+    for (const target of importsOf(file)) {
+      const edge = `${file} -> ${target}`;
+      // common/ is the bottom layer: it imports nothing of ours but itself.
+      if (file.startsWith('common/') && !target.startsWith('common/')) offenders.push(edge);
+      // The CLI is the top: nothing but the CLI imports it.
+      if (target.startsWith('cli/') && !file.startsWith('cli/')) offenders.push(edge);
+    }
+    // Main-thread code and worker-thread code share types, never code.
+    for (const target of valueImportsOf(file)) {
+      const edge = `${file} -> ${target}`;
+      if (file.startsWith('runtime/main/') && target.startsWith('runtime/worker/')) offenders.push(edge);
+      if (file.startsWith('runtime/worker/') && target.startsWith('runtime/main/')) offenders.push(edge);
+    }
+  }
+  assert.deepEqual(offenders, [], 'imports against the folder layering (ARCHITECTURE.md, Layout)');
+  assert.ok(all.includes('runtime/main/runtime.ts') && all.includes('runtime/worker/worker-main.ts') && all.includes('cli/main.ts'), 'the check sees the folders');
+  assert.ok(valueImportsOf('runtime/main/runtime.ts').some((t) => t.startsWith('common/')), 'value imports are seen');
 });

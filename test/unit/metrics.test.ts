@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { TrafficTally, type WorkerMetrics } from '../../runtime/stats.ts';
-import { FAMILIES, ProxyMetrics, WorkerSeries, workerSamples, type Sample } from '../../runtime/admin/metrics.ts';
-import type { RuntimeMetrics } from '../../runtime/stats.ts';
+import { TrafficTally, type WorkerMetrics } from '../../runtime/worker/stats.ts';
+import { FAMILIES, ProxyMetrics, WorkerSeries, workerSamples, type Sample } from '../../runtime/main/admin/metrics.ts';
+import type { RuntimeMetrics } from '../../runtime/worker/stats.ts';
 import { ListenerCounters } from '../../actors/listener.ts';
 import { ClusterCounters } from '../../actors/cluster.ts';
 import type { SessionRecord, StageRecord } from '../../actors/record.ts';

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Type } from '@sinclair/typebox';
-import { L7Error, ErrorCode } from '../../runtime/common/errors.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
 import type { ConnectionHandler, StreamKind } from '../../protocols/types.ts';
 import { BaseConnection } from '../../protocols/core/connection.ts';
 import { HOLD_MAX } from '../../protocols/core/hold.ts';

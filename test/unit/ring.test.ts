@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerRing, placeSingle } from '../../runtime/ring.ts';
-import { decodeEnvelope, encodeHandoff } from '../../runtime/envelope.ts';
+import { decodeEnvelope, encodeHandoff } from '../../runtime/worker/envelope.ts';
 
 const keys = Array.from({ length: 5000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:${1024 + (i % 50000)}`);
 
@@ -55,7 +55,7 @@ test('hand-off envelopes round-trip through msgpack; malformed ones decode to nu
 });
 
 test('cluster envelopes round-trip with bytes inside; a hand-off decoder ignores them', async () => {
-  const { decodeAny, encodeClusterMessage, EnvelopeType } = await import('../../runtime/envelope.ts');
+  const { decodeAny, encodeClusterMessage, EnvelopeType } = await import('../../runtime/worker/envelope.ts');
   const data = new Uint8Array([0, 1, 2, 255]);
   const buf = encodeClusterMessage('sync', 3, [1, '"room"', data]);
   assert.equal(buf.byteOffset, 0);

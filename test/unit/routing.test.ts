@@ -9,7 +9,7 @@ import { RoutingTable } from '../../routing/table.ts';
 import { getAtPath, setAtPath } from '../../routing/paths.ts';
 import { defaultKey, makeLoadBalancer } from '../../routing/loadbalancer.ts';
 import type { ClusterConfig } from '../../cluster-config/snapshot.ts';
-import { ErrorCode } from '../../runtime/common/errors.ts';
+import { ErrorCode } from '../../common/errors.ts';
 
 function table(doc: unknown): RoutingTable {
   return new RoutingTable(normalize(doc));

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { MessagePort } from 'node:worker_threads';
-import { ProtocolServices } from '../../runtime/services.ts';
+import { ProtocolServices } from '../../runtime/main/services.ts';
 import type { ProtocolModule, ProtocolServiceHost } from '../../protocols/types.ts';
 
 /** A protocol whose service host answers every message with `<name>:<message>`, and logs attach/detach. */

@@ -8,7 +8,7 @@ import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { ConfigStore, type ConfigTarget } from '../../cluster-config/store.ts';
 import { seededNamer, toDocument } from '../../cluster-config/document.ts';
 import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
-import { ErrorCode } from '../../runtime/common/errors.ts';
+import { ErrorCode } from '../../common/errors.ts';
 
 const base = {
   listeners: [{ name: 'l', spec: { protocol: 'UDP', port: 9000 }, rules: [{ action: { route: { destination: 'echo' } } }] }],

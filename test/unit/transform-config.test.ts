@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { ConfigStore } from '../../cluster-config/store.ts';
-import { ErrorCode } from '../../runtime/common/errors.ts';
+import { ErrorCode } from '../../common/errors.ts';
 import { tmpDir } from '../helpers.ts';
 
 const MODULE = path.resolve(import.meta.dirname, '..', 'fixtures', 'transforms.ts');

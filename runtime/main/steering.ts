@@ -11,9 +11,9 @@
  * Needs CAP_BPF. Without it (or without the addon), the listeners keep the kernel's own hash and
  * the hand-off between workers.
  */
-import { errnoName, loadAddon, type OffloadAddon } from '../native-offload/provider.ts';
-import type { Logger } from './common/log.ts';
-import type { WorkerRing } from './ring.ts';
+import { errnoName, loadAddon, type OffloadAddon } from '../../native-offload/provider.ts';
+import type { Logger } from '../../common/log.ts';
+import type { WorkerRing } from '../ring.ts';
 
 /** A worker's listening sockets as it reports them. */
 export interface SteerFds {

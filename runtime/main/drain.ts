@@ -4,7 +4,7 @@
  *
  * ```
  *  serving ──start()──► draining ──sessions = 0──────────► drained ──(exit) stop, exit 0
- *                          │  /readyz 503, listeners drained (runtime/worker-main.ts `drain`)
+ *                          │  /readyz 503, listeners drained (runtime/worker/worker-main.ts `drain`)
  *                          │  a tick every 250 ms: log sessions left (on change, at most 1/s)
  *                          └──deadline (timeout_s)──► cut the rest (L7_ERR_SESSION_DRAINED) ──► drained
  * ```
@@ -18,9 +18,9 @@
  * reason `draining`; a datagram session ends once quiet for the drain grace (actors/session.ts,
  * `DRAIN_QUIET_MS`).
  */
-import type { Logger } from './common/log.ts';
-import { L7Error, ErrorCode } from './common/errors.ts';
-import { MAX_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
+import type { Logger } from '../../common/log.ts';
+import { L7Error, ErrorCode } from '../../common/errors.ts';
+import { MAX_DRAIN_TIMEOUT_S } from '../../cluster-config/schema.ts';
 
 /** Where a drain is. */
 export const DrainState = {

@@ -22,11 +22,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { L7Error, ErrorCode } from '../common/errors.ts';
-import { isLoopback } from '../common/net-addr.ts';
-import type { Logger } from '../common/log.ts';
-import type { AdminAnswer, AdminCall } from '../../protocols/types.ts';
-import { l7mpErrorBody, l7mpStatusMessage } from '../../protocols/core/l7mp-error.ts';
+import { L7Error, ErrorCode } from '../../../common/errors.ts';
+import { isLoopback } from '../../../common/net-addr.ts';
+import type { Logger } from '../../../common/log.ts';
+import type { AdminAnswer, AdminCall } from '../../../protocols/types.ts';
+import { l7mpErrorBody, l7mpStatusMessage } from '../../../protocols/core/l7mp-error.ts';
 
 /** A parsed request as handlers see it. */
 export interface AdminRequest {

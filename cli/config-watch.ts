@@ -1,6 +1,6 @@
 /**
  * Opt-in watch of the `-c` file (`--watch-config`, `admin.watch_config`; issue 15 item 3): a
- * change of its content reloads it as SIGHUP does (runtime/cli.ts `reload`).
+ * change of its content reloads it as SIGHUP does (cli/main.ts `reload`).
  *
  * The directory is watched, not the file: editors save by writing a new file and renaming it over
  * the old one, and a Kubernetes ConfigMap volume swaps a `..data` symlink, so the file's own inode
@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Logger } from './common/log.ts';
+import type { Logger } from '../common/log.ts';
 
 /** Quiet time after the last change event before the file is read. Unit: ms. */
 export const WATCH_DEBOUNCE_MS = 500;

@@ -1,15 +1,15 @@
 /** Start the admin server with every route module. */
-import type { Logger } from '../common/log.ts';
+import type { Logger } from '../../../common/log.ts';
 import type { Runtime } from '../runtime.ts';
 import { AdminServer, type AdminServerOptions } from './server.ts';
 import { registerActors } from './actors.ts';
 import { registerHealth } from './health.ts';
 import { registerApi } from './api-v1.ts';
-import { ConfigStore } from '../../cluster-config/store.ts';
-import type { Namer } from '../../cluster-config/normalize.ts';
+import { ConfigStore } from '../../../cluster-config/store.ts';
+import type { Namer } from '../../../cluster-config/normalize.ts';
 import { registerMetrics } from './metrics.ts';
-import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
-import { isLoopback } from '../common/net-addr.ts';
+import type { ConfigSnapshot } from '../../../cluster-config/snapshot.ts';
+import { isLoopback } from '../../../common/net-addr.ts';
 
 /** The clusters that serve the admin API to a listener's sessions. */
 const ADMIN_CLUSTERS: ReadonlySet<string> = new Set(['L7mpController', 'Prometheus']);
@@ -17,7 +17,7 @@ const ADMIN_CLUSTERS: ReadonlySet<string> = new Set(['L7mpController', 'Promethe
 /**
  * The listeners whose rules can route a session to an L7mpController or Prometheus cluster and
  * whose address is not loopback (no address: every interface). Without an admin token their
- * non-loopback peers get 403 (runtime/admin/server.ts); the CLI logs a warning for each.
+ * non-loopback peers get 403 (runtime/main/admin/server.ts); the CLI logs a warning for each.
  * Follows rulelist → rules (and `apply`) → route → destination, ingress and egress clusters.
  */
 export function exposedAdminListeners(s: ConfigSnapshot): Array<{ listener: string; address: string; cluster: string }> {

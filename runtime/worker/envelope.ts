@@ -8,7 +8,7 @@
  * Sync broadcast domain that spans workers).
  */
 import { Packr } from 'msgpackr';
-import type { DatagramHandoff } from '../protocols/types.ts';
+import type { DatagramHandoff } from '../../protocols/types.ts';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 

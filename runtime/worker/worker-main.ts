@@ -3,24 +3,24 @@
  * {@link WorkerApi}); workers hand datagrams to each other as msgpack envelopes over a
  * MessagePort per pair. Everything that owns sockets on this thread is an actor under one
  * {@link WorkerActor}; what the actors get from the thread is its {@link WorkerHost}
- * (runtime/worker-host.ts). This file is the thread's entry and its control API.
+ * (runtime/worker/worker-host.ts). This file is the thread's entry and its control API.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import type { ActorCell } from '../actors/actor.ts';
-import { WorkerActor } from '../actors/worker.ts';
-import { actorTree, type ActorNode } from '../actors/tree.ts';
-import { SessionActor } from '../actors/session.ts';
-import type { SessionRebuild } from '../actors/rebuild.ts';
-import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
-import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import { RoutingTable } from '../routing/table.ts';
-import { WorkerRing } from './ring.ts';
+import type { ActorCell } from '../../actors/actor.ts';
+import { WorkerActor } from '../../actors/worker.ts';
+import { actorTree, type ActorNode } from '../../actors/tree.ts';
+import { SessionActor } from '../../actors/session.ts';
+import type { SessionRebuild } from '../../actors/rebuild.ts';
+import { L7Error, ErrorCode, type L7ErrorData } from '../../common/errors.ts';
+import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
+import { RoutingTable } from '../../routing/table.ts';
+import { WorkerRing } from '../ring.ts';
 import type { WorkerMetrics } from './stats.ts';
-import { ListenerActor } from '../actors/listener.ts';
-import { protocol } from '../protocols/registry.ts';
-import type { TableRecord } from './session-table.ts';
+import { ListenerActor } from '../../actors/listener.ts';
+import { protocol } from '../../protocols/registry.ts';
+import type { TableRecord } from '../session-table.ts';
 import { WorkerHost, type ListenerGauges, type WorkerInit } from './worker-host.ts';
 
 /** A dead worker's session to rebuild here ({@link WorkerApi.adopt}). */
@@ -200,14 +200,14 @@ const api = {
     return host.worker?.dropSessions(cluster, endpoint, 'was deleted') ?? 0;
   },
   /**
-   * The active health checker's verdict for an endpoint (main thread, runtime/health-check.ts);
+   * The active health checker's verdict for an endpoint (main thread, runtime/main/health-check.ts);
    * an endpoint that turns unhealthy moves or ends the sessions on it. True if it changed here.
    */
   setEndpointHealth(cluster: string, endpoint: string, healthy: boolean): boolean {
     return host.worker?.setActiveHealth(cluster, endpoint, healthy) ?? false;
   },
   /**
-   * The process drains (runtime/drain.ts): every listener stops taking new sessions, and from
+   * The process drains (runtime/main/drain.ts): every listener stops taking new sessions, and from
    * now on listeners bound here (a config change) start drained. One way; idempotent.
    */
   drain(): void {

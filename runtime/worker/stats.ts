@@ -14,11 +14,11 @@
  * A session is live until its final record is taken; the worker reads both on its own thread, in
  * one synchronous pass, so a session is counted once (ended or live), never both.
  */
-import type { ListenerCounters } from '../actors/listener.ts';
-import type { ClusterCounters } from '../actors/cluster.ts';
-import type { EndpointHealthMetrics } from '../routing/health.ts';
-import { zeroCounts, type SessionRecord, type TrafficCounts } from '../actors/record.ts';
-import type { HealthCheckStats } from './health-check.ts';
+import type { ListenerCounters } from '../../actors/listener.ts';
+import type { ClusterCounters } from '../../actors/cluster.ts';
+import type { EndpointHealthMetrics } from '../../routing/health.ts';
+import { zeroCounts, type SessionRecord, type TrafficCounts } from '../../actors/record.ts';
+import type { HealthCheckStats } from '../main/health-check.ts';
 
 /** Traffic totals (see {@link TrafficCounts}: rx = from the peer, tx = to the peer). */
 export type Traffic = TrafficCounts;
@@ -85,7 +85,7 @@ export interface WorkerMetrics {
   heap?: { total: number; used: number; external: number };
   /** New datagram sessions this worker's overload guard refused, and its last probe's lag (ms). Optional. */
   overload?: { refused: number; lagMs: number };
-  /** Full collections run to give memory back after a burst of sessions (runtime/heap-reclaim.ts). Optional. */
+  /** Full collections run to give memory back after a burst of sessions (runtime/worker/heap-reclaim.ts). Optional. */
   reclaims?: number;
   /** Endpoint health and outlier-detection counters of this worker, per cluster endpoint. Optional. */
   endpoints?: EndpointHealthMetrics[];
@@ -207,7 +207,7 @@ export class TrafficTally {
   }
 }
 
-/** What `Runtime.metrics` returns (runtime/runtime.ts): one entry per worker slot the runtime has. */
+/** What `Runtime.metrics` returns (runtime/main/runtime.ts): one entry per worker slot the runtime has. */
 export interface RuntimeMetrics {
   /** Configured worker slots. */
   workers: number;

@@ -6,28 +6,28 @@
  * style): past `maxRestarts` within `restartPeriodMs` the runtime gives up and reports it.
  *
  * Its UDP sessions survive it: on `'exit'` they are rebuilt on the live workers before the ring
- * changes (runtime/recovery.ts has the sequence); the replacement starts once that is done.
+ * changes (runtime/main/recovery.ts has the sequence); the replacement starts once that is done.
  */
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import type { ActorNode } from '../actors/tree.ts';
-import { L7Error, ErrorCode, type L7ErrorData } from './common/errors.ts';
-import type { LogLevel, Logger } from './common/log.ts';
-import type { StartResult, WorkerApi, WorkerStats } from './worker-main.ts';
-import type { HostApi, WorkerInit } from './worker-host.ts';
-import { fdLimit, openFds, sessionCap, type FdLimit } from './common/fd-limit.ts';
-import type { AdminAnswer, AdminCall } from '../protocols/types.ts';
-import { l7mpErrorAnswer } from '../protocols/core/l7mp-error.ts';
-import type { RuntimeMetrics } from './stats.ts';
-import type { OffloadMode } from '../native-offload/provider.ts';
-import { WorkerRing } from './ring.ts';
+import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
+import type { ActorNode } from '../../actors/tree.ts';
+import { L7Error, ErrorCode, type L7ErrorData } from '../../common/errors.ts';
+import type { LogLevel, Logger } from '../../common/log.ts';
+import type { StartResult, WorkerApi, WorkerStats } from '../worker/worker-main.ts';
+import type { HostApi, WorkerInit } from '../worker/worker-host.ts';
+import { fdLimit, openFds, sessionCap, type FdLimit } from '../../common/fd-limit.ts';
+import type { AdminAnswer, AdminCall } from '../../protocols/types.ts';
+import { l7mpErrorAnswer } from '../../protocols/core/l7mp-error.ts';
+import type { RuntimeMetrics } from '../worker/stats.ts';
+import type { OffloadMode } from '../../native-offload/provider.ts';
+import { WorkerRing } from '../ring.ts';
 import { Steering, type SteerStats } from './steering.ts';
 import { HealthChecker } from './health-check.ts';
 import { Drain, type DrainOutcome, type DrainRequest, type DrainStatus } from './drain.ts';
-import { newSessionTable } from './session-table.ts';
+import { newSessionTable } from '../session-table.ts';
 import { SessionRecovery, type RecoveryReport } from './recovery.ts';
 import { SessionGauges } from './gauges.ts';
 import { withTimeout, type Slot } from './worker-slot.ts';
@@ -62,7 +62,7 @@ function unavailable(): AdminAnswer {
 }
 
 // From a checkout Node runs the .ts sources; an installed package runs the build in dist/ (.js).
-const workerUrl = new URL(import.meta.url.endsWith('.js') ? './worker-main.js' : './worker-main.ts', import.meta.url);
+const workerUrl = new URL(import.meta.url.endsWith('.js') ? '../worker/worker-main.js' : '../worker/worker-main.ts', import.meta.url);
 
 /** The longest a dead worker's replacement waits for its sessions to be rebuilt before it starts. Unit: ms. */
 const RESPAWN_DEFER_MS = 250;
@@ -99,7 +99,7 @@ export class Runtime extends EventEmitter {
   /** Sessions of dead workers: their rebuild on live workers, pins of their peers, counts. */
   private readonly recovery: SessionRecovery;
 
-  /** The graceful drain of this process (runtime/drain.ts). */
+  /** The graceful drain of this process (runtime/main/drain.ts). */
   private readonly drainer: Drain;
 
   constructor(opts: RuntimeOptions) {
@@ -224,7 +224,7 @@ export class Runtime extends EventEmitter {
   }
 
   /**
-   * Drain (runtime/drain.ts): stop taking new sessions on every worker and let the live ones
+   * Drain (runtime/main/drain.ts): stop taking new sessions on every worker and let the live ones
    * finish within `req.timeoutS`; the `drained` event tells when it is over. A second request
    * keeps the first one's deadline. Returns the status after the request.
    */

@@ -3,8 +3,8 @@
  * as JSON, or as text for people with `?format=text`. `DELETE /api/v1/actors/{id}` stops a
  * session actor (its connections close, its stages end).
  */
-import { L7Error, ErrorCode } from '../common/errors.ts';
-import type { ActorNode } from '../../actors/tree.ts';
+import { L7Error, ErrorCode } from '../../../common/errors.ts';
+import type { ActorNode } from '../../../actors/tree.ts';
 import type { Runtime } from '../runtime.ts';
 import { errorReply, type AdminServer } from './server.ts';
 

@@ -16,7 +16,7 @@
  * Deliberate deviations from l7mp (bugs fixed, shapes kept):
  * - POST /config replaces the config (l7mp: 500 with content 501). POST /admin changes log_level, access_log_path and strict at runtime (l7mp: 501).
  * - POST /admin `{"drain": true}` or `{"drain": {"timeout_s": N, "exit": false}}` drains the node
- *   (runtime/drain.ts; may come with `admin`, applied first); GET /admin shows the drain as `drain`.
+ *   (runtime/main/drain.ts; may come with `admin`, applied first); GET /admin shows the drain as `drain`.
  * - A bad or missing content type on POST is a real 415 `Unsupported Media Type` (B5).
  * - Invalid JSON gives 400 `Invalid JSON format in request: <parser message>` (B6).
  * - GET /endpoints/{name} works (B3); a not-found says what: `Not Found: Unknown listener "x"` (B7).
@@ -25,13 +25,13 @@
  * - GET /config dumps each cluster's `endpoints` as the endpoint array (a count cannot be posted
  *   back), so the dump round-trips through POST /config.
  */
-import { offloadProvider } from '../../native-offload/provider.ts';
-import { parseConfigText } from '../../cluster-config/parse.ts';
-import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
-import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
-import { DEFAULT_DRAIN_TIMEOUT_S } from '../../cluster-config/schema.ts';
+import { offloadProvider } from '../../../native-offload/provider.ts';
+import { parseConfigText } from '../../../cluster-config/parse.ts';
+import { L7Error, ErrorCode, asL7Error } from '../../../common/errors.ts';
+import type { ConfigSnapshot } from '../../../cluster-config/snapshot.ts';
+import { DEFAULT_DRAIN_TIMEOUT_S } from '../../../cluster-config/schema.ts';
 import { parseDrain } from '../drain.ts';
-import type { ConfigStore, ObjectKind } from '../../cluster-config/store.ts';
+import type { ConfigStore, ObjectKind } from '../../../cluster-config/store.ts';
 import type { Runtime } from '../runtime.ts';
 import { errorReply, type AdminRequest, type AdminServer, type Reply } from './server.ts';
 import { Dumper, sessionNodes, stale } from './dump.ts';

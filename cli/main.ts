@@ -2,7 +2,7 @@
  * `l7mp-ts -c FILE [-l LEVEL] [-s] [--workers N] [-o init|no_init|disable]`: run the proxy in the
  * foreground (l7mp-compatible flags, docs/l7mp-compat.md §0).
  *
- * Signals: SIGTERM drains (runtime/drain.ts): /readyz turns 503, listeners take no new sessions,
+ * Signals: SIGTERM drains (runtime/main/drain.ts): /readyz turns 503, listeners take no new sessions,
  * live ones may finish within `admin.drain_timeout_s` (default 30 s), then the process stops; a
  * second SIGTERM, or SIGINT, stops at once. SIGINT (Ctrl-C) stops at once. SIGHUP reloads the -c
  * file (so does a change of it with `--watch-config`).
@@ -19,14 +19,14 @@ import { parseArgs } from 'node:util';
 import { readConfigFile } from '../cluster-config/load.ts';
 import { normalize } from '../cluster-config/normalize.ts';
 import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import { L7Error } from './common/errors.ts';
-import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from './common/log.ts';
-import { Runtime } from './runtime.ts';
+import { L7Error } from '../common/errors.ts';
+import { isLogLevel, LOG_LEVELS, makeLogger, type LogLevel, type Logger } from '../common/log.ts';
+import { Runtime } from '../runtime/main/runtime.ts';
 import { offloadProvider } from '../native-offload/provider.ts';
-import { checkAdminBind, parseAdminAddress, type AdminServer } from './admin/server.ts';
-import { isLoopback } from './common/net-addr.ts';
-import { createAdmin, exposedAdminListeners } from './admin/index.ts';
-import { actorsCommand } from './admin/actors-cli.ts';
+import { checkAdminBind, parseAdminAddress, type AdminServer } from '../runtime/main/admin/server.ts';
+import { isLoopback } from '../common/net-addr.ts';
+import { createAdmin, exposedAdminListeners } from '../runtime/main/admin/index.ts';
+import { actorsCommand } from './actors.ts';
 import { ConfigStore } from '../cluster-config/store.ts';
 import { configDiff } from '../cluster-config/diff.ts';
 import { NATS_FLAGS, NATS_USAGE, connectionOptions, redactServers } from '../fleet/options.ts';
@@ -37,7 +37,7 @@ import { FleetAgent } from '../fleet/agent.ts';
 import { mergeConfig } from '../fleet/desired.ts';
 import { applyCommand, fleetCommand } from '../fleet/cli.ts';
 import { ConfigWatch } from './config-watch.ts';
-import type { DrainOutcome } from './drain.ts';
+import type { DrainOutcome } from '../runtime/main/drain.ts';
 import { DEFAULT_DRAIN_TIMEOUT_S } from '../cluster-config/schema.ts';
 import type { ConnectionOptions } from '@nats-io/transport-node';
 

@@ -8,8 +8,8 @@
  * Nothing here names a protocol: the list comes from protocols/registry.ts.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { protocols } from '../protocols/registry.ts';
-import type { ProtocolModule, ProtocolServiceHost } from '../protocols/types.ts';
+import { protocols } from '../../protocols/registry.ts';
+import type { ProtocolModule, ProtocolServiceHost } from '../../protocols/types.ts';
 
 /** A worker's channels to the service hosts. */
 export interface ServicePorts {

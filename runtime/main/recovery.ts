@@ -1,6 +1,6 @@
 /**
  * A dead worker's UDP sessions, rebuilt on the live workers (issue 15; runtime/session-table.ts):
- * on `'exit'` the main thread (runtime/runtime.ts) reads the dead worker's session table and hands
+ * on `'exit'` the main thread (runtime/main/runtime.ts) reads the dead worker's session table and hands
  * each session to the live worker that owns its peer on the ring without the dead slot (before it
  * tells anyone of the new ring), which rebuilds it with the same downstream and upstream addresses
  * and ports; the replacement starts once that is done.
@@ -14,10 +14,10 @@
  * wherever it is; a session served through listening sockets is pinned to its adopter on every
  * worker until it ends. Other sessions of W (streams, chains) are gone: counted as lost, by reason.
  */
-import type { Logger } from './common/log.ts';
-import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import { WorkerRing } from './ring.ts';
-import { readSessionTable, type TableRecord } from './session-table.ts';
+import type { Logger } from '../../common/log.ts';
+import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
+import { WorkerRing } from '../ring.ts';
+import { readSessionTable, type TableRecord } from '../session-table.ts';
 import { withTimeout, type Slot } from './worker-slot.ts';
 
 /** What the runtime did with the sessions of a worker that died (event `sessionsRecovered`, logs). */
@@ -59,7 +59,7 @@ export class SessionRecovery {
    * Peers of rebuilt sessions served through listening sockets (`session_sockets: listener`), by
    * `listener\0address:port` → the slot that serves them. The ring would give them back to a
    * replacement worker that knows nothing of them: every worker hands their datagrams to the
-   * pinned slot instead, until the session ends (the worker says so: `HostApi.unpinned`, runtime/worker-main.ts).
+   * pinned slot instead, until the session ends (the worker says so: `HostApi.unpinned`, runtime/worker/worker-main.ts).
    */
   private readonly pins = new Map<string, { listener: string; key: string; slot: number }>();
   /** Sessions of dead workers waiting for a live worker to rebuild them (no worker was live). */

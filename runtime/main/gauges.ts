@@ -3,8 +3,8 @@
  * worker slot that only that worker writes and every worker sums, for the process and for each
  * listener. Made and kept by the main thread, shared with every worker (and its replacements).
  */
-import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import type { ListenerGauges } from './worker-host.ts';
+import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
+import type { ListenerGauges } from '../worker/worker-host.ts';
 
 export class SessionGauges {
   private readonly workers: number;

@@ -21,8 +21,8 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
-import type { ConfigSnapshot, HealthCheckConfig } from '../cluster-config/snapshot.ts';
-import type { Logger } from './common/log.ts';
+import type { ConfigSnapshot, HealthCheckConfig } from '../../cluster-config/snapshot.ts';
+import type { Logger } from '../../common/log.ts';
 
 /** One endpoint's active checks, for metrics (plain data). */
 export interface HealthCheckStats {

@@ -14,11 +14,11 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Runtime } from '../runtime.ts';
-import type { RuntimeMetrics } from '../stats.ts';
-import type { WorkerMetrics } from '../stats.ts';
+import type { RuntimeMetrics } from '../../worker/stats.ts';
+import type { WorkerMetrics } from '../../worker/stats.ts';
 import type { AdminServer } from './server.ts';
-import { ADMISSION_REASONS } from '../../actors/admission.ts';
-import { dropReasons } from '../../protocols/registry.ts';
+import { ADMISSION_REASONS } from '../../../actors/admission.ts';
+import { dropReasons } from '../../../protocols/registry.ts';
 
 /** A metric family: declared once, filled at each scrape. */
 export interface Family {

@@ -18,8 +18,8 @@
  * ```
  */
 import fs from 'node:fs';
-import type { SessionRecord } from '../actors/record.ts';
-import type { Logger } from './common/log.ts';
+import type { SessionRecord } from '../../actors/record.ts';
+import type { Logger } from '../../common/log.ts';
 import { sendDrops } from './stats.ts';
 
 /** Tuning of an {@link AccessLog}. */

@@ -1,7 +1,7 @@
 /**
  * `GET /healthz`: the process answers (200 `{"status":"ok"}`).
  * `GET /readyz`: 200 once every worker is live with its listeners up, else 503 naming the workers
- * that are not; 503 `{"status":"draining", ...}` from the start of a drain on (runtime/drain.ts),
+ * that are not; 503 `{"status":"draining", ...}` from the start of a drain on (runtime/main/drain.ts),
  * with the sessions left and the deadline, so a load balancer stops sending new sessions here.
  */
 import type { Runtime } from '../runtime.ts';

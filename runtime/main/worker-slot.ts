@@ -1,10 +1,10 @@
 /**
- * A worker slot as the main thread keeps it (runtime/runtime.ts), and the helper its calls to the
+ * A worker slot as the main thread keeps it (runtime/main/runtime.ts), and the helper its calls to the
  * worker go through: a worker that does not answer in time gets a fallback, never a hang.
  */
 import type { Worker, MessagePort } from 'node:worker_threads';
 import type * as Comlink from 'comlink';
-import type { WorkerApi } from './worker-main.ts';
+import type { WorkerApi } from '../worker/worker-main.ts';
 
 /** One worker slot: its current thread (a replacement reuses the slot) and the channels to it. */
 export interface Slot {

@@ -1,5 +1,5 @@
 /**
- * A worker thread's host (runtime/worker-main.ts makes one): what the runtime provides to the
+ * A worker thread's host (runtime/worker/worker-main.ts makes one): what the runtime provides to the
  * actors of the thread ({@link WorkerServices}: the ring and pins, hand-offs and cluster messages
  * to other workers, admission gauges, the session table, the offload provider, the admin API of
  * the main thread), its counters, and what metrics read of the thread at scrape time.
@@ -8,27 +8,27 @@ import { threadId, type MessagePort } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
 import * as Comlink from 'comlink';
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
-import { Dispatcher, type ActorCell } from '../actors/actor.ts';
-import type { WorkerActor } from '../actors/worker.ts';
-import type { Adoption, WorkerServices } from '../actors/services.ts';
-import { SessionActor } from '../actors/session.ts';
-import type { SessionRecord } from '../actors/record.ts';
-import { CoarseTimers, systemClock } from './common/clock.ts';
-import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from './common/log.ts';
-import { protocol } from '../protocols/registry.ts';
-import type { AdminAnswer, AdminCall, DatagramHandoff } from '../protocols/types.ts';
-import { l7mpErrorAnswer } from '../protocols/core/l7mp-error.ts';
-import type { ConfigSnapshot } from '../cluster-config/snapshot.ts';
-import { WorkerRing, placeSingle } from './ring.ts';
+import { Dispatcher, type ActorCell } from '../../actors/actor.ts';
+import type { WorkerActor } from '../../actors/worker.ts';
+import type { Adoption, WorkerServices } from '../../actors/services.ts';
+import { SessionActor } from '../../actors/session.ts';
+import type { SessionRecord } from '../../actors/record.ts';
+import { CoarseTimers, systemClock } from '../../common/clock.ts';
+import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from '../../common/log.ts';
+import { protocol } from '../../protocols/registry.ts';
+import type { AdminAnswer, AdminCall, DatagramHandoff } from '../../protocols/types.ts';
+import { l7mpErrorAnswer } from '../../protocols/core/l7mp-error.ts';
+import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
+import { WorkerRing, placeSingle } from '../ring.ts';
 import { decodeAny, encodeClusterMessage, encodeHandoff, EnvelopeType } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
 import { AccessLog } from './access-log.ts';
-import { offloadProvider, type OffloadMode, type OffloadProvider } from '../native-offload/provider.ts';
-import { SharedGauge } from '../actors/admission.ts';
-import { DEFAULT_OVERLOAD_LAG_MS, OverloadGuard } from '../actors/overload.ts';
-import { sessionCap } from './common/fd-limit.ts';
+import { offloadProvider, type OffloadMode, type OffloadProvider } from '../../native-offload/provider.ts';
+import { SharedGauge } from '../../actors/admission.ts';
+import { DEFAULT_OVERLOAD_LAG_MS, OverloadGuard } from '../../actors/overload.ts';
+import { sessionCap } from '../../common/fd-limit.ts';
 import { HeapReclaimer } from './heap-reclaim.ts';
-import { SessionTableWriter } from './session-table.ts';
+import { SessionTableWriter } from '../session-table.ts';
 
 /** What the main thread passes to a new worker. */
 export interface WorkerInit {
@@ -41,7 +41,7 @@ export interface WorkerInit {
   host: MessagePort;
   /**
    * Per protocol name, this worker's port to the main thread's host of that protocol's service
-   * (protocols/types.ts ProtocolService; runtime/services.ts).
+   * (protocols/types.ts ProtocolService; runtime/main/services.ts).
    */
   services?: Record<string, MessagePort>;
   /** Sessions of the process: an Int32 per worker slot (actors/admission.ts, SharedGauge). */
@@ -94,7 +94,7 @@ export class WorkerHost implements WorkerServices {
   readonly processGauge: SharedGauge;
   readonly overload = new OverloadGuard();
   draining = false;
-  /** Runs a full collection once a burst of sessions has ended (runtime/heap-reclaim.ts). */
+  /** Runs a full collection once a burst of sessions has ended (runtime/worker/heap-reclaim.ts). */
   readonly reclaimer = new HeapReclaimer(
     () => this.processGauge.own(),
     () => this.overload.active,

@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { parseAdminAddress } from './server.ts';
+import { parseAdminAddress } from '../runtime/main/admin/server.ts';
 
 export async function actorsCommand(argv: string[]): Promise<number> {
   let v;

@@ -1,15 +1,15 @@
 /**
- * l7mp's dumps of the REST API (docs/l7mp-compat.md §1; runtime/admin/api-v1.ts serves them): the
+ * l7mp's dumps of the REST API (docs/l7mp-compat.md §1; runtime/main/admin/api-v1.ts serves them): the
  * shape of each object kind, built from one config snapshot, and of a session, built from its
  * node in the actor tree. `recursive` expands references (§2.1).
  */
 import fs from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { protocol } from '../../protocols/registry.ts';
-import type { ActorNode } from '../../actors/tree.ts';
-import type { ClusterConfig, ConfigSnapshot, EndpointConfig, HealthCheckConfig, ListenerConfig, OutlierDetectionConfig, RouteConfig, RuleConfig, RuleListConfig } from '../../cluster-config/snapshot.ts';
-import { DEFAULT_OUTLIER_DETECTION } from '../../cluster-config/snapshot.ts';
-import type { ObjectKind } from '../../cluster-config/store.ts';
+import { protocol } from '../../../protocols/registry.ts';
+import type { ActorNode } from '../../../actors/tree.ts';
+import type { ClusterConfig, ConfigSnapshot, EndpointConfig, HealthCheckConfig, ListenerConfig, OutlierDetectionConfig, RouteConfig, RuleConfig, RuleListConfig } from '../../../cluster-config/snapshot.ts';
+import { DEFAULT_OUTLIER_DETECTION } from '../../../cluster-config/snapshot.ts';
+import type { ObjectKind } from '../../../cluster-config/store.ts';
 
 /** A missing object in a recursive dump (l7mp's marker). */
 export const stale = (name: string): string => `${name}:<STALE>`;
@@ -19,7 +19,7 @@ let version: string | undefined;
 function packageVersion(): string {
   if (version === undefined) {
     try {
-      version = String((JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version ?? 'unknown');
+      version = String((JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version ?? 'unknown');
     } catch {
       version = 'unknown';
     }
