@@ -117,7 +117,7 @@ export class NoopOffload implements OffloadProvider {
   }
 }
 
-/** The addon's functions (native-offload/addon/offload.cc); every call returns -errno instead of throwing. */
+/** The addon's functions (native-offload/addon/offload.cc; steering in steer.cc, helpers in util.cc); every call returns -errno instead of throwing. */
 export interface OffloadAddon {
   probe(): { ok: boolean; errno: number; reason: string };
   cookie(fd: number): bigint | number;

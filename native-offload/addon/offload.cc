@@ -26,118 +26,11 @@
 #include <uv.h>
 
 #include "offload.skel.h"
-#include "reuseport.skel.h"
+#include "steer.h"
+#include "util.h"
 
-#ifndef SO_COOKIE
-#define SO_COOKIE 57
-#endif
-#ifndef SO_ATTACH_REUSEPORT_EBPF
-#define SO_ATTACH_REUSEPORT_EBPF 52
-#endif
+using namespace l7mp;
 
-namespace {
-
-struct Peer {
-  __u64 peer_cookie;
-  __u64 pkts;
-  __u64 bytes;
-  __u64 last_ns;
-  __u64 drops;
-};
-
-struct Queue {
-  __u64 queued;
-  __u64 sent;
-};
-
-// The cgroup v2 directory of this process (for the egress program), or "" with the reason in why.
-std::string own_cgroup2(std::string* why) {
-  std::string rel;
-  if (FILE* f = fopen("/proc/self/cgroup", "r")) {
-    char line[4096];
-    while (fgets(line, sizeof line, f) != nullptr) {
-      if (std::strncmp(line, "0::", 3) == 0) {
-        rel = line + 3;
-        while (!rel.empty() && (rel.back() == '\n' || rel.back() == '\r')) rel.pop_back();
-      }
-    }
-    fclose(f);
-  }
-  if (rel.empty()) {
-    *why = "no cgroup v2 membership in /proc/self/cgroup";
-    return "";
-  }
-  std::string mnt;
-  if (FILE* f = fopen("/proc/self/mountinfo", "r")) {
-    char line[4096];
-    while (fgets(line, sizeof line, f) != nullptr) {
-      // id parent major:minor root mount-point options ... - fstype source super-options
-      if (std::strstr(line, " - cgroup2 ") == nullptr) continue;
-      char point[1024];
-      if (std::sscanf(line, "%*s %*s %*s %*s %1023s", point) == 1) {
-        mnt = point;
-        break;
-      }
-    }
-    fclose(f);
-  }
-  if (mnt.empty()) {
-    *why = "no cgroup2 file system mounted";
-    return "";
-  }
-  return rel == "/" ? mnt : mnt + rel;
-}
-
-// net.core.rmem_default (bytes): the default receive buffer, used as the bound of a spliced
-// socket's send queue; 212992 if unreadable.
-__u64 rmem_default() {
-  __u64 v = 212992;
-  if (FILE* f = fopen("/proc/sys/net/core/rmem_default", "r")) {
-    unsigned long long x = 0;
-    if (std::fscanf(f, "%llu", &x) == 1 && x > 0) v = x;
-    fclose(f);
-  }
-  return v;
-}
-
-// The last lines libbpf printed on this thread (the verifier's complaint, for probe()'s reason).
-thread_local std::string last_log;
-
-int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char buf[512];
-  int n = vsnprintf(buf, sizeof buf, fmt, args);
-  if (n > 0) {
-    last_log += buf;
-    if (last_log.size() > 2048) last_log.erase(0, last_log.size() - 2048);
-  }
-  return 0;
-}
-
-int cookie_of(int fd, __u64* cookie) {
-  socklen_t len = sizeof *cookie;
-  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) != 0) return -errno;
-  return 0;
-}
-
-const char* reason_of(int err, const char* step) {
-  switch (err) {
-    case EPERM:
-      return "EPERM: needs CAP_BPF and CAP_NET_ADMIN (or root), or bpf() is blocked by seccomp";
-    case EACCES:
-      return "EACCES: the verifier refused the program";
-    case ENOSYS:
-      return "ENOSYS: the kernel has no bpf() syscall";
-    case EINVAL:
-      return std::strcmp(step, "attach") == 0 ? "EINVAL at attach: kernel older than 5.13 (no UDP sockmap verdicts)" : "EINVAL: the kernel refused the program or a map";
-    default:
-      return nullptr;
-  }
-}
-
-double u64_to_double(__u64 v) { return static_cast<double>(v); }
-
-}  // namespace
 
 class Offload : public Napi::Addon<Offload> {
  public:
@@ -170,8 +63,6 @@ class Offload : public Napi::Addon<Offload> {
   ~Offload() {
     if (skel_ != nullptr) offload_bpf__destroy(skel_);
     if (epfd_ >= 0) close(epfd_);
-    for (auto* s : steer_)
-      if (s != nullptr) reuseport_bpf__destroy(s);
   }
 
  private:
@@ -186,7 +77,7 @@ class Offload : public Napi::Addon<Offload> {
   std::string bound_reason_;
   bool bound_tried_ = false;
   bool probed_ = false;
-  std::vector<reuseport_bpf*> steer_;
+  Steering steering_;
 
   // probe(): {ok, errno, reason}. Loads the real splice skeleton and attaches its verdict (the
   // verifier's rules depend on the caps, so a trivial probe would not do); kept for splice().
@@ -539,96 +430,13 @@ class Offload : public Napi::Addon<Offload> {
     return r;
   }
 
-  // steerOpen(): a handle (>= 0) to a loaded steering skeleton for one reuseport group, or -errno.
-  Napi::Value SteerOpen(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    reuseport_bpf* s = reuseport_bpf__open_and_load();
-    if (s == nullptr) return Napi::Number::New(env, -(errno ? errno : EINVAL));
-    for (size_t i = 0; i < steer_.size(); i++)
-      if (steer_[i] == nullptr) {
-        steer_[i] = s;
-        return Napi::Number::New(env, static_cast<double>(i));
-      }
-    steer_.push_back(s);
-    return Napi::Number::New(env, static_cast<double>(steer_.size() - 1));
-  }
-
-  reuseport_bpf* steer(const Napi::CallbackInfo& info) {
-    int h = info[0].As<Napi::Number>().Int32Value();
-    if (h < 0 || static_cast<size_t>(h) >= steer_.size()) return nullptr;
-    return steer_[h];
-  }
-
-  // steerSlot(h, slot, fd): put worker `slot`'s listening socket in the group's socket array
-  // (fd < 0: remove it). 0 or -errno.
-  Napi::Value SteerSlot(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    reuseport_bpf* s = steer(info);
-    if (s == nullptr) return Napi::Number::New(env, -EBADF);
-    __u32 slot = info[1].As<Napi::Number>().Uint32Value();
-    int fd = info[2].As<Napi::Number>().Int32Value();
-    int mfd = bpf_map__fd(s->maps.workers);
-    if (fd < 0) {
-      if (bpf_map_delete_elem(mfd, &slot) != 0 && errno != ENOENT) return Napi::Number::New(env, -errno);
-      return Napi::Number::New(env, 0);
-    }
-    __u64 fdv = static_cast<__u64>(fd);
-    if (bpf_map_update_elem(mfd, &slot, &fdv, BPF_ANY) != 0) return Napi::Number::New(env, -errno);
-    return Napi::Number::New(env, 0);
-  }
-
-  // steerBuckets(h, table: Uint32Array(4096)): bucket -> slot. 0 or -errno.
-  Napi::Value SteerBuckets(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    reuseport_bpf* s = steer(info);
-    if (s == nullptr) return Napi::Number::New(env, -EBADF);
-    auto t = info[1].As<Napi::Uint32Array>();
-    int mfd = bpf_map__fd(s->maps.buckets);
-    for (__u32 b = 0; b < t.ElementLength(); b++) {
-      __u32 v = t[b];
-      if (bpf_map_update_elem(mfd, &b, &v, BPF_ANY) != 0) return Napi::Number::New(env, -errno);
-    }
-    return Napi::Number::New(env, 0);
-  }
-
-  // steerAttach(h, fd): attach the steering program to the reuseport group of socket fd. 0 or -errno.
-  Napi::Value SteerAttach(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    reuseport_bpf* s = steer(info);
-    if (s == nullptr) return Napi::Number::New(env, -EBADF);
-    int fd = info[1].As<Napi::Number>().Int32Value();
-    int pfd = bpf_program__fd(s->progs.udp_steer);
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &pfd, sizeof pfd) != 0) return Napi::Number::New(env, -errno);
-    return Napi::Number::New(env, 0);
-  }
-
-  // steerStats(h): [steered, select_failed, unparsed], summed over CPUs.
-  Napi::Value SteerStats(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Array r = Napi::Array::New(env, 3);
-    for (uint32_t k = 0; k < 3; k++) r.Set(k, Napi::Number::New(env, 0));
-    reuseport_bpf* s = steer(info);
-    int ncpu = libbpf_num_possible_cpus();
-    if (s == nullptr || ncpu <= 0) return r;
-    std::vector<__u64> v(ncpu);
-    for (uint32_t k = 0; k < 3; k++) {
-      if (bpf_map_lookup_elem(bpf_map__fd(s->maps.rstats), &k, v.data()) != 0) continue;
-      double sum = 0;
-      for (int i = 0; i < ncpu; i++) sum += static_cast<double>(v[i]);
-      r.Set(k, Napi::Number::New(env, sum));
-    }
-    return r;
-  }
-
-  // steerClose(h): unload (the program stays attached to groups until they close).
-  Napi::Value SteerClose(const Napi::CallbackInfo& info) {
-    reuseport_bpf* s = steer(info);
-    if (s != nullptr) {
-      reuseport_bpf__destroy(s);
-      steer_[info[0].As<Napi::Number>().Int32Value()] = nullptr;
-    }
-    return info.Env().Undefined();
-  }
+  // steer*(): worker steering, the reuseport skeleton (steer.cc).
+  Napi::Value SteerOpen(const Napi::CallbackInfo& info) { return steering_.Open(info); }
+  Napi::Value SteerSlot(const Napi::CallbackInfo& info) { return steering_.Slot(info); }
+  Napi::Value SteerBuckets(const Napi::CallbackInfo& info) { return steering_.Buckets(info); }
+  Napi::Value SteerAttach(const Napi::CallbackInfo& info) { return steering_.Attach(info); }
+  Napi::Value SteerStats(const Napi::CallbackInfo& info) { return steering_.Stats(info); }
+  Napi::Value SteerClose(const Napi::CallbackInfo& info) { return steering_.Close(info); }
 };
 
 NODE_API_ADDON(Offload)
