@@ -52,21 +52,12 @@ export function newSessionTable(capacity = SESSION_TABLE_CAPACITY): SharedArrayB
   return sab;
 }
 
-/** One live record, decoded against a snapshot (main thread). */
-export interface TableRecord {
-  listener: string;
-  route: string;
-  cluster: string;
-  endpoint: string | null;
-  peerAddress: string;
-  peerPort: number;
-  /** `session_sockets: listener`. */
-  shared: boolean;
-  remoteAddress: string;
-  remotePort: number;
-  localAddress: string;
-  localPort: number;
-}
+/**
+ * One live record, decoded against a snapshot (main thread): the session's {@link RecoveryFacts}
+ * (`shared`: `session_sockets: listener`), less the listener port, which only cross-checks the
+ * listener index.
+ */
+export type TableRecord = Omit<RecoveryFacts, 'listenerPort'>;
 
 /** What {@link readSessionTable} found: the records that decode, and how many did not (config changed meanwhile). */
 export interface TableContents {

@@ -50,6 +50,17 @@ export function stopListening(server: net.Server): void {
 }
 
 /**
+ * Flush what is queued on `s`, send our FIN, then destroy it without waiting for the peer's FIN
+ * (a peer that never sends one cannot hold the socket). A no-op on a destroyed socket.
+ */
+export function endThenDestroy(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (!s.writableEnded) s.end();
+  if (s.writableFinished) s.destroy();
+  else s.once('finish', () => s.destroy());
+}
+
+/**
  * Close a server and every connection it still has. `server.close()` only resolves once all
  * accepted sockets are gone, and a peer that never sends its FIN (half-open) would hold it
  * forever: each connection in `conns` is ended and destroyed once its queued data is flushed.
@@ -57,14 +68,7 @@ export function stopListening(server: net.Server): void {
 export function closeServer(server: net.Server, conns?: Iterable<net.Socket>): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
-    for (const s of conns ?? []) {
-      if (s.destroyed) continue;
-      if (s.writableFinished) s.destroy();
-      else {
-        s.once('finish', () => s.destroy());
-        s.end();
-      }
-    }
+    for (const s of conns ?? []) endThenDestroy(s);
   });
 }
 

@@ -24,7 +24,7 @@ import type { ListenerContext } from '../types.ts';
 import { BaseConnection } from './connection.ts';
 import { connectAttempt } from './connect.ts';
 import { ReadBuffer } from './read-buffer.ts';
-import { closeServer, hostPort, listen, stopListening } from './server.ts';
+import { closeServer, endThenDestroy, hostPort, listen, stopListening } from './server.ts';
 
 export class SocketConnection extends BaseConnection {
   readonly kind = 'byte' as const;
@@ -84,12 +84,7 @@ export class SocketConnection extends BaseConnection {
 
   /** Flush what is queued, send our FIN, then destroy the socket without waiting for the peer's. */
   abort(): void {
-    const s = this.sock;
-    if (!s.destroyed) {
-      if (!s.writableEnded) s.end();
-      if (s.writableFinished) s.destroy();
-      else s.once('finish', () => s.destroy());
-    }
+    endThenDestroy(this.sock);
     this.finish(null);
   }
 

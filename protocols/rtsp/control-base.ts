@@ -16,6 +16,7 @@ import { plainAddress, type PinholePair, type PortPairs } from './pinhole.ts';
 import { ChannelConnection } from './channel.ts';
 import type { Hub, HubRegistry, Reader, TrackRtp } from './fanout.ts';
 import { readSenderReport, RtcpRead } from '../core/rtcp.ts';
+import { endThenDestroy } from '../core/server.ts';
 
 /** Metadata key under which the RTSP cluster finds the session's control connection (a symbol: never in predicates or dumps). */
 export const RTSP_CONTROL: unique symbol = Symbol.for('l7mp-ts.rtsp.control');
@@ -402,12 +403,7 @@ export abstract class ControlConnection implements Connection {
   }
 
   abort(): void {
-    const s = this.sock;
-    if (!s.destroyed) {
-      if (!s.writableEnded) s.end();
-      if (s.writableFinished) s.destroy();
-      else s.once('finish', () => s.destroy());
-    }
+    endThenDestroy(this.sock);
     this.finishNow(null);
   }
 
