@@ -193,11 +193,14 @@ export type ActorState = 'starting' | 'running' | 'failed' | 'stopped';
  * The runtime's half of an actor: mailbox, children, supervision bookkeeping. An {@link Actor}
  * instance can be replaced (restart) while its cell, id and mailbox stay.
  */
+const NO_CHILDREN: ReadonlyMap<string, ActorCell<unknown>> = new Map();
+
 export class ActorCell<M> {
   readonly id: string;
   readonly name: string;
   readonly parent: ActorCell<unknown> | null;
-  readonly children = new Map<string, ActorCell<unknown>>();
+  /** Live children by id; null until the first spawn (a session has none). */
+  private kids: Map<string, ActorCell<unknown>> | null = null;
   readonly dispatcher: Dispatcher;
   actor: Actor<M>;
   state: ActorState = 'starting';
@@ -222,6 +225,11 @@ export class ActorCell<M> {
     this.props = props;
     this.id = dispatcher.newId();
     this.actor = props.factory();
+  }
+
+  /** Live children by id (read-only: spawn and stop change it). */
+  get children(): ReadonlyMap<string, ActorCell<unknown>> {
+    return this.kids ?? NO_CHILDREN;
   }
 
   get kind(): ActorKind {
@@ -299,7 +307,7 @@ export class ActorCell<M> {
   /** @internal Spawn a child of this cell. */
   spawnChild<C>(name: string, props: Props<C>): ActorCell<C> {
     const child = new ActorCell<C>(this.dispatcher, this as ActorCell<unknown>, name, props);
-    this.children.set(child.id, child as ActorCell<unknown>);
+    (this.kids ??= new Map()).set(child.id, child as ActorCell<unknown>);
     child.start();
     return child;
   }
@@ -330,7 +338,7 @@ export class ActorCell<M> {
         this.terminate(m.reason);
         return;
       case 'stopped':
-        this.children.delete(m.child.id);
+        this.kids?.delete(m.child.id);
         if (this.state === 'running' || this.state === 'failed') {
           try {
             this.actor.onChildStopped(m.child, m.reason);

@@ -78,3 +78,26 @@ export function describeSession(s: SessionCore, sp: SessionSplice): Record<strin
     })),
   };
 }
+
+/** One event of a session as the actor tree shows it (l7mp's session `events`). */
+export interface SessionEvent {
+  event: string;
+  /** ISO 8601. */
+  timestamp: string;
+  message: string;
+}
+
+/**
+ * A session's events from its flat log (`SessionActor.event`: event, ms since `started`, message
+ * or null for the event's usual text), oldest first.
+ */
+export function eventList(log: ReadonlyArray<string | number | null> | null, started: number, name: string): SessionEvent[] {
+  const out: SessionEvent[] = [];
+  if (log === null) return out;
+  for (let i = 0; i + 2 < log.length; i += 3) {
+    const event = log[i] as string;
+    const message = (log[i + 2] as string | null) ?? (event === 'INIT' ? `Session ${name} initialized` : '');
+    out.push({ event, timestamp: new Date(started + (log[i + 1] as number)).toISOString(), message });
+  }
+  return out;
+}

@@ -108,6 +108,8 @@ export class ListenerActor extends Actor<Msg> {
       { name: this.cfg.name, spec: this.cfg.spec },
       {
         slot: s.slot,
+        workers: s.workers,
+        offload: s.offload !== null,
         log: s.log,
         rateLog: s.rateLog,
         accept: (conn, metadata, name) => {

@@ -4,7 +4,10 @@
  * new peers (docs/threat-model.md; Envoy's overload manager, which stops accepting new
  * connections under pressure).
  *
- * A timer fires every `tickMs` (10 ms). The lag is how late it fired. The worker is overloaded
+ * A timer fires every `tickMs` (10 ms) while new sessions are being admitted, and stops after
+ * `IDLE_TICKS` ticks (200 ms) in which none was: a worker that carries its sessions and sees no new
+ * peer has no timer waking it 100 times a second (each wake-up delays the datagrams that arrive
+ * meanwhile: the p99.9 of a relayed round trip). The lag is how late it fired. The worker is overloaded
  * from the `LATE_TICKS`-th tick in a row whose lag exceeded `maxLagMs` until a tick whose lag is
  * below half of it: a sustained lag, as a flood of new peers makes, not a one-off stall (a GC, a
  * module loading, a thread pool starting), after which the peers that waited meanwhile must still
@@ -23,6 +26,8 @@ export type MonoClock = () => number;
 export const DEFAULT_OVERLOAD_LAG_MS = 50;
 /** Late ticks in a row that make a worker overloaded. */
 export const LATE_TICKS = 3;
+/** Ticks in a row with no admission after which the timer stops (the next admission starts it): 200 ms. */
+export const IDLE_TICKS = 20;
 
 export class OverloadGuard {
   /** Lag of the last tick, ms. */
@@ -41,6 +46,12 @@ export class OverloadGuard {
   /** Sessions admitted since the last tick while late. */
   private lateAdmits = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** {@link start}ed: admissions run the timer. */
+  private enabled = false;
+  /** Admissions since the last tick. */
+  private admits = 0;
+  /** Ticks in a row with no admission. */
+  private idleTicks = 0;
 
   /**
    * @param maxLagMs refuse when the event loop is this late (ms); 0 turns the guard off
@@ -54,16 +65,39 @@ export class OverloadGuard {
   }
 
   /** Start probing (unref'd: it never keeps a thread alive). Idempotent. */
+  /** Measure from now on, while sessions are being admitted. */
   start(): void {
-    if (this.timer !== null) return;
-    this.lastTick = this.now();
-    this.timer = setInterval(() => this.tick(), this.tickMs);
-    this.timer.unref();
+    this.enabled = true;
   }
 
   stop(): void {
+    this.enabled = false;
+    this.stopTimer();
+  }
+
+  private startTimer(): void {
+    this.lastTick = this.now();
+    this.idleTicks = 0;
+    this.timer = setInterval(() => this.onTimer(), this.tickMs);
+    this.timer.unref();
+  }
+
+  private stopTimer(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  private onTimer(): void {
+    this.tick();
+    if (this.admits > 0) this.idleTicks = 0;
+    else if (++this.idleTicks >= IDLE_TICKS) {
+      // No new peer for 200 ms: no flood to measure. The next admission starts afresh.
+      this.stopTimer();
+      this.lateStreak = 0;
+      this.overloaded = false;
+      this.lastLagMs = 0;
+    }
+    this.admits = 0;
   }
 
   /** A new lag threshold (ms; 0: off), from a config change. */
@@ -91,6 +125,8 @@ export class OverloadGuard {
 
   /** May a new session be created now? A refusal is counted in {@link refused}. */
   admit(): boolean {
+    this.admits++;
+    if (this.timer === null && this.enabled && this.maxLagMs !== 0) this.startTimer();
     if (this.maxLagMs === 0 || !this.overloaded) return true;
     if (this.lateAdmits === 0) {
       this.lateAdmits++;
@@ -98,6 +134,11 @@ export class OverloadGuard {
     }
     this.refused++;
     return false;
+  }
+
+  /** True while the probe timer runs (sessions were admitted within the last 200 ms). */
+  get probing(): boolean {
+    return this.timer !== null;
   }
 
   /** True while the guard refuses new sessions. */

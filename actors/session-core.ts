@@ -22,7 +22,7 @@ import type { RoutingTable } from '../routing/table.ts';
 import type { HealthView } from '../routing/health.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
 import type { OffloadProvider } from '../native-offload/provider.ts';
-import { zeroCounts, type SessionRecord, type SessionStatus, type TrafficCounts } from './record.ts';
+import { NO_COUNTS, zeroCounts, type SessionRecord, type SessionStatus, type TrafficCounts } from './record.ts';
 import type { RecoveryBook, SessionRebuild } from './rebuild.ts';
 
 /** What a session needs from its worker. */
@@ -155,7 +155,7 @@ export interface Stage {
 
 /** A stage before its first connect (or the source stage, which starts with its connection). */
 export function newStage(cluster: string, role: Stage['role'], conn: Connection | null): Stage {
-  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: zeroCounts(), retired: null, remote: conn?.remote ?? null, eof: false, kernel: zeroCounts(), avoid: [], confirmed: false };
+  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: NO_COUNTS, retired: null, remote: conn?.remote ?? null, eof: false, kernel: NO_COUNTS, avoid: [], confirmed: false };
 }
 
 /**
@@ -177,7 +177,7 @@ export interface SessionCore {
   readonly rebuild: SessionRebuild | null;
   /** When the session started. Unit: ms since the epoch. */
   readonly started: number;
-  readonly events: ReadonlyArray<{ event: string; timestamp: string; message: string }>;
+  readonly events: ReadonlyArray<{ readonly event: string; readonly timestamp: string; readonly message: string }>;
   /**
    * The downstream's first datagrams (held during setup) while the first upstream stage is a
    * datagram stage that has not answered yet: if its endpoint turns out dead (ICMP), they are
@@ -185,7 +185,7 @@ export interface SessionCore {
    */
   replay: Buffer[] | null;
   /** Add an event to the session's log (actor tree). */
-  event(event: string, message: string): void;
+  event(event: string, message: string | null): void;
   /** End the session with an error: its error reply (during setup), a rate-limited log line, the end. */
   fail(err: L7Error): void;
 }

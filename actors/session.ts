@@ -30,13 +30,13 @@ import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { Tickable } from '../common/clock.ts';
 import type { Connection, EndpointInfo } from '../protocols/types.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
-import { addStats, type SessionRecord, type SessionStatus } from './record.ts';
+import { NO_COUNTS, addStats, zeroCounts, type SessionRecord, type SessionStatus } from './record.ts';
 import { recoveryFacts, type SessionRebuild } from './rebuild.ts';
 import { newStage, type SessionCore, type SessionInit, type SessionMsg, type Stage, type StageHop, type StageSetup } from './session-core.ts';
 import { SetupHandler, checkFraming, wireStage } from './hops.ts';
 import { attempt, confirm, connectStage, onConnectFailed, report } from './connect.ts';
 import { SessionSplice } from './splice.ts';
-import { describeSession, sessionRecord } from './describe.ts';
+import { describeSession, eventList, sessionRecord, type SessionEvent } from './describe.ts';
 
 /**
  * After a stage's peer half-closes towards a stage that cannot half-close (UDP, WebSocket), the
@@ -53,12 +53,13 @@ const MAX_REPLAY = 16;
 export class SessionActor extends Actor<SessionMsg> implements Tickable, SessionCore {
   readonly kind = 'session' as const;
   status: SessionStatus = 'INIT';
-  readonly events: Array<{ event: string; timestamp: string; message: string }> = [];
 
   // Fields without `private` are read by the session's parts (SessionCore); only this class writes
   // them, but `replay` (connect.ts drops it at the first reply).
   readonly init: SessionInit;
   readonly started = Date.now();
+  /** See {@link event}. */
+  private log: Array<string | number | null> | null = null;
   route: RouteConfig | null = null;
   stages: Stage[] = [];
   private lastPackets = -1;
@@ -93,9 +94,18 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     this.rebuild = init.rebuild ?? null;
   }
 
-  /** Add an event to {@link events} (the actor tree shows them). */
-  event(event: string, message: string): void {
-    this.events.push({ event, timestamp: new Date().toISOString(), message });
+  /**
+   * Add an event to {@link events} (the actor tree shows them). Kept flat and lazily: the event, ms
+   * since {@link started}, the message (null: the event's usual text); no Date, no object per event
+   * until something reads them (a session costs memory for as long as it is idle).
+   */
+  event(event: string, message: string | null): void {
+    (this.log ??= []).push(event, Date.now() - this.started, message);
+  }
+
+  /** The session's events, oldest first, timestamps in ISO 8601 (l7mp's session `events`). */
+  get events(): SessionEvent[] {
+    return eventList(this.log, this.started, this.init.name);
   }
 
   /**
@@ -113,7 +123,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
 
   private setup(): void {
     const { init } = this;
-    this.event('INIT', `Session ${init.name} initialized`);
+    this.event('INIT', null);
     const source = newStage(init.listener, 'source', init.source);
     this.stages = [source];
     source.setup = new SetupHandler(this, 0, init.source);
@@ -359,7 +369,10 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
 
   /** Fold the stage's retired connection into its prior counts, and retire `conn` (if any) in its place. */
   private retire(st: Stage, conn: Connection | null): void {
-    if (st.retired !== null) addStats(st.prior, st.retired.stats);
+    if (st.retired !== null) {
+      if (st.prior === NO_COUNTS) st.prior = zeroCounts();
+      addStats(st.prior, st.retired.stats);
+    }
     st.retired = conn;
   }
 

@@ -9,6 +9,7 @@
 import type { Connection } from '../protocols/types.ts';
 import type { Splice } from '../native-offload/provider.ts';
 import type { SessionCore, Stage } from './session-core.ts';
+import { NO_COUNTS, zeroCounts } from './record.ts';
 
 /** The offload state of one session and its splice, if any. One per session, made with it. */
 export class SessionSplice {
@@ -109,6 +110,8 @@ export class SessionSplice {
     this.kernelSeen = new Float64Array(4 * fds.length);
     this.kernelBuf = new Float64Array(4 * fds.length);
     this.jsRxAtSplice = this.jsRx();
+    // The stages' kernel counts start here (until now they shared the frozen zeros).
+    for (const st of this.stages) if (st.kernel === NO_COUNTS) st.kernel = zeroCounts();
     // What waited in the receive queues at the splice was relayed by the provider: count it as the kernel's.
     const n = fds.length;
     for (let i = 0; i < n; i++) {

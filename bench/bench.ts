@@ -268,8 +268,7 @@ stream {
     launch: (p) => ({
       argv: ['sh', '-c', `${NODE24} bench/naive-relay.ts ${p.udp} ${p.udpUp} & ${NODE24} bench/naive-tcp-relay.ts ${p.tcp} ${p.tcpUp} ${p.ws} ${p.wsUp} & wait`],
     }),
-    na: { sess: 'one upstream socket shared by all clients: no sessions', mem: 'no sessions' },
-    notes: ['Node 24 dgram on(message) -> send, and net pipe(); WebSocket passes through as TCP'],
+    notes: ['Node 24 dgram: an upstream socket per client address:port, on(message) -> send; net pipe(); WebSocket passes through as TCP'],
   },
   'l7mp-ts': { name: 'l7mp-ts', prepare: l7mpTsMissing, launch: l7mpTs(1, []), notes: ['1 worker'] },
   'l7mp-ts-w2': {

@@ -10,7 +10,8 @@
  * A ring is full when `(top + 1) & mask === bottom` (one slot is left empty to tell full from
  * empty); then push starts a new ring, twice as large up to 2048 slots, and links it. Rings start
  * small because every actor has two queues (its mailbox and its system queue) and most hold a
- * message or two: 2048 slots each made 32 KiB of every session (issue 12, bench:flood).
+ * message or two: 2048 slots each made 32 KiB of every session (issue 12, bench:flood). An empty
+ * queue holds no ring at all (an idle session's queues are empty).
  */
 
 /** Slots of a queue's first ring, and of the largest. */
@@ -52,43 +53,49 @@ class Ring<T> {
   }
 }
 
-/** Unbounded FIFO of non-undefined values; bound it in the caller (see Mailbox). */
+/**
+ * Unbounded FIFO of non-undefined values; bound it in the caller (see Mailbox). An empty queue
+ * holds no ring: the first push makes one, the shift that empties the queue lets it go (an idle
+ * session's two queues are a few bytes each, not two 16-slot arrays).
+ */
 export class FixedQueue<T> {
-  private head: Ring<T>;
-  private tail: Ring<T>;
+  private head: Ring<T> | null = null;
+  private tail: Ring<T> | null = null;
   /** Number of queued values. */
   length = 0;
-
-  constructor() {
-    this.head = this.tail = new Ring<T>(kFirst);
-  }
 
   isEmpty(): boolean {
     return this.length === 0;
   }
 
   push(v: T): void {
-    if (this.head.isFull()) {
+    let h = this.head;
+    if (h === null) h = this.head = this.tail = new Ring<T>(kFirst);
+    else if (h.isFull()) {
       // The head ring is the one we write to; a full one gets a successor.
-      this.head = this.head.next = new Ring<T>(Math.min(kMax, 2 * this.head.list.length));
+      h = this.head = h.next = new Ring<T>(Math.min(kMax, 2 * h.list.length));
     }
-    this.head.push(v);
+    h.push(v);
     this.length++;
   }
 
   /** Remove and return the oldest value, or undefined when empty. */
   shift(): T | undefined {
     const tail = this.tail;
+    if (tail === null) return undefined;
     const next = tail.shift();
     if (next === undefined) return undefined;
     this.length--;
-    if (tail.isEmpty() && tail.next !== null) this.tail = tail.next;
+    if (tail.isEmpty()) {
+      if (tail.next !== null) this.tail = tail.next;
+      else this.head = this.tail = null;
+    }
     return next;
   }
 
   /** Drop everything. */
   clear(): void {
-    this.head = this.tail = new Ring<T>(kFirst);
+    this.head = this.tail = null;
     this.length = 0;
   }
 }

@@ -82,6 +82,8 @@ export function keyBucket(key: string): number {
 export class WorkerRing {
   private ring: HashRing;
   private members: number[];
+  /** Bucket → owner slot, filled on first use with more than one member (a hashring lookup hashes a string: too slow per new session). */
+  private table: Int32Array | null = null;
 
   /** @param slots the live worker slots. */
   constructor(slots: readonly number[]) {
@@ -103,7 +105,15 @@ export class WorkerRing {
 
   /** The owner slot of session key `address:port`, or -1 when no worker is live. */
   owner(key: string): number {
-    return this.bucketOwner(keyBucket(key));
+    const n = this.members.length;
+    if (n <= 1) return n === 0 ? -1 : (this.members[0] as number);
+    let t = this.table;
+    if (t === null) {
+      t = new Int32Array(BUCKETS);
+      for (let b = 0; b < BUCKETS; b++) t[b] = this.bucketOwner(b);
+      this.table = t;
+    }
+    return t[keyBucket(key)] as number;
   }
 
   /** The bucket table: bucket → owner slot (every entry -1 → 0 when no worker is live). */

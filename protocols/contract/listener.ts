@@ -19,6 +19,10 @@ export interface AdoptedDownstream {
 export interface ListenerContext {
   /** This worker's slot (0..N-1). */
   readonly slot: number;
+  /** Worker threads of the process (default 1). */
+  readonly workers?: number;
+  /** Kernel offload (`-o init|no_init`) is on and available on this worker (default false). */
+  readonly offload?: boolean;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;
   /**

@@ -9,6 +9,7 @@
  */
 import dgram from 'node:dgram';
 import { L7Error, ErrorCode } from '../../common/errors.ts';
+import { dgramLookup } from '../../common/dgram-lookup.ts';
 import type { Connection, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
 import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { SpliceableDgramConnection } from '../core/dgram-connection.ts';
@@ -16,28 +17,41 @@ import type { UdpClusterSpec } from './config.ts';
 import { udpType } from './listener.ts';
 
 class UdpUpstream extends SpliceableDgramConnection {
-  readonly local: string;
   readonly remote: string;
+  private readonly remoteAddress: string;
+  private readonly remotePort: number;
+  /** The socket's local address and port (getsockname), read at the first need: most sessions never show it. */
+  private bound: { address: string; port: number } | null = null;
 
-  constructor(sock: dgram.Socket, remote: string) {
+  constructor(sock: dgram.Socket, address: string, port: number) {
     super();
-    const a = sock.address();
-    this.local = `${a.address}:${a.port}`;
-    this.remote = remote;
+    this.remoteAddress = address;
+    this.remotePort = port;
+    this.remote = `${address}:${port}`;
     this.attach(sock);
   }
 
-  /** The socket's local address:port and the endpoint's, as the kernel has them. */
-  rebuildTuple(): SocketTuple | null {
-    const s = this.sock;
-    if (this.closed || s === null) return null;
-    try {
-      const l = s.address();
-      const r = s.remoteAddress();
-      return { localAddress: l.address, localPort: l.port, remoteAddress: r.address, remotePort: r.port };
-    } catch {
-      return null; // not connected (any more)
+  get local(): string {
+    const a = this.localAddr();
+    return a === null ? '' : `${a.address}:${a.port}`;
+  }
+
+  private localAddr(): { address: string; port: number } | null {
+    if (this.bound === null && this.sock !== null) {
+      try {
+        this.bound = this.sock.address();
+      } catch {
+        return null; // closed
+      }
     }
+    return this.bound;
+  }
+
+  /** The socket's local address:port (as the kernel bound it) and the endpoint's it is connected to. */
+  rebuildTuple(): SocketTuple | null {
+    if (this.closed) return null;
+    const l = this.localAddr();
+    return l === null ? null : { localAddress: l.address, localPort: l.port, remoteAddress: this.remoteAddress, remotePort: this.remotePort };
   }
 
   /** The endpoint's port is closed (ECONNREFUSED, on a read or a send): an upstream failure. */
@@ -60,7 +74,7 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
       // local port, and two sockets connected to one endpoint from one port share a 4-tuple, so
       // replies would reach the wrong session (l7mp set it; a deliberate deviation).
       const explicitPort = (this.spec.bind?.port ?? 0) !== 0;
-      const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: explicitPort });
+      const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: explicitPort, lookup: dgramLookup as dgram.SocketOptions['lookup'] });
       a.onFail(() => {
         try {
           s.close();
@@ -74,7 +88,7 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
           if (a.settled) return;
           if (err) return a.fail(err);
           s.removeListener('error', a.fail);
-          a.done(new UdpUpstream(s, `${ep.address}:${port}`));
+          a.done(new UdpUpstream(s, ep.address, port));
         });
       };
       const bind = rebind === undefined ? this.spec.bind : { address: rebind.localAddress, port: rebind.localPort };

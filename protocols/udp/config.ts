@@ -53,9 +53,8 @@ export const UdpListenerSpec = Type.Object(
           ),
           session_sockets: Type.Optional(
             Type.Union([Type.Literal('connected'), Type.Literal('listener')], {
-              default: 'connected',
               description:
-                'Server mode. connected: each session gets a socket bound to the listener\'s address:port and connected to the peer (the kernel delivers the peer\'s datagrams to it; an ICMP error ends the session; -o init can splice it). listener: sessions are read and answered through the listening sockets, one socket fewer per session and no kernel cost that grows with the sessions on the port (with connected sockets every new session\'s bind walks all of them); a peer whose datagrams reach another worker is handed to its owner datagram by datagram; ICMP errors are not seen (sessions end on idle), and sessions are not spliced.',
+                'Server mode. Default: listener when the process runs one worker and no kernel offload, else connected. connected: each session gets a socket bound to the listener\'s address:port and connected to the peer (the kernel delivers the peer\'s datagrams to it; an ICMP error ends the session; -o init can splice it). listener: sessions are read and answered through the listening sockets, one socket fewer per session and no kernel cost that grows with the sessions on the port (with connected sockets every new session\'s bind walks all of them); a peer whose datagrams reach another worker is handed to its owner datagram by datagram; ICMP errors are not seen (sessions end on idle), and sessions are not spliced.',
               expect: '"connected" or "listener"',
             }),
           ),

@@ -14,13 +14,18 @@
  * Between bind and connect the new socket is an unconnected member of the group and may catch
  * another peer's datagram: such strays are passed back to the listener logic, never lost.
  *
+ * With `session_sockets: listener` (the default with one worker and no kernel offload: see
+ * {@link sessionSockets}) a session has no socket of its own: the peer map finds it for each
+ * datagram that reaches a listening socket, and its replies leave through the listening socket.
+ *
  * Singleton mode: one socket bound and connected to `connect`, one session at startup, on one
  * worker.
  */
-import dgram from 'node:dgram';
+import dgram, { type SocketOptions as DgramOptions } from 'node:dgram';
 import net from 'node:net';
 import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { dgramFd } from '../../common/dgram-fd.ts';
+import { dgramLookup } from '../../common/dgram-lookup.ts';
 import { DgramConnection, SpliceableDgramConnection } from '../core/dgram-connection.ts';
 import type {
   AdoptedDownstream,
@@ -43,7 +48,6 @@ export function udpType(address: string): 'udp4' | 'udp6' {
 
 /** The downstream side of one UDP session in server mode: a peer address:port. */
 export class UdpDownstream extends SpliceableDgramConnection {
-  readonly local: string;
   readonly remote: string;
   readonly address: string;
   readonly port: number;
@@ -64,8 +68,12 @@ export class UdpDownstream extends SpliceableDgramConnection {
     this.pktTokens = listener.pktBurst;
     this.byteTokens = listener.byteBurst;
     this.spliceAfter = listener.spliceAfter;
-    this.local = `${listener.bindAddress}:${listener.spec.port}`;
     this.remote = net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  /** The listener's address:port (one string for all its sessions). */
+  get local(): string {
+    return this.listener.local;
   }
 
   /** Open the per-peer socket: bind to the listener's address:port, connect to the peer. */
@@ -74,6 +82,7 @@ export class UdpDownstream extends SpliceableDgramConnection {
       type: this.listener.type,
       reuseAddr: true,
       reusePort: true,
+      lookup: dgramLookup as DgramOptions['lookup'],
       ...this.listener.bufferOptions,
     });
     this.attach(s);
@@ -196,6 +205,8 @@ export class UdpListener implements ListenerInstance {
   readonly type: 'udp4' | 'udp6';
   readonly bindAddress: string;
   readonly bufferOptions: { recvBufferSize?: number };
+  /** `address:port` of the listening sockets. */
+  readonly local: string;
   /**
    * `options.session_sockets: listener`: sessions have no socket of their own; they are read from
    * and answered through the listening sockets (a peer's datagrams that reach another worker are
@@ -223,8 +234,9 @@ export class UdpListener implements ListenerInstance {
     this.ctx = ctx;
     this.bindAddress = cfg.spec.address ?? '0.0.0.0';
     this.type = udpType(this.bindAddress);
+    this.local = `${this.bindAddress}:${cfg.spec.port}`;
     this.mode = udpMode(cfg.spec);
-    this.shared = cfg.spec.options?.session_sockets === 'listener';
+    this.shared = sessionSockets(cfg.spec, ctx) === 'listener';
     this.pktBurst = cfg.spec.options?.max_pps ?? DEFAULT_UDP_MAX_PPS;
     this.byteRate = (cfg.spec.options?.max_bps ?? DEFAULT_UDP_MAX_BPS) / 8;
     this.byteBurst = Math.max(this.byteRate, 65_536);
@@ -235,7 +247,8 @@ export class UdpListener implements ListenerInstance {
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const s = dgram.createSocket({ type: this.type, reuseAddr: true, reusePort: this.mode === 'server', ...this.bufferOptions });
+      // A synchronous lookup: a datagram answered from this socket (session_sockets: listener) leaves at once.
+      const s = dgram.createSocket({ type: this.type, reuseAddr: true, reusePort: this.mode === 'server', lookup: dgramLookup as DgramOptions['lookup'], ...this.bufferOptions });
       const onBindError = (err: Error): void => {
         s.close();
         reject(new L7Error(ErrorCode.ListenerBind, `listener "${this.name}": cannot bind UDP ${this.bindAddress}:${this.spec.port}: ${err.message}`, { cause: err }));
@@ -353,8 +366,7 @@ export class UdpListener implements ListenerInstance {
     const conn = new UdpDownstream(this, address, port);
     this.peers.set(key, conn);
     if (!this.shared) conn.open();
-    const local = `${this.bindAddress}:${this.spec.port}`;
-    return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}` };
+    return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}` };
   }
 
   private newPeer(key: string, address: string, port: number, first: Buffer): void {
@@ -362,7 +374,6 @@ export class UdpListener implements ListenerInstance {
     this.peers.set(key, conn);
     conn.inject(first);
     if (!this.shared) conn.open();
-    const local = `${this.bindAddress}:${this.spec.port}`;
     const md = this.metadata(address, port);
     if (this.spec.options?.rtp === true) {
       const rtp = parseRtp(first);
@@ -372,7 +383,7 @@ export class UdpListener implements ListenerInstance {
       else if (readSenderReport(first, sr) === RtcpRead.SenderReport) md.RTP = sr;
       else this.ctx.count('rtp_absent');
     }
-    this.ctx.accept(conn, md, `UDP:${address}:${port}-${local}-${this.ctx.nextSessionSeq()}`);
+    this.ctx.accept(conn, md, `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}`);
   }
 
   private metadata(address: string, port: number): Metadata {
@@ -392,6 +403,19 @@ export class UdpListener implements ListenerInstance {
   describe(): Record<string, unknown> {
     return { protocol: 'UDP', mode: this.mode, session_sockets: this.shared ? 'listener' : 'connected', address: `${this.bindAddress}:${this.spec.port}`, peers: this.peers.size };
   }
+}
+
+/**
+ * The effective `options.session_sockets`. Unset: `listener` (one socket per session, as nginx and
+ * Envoy answer UDP peers from the listening socket) when the process has one worker and no kernel
+ * offload; else `connected`, because with several workers a peer's datagrams reach the worker the
+ * kernel's reuseport hash picks, and a connected socket brings them to the session's owner without
+ * a hand-off, and because only a connected socket can be spliced (-o init).
+ */
+export function sessionSockets(spec: UdpListenerSpec, ctx: { readonly workers?: number; readonly offload?: boolean }): 'connected' | 'listener' {
+  const set = spec.options?.session_sockets;
+  if (set !== undefined) return set;
+  return (ctx.workers ?? 1) <= 1 && ctx.offload !== true ? 'listener' : 'connected';
 }
 
 /** The effective mode: l7mp defaults to singleton when both connect fields are set. */

@@ -150,24 +150,36 @@ test('UDP max_pps: a session past its rate loses the excess, counted as session_
   assert.equal(echo.received, 1 + 200 - drops);
 });
 
-test('the open-file limit is read and the session cap derives from it; a UDP session holds the documented 2 fds', async (t) => {
+test('the open-file limit is read and the session cap derives from it; a UDP session holds the documented fds: 1 by default with one worker, 2 with connected sockets', async (t) => {
   const lim = fdLimit();
   assert.ok(lim !== null, '/proc/self/limits is readable');
   // Node raised the soft limit to the hard one when this process started.
   assert.equal(lim.soft, lim.hard);
   const echo = closing(t, await udpEcho('echo: '), (e) => e.close());
-  const lport = await freePort();
-  const rt = await proxy(t, { listeners: [{ name: 'fds', spec: { protocol: 'UDP', port: lport, address: '127.0.0.1' }, rules: toUdp(echo.port) }] });
+  const dport = await freePort();
+  const cport = await freePort();
+  const rt = await proxy(t, {
+    listeners: [
+      { name: 'default', spec: { protocol: 'UDP', port: dport, address: '127.0.0.1' }, rules: toUdp(echo.port) },
+      { name: 'connected', spec: { protocol: 'UDP', port: cport, address: '127.0.0.1', options: { session_sockets: 'connected' } }, rules: toUdp(echo.port) },
+    ],
+  });
+  // The cap assumes the most a session of a plain route holds: 2 sockets.
   assert.equal(rt.sessionCap(), Math.floor((lim.soft - 256) / FDS_PER_SESSION));
-  const cs: UdpClient[] = [];
-  for (let i = 0; i < 10; i++) cs.push(await udpClient(t));
-  await cs[0]!.request('warm', lport);
-  const before = openFds();
-  for (const c of cs.slice(1)) await c.request('x', lport);
-  await waitTotals(rt, { active: 10 });
-  const after = openFds();
-  // The proxy runs in this process (worker threads): 9 new sessions, 2 sockets each.
-  assert.equal(after - before, 9 * FDS_PER_SESSION);
+  let active = 0;
+  for (const [lport, fds] of [[dport, 1], [cport, 2]] as const) {
+    const cs: UdpClient[] = [];
+    for (let i = 0; i < 10; i++) cs.push(await udpClient(t));
+    await cs[0]!.request('warm', lport);
+    active++;
+    const before = openFds();
+    for (const c of cs.slice(1)) assert.equal((await c.request('x', lport)).toString(), 'echo: x');
+    active += 9;
+    await waitTotals(rt, { active });
+    // The proxy runs in this process (worker threads): 9 new sessions; by default its upstream
+    // socket each (answered from the listening socket), else a socket connected to the peer too.
+    assert.equal(openFds() - before, 9 * fds, `port ${lport}: ${fds} fd(s) per session`);
+  }
   const m = await rt.metrics();
   assert.equal(m.process?.maxFds, lim.soft);
 });

@@ -125,7 +125,8 @@ test('UDP listener: replies to a peer whose port closed are econnrefused drops, 
     listeners: [
       {
         name: 'in',
-        spec: { protocol: 'UDP', port, address: '127.0.0.1' },
+        // Only a socket connected to the peer hears its ICMP errors (one worker defaults to listener sockets).
+        spec: { protocol: 'UDP', port, address: '127.0.0.1', options: { session_sockets: 'connected' } },
         rules: [{ action: { route: { destination: { name: 'up', spec: { protocol: 'UDP', port: up.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }],
       },
     ],

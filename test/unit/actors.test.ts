@@ -238,16 +238,33 @@ test('pipeToSelf delivers async results as messages', async () => {
   assert.deepEqual(Recorder.log.sort(), ['err:x', 'ok:42']);
 });
 
-test('coarse timers: one sweep drives every member, only while there are members', () => {
+test('coarse timers: every member is called once per period; above 1000 members a fifth of them per tick; only while there are members', () => {
   const clock = new FakeClock();
   const timers = new CoarseTimers(clock, 250);
-  const seen: number[] = [];
-  const m = { onTick: (now: number) => seen.push(now) };
-  timers.add(m);
+  const few: number[] = [];
+  const one = { onTick: (now: number) => few.push(now) };
+  timers.add(one);
   clock.advance(1000);
-  assert.equal(seen.length, 4);
-  timers.delete(m);
+  assert.equal(few.length, 4, 'few members: one tick per period');
+  timers.delete(one);
   clock.advance(1000);
-  assert.equal(seen.length, 4);
+  assert.equal(few.length, 4, 'no member, no tick');
   assert.equal(timers.size, 0);
+  const n = 2000;
+  const seen = new Array<number[]>(n);
+  const members = Array.from({ length: n }, (_, i) => ({ onTick: (now: number) => (seen[i] ??= []).push(now) }));
+  for (const m of members) timers.add(m);
+  const start = clock.now();
+  clock.advance(250);
+  assert.ok(seen.every((v) => v.length === 1), 'each member once in the first period');
+  // 400 members per 50 ms tick, in the order they were added.
+  assert.equal((seen[0] as number[])[0] as number, start + 50);
+  assert.equal((seen[399] as number[])[0] as number, start + 50);
+  assert.equal((seen[400] as number[])[0] as number, start + 100);
+  assert.equal((seen[n - 1] as number[])[0] as number, start + 250);
+  clock.advance(750);
+  assert.ok(seen.every((v) => v.length === 4), 'each member once per period');
+  for (const m of members) timers.delete(m);
+  clock.advance(1000);
+  assert.ok(seen.every((v) => v.length === 4), 'no member, no tick');
 });

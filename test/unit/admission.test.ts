@@ -138,6 +138,27 @@ test('overload guard: a sustained lag (3 late ticks in a row) admits one new ses
   assert.equal(g.admit(), true);
 });
 
+test('overload guard: the probe runs while sessions are admitted and stops 200 ms after the last', async () => {
+  const g = new OverloadGuard(50, 10);
+  g.start();
+  assert.equal(g.probing, false, 'no timer before the first admission');
+  assert.equal(g.admit(), true);
+  assert.equal(g.probing, true);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(g.admit(), true);
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(g.probing, true, 'an admission 100 ms in keeps it running');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(g.probing, false, 'stopped 200 ms after the last admission');
+  assert.equal(g.lastLagMs, 0);
+  g.admit();
+  assert.equal(g.probing, true, 'the next admission starts it again');
+  g.stop();
+  assert.equal(g.probing, false);
+  g.admit();
+  assert.equal(g.probing, false, 'stopped: admissions do not start it');
+});
+
 test('heap reclaim: one collection once a burst of sessions has ended and the count holds still', () => {
   const MiB = 1024 * 1024;
   let total = 20 * MiB;

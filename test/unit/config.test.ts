@@ -4,6 +4,7 @@
  * frozen snapshot. No sockets.
  */
 import { test } from 'node:test';
+import { sessionSockets } from '../../protocols/udp/listener.ts';
 import assert from 'node:assert/strict';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { DEFAULT_RETRY } from '../../cluster-config/snapshot.ts';
@@ -296,4 +297,14 @@ test('examples/udp-gateway.yaml validates strictly; its admission limits and lis
   assert.equal(l.options.max_sessions_per_source, 64);
   assert.equal((l.spec.options as { session_sockets?: string }).session_sockets, 'listener');
   assert.equal(s.admin.overload_lag_ms, 50);
+});
+
+test('UDP session_sockets: unset is listener with one worker and no offload, else connected; a set value always wins', () => {
+  const spec = (session_sockets?: 'connected' | 'listener') => ({ protocol: 'UDP' as const, port: 1, ...(session_sockets === undefined ? {} : { options: { session_sockets } }) });
+  assert.equal(sessionSockets(spec(), {}), 'listener');
+  assert.equal(sessionSockets(spec(), { workers: 1, offload: false }), 'listener');
+  assert.equal(sessionSockets(spec(), { workers: 2, offload: false }), 'connected');
+  assert.equal(sessionSockets(spec(), { workers: 1, offload: true }), 'connected');
+  assert.equal(sessionSockets(spec('connected'), { workers: 1 }), 'connected');
+  assert.equal(sessionSockets(spec('listener'), { workers: 4, offload: true }), 'listener');
 });

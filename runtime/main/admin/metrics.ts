@@ -81,7 +81,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_sessions_lost_total', type: 'counter', labels: ['reason'], help: 'Sessions of a dead worker that ended, by reason: worker_exit (not rebuildable: TCP, WebSocket, chains, Unix sockets...), rebuild_failed (a UDP session whose rebuild failed, e.g. its upstream port was taken).' },
   { name: 'l7mp_worker_heap_bytes', type: 'gauge', labels: [...W, 'kind'], help: 'The worker thread V8 heap: kind=total (committed), used, external (Buffers and other memory its objects hold).' },
   { name: 'l7mp_worker_heap_reclaims_total', type: 'counter', labels: W, help: 'Full garbage collections a worker ran to give memory back after a burst of sessions ended.' },
-  { name: 'l7mp_worker_overload_lag_ms', type: 'gauge', labels: W, help: 'How late the worker event loop ran its last 10 ms overload probe (admin.overload_lag_ms).' },
+  { name: 'l7mp_worker_overload_lag_ms', type: 'gauge', labels: W, help: 'How late the worker event loop ran its last 10 ms overload probe (admin.overload_lag_ms); the probe runs while new sessions are admitted, and this is 0 once none was for 200 ms.' },
   // The process: admission control's count and cap, file descriptors.
   { name: 'l7mp_process_sessions', type: 'gauge', labels: [], help: 'Sessions of the whole process, as admission control counts them.' },
   { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / 2.' },
