@@ -134,8 +134,8 @@ export class Dispatcher {
   }
 
   /** A new actor id, unique on this thread: `<prefix>.<n>`. */
-  newId(): string {
-    return `${this.idPrefix}.${this.nextId++}`;
+  newId(): number {
+    return this.nextId++;
   }
 
   /** Create a root actor (no parent). Its failure calls `onFailure`. */
@@ -189,18 +189,20 @@ export class Dispatcher {
 /** Life states of an actor. */
 export type ActorState = 'starting' | 'running' | 'failed' | 'stopped';
 
+/** The children of a cell that never spawned one. */
+const NO_CHILDREN: ReadonlyMap<number, ActorCell<unknown>> = new Map();
+
 /**
  * The runtime's half of an actor: mailbox, children, supervision bookkeeping. An {@link Actor}
  * instance can be replaced (restart) while its cell, id and mailbox stay.
  */
-const NO_CHILDREN: ReadonlyMap<string, ActorCell<unknown>> = new Map();
-
 export class ActorCell<M> {
-  readonly id: string;
+  /** Unique on this thread; {@link id} is `<prefix>.<seq>` (made when read: a session is mostly never shown). */
+  readonly seq: number;
   readonly name: string;
   readonly parent: ActorCell<unknown> | null;
   /** Live children by id; null until the first spawn (a session has none). */
-  private kids: Map<string, ActorCell<unknown>> | null = null;
+  private kids: Map<number, ActorCell<unknown>> | null = null;
   readonly dispatcher: Dispatcher;
   actor: Actor<M>;
   state: ActorState = 'starting';
@@ -223,13 +225,18 @@ export class ActorCell<M> {
     this.parent = parent;
     this.name = name;
     this.props = props;
-    this.id = dispatcher.newId();
+    this.seq = dispatcher.newId();
     this.actor = props.factory();
   }
 
   /** Live children by id (read-only: spawn and stop change it). */
-  get children(): ReadonlyMap<string, ActorCell<unknown>> {
+  get children(): ReadonlyMap<number, ActorCell<unknown>> {
     return this.kids ?? NO_CHILDREN;
+  }
+
+  /** The actor's id in the tree and the logs: `<prefix>.<seq>`. */
+  get id(): string {
+    return `${this.dispatcher.idPrefix}.${this.seq}`;
   }
 
   get kind(): ActorKind {
@@ -307,7 +314,7 @@ export class ActorCell<M> {
   /** @internal Spawn a child of this cell. */
   spawnChild<C>(name: string, props: Props<C>): ActorCell<C> {
     const child = new ActorCell<C>(this.dispatcher, this as ActorCell<unknown>, name, props);
-    (this.kids ??= new Map()).set(child.id, child as ActorCell<unknown>);
+    (this.kids ??= new Map()).set(child.seq, child as ActorCell<unknown>);
     child.start();
     return child;
   }
@@ -338,7 +345,7 @@ export class ActorCell<M> {
         this.terminate(m.reason);
         return;
       case 'stopped':
-        this.kids?.delete(m.child.id);
+        this.kids?.delete(m.child.seq);
         if (this.state === 'running' || this.state === 'failed') {
           try {
             this.actor.onChildStopped(m.child, m.reason);

@@ -23,11 +23,12 @@ class UdpUpstream extends SpliceableDgramConnection {
   /** The socket's local address and port (getsockname), read at the first need: most sessions never show it. */
   private bound: { address: string; port: number } | null = null;
 
-  constructor(sock: dgram.Socket, address: string, port: number) {
+  /** @param remote `address:port` (the cluster's string for the endpoint, shared by its sessions) */
+  constructor(sock: dgram.Socket, address: string, port: number, remote: string) {
     super();
     this.remoteAddress = address;
     this.remotePort = port;
-    this.remote = `${address}:${port}`;
+    this.remote = remote;
     this.attach(sock);
   }
 
@@ -61,6 +62,20 @@ class UdpUpstream extends SpliceableDgramConnection {
 }
 
 export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
+  /** `address:port` strings of the endpoints, so that each session's upstream does not build its own. */
+  private readonly remotes = new Map<string, string>();
+
+  private remoteName(address: string, port: number): string {
+    if (port !== this.spec.port) return `${address}:${port}`; // a rebuilt session's old port
+    let r = this.remotes.get(address);
+    if (r === undefined) {
+      // Bounded: an endpoint set that churned through more than 1024 addresses starts afresh.
+      if (this.remotes.size > 1024) this.remotes.clear();
+      this.remotes.set(address, (r = `${address}:${port}`));
+    }
+    return r;
+  }
+
   /**
    * A session's socket, connected to `ep`. A rebuilt session (`session.rebind`, its worker died)
    * binds the local address:port its old socket had and connects to the same endpoint port, so the
@@ -88,7 +103,7 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
           if (a.settled) return;
           if (err) return a.fail(err);
           s.removeListener('error', a.fail);
-          a.done(new UdpUpstream(s, ep.address, port));
+          a.done(new UdpUpstream(s, ep.address, port, this.remoteName(ep.address, port)));
         });
       };
       const bind = rebind === undefined ? this.spec.bind : { address: rebind.localAddress, port: rebind.localPort };

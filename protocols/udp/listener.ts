@@ -60,7 +60,8 @@ export class UdpDownstream extends SpliceableDgramConnection {
   private byteTokens: number;
   private refilledAt = 0;
 
-  constructor(listener: UdpListener, address: string, port: number) {
+  /** @param key the peer map's key, `address:port`: the remote of an IPv4 peer as it is (one string, not two). */
+  constructor(listener: UdpListener, address: string, port: number, key: string) {
     super();
     this.listener = listener;
     this.address = address;
@@ -68,7 +69,7 @@ export class UdpDownstream extends SpliceableDgramConnection {
     this.pktTokens = listener.pktBurst;
     this.byteTokens = listener.byteBurst;
     this.spliceAfter = listener.spliceAfter;
-    this.remote = net.isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`;
+    this.remote = listener.type === 'udp4' ? key : net.isIPv6(address) ? `[${address}]:${port}` : key;
   }
 
   /** The listener's address:port (one string for all its sessions). */
@@ -363,14 +364,14 @@ export class UdpListener implements ListenerInstance {
   adopt(address: string, port: number, shared: boolean): AdoptedDownstream | null {
     const key = `${address}:${port}`;
     if (this.closed || this.mode !== 'server' || shared !== this.shared || this.peers.has(key)) return null;
-    const conn = new UdpDownstream(this, address, port);
+    const conn = new UdpDownstream(this, address, port, key);
     this.peers.set(key, conn);
     if (!this.shared) conn.open();
     return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}` };
   }
 
   private newPeer(key: string, address: string, port: number, first: Buffer): void {
-    const conn = new UdpDownstream(this, address, port);
+    const conn = new UdpDownstream(this, address, port, key);
     this.peers.set(key, conn);
     conn.inject(first);
     if (!this.shared) conn.open();
