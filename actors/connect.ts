@@ -6,7 +6,7 @@
  * one, else after `timeout`. Endpoint results feed outlier detection (routing/health.ts).
  */
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
-import type { SessionInfo } from '../protocols/types.ts';
+import type { Connection, SessionInfo } from '../protocols/types.ts';
 import type { EndpointConfig, RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
 import type { SessionCore, Stage } from './session-core.ts';
 
@@ -76,6 +76,20 @@ export function attempt(s: SessionCore, i: number): void {
   } else {
     const ep = pickFor(s, st);
     st.endpoint = ep === null ? null : { name: ep.name, address: ep.spec.address, weight: ep.weight };
+  }
+  if (cluster.connectNow !== undefined && rb === null && st.endpoint !== null) {
+    // A connect that asks nothing of the endpoint (UDP): made now, no promise, timer or signal.
+    let conn: Connection | null;
+    try {
+      conn = cluster.connectNow(info, st.endpoint);
+    } catch (e) {
+      self.tell({ type: 'connectFailed', stage: i, gen, err: asL7Error(e, ErrorCode.UpstreamConnect) });
+      return;
+    }
+    if (conn !== null) {
+      s.connected(i, conn, gen);
+      return;
+    }
   }
   const timeout = retryOf(s).timeout;
   const ac = new AbortController();

@@ -188,4 +188,6 @@ export interface SessionCore {
   event(event: string, message: string | null): void;
   /** End the session with an error: its error reply (during setup), a rate-limited log line, the end. */
   fail(err: L7Error): void;
+  /** Stage `i`'s connect attempt `gen` produced `conn` (now, or from the 'connected' message). */
+  connected(i: number, conn: Connection, gen: number): void;
 }

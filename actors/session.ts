@@ -162,7 +162,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     if (this.ended) return;
     switch (msg.type) {
       case 'connected':
-        this.onConnected(msg.stage, msg.conn, msg.gen);
+        this.connected(msg.stage, msg.conn, msg.gen);
         return;
       case 'connectFailed':
         onConnectFailed(this, msg.stage, msg.err, msg.gen);
@@ -202,7 +202,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     }
   }
 
-  private onConnected(i: number, conn: Connection, gen: number): void {
+  connected(i: number, conn: Connection, gen: number): void {
     const st = this.stages[i] as Stage;
     if (st.gen !== gen || this.status === 'FINALIZING') {
       conn.close(); // a stale attempt that finished after it was superseded

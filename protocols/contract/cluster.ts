@@ -34,6 +34,14 @@ export interface ClusterInstance {
    * opened.
    */
   connect(session: SessionInfo, endpoint: EndpointInfo | null, signal: AbortSignal): Promise<Connection>;
+  /**
+   * Open the connection at once, for clusters whose connect asks nothing of the endpoint (UDP:
+   * connect(2) only records the peer). Returns it ready to carry data, or null when it cannot be
+   * made at once (a name to resolve, a rebuilt session's old port): then {@link connect} is used.
+   * Throws an L7Error (`L7_ERR_UPSTREAM_CONNECT`) on failure, having released what it opened.
+   * A new session's upstream then costs no promise, timer or abort signal.
+   */
+  connectNow?(session: SessionInfo, endpoint: EndpointInfo): Connection | null;
   /** Release shared resources. Idempotent. */
   close(): void;
   /**

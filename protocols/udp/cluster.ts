@@ -8,6 +8,7 @@
  * ({@link ConnStats.sendFailed}).
  */
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { dgramLookup } from '../../common/dgram-lookup.ts';
 import type { Connection, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
@@ -74,6 +75,29 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
       this.remotes.set(address, (r = `${address}:${port}`));
     }
     return r;
+  }
+
+  /**
+   * A session's socket bound to an ephemeral port and connected to `ep`, made synchronously
+   * (`bindSync` and `connectSync`, Node >= 24.19): for an IP literal and no `spec.bind`, which is
+   * every new session of the usual config. Else null, and {@link open} does it asynchronously.
+   */
+  connectNow(session: SessionInfo, ep: EndpointInfo): Connection | null {
+    if (session.rebind !== undefined || this.spec.bind !== undefined || net.isIP(ep.address) === 0) return null;
+    const s = dgram.createSocket({ type: udpType(ep.address), lookup: dgramLookup as dgram.SocketOptions['lookup'] });
+    if (typeof s.connectSync !== 'function') return null; // an older Node: the asynchronous path
+    try {
+      s.connectSync(this.spec.port, ep.address);
+    } catch (e) {
+      try {
+        s.close();
+      } catch {
+        // never bound
+      }
+      const err = e as Error;
+      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": UDP ${ep.address}:${this.spec.port}: ${err.message}`, { cause: err });
+    }
+    return new UdpUpstream(s, ep.address, this.spec.port, this.remoteName(ep.address, this.spec.port));
   }
 
   /**

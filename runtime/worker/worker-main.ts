@@ -55,15 +55,6 @@ export interface WorkerStats {
 }
 
 const host = new WorkerHost(workerData as WorkerInit);
-if (process.env.L7MP_CPUPROF_TMP) {
-  const insp = await import('node:inspector');
-  const fs = await import('node:fs');
-  const ses = new insp.Session();
-  ses.connect();
-  ses.post('Profiler.enable', () => ses.post('Profiler.setSamplingInterval', { interval: 100 }, () => ses.post('Profiler.start', () => {
-    setTimeout(() => ses.post('Profiler.stop', (_e, r) => { fs.writeFileSync(`${process.env.L7MP_CPUPROF_TMP}/w-${Date.now()}.cpuprofile`, JSON.stringify((r as { profile: unknown }).profile)); process.stderr.write('PROF DONE\n'); }), Number(process.env.L7MP_CPUPROF_MS ?? 8000));
-  })));
-}
 // Each protocol service gets its port before anything of the protocol is built.
 for (const [name, port] of Object.entries((workerData as WorkerInit).services ?? {})) protocol(name)?.service?.worker(port);
 
