@@ -109,7 +109,7 @@ export class ListenerActor extends Actor<Msg> {
       {
         slot: s.slot,
         workers: s.workers,
-        offload: s.offload !== null,
+        offload: s.offloadAsked,
         log: s.log,
         rateLog: s.rateLog,
         accept: (conn, metadata, name) => {

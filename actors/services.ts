@@ -53,6 +53,8 @@ export interface WorkerServices {
   sessionEnded(r: SessionRecord): void;
   /** The kernel offload provider when offload is on and available here, else null. */
   readonly offload: OffloadProvider | null;
+  /** Kernel offload is asked for (`-o`, admin.offload not `disable`), available or not. */
+  readonly offloadAsked: boolean;
   /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
   admin(call: AdminCall): Promise<AdminAnswer>;
   /** Sessions of every listener of the process (admission control, actors/admission.ts). */

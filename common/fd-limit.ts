@@ -15,7 +15,10 @@ export interface FdLimit {
   readonly hard: number;
 }
 
-/** File descriptors a userspace session holds at least: its downstream and one upstream socket. */
+/**
+ * File descriptors a userspace session of a plain route holds when its downstream is a socket of
+ * its own: that socket and one upstream socket (runtime/session-fds.ts finds the config's figure).
+ */
 export const FDS_PER_SESSION = 2;
 
 /** The open-file limit of this process; null where /proc is not there (not Linux). */
@@ -37,9 +40,9 @@ export function fdLimit(): FdLimit | null {
  * The process-wide session cap the open-file limit allows: (soft limit - reserve) / fds per
  * session, at least 1. `reserve` fds stay free for the admin server, listeners and logs.
  */
-export function fdSessionCap(soft: number, reserve: number): number {
+export function fdSessionCap(soft: number, reserve: number, fdsPerSession = FDS_PER_SESSION): number {
   if (!Number.isFinite(soft)) return Number.MAX_SAFE_INTEGER;
-  return Math.max(1, Math.floor((soft - reserve) / FDS_PER_SESSION));
+  return Math.max(1, Math.floor((soft - reserve) / fdsPerSession));
 }
 
 /** Open file descriptors of this process now (the entries of /proc/self/fd; -1 if it cannot). */
@@ -56,6 +59,6 @@ export function openFds(): number {
  * The process-wide session cap in force: `admin.max_sessions` if set, never above what the soft
  * open-file limit allows ({@link fdSessionCap} with `admin.fd_reserve`, default 256).
  */
-export function sessionCap(admin: { readonly max_sessions?: number; readonly fd_reserve?: number }, soft: number): number {
-  return Math.min(admin.max_sessions ?? Infinity, fdSessionCap(soft, admin.fd_reserve ?? DEFAULT_FD_RESERVE));
+export function sessionCap(admin: { readonly max_sessions?: number; readonly fd_reserve?: number }, soft: number, fdsPerSession = FDS_PER_SESSION): number {
+  return Math.min(admin.max_sessions ?? Infinity, fdSessionCap(soft, admin.fd_reserve ?? DEFAULT_FD_RESERVE, fdsPerSession));
 }

@@ -87,6 +87,14 @@ export interface CrdHooks {
  */
 type Spec = unknown;
 
+/** What a protocol may need to know of the process it runs in. */
+export interface ProcessShape {
+  /** Worker threads. */
+  readonly workers: number;
+  /** Kernel offload is asked for (`-o init|no_init`, admin.offload), available or not. */
+  readonly offload: boolean;
+}
+
 export interface ProtocolModule {
   /** The `spec.protocol` value, e.g. `UDP`. */
   readonly name: string;
@@ -111,6 +119,13 @@ export interface ProtocolModule {
      * Default false: sessions end by their protocol (FIN, a close frame, the response's end).
      */
     drainWhenQuiet?(spec: Spec): boolean;
+    /**
+     * File descriptors one session of this listener holds for its downstream; its upstream holds
+     * its own. Default 1 (a connection's socket); 0 when sessions are served through the
+     * listening sockets (UDP `session_sockets: listener`, a UDP singleton). The process session
+     * cap divides the open-file limit by the most a session of any listener holds, plus one.
+     */
+    downstreamFds?(spec: Spec, env: ProcessShape): number;
     /**
      * The local addresses the listener binds: config validation rejects two listeners that would
      * bind the same one (SO_REUSEPORT would otherwise let them split the traffic silently).

@@ -21,7 +21,7 @@ export interface ListenerContext {
   readonly slot: number;
   /** Worker threads of the process (default 1). */
   readonly workers?: number;
-  /** Kernel offload (`-o init|no_init`) is on and available on this worker (default false). */
+  /** Kernel offload is asked for (`-o init|no_init`, admin.offload), available or not (default false). */
   readonly offload?: boolean;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;

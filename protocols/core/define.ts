@@ -23,6 +23,7 @@ import type {
   ListenerSpecContext,
   ProtocolEvents,
   ProtocolModule,
+  ProcessShape,
   ProtocolService,
   StreamKind,
 } from '../types.ts';
@@ -38,6 +39,8 @@ export interface ListenerDef<S extends TSchema> {
   idleTimeoutMs?(spec: Static<S>): number;
   /** While the process drains, its sessions end once quiet (datagram protocols). Default false. */
   drainWhenQuiet?(spec: Static<S>): boolean;
+  /** File descriptors a session holds for its downstream (default 1; see ProtocolModule). */
+  downstreamFds?(spec: Static<S>, env: ProcessShape): number;
   /** The local addresses it binds (two listeners may not bind the same one). */
   binds?(spec: Static<S>): readonly ListenerBind[];
   /** Config-time checks beyond the schema; may return a normalized spec. */

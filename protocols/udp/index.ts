@@ -1,7 +1,7 @@
 /** UDP: datagram listener (server and singleton modes) and cluster, IPv4 and IPv6. */
 import { defineProtocol } from '../core/define.ts';
 import { DEFAULT_UDP_IDLE_TIMEOUT_S, UdpClusterSpec, UdpListenerSpec } from './config.ts';
-import { UdpListener, udpMode } from './listener.ts';
+import { UdpListener, sessionSockets, udpMode } from './listener.ts';
 import { UdpCluster } from './cluster.ts';
 
 export const udp = defineProtocol({
@@ -15,6 +15,8 @@ export const udp = defineProtocol({
     // unless one is set.
     idleTimeoutMs: (spec) => (spec.options?.idle_timeout ?? (udpMode(spec) === 'singleton' ? 0 : DEFAULT_UDP_IDLE_TIMEOUT_S)) * 1000,
     binds: (spec) => [{ transport: 'udp', address: spec.address ?? '0.0.0.0', port: spec.port }],
+    // Served through the listening sockets (a singleton's one session is the listener): no fd of its own.
+    downstreamFds: (spec, env) => (udpMode(spec) === 'singleton' || sessionSockets(spec, env) === 'listener' ? 0 : 1),
     // A UDP peer never says it is done: a drain ends its session once it goes quiet.
     drainWhenQuiet: () => true,
     events: {

@@ -227,6 +227,8 @@ export class UdpListener implements ListenerInstance {
   private sock: dgram.Socket | null = null;
   /** Sessions this worker owns, by peer `address:port`. */
   private readonly peers = new Map<string, UdpDownstream>();
+  /** The session of the last datagram found in {@link peers} (null: none, or it ended). */
+  private last: UdpDownstream | null = null;
   private closed = false;
 
   constructor(cfg: ListenerSpecContext<UdpListenerSpec>, ctx: ListenerContext) {
@@ -289,9 +291,16 @@ export class UdpListener implements ListenerInstance {
 
   /** A datagram from `address:port` that reached this listener (not a connected session socket). */
   onDatagram(msg: Buffer, address: string, port: number): void {
+    // The peer of the previous datagram, without building its key: a flow's datagrams come in runs.
+    const last = this.last;
+    if (last !== null && last.port === port && last.address === address) {
+      last.inject(msg);
+      return;
+    }
     const key = `${address}:${port}`;
     const known = this.peers.get(key);
     if (known !== undefined) {
+      this.last = known;
       known.inject(msg);
       return;
     }
@@ -352,6 +361,7 @@ export class UdpListener implements ListenerInstance {
 
   /** @internal A session's connection closed. */
   forget(conn: UdpDownstream): void {
+    if (this.last === conn) this.last = null;
     const key = `${conn.address}:${conn.port}`;
     if (this.peers.get(key) === conn) this.peers.delete(key);
   }

@@ -28,6 +28,7 @@ import { Steering, type SteerStats } from './steering.ts';
 import { HealthChecker } from './health-check.ts';
 import { Drain, type DrainOutcome, type DrainRequest, type DrainStatus } from './drain.ts';
 import { newSessionTable } from '../session-table.ts';
+import { sessionFds } from '../session-fds.ts';
 import { SessionRecovery, type RecoveryReport } from './recovery.ts';
 import { SessionGauges } from './gauges.ts';
 import { withTimeout, type Slot } from './worker-slot.ts';
@@ -415,7 +416,8 @@ export class Runtime extends EventEmitter {
 
   /** The process-wide session cap in force (admin.max_sessions bounded by the open-file limit). */
   sessionCap(): number {
-    return sessionCap(this.opts.snapshot.admin, this.fdLimit?.soft ?? Infinity);
+    const snap = this.opts.snapshot;
+    return sessionCap(snap.admin, this.fdLimit?.soft ?? Infinity, sessionFds(snap, { workers: this.opts.workers, offload: this.offloadMode !== 'disable' }));
   }
 
   /** Sessions of the process now, over every worker (admission control's count). */

@@ -26,7 +26,8 @@ import { AccessLog } from './access-log.ts';
 import { offloadProvider, type OffloadMode, type OffloadProvider } from '../../native-offload/provider.ts';
 import { SharedGauge } from '../../actors/admission.ts';
 import { DEFAULT_OVERLOAD_LAG_MS, OverloadGuard } from '../../actors/overload.ts';
-import { sessionCap } from '../../common/fd-limit.ts';
+import { FDS_PER_SESSION, sessionCap } from '../../common/fd-limit.ts';
+import { sessionFds } from '../session-fds.ts';
 import { HeapReclaimer } from './heap-reclaim.ts';
 import { SessionTableWriter } from '../session-table.ts';
 
@@ -87,6 +88,7 @@ export class WorkerHost implements WorkerServices {
   readonly tally = new TrafficTally();
   accessLog: AccessLog | null = null;
   readonly offload: OffloadProvider | null;
+  readonly offloadAsked: boolean;
   /** `admin.log_level` of the snapshot last applied (null before start). */
   adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
@@ -103,6 +105,8 @@ export class WorkerHost implements WorkerServices {
   private readonly fdSoftLimit: number;
   /** The admin section last applied (session cap settings). */
   private adminConfig: ConfigSnapshot['admin'] | null = null;
+  /** File descriptors a session of the config last applied holds at most (runtime/session-fds.ts). */
+  private fdsPerSession = FDS_PER_SESSION;
 
   private readonly hostApi: Comlink.Remote<HostApi>;
 
@@ -117,6 +121,7 @@ export class WorkerHost implements WorkerServices {
     this.processGauge = init.sessionGauge === undefined ? SharedGauge.local() : new SharedGauge(new Int32Array(init.sessionGauge), init.slot);
     this.fdSoftLimit = init.fdSoftLimit ?? Infinity;
     this.recovery = init.sessionTable === undefined ? null : new SessionTableWriter(init.sessionTable, () => this.worker?.routing.snapshot ?? null);
+    this.offloadAsked = (init.offload ?? 'disable') !== 'disable';
     const off = offloadProvider(init.offload ?? 'disable');
     // The main thread logs the probe's outcome once; a worker only says it at debug.
     this.offload = off.probe().available ? off : null;
@@ -134,9 +139,11 @@ export class WorkerHost implements WorkerServices {
     return g;
   }
 
-  /** Take the main thread's gauges and admin settings of a snapshot about to be applied. */
-  setGauges(admin: ConfigSnapshot['admin'], gauges: ListenerGauges | undefined): void {
+  /** Take the main thread's gauges, and the admin settings and session cap of a snapshot about to be applied. */
+  setGauges(snapshot: ConfigSnapshot, gauges: ListenerGauges | undefined): void {
+    const admin = snapshot.admin;
     this.adminConfig = admin;
+    this.fdsPerSession = sessionFds(snapshot, { workers: this.workers, offload: this.offloadAsked });
     this.overload.setMaxLag(admin.overload_lag_ms ?? DEFAULT_OVERLOAD_LAG_MS);
     this.overload.start();
     this.reclaimer.start();
@@ -146,7 +153,7 @@ export class WorkerHost implements WorkerServices {
   }
 
   sessionCap(): number {
-    return sessionCap(this.adminConfig ?? {}, this.fdSoftLimit);
+    return sessionCap(this.adminConfig ?? {}, this.fdSoftLimit, this.fdsPerSession);
   }
 
   /**

@@ -73,7 +73,7 @@ function startResult(failures: readonly L7Error[]): StartResult {
 const api = {
   /** Build the actors of `snapshot`; resolves once every listener placed here is bound. */
   start(snapshot: ConfigSnapshot, live: number[], gauges?: ListenerGauges): Promise<StartResult> {
-    host.setGauges(snapshot.admin, gauges);
+    host.setGauges(snapshot, gauges);
     host.ring = new WorkerRing(live);
     host.setAccessLog(snapshot.admin.access_log_path);
     host.adminLogLevel = snapshot.admin.log_level;
@@ -108,7 +108,7 @@ const api = {
    * listener placed here is bound, or with the ones that failed.
    */
   apply(snapshot: ConfigSnapshot, gauges?: ListenerGauges): Promise<StartResult> {
-    host.setGauges(snapshot.admin, gauges);
+    host.setGauges(snapshot, gauges);
     const w = host.worker;
     if (w === null) return Promise.resolve({ ok: false, errors: [new L7Error(ErrorCode.Internal, `worker ${host.slot} is not started`).toData()] });
     const table = new RoutingTable(snapshot);

@@ -184,6 +184,16 @@ test('the open-file limit is read and the session cap derives from it; a UDP ses
   assert.equal(m.process?.maxFds, lim.soft);
 });
 
+test('one worker whose UDP listeners answer from their listening sockets: the session cap counts 1 fd per session, and the metrics show it', async (t) => {
+  const lim = fdLimit();
+  assert.ok(lim !== null);
+  const echo = closing(t, await udpEcho('echo: '), (e) => e.close());
+  const rt = await proxy(t, { listeners: [{ name: 'gw', spec: { protocol: 'UDP', port: await freePort(), address: '127.0.0.1' }, rules: toUdp(echo.port) }] });
+  assert.equal(rt.sessionCap(), lim.soft - 256);
+  const m = await rt.metrics();
+  assert.equal(m.process?.sessionLimit, lim.soft - 256);
+});
+
 test('session_sockets: listener serves sessions through the listening sockets: 1 fd per session, replies from the listener port, peers on both workers', async (t) => {
   const echo = closing(t, await udpEcho('echo: '), (e) => e.close());
   const lport = await freePort();

@@ -4,8 +4,10 @@
  * frozen snapshot. No sockets.
  */
 import { test } from 'node:test';
-import { sessionSockets } from '../../protocols/udp/listener.ts';
 import assert from 'node:assert/strict';
+import { sessionSockets } from '../../protocols/udp/listener.ts';
+import { sessionFds } from '../../runtime/session-fds.ts';
+import { FDS_PER_SESSION, sessionCap } from '../../common/fd-limit.ts';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { DEFAULT_RETRY } from '../../cluster-config/snapshot.ts';
 import { ErrorCode } from '../../common/errors.ts';
@@ -307,4 +309,23 @@ test('UDP session_sockets: unset is listener with one worker and no offload, els
   assert.equal(sessionSockets(spec(), { workers: 1, offload: true }), 'connected');
   assert.equal(sessionSockets(spec('connected'), { workers: 1 }), 'connected');
   assert.equal(sessionSockets(spec('listener'), { workers: 4, offload: true }), 'listener');
+});
+
+test('fds per session: 1 when every listener answers from its listening sockets, else 2; the session cap follows', () => {
+  const udp = (name: string, port: number, options?: Record<string, unknown>) => ({
+    name,
+    spec: { protocol: 'UDP', port, ...(options === undefined ? {} : { options }) },
+    rules: [{ action: { route: { destination: 'c' } } }],
+  });
+  const snap = (listeners: unknown[]) => normalize({ listeners, clusters: [{ name: 'c', spec: { protocol: 'UDP', port: 9 }, endpoints: [{ spec: { address: '127.0.0.1' } }] }] } as never);
+  const one = { workers: 1, offload: false };
+  assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2)]), one), 1, 'default UDP listeners, one worker: the upstream socket only');
+  assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2)]), { workers: 2, offload: false }), 2, 'two workers: connected session sockets');
+  assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 1, offload: true }), 2, 'offload: connected session sockets');
+  assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2, { session_sockets: 'connected' })]), one), 2, 'the most of any listener');
+  assert.equal(sessionFds(snap([udp('a', 1), { name: 't', spec: { protocol: 'TCP', port: 3 }, rules: [{ action: { route: { destination: 'c' } } }] }]), one), 2, 'a stream listener: a socket per session');
+  assert.equal(sessionFds(snap([]), one), FDS_PER_SESSION);
+  assert.equal(sessionCap({}, 20000, 1), 20000 - 256);
+  assert.equal(sessionCap({}, 20000, 2), Math.floor((20000 - 256) / 2));
+  assert.equal(sessionCap({ max_sessions: 500 }, 20000, 1), 500);
 });

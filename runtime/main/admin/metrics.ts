@@ -84,7 +84,7 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_worker_overload_lag_ms', type: 'gauge', labels: W, help: 'How late the worker event loop ran its last 10 ms overload probe (admin.overload_lag_ms); the probe runs while new sessions are admitted, and this is 0 once none was for 200 ms.' },
   // The process: admission control's count and cap, file descriptors.
   { name: 'l7mp_process_sessions', type: 'gauge', labels: [], help: 'Sessions of the whole process, as admission control counts them.' },
-  { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / 2.' },
+  { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / the file descriptors a session holds (1 or 2).' },
   { name: 'l7mp_process_open_fds', type: 'gauge', labels: [], help: 'Open file descriptors of the process.' },
   { name: 'l7mp_process_max_fds', type: 'gauge', labels: [], help: 'The soft open-file limit (RLIMIT_NOFILE) of the process.' },
   { name: 'l7mp_process_draining', type: 'gauge', labels: [], help: '1 from the start of a drain on (SIGTERM, POST /api/v1/admin {"drain": ...}, the fleet drain command): listeners take no new sessions; else 0.' },
