@@ -24,9 +24,13 @@ class UdpUpstream extends SpliceableDgramConnection {
   /** The socket's local address and port (getsockname), read at the first need: most sessions never show it. */
   private bound: { address: string; port: number } | null = null;
 
-  /** @param remote `address:port` (the cluster's string for the endpoint, shared by its sessions) */
-  constructor(sock: dgram.Socket, address: string, port: number, remote: string) {
+  /**
+   * @param remote `address:port` (the cluster's string for the endpoint, shared by its sessions)
+   * @param bound the socket's local address and port, if known (else read when needed)
+   */
+  constructor(sock: dgram.Socket, address: string, port: number, remote: string, bound: { address: string; port: number } | null = null) {
     super();
+    this.bound = bound;
     this.remoteAddress = address;
     this.remotePort = port;
     this.remote = remote;
@@ -78,16 +82,22 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
   }
 
   /**
-   * A session's socket bound to an ephemeral port and connected to `ep`, made synchronously
-   * (`bindSync` and `connectSync`, Node >= 24.19): for an IP literal and no `spec.bind`, which is
-   * every new session of the usual config. Else null, and {@link open} does it asynchronously.
+   * A session's socket bound (to `spec.bind`, else an ephemeral port) and connected to `ep`, made
+   * synchronously (`bindSync` and `connectSync`, Node >= 24.19; the bind's address is kept, so no
+   * getsockname later): for IP literals, which is every new session of the usual config. Else null,
+   * and {@link open} does it asynchronously (names, rebuilt sessions).
    */
   connectNow(session: SessionInfo, ep: EndpointInfo): Connection | null {
-    if (session.rebind !== undefined || this.spec.bind !== undefined || net.isIP(ep.address) === 0) return null;
-    const s = dgram.createSocket({ type: udpType(ep.address), lookup: dgramLookup as dgram.SocketOptions['lookup'] });
-    if (typeof s.connectSync !== 'function') return null; // an older Node: the asynchronous path
+    const bind = this.spec.bind;
+    if (session.rebind !== undefined || net.isIP(ep.address) === 0 || (bind?.address !== undefined && net.isIP(bind.address) === 0)) return null;
+    const port = this.spec.port;
+    // No SO_REUSEADDR for an ephemeral port (see open).
+    const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: (bind?.port ?? 0) !== 0, lookup: dgramLookup as dgram.SocketOptions['lookup'] });
+    if (typeof s.bindSync !== 'function') return null; // an older Node: the asynchronous path
+    let local: { address: string; port: number };
     try {
-      s.connectSync(this.spec.port, ep.address);
+      local = s.bindSync({ ...(bind?.address === undefined ? {} : { address: bind.address }), port: bind?.port ?? 0 });
+      s.connectSync(port, ep.address);
     } catch (e) {
       try {
         s.close();
@@ -95,9 +105,9 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
         // never bound
       }
       const err = e as Error;
-      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": UDP ${ep.address}:${this.spec.port}: ${err.message}`, { cause: err });
+      throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": UDP ${ep.address}:${port}: ${err.message}`, { cause: err });
     }
-    return new UdpUpstream(s, ep.address, this.spec.port, this.remoteName(ep.address, this.spec.port));
+    return new UdpUpstream(s, ep.address, port, this.remoteName(ep.address, port), local);
   }
 
   /**

@@ -123,3 +123,36 @@ test('idle timeout: a silent session ends after idle_timeout; one with traffic s
   assert.equal((await quiet.request('back', lport)).toString(), 'echo: back');
   await waitTotals(rt, { active: 1, ended: 2 });
 });
+
+test('UDP cluster spec.bind: the upstream socket is bound to the address (and port) given; the endpoint sees that source', async (t) => {
+  const echo = closing(t, await udpEcho('echo: '), (e) => e.close());
+  const lport = await freePort();
+  const bport = await freeUdpPort();
+  const rt = await proxy(t, {
+    listeners: [
+      { name: 'fixed', spec: { protocol: 'UDP', port: lport, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { name: 'up', spec: { protocol: 'UDP', port: echo.port, bind: { address: '127.0.0.2', port: bport } }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }] },
+    ],
+  });
+  const c = await udpClient(t);
+  assert.equal((await c.request('x', lport)).toString(), 'echo: x');
+  assert.deepEqual([...echo.peers], [`127.0.0.2:${bport}`], 'the endpoint saw the bound address and port');
+  assert.equal((await c.request('z', lport)).toString(), 'echo: z');
+  assert.equal((await totals(rt)).active, 1);
+});
+
+test('UDP cluster spec.bind with an address only: an ephemeral port on that address', async (t) => {
+  const echo = closing(t, await udpEcho('echo: '), (e) => e.close());
+  const lport = await freePort();
+  await proxy(t, {
+    listeners: [
+      { name: 'addr', spec: { protocol: 'UDP', port: lport, address: '127.0.0.1' }, rules: [{ action: { route: { destination: { name: 'up', spec: { protocol: 'UDP', port: echo.port, bind: { address: '127.0.0.3' } }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }] },
+    ],
+  });
+  for (let i = 0; i < 2; i++) {
+    const c = await udpClient(t);
+    assert.equal((await c.request('x', lport)).toString(), 'echo: x');
+  }
+  const seen = [...echo.peers];
+  assert.equal(seen.length, 2, 'two sessions, two upstream sockets');
+  for (const p of seen) assert.match(p, /^127\.0\.0\.3:\d+$/);
+});
