@@ -17,6 +17,9 @@ import { SpliceableDgramConnection } from '../core/dgram-connection.ts';
 import type { UdpClusterSpec } from './config.ts';
 import { udpType } from './listener.ts';
 
+/** dgram has `bindSync` and `connectSync` (Node >= 24.19). */
+const SYNC_SOCKETS = typeof dgram.Socket.prototype.bindSync === 'function' && typeof dgram.Socket.prototype.connectSync === 'function';
+
 class UdpUpstream extends SpliceableDgramConnection {
   readonly remote: string;
   private readonly remoteAddress: string;
@@ -89,11 +92,11 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
    */
   connectNow(session: SessionInfo, ep: EndpointInfo): Connection | null {
     const bind = this.spec.bind;
-    if (session.rebind !== undefined || net.isIP(ep.address) === 0 || (bind?.address !== undefined && net.isIP(bind.address) === 0)) return null;
+    // An older Node (no bindSync), a name to resolve, a rebuilt session: the asynchronous path.
+    if (!SYNC_SOCKETS || session.rebind !== undefined || net.isIP(ep.address) === 0 || (bind?.address !== undefined && net.isIP(bind.address) === 0)) return null;
     const port = this.spec.port;
     // No SO_REUSEADDR for an ephemeral port (see open).
     const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: (bind?.port ?? 0) !== 0, lookup: dgramLookup as dgram.SocketOptions['lookup'] });
-    if (typeof s.bindSync !== 'function') return null; // an older Node: the asynchronous path
     let local: { address: string; port: number };
     try {
       local = s.bindSync({ ...(bind?.address === undefined ? {} : { address: bind.address }), port: bind?.port ?? 0 });
