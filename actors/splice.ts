@@ -88,7 +88,12 @@ export class SessionSplice {
     if (!this.offloadable || off === undefined || off === null || this.splice !== null || this.ended || this.status !== 'CONNECTED') return;
     const fds: number[] = [];
     for (const st of this.stages) {
-      const fd = st.conn?.spliceFd?.() ?? -1;
+      let fd = st.conn?.spliceFd?.() ?? -1;
+      if (fd < 0 && st.conn?.prepareSplice !== undefined) {
+        // A downstream served through the listening sockets: it gets a socket of its own now.
+        st.conn.prepareSplice();
+        fd = st.conn.spliceFd?.() ?? -1;
+      }
       if (fd < 0) {
         // Not connected yet (the downstream connects asynchronously): try again at the next tick.
         this.spliceWanted = true;

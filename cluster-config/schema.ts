@@ -270,7 +270,7 @@ export const Admin = Type.Object(
       Type.Integer({
         minimum: 1,
         description:
-          'Admission: concurrent sessions of the whole process, all listeners. Default and upper bound: (open-file soft limit - fd_reserve) / the file descriptors a session holds: 1 when every listener answers from its listening sockets (UDP with one worker and no offload, by default: the upstream socket alone), else 2 (a socket of its own and one upstream); a larger value is lowered to it. Past it: l7mp_listener_dropped_packets_total{reason="process_sessions"}.',
+          'Admission: concurrent sessions of the whole process, all listeners. Default and upper bound: (open-file soft limit - fd_reserve) / the file descriptors a session holds: 1 when every listener answers from its listening sockets and no session is spliced (UDP with one worker and no kernel offload, by default: the upstream socket alone), else 2 (a socket of its own and one upstream); a larger value is lowered to it. Past it: l7mp_listener_dropped_packets_total{reason="process_sessions"}.',
         expect: 'an integer >= 1',
       }),
     ),

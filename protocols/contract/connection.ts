@@ -146,6 +146,13 @@ export interface Connection {
    */
   spliceFd?(): number;
   /**
+   * Kernel offload: make what a splice needs when the connection has no socket of its own (a UDP
+   * downstream served through the listening sockets opens one connected to its peer, from then on
+   * its datagrams' way in and out). {@link spliceFd} says when it is ready: at once where sockets
+   * are made synchronously, else at a later try.
+   */
+  prepareSplice?(): void;
+  /**
    * While the session is spliced, a socket error (ECONNREFUSED after an ICMP error) goes to this
    * hook instead of closing the connection; null (the default) gives errors back to the connection.
    */

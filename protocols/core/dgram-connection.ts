@@ -16,10 +16,13 @@
  * errors routed to the session while spliced. A listener's own socket (UDP singleton) must not
  * offer them: it extends {@link DgramConnection} only.
  */
-import type dgram from 'node:dgram';
+import dgram from 'node:dgram';
 import type { L7Error } from '../../common/errors.ts';
 import { dgramFd, dgramReading } from '../../common/dgram-fd.ts';
 import { BaseConnection } from './connection.ts';
+
+/** dgram can bind and connect synchronously (`bindSync`, `connectSync`: Node >= 24.19). */
+export const SYNC_SOCKETS = typeof (dgram.Socket.prototype as Partial<dgram.Socket>).bindSync === 'function' && typeof (dgram.Socket.prototype as Partial<dgram.Socket>).connectSync === 'function';
 
 export abstract class DgramConnection extends BaseConnection {
   readonly kind = 'datagram' as const;

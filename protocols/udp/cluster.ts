@@ -13,12 +13,9 @@ import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { dgramLookup } from '../../common/dgram-lookup.ts';
 import type { Connection, EndpointInfo, SessionInfo, SocketTuple } from '../types.ts';
 import { connectAttempt, EndpointCluster } from '../core/connect.ts';
-import { SpliceableDgramConnection } from '../core/dgram-connection.ts';
+import { SpliceableDgramConnection, SYNC_SOCKETS } from '../core/dgram-connection.ts';
 import type { UdpClusterSpec } from './config.ts';
 import { udpType } from './listener.ts';
-
-/** dgram has `bindSync` and `connectSync` (Node >= 24.19). */
-const SYNC_SOCKETS = typeof dgram.Socket.prototype.bindSync === 'function' && typeof dgram.Socket.prototype.connectSync === 'function';
 
 class UdpUpstream extends SpliceableDgramConnection {
   readonly remote: string;

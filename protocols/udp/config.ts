@@ -54,7 +54,7 @@ export const UdpListenerSpec = Type.Object(
           session_sockets: Type.Optional(
             Type.Union([Type.Literal('connected'), Type.Literal('listener')], {
               description:
-                'Server mode. Default: listener when the process runs one worker and no kernel offload, else connected. connected: each session gets a socket bound to the listener\'s address:port and connected to the peer (the kernel delivers the peer\'s datagrams to it; an ICMP error ends the session; -o init can splice it). listener: sessions are read and answered through the listening sockets, one socket fewer per session and no kernel cost that grows with the sessions on the port (with connected sockets every new session\'s bind walks all of them); a peer whose datagrams reach another worker is handed to its owner datagram by datagram; ICMP errors are not seen (sessions end on idle), and sessions are not spliced.',
+                'Server mode. Default: listener when the process runs one worker, else connected. connected: each session gets a socket bound to the listener\'s address:port and connected to the peer (the kernel delivers the peer\'s datagrams to it; an ICMP error ends the session; -o init can splice it). listener: sessions are read and answered through the listening sockets, one socket fewer per session and no kernel cost that grows with the sessions on the port (with connected sockets every new session\'s bind walks all of them); a peer whose datagrams reach another worker is handed to its owner datagram by datagram; ICMP errors from the peer are not seen (sessions end on idle); a session that -o init splices gets a socket connected to its peer at that moment.',
               expect: '"connected" or "listener"',
             }),
           ),
@@ -76,7 +76,7 @@ export const UdpListenerSpec = Type.Object(
               expect: 'a number > 0',
             }),
           ),
-          offload: Type.Optional(OffloadOptions('a session (server mode, `session_sockets: connected`)')),
+          offload: Type.Optional(OffloadOptions('a session (server mode)')),
           recv_buffer_size: Type.Optional(
             Type.Integer({
               minimum: 0,

@@ -15,8 +15,9 @@ export const udp = defineProtocol({
     // unless one is set.
     idleTimeoutMs: (spec) => (spec.options?.idle_timeout ?? (udpMode(spec) === 'singleton' ? 0 : DEFAULT_UDP_IDLE_TIMEOUT_S)) * 1000,
     binds: (spec) => [{ transport: 'udp', address: spec.address ?? '0.0.0.0', port: spec.port }],
-    // Served through the listening sockets (a singleton's one session is the listener): no fd of its own.
-    downstreamFds: (spec, env) => (udpMode(spec) === 'singleton' || sessionSockets(spec, env) === 'listener' ? 0 : 1),
+    // Served through the listening sockets (a singleton's one session is the listener): no fd of
+    // its own, unless kernel offload may splice it (a spliced session gets a connected socket).
+    downstreamFds: (spec, env) => (udpMode(spec) === 'singleton' || (sessionSockets(spec, env) === 'listener' && !env.offload) ? 0 : 1),
     // A UDP peer never says it is done: a drain ends its session once it goes quiet.
     drainWhenQuiet: () => true,
     events: {

@@ -14,9 +14,9 @@
  * Between bind and connect the new socket is an unconnected member of the group and may catch
  * another peer's datagram: such strays are passed back to the listener logic, never lost.
  *
- * With `session_sockets: listener` (the default with one worker and no kernel offload: see
- * {@link sessionSockets}) a session has no socket of its own: the peer map finds it for each
- * datagram that reaches a listening socket, and its replies leave through the listening socket.
+ * With `session_sockets: listener` (the default with one worker: see {@link sessionSockets}) a
+ * session has no socket of its own until it is spliced: the peer map finds it for each datagram
+ * that reaches a listening socket, and its replies leave through the listening socket.
  *
  * Singleton mode: one socket bound and connected to `connect`, one session at startup, on one
  * worker.
@@ -26,7 +26,7 @@ import net from 'node:net';
 import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { dgramFd } from '../../common/dgram-fd.ts';
 import { dgramLookup } from '../../common/dgram-lookup.ts';
-import { DgramConnection, SpliceableDgramConnection } from '../core/dgram-connection.ts';
+import { DgramConnection, SpliceableDgramConnection, SYNC_SOCKETS } from '../core/dgram-connection.ts';
 import type {
   AdoptedDownstream,
   DatagramHandoff,
@@ -77,7 +77,12 @@ export class UdpDownstream extends SpliceableDgramConnection {
     return this.listener.local;
   }
 
-  /** Open the per-peer socket: bind to the listener's address:port, connect to the peer. */
+  /**
+   * Open the per-peer socket: bind to the listener's address:port, connect to the peer. From then
+   * on the kernel delivers the peer's datagrams to it, and replies leave through it. Synchronous
+   * where dgram can (Node >= 24.19: `bindSync`, `connectSync`), so no other peer's datagram is read
+   * from it unconnected; a failure (EMFILE) ends the connection at once.
+   */
   open(): void {
     const s = dgram.createSocket({
       type: this.listener.type,
@@ -87,6 +92,16 @@ export class UdpDownstream extends SpliceableDgramConnection {
       ...this.listener.bufferOptions,
     });
     this.attach(s);
+    if (SYNC_SOCKETS) {
+      try {
+        s.bindSync({ port: this.listener.spec.port, address: this.listener.bindAddress });
+        s.connectSync(this.port, this.address);
+        this.connected = true;
+      } catch (e) {
+        this.socketError(e as Error);
+      }
+      return;
+    }
     s.bind({ port: this.listener.spec.port, address: this.listener.bindAddress, exclusive: true }, () => {
       if (this.closed) return;
       s.connect(this.port, this.address, (err?: Error) => {
@@ -97,10 +112,18 @@ export class UdpDownstream extends SpliceableDgramConnection {
     });
   }
 
-  /** The listener's address:port and the peer's (the same whether the session has a socket of its own or not). */
+  /**
+   * A session served through the listening sockets is to be spliced: it gets a socket connected to
+   * its peer now (the splice needs one), as a `session_sockets: connected` session has from the start.
+   */
+  prepareSplice(): void {
+    if (this.sock === null && !this.closed) this.open();
+  }
+
+  /** The listener's address:port and the peer's (the same whether the session has a socket of its own or not; `shared` while it has none). */
   rebuildTuple(): SocketTuple | null {
     if (this.closed) return null;
-    return { localAddress: this.listener.bindAddress, localPort: this.listener.spec.port, remoteAddress: this.address, remotePort: this.port, shared: this.listener.shared };
+    return { localAddress: this.listener.bindAddress, localPort: this.listener.spec.port, remoteAddress: this.address, remotePort: this.port, shared: this.sock === null };
   }
 
   /** The per-peer socket is connected (spliceFd is -1 before). */
@@ -373,10 +396,11 @@ export class UdpListener implements ListenerInstance {
    */
   adopt(address: string, port: number, shared: boolean): AdoptedDownstream | null {
     const key = `${address}:${port}`;
-    if (this.closed || this.mode !== 'server' || shared !== this.shared || this.peers.has(key)) return null;
+    if (this.closed || this.mode !== 'server' || this.peers.has(key)) return null;
     const conn = new UdpDownstream(this, address, port, key);
     this.peers.set(key, conn);
-    if (!this.shared) conn.open();
+    // As it was: a socket connected to the peer (connected sockets, or a spliced session), or none.
+    if (!shared) conn.open();
     return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}` };
   }
 
@@ -418,15 +442,16 @@ export class UdpListener implements ListenerInstance {
 
 /**
  * The effective `options.session_sockets`. Unset: `listener` (one socket per session, as nginx and
- * Envoy answer UDP peers from the listening socket) when the process has one worker and no kernel
- * offload; else `connected`, because with several workers a peer's datagrams reach the worker the
- * kernel's reuseport hash picks, and a connected socket brings them to the session's owner without
- * a hand-off, and because only a connected socket can be spliced (-o init).
+ * Envoy answer UDP peers from the listening socket) when the process has one worker; else
+ * `connected`, because with several workers a peer's datagrams reach the worker the kernel's
+ * reuseport hash picks, and a connected socket brings them to the session's owner without a
+ * hand-off. A session served through the listening sockets that is spliced (-o init) gets a
+ * connected socket then ({@link UdpDownstream.prepareSplice}).
  */
-export function sessionSockets(spec: UdpListenerSpec, ctx: { readonly workers?: number; readonly offload?: boolean }): 'connected' | 'listener' {
+export function sessionSockets(spec: UdpListenerSpec, ctx: { readonly workers?: number }): 'connected' | 'listener' {
   const set = spec.options?.session_sockets;
   if (set !== undefined) return set;
-  return (ctx.workers ?? 1) <= 1 && ctx.offload !== true ? 'listener' : 'connected';
+  return (ctx.workers ?? 1) <= 1 ? 'listener' : 'connected';
 }
 
 /** The effective mode: l7mp defaults to singleton when both connect fields are set. */

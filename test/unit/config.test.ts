@@ -301,14 +301,13 @@ test('examples/udp-gateway.yaml validates strictly; its admission limits and lis
   assert.equal(s.admin.overload_lag_ms, 50);
 });
 
-test('UDP session_sockets: unset is listener with one worker and no offload, else connected; a set value always wins', () => {
+test('UDP session_sockets: unset is listener with one worker (offload or not), connected with more; a set value always wins', () => {
   const spec = (session_sockets?: 'connected' | 'listener') => ({ protocol: 'UDP' as const, port: 1, ...(session_sockets === undefined ? {} : { options: { session_sockets } }) });
   assert.equal(sessionSockets(spec(), {}), 'listener');
-  assert.equal(sessionSockets(spec(), { workers: 1, offload: false }), 'listener');
-  assert.equal(sessionSockets(spec(), { workers: 2, offload: false }), 'connected');
-  assert.equal(sessionSockets(spec(), { workers: 1, offload: true }), 'connected');
+  assert.equal(sessionSockets(spec(), { workers: 1 }), 'listener');
+  assert.equal(sessionSockets(spec(), { workers: 2 }), 'connected');
   assert.equal(sessionSockets(spec('connected'), { workers: 1 }), 'connected');
-  assert.equal(sessionSockets(spec('listener'), { workers: 4, offload: true }), 'listener');
+  assert.equal(sessionSockets(spec('listener'), { workers: 4 }), 'listener');
 });
 
 test('fds per session: 1 when every listener answers from its listening sockets, else 2; the session cap follows', () => {
@@ -321,7 +320,7 @@ test('fds per session: 1 when every listener answers from its listening sockets,
   const one = { workers: 1, offload: false };
   assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2)]), one), 1, 'default UDP listeners, one worker: the upstream socket only');
   assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2)]), { workers: 2, offload: false }), 2, 'two workers: connected session sockets');
-  assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 1, offload: true }), 2, 'offload: connected session sockets');
+  assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 1, offload: true }), 2, 'offload: a spliced session gets a connected socket');
   assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2, { session_sockets: 'connected' })]), one), 2, 'the most of any listener');
   assert.equal(sessionFds(snap([udp('a', 1), { name: 't', spec: { protocol: 'TCP', port: 3 }, rules: [{ action: { route: { destination: 'c' } } }] }]), one), 2, 'a stream listener: a socket per session');
   assert.equal(sessionFds(snap([]), one), FDS_PER_SESSION);
