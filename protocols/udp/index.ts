@@ -23,7 +23,7 @@ export const udp = defineProtocol({
     events: {
       filtered: { drop: true, help: 'Datagrams from a peer outside the listener\'s `connect` filter.' },
       session_rate: { drop: true, help: 'Datagrams past a session\'s rate limit (options.max_pps / max_bps).' },
-      fd_exhausted: { drop: true, help: 'A session socket that found no file descriptor (EMFILE, ENFILE): the session ends.' },
+      fd_exhausted: { drop: true, help: 'A session socket that found no file descriptor (EMFILE, ENFILE): the session ends (one about to be spliced stays in userspace instead).' },
       handoff_out: { drop: false, help: 'First datagrams of a new peer handed to the worker that owns its session.' },
       handoff_in: { drop: false, help: 'Datagrams another worker handed to this one.' },
       stray: { drop: false, help: 'Datagrams of another peer that reached a session socket before it was connected (passed back to the listener, not lost).' },

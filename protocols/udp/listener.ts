@@ -54,6 +54,8 @@ export class UdpDownstream extends SpliceableDgramConnection {
   readonly spliceAfter: number;
 
   private connected = false;
+  /** A socket of its own could not be made for a splice: the session stays in userspace. */
+  private unspliceable = false;
   private readonly listener: UdpListener;
   /** Per-session rate limit (options.max_pps / max_bps): token buckets of one second, refilled lazily. */
   private pktTokens: number;
@@ -84,22 +86,11 @@ export class UdpDownstream extends SpliceableDgramConnection {
    * from it unconnected; a failure (EMFILE) ends the connection at once.
    */
   open(): void {
-    const s = dgram.createSocket({
-      type: this.listener.type,
-      reuseAddr: true,
-      reusePort: true,
-      lookup: dgramLookup as DgramOptions['lookup'],
-      ...this.listener.bufferOptions,
-    });
+    const s = this.peerSocket();
     this.attach(s);
     if (SYNC_SOCKETS) {
-      try {
-        s.bindSync({ port: this.listener.spec.port, address: this.listener.bindAddress });
-        s.connectSync(this.port, this.address);
-        this.connected = true;
-      } catch (e) {
-        this.socketError(e as Error);
-      }
+      const err = this.bindConnect(s);
+      if (err !== null) this.socketError(err);
       return;
     }
     s.bind({ port: this.listener.spec.port, address: this.listener.bindAddress, exclusive: true }, () => {
@@ -114,10 +105,48 @@ export class UdpDownstream extends SpliceableDgramConnection {
 
   /**
    * A session served through the listening sockets is to be spliced: it gets a socket connected to
-   * its peer now (the splice needs one), as a `session_sockets: connected` session has from the start.
+   * its peer now (the splice needs one), as a `session_sockets: connected` session has from the
+   * start. If the socket cannot be made (EMFILE: counted `fd_exhausted`), the session carries on
+   * through the listening sockets and is not spliced.
    */
   prepareSplice(): void {
-    if (this.sock === null && !this.closed) this.open();
+    if (this.sock !== null || this.closed || this.unspliceable) return;
+    if (!SYNC_SOCKETS) {
+      this.open();
+      return;
+    }
+    const s = this.peerSocket();
+    const err = this.bindConnect(s);
+    if (err === null) {
+      this.attach(s);
+      return;
+    }
+    this.unspliceable = true;
+    s.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EMFILE' || code === 'ENFILE') this.listener.countDrop('fd_exhausted');
+  }
+
+  private peerSocket(): dgram.Socket {
+    return dgram.createSocket({
+      type: this.listener.type,
+      reuseAddr: true,
+      reusePort: true,
+      lookup: dgramLookup as DgramOptions['lookup'],
+      ...this.listener.bufferOptions,
+    });
+  }
+
+  /** Bind `s` to the listener's address:port and connect it to the peer, synchronously; the error, or null. */
+  private bindConnect(s: dgram.Socket): Error | null {
+    try {
+      s.bindSync({ port: this.listener.spec.port, address: this.listener.bindAddress });
+      s.connectSync(this.port, this.address);
+      this.connected = true;
+      return null;
+    } catch (e) {
+      return e as Error;
+    }
   }
 
   /** The listener's address:port and the peer's (the same whether the session has a socket of its own or not; `shared` while it has none). */
