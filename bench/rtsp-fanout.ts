@@ -38,6 +38,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { RtspParser, encode, header, type RtspMessage } from '../protocols/rtsp/codec.ts';
+import { kthreadNs } from './kthreads.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const { values } = parseArgs({ options: { viewers: { type: 'string', default: '1,10,100' }, seconds: { type: 'string', default: '5' }, modes: { type: 'string', default: 'fanout,userspace,spliced' }, reps: { type: 'string', default: '1' } } });
@@ -142,21 +143,6 @@ function processNs(pid: number): number {
   return sum;
 }
 
-/** CPU ns of every kworker and ksoftirqd thread (where the kernel sends spliced datagrams). */
-function kthreadNs(): number {
-  let sum = 0;
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const comm = fs.readFileSync(`/proc/${d}/comm`, 'utf8');
-      if (!comm.startsWith('kworker') && !comm.startsWith('ksoftirqd')) continue;
-      sum += Number(fs.readFileSync(`/proc/${d}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // gone
-    }
-  }
-  return sum;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

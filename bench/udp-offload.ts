@@ -23,6 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { kthreadNs } from './kthreads.ts';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
@@ -107,21 +108,6 @@ async function stop(p: ChildProcess): Promise<void> {
 /** The proxy's pid under taskset (taskset execs, so it is the child itself). */
 const pidOf = (p: ChildProcess): number => p.pid as number;
 
-/** CPU ns of every kworker and ksoftirqd thread (where the kernel sends spliced datagrams, facts G6). */
-function kthreadNs(): number {
-  let sum = 0;
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const comm = fs.readFileSync(`/proc/${d}/comm`, 'utf8');
-      if (!comm.startsWith('kworker') && !comm.startsWith('ksoftirqd')) continue;
-      sum += Number(fs.readFileSync(`/proc/${d}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // gone
-    }
-  }
-  return sum;
-}
 
 interface Row {
   pps: number;

@@ -2,6 +2,7 @@
  * Test helpers: real sockets on loopback, free ports, an in-process proxy runtime, echo servers
  * for every protocol, and waiting on conditions instead of sleeping. Every wait is bounded.
  */
+import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -11,6 +12,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import { normalize } from '../cluster-config/normalize.ts';
 import { Runtime } from '../runtime/main/runtime.ts';
 import { makeLogger } from '../common/log.ts';
+import { offloadProvider } from '../native-offload/provider.ts';
 
 /**
  * Ports tests pick for the proxy's listeners: below the kernel's ephemeral range (32768-60999),
@@ -256,5 +258,19 @@ export async function streamClient(opts: net.NetConnectOpts): Promise<{ sock: ne
           resolve(d);
         });
       }),
+  };
+}
+
+/**
+ * The kernel offload gate of a test: `skip` (the probe's reason) where offload is unavailable,
+ * unless L7MP_OFFLOAD_REQUIRED=1 (.ci/run sets it): then `skip` is false and `check()` fails a
+ * test whose probe failed.
+ */
+export function offloadGate(): { skip: string | false; check(): void } {
+  const probe = offloadProvider('init').probe();
+  const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';
+  return {
+    skip: !probe.available && !required ? `kernel offload unavailable: ${probe.reason}` : false,
+    check: () => assert.ok(probe.available, `L7MP_OFFLOAD_REQUIRED=1 but the offload probe failed: ${probe.reason}`),
   };
 }

@@ -16,16 +16,14 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { NetLab, rtspLabMissing } from './rtsp-env.ts';
-import { freeTcpPort, freeUdpPort, tmpDir, waitFor } from '../helpers.ts';
+import { freeTcpPort, freeUdpPort, offloadGate, tmpDir, waitFor } from '../helpers.ts';
 import { proxy } from '../integration/proto-helpers.ts';
-import { offloadProvider } from '../../native-offload/provider.ts';
 import type { Runtime } from '../../runtime/main/runtime.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 
 const missing = rtspLabMissing();
-const probe = offloadProvider('init').probe();
-const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';
-const skip = missing !== null && process.env.L7MP_RTSP_REQUIRED !== '1' ? missing : !probe.available && !required ? `kernel offload unavailable: ${probe.reason}` : false;
+const offload = offloadGate();
+const skip = missing !== null && process.env.L7MP_RTSP_REQUIRED !== '1' ? missing : offload.skip;
 
 interface Offload {
   spliced: boolean;
@@ -93,7 +91,7 @@ async function lab(t: TestContext): Promise<{ lab: NetLab; a: string; srv: Await
 }
 
 test('offload: RTSP PLAY with -o init: the RTP relay is spliced, ffmpeg gets every frame, counters count on; RTCP stays in userspace with /RTP/SSRC; TEARDOWN unsplices and closes the pinholes', { skip }, async (t) => {
-  assert.ok(probe.available, `L7MP_OFFLOAD_REQUIRED=1 but the offload probe failed: ${probe.reason}`);
+  offload.check();
   const { lab: l, a, srv, rt, url, serverSide, log } = await lab(t);
   // 200 frames at 25 fps: 8 s of media, more than one RTCP report interval (RFC 3550: 5 s).
   const run = l.ffmpeg(a, url, 'udp', 200);

@@ -7,19 +7,12 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { freeUdpPort, waitFor } from '../helpers.ts';
+import { freeUdpPort, offloadGate, waitFor } from '../helpers.ts';
 import { closing, proxy, sessions } from './proto-helpers.ts';
-import { offloadProvider } from '../../native-offload/provider.ts';
 import { normalize } from '../../cluster-config/normalize.ts';
 import type { Runtime } from '../../runtime/main/runtime.ts';
 
-const probe = offloadProvider('init').probe();
-const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';
-const skip = !probe.available && !required ? `kernel offload unavailable: ${probe.reason}` : false;
-
-function checkProbe(): void {
-  assert.ok(probe.available, `L7MP_OFFLOAD_REQUIRED=1 but the offload probe failed: ${probe.reason}`);
-}
+const { skip, check: checkProbe } = offloadGate();
 
 interface Offload {
   spliced: boolean;

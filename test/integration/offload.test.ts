@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
-import { freePort, freeUdpPort, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
+import { freePort, freeUdpPort, offloadGate, startProxy, tmpDir, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { offloadProvider, type EbpfOffload } from '../../native-offload/provider.ts';
 import { dgramFd, dgramReading } from '../../common/dgram-fd.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
@@ -21,13 +21,7 @@ import type { Runtime } from '../../runtime/main/runtime.ts';
 import { createAdmin } from '../../runtime/main/admin/index.ts';
 import { makeLogger } from '../../common/log.ts';
 
-const probe = offloadProvider('init').probe();
-const required = process.env.L7MP_OFFLOAD_REQUIRED === '1';
-const skip = !probe.available && !required ? `kernel offload unavailable: ${probe.reason}` : false;
-
-function checkProbe(): void {
-  assert.ok(probe.available, `L7MP_OFFLOAD_REQUIRED=1 but the offload probe failed: ${probe.reason}`);
-}
+const { skip, check: checkProbe } = offloadGate();
 
 interface Offload {
   spliced: boolean;

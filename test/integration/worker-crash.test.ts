@@ -9,15 +9,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { freePort, freeTcpPort, startProxy, streamEcho, waitFor } from '../helpers.ts';
+import { freePort, freeTcpPort, offloadGate, startProxy, streamEcho, waitFor } from '../helpers.ts';
 import type { ActorNode } from '../../actors/tree.ts';
-import { offloadProvider } from '../../native-offload/provider.ts';
 import type { Runtime } from '../../runtime/main/runtime.ts';
 import type { RecoveryReport } from '../../runtime/main/recovery.ts';
 
-const probe = offloadProvider('init').probe();
-/** As test/integration/offload.test.ts: skipped without the offload engine unless L7MP_OFFLOAD_REQUIRED=1 (CI). */
-const offloadSkip = !probe.available && process.env.L7MP_OFFLOAD_REQUIRED !== '1' ? `kernel offload unavailable: ${probe.reason}` : false;
+/** Skipped without the offload engine unless L7MP_OFFLOAD_REQUIRED=1 (CI). */
+const offloadSkip = offloadGate().skip;
 
 /** Ping interval of the flow. Unit: ms. */
 const INTERVAL_MS = 5;
