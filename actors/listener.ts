@@ -8,7 +8,7 @@ import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import { SessionActor } from './session.ts';
-import { DRAIN_QUIET_MS, drainMsg, type SessionEnv } from './session-core.ts';
+import { DRAIN_QUIET_MS, drainMsg, type SessionEnv, type SessionInit } from './session-core.ts';
 import type { SessionRebuild } from './rebuild.ts';
 import type { WorkerServices } from './services.ts';
 import { actorTree, type ActorNode } from './tree.ts';
@@ -60,7 +60,11 @@ export class ListenerActor extends Actor<Msg> {
   /** Ended sessions kept visible (`options.track`), oldest first. */
   private readonly tracked: Array<{ node: ActorNode; until: number }> = [];
   private idleMs = 0;
-  /** The session cell of each accepted downstream, for {@link ListenerContext.spawnChild}. */
+  /**
+   * The session cell of each accepted downstream, for {@link ListenerContext.spawnChild}: kept only
+   * for protocols that spawn child sessions (a weak-map entry per session cost about 1% of the
+   * new-session rate).
+   */
   private readonly cells = new WeakMap<Connection, ActorCell<unknown>>();
   /** Drain grace of its sessions (0: they end by themselves; see `drainWhenQuiet`). Unit: ms. */
   private quietMs = 0;
@@ -223,11 +227,12 @@ export class ListenerActor extends Actor<Msg> {
     // A rebuilt session is no new request (its dead worker counted it): an event of its own.
     if (rebuild === undefined) this.counters.sessions++;
     else this.counters.count('session_rebuilt');
-    const init = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env, ...(rebuild === undefined ? {} : { rebuild }) };
+    // One shape for every session's init (a spread per session cost more than the rest of accept).
+    const init: SessionInit = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env, rebuild };
     const tuple = rebuild === undefined ? null : (conn.rebuildTuple?.() ?? null);
     if (tuple?.shared === true) this.pinned.set(name, peerKey(tuple.remoteAddress, tuple.remotePort));
     const cell = this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
-    this.cells.set(conn, cell);
+    if (this.proto.listener?.spawnsChildren === true) this.cells.set(conn, cell);
     // Admitted just before the drain reached this listener (or an HTTP request on a kept connection).
     if (this.draining && this.quietMs > 0) cell.tell(drainMsg(this.quietMs) as never);
   }

@@ -135,6 +135,11 @@ export interface ProtocolModule {
     prepare?(spec: Spec, path: string): Spec;
     /** The listener events it counts ({@link ListenerContext.count}). */
     readonly events?: ProtocolEvents;
+    /**
+     * True if its listeners start child sessions ({@link ListenerContext.spawnChild}, e.g. RTSP's
+     * media sessions): the runtime then keeps each session's actor for its connection. Default false.
+     */
+    readonly spawnsChildren?: boolean;
   };
   /** Cluster side, if the protocol can connect. */
   readonly cluster?: {

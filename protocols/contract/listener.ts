@@ -63,7 +63,8 @@ export interface ListenerContext {
    * one destination stage. The child is a session like any other (idle timeout, metrics, access
    * log, kernel offload when both connections are plain UDP sockets) and ends with its parent.
    * Used by RTSP for its RTP/RTCP pinholes. Returns null if the parent session is gone (the caller
-   * closes the connections). Optional: a runtime without it gives protocols no child sessions.
+   * closes the connections), or if the protocol does not declare `listener.spawnsChildren`.
+   * Optional: a runtime without it gives protocols no child sessions.
    */
   spawnChild?(parent: Connection, child: ChildSessionSpec): ChildSession | null;
 }

@@ -47,6 +47,8 @@ export interface ListenerDef<S extends TSchema> {
   prepare?(spec: Static<S>, path: string): Static<S>;
   /** The listener events it counts, as drops or events. */
   readonly events?: ProtocolEvents;
+  /** Its listeners start child sessions (`ListenerContext.spawnChild`). Default false. */
+  readonly spawnsChildren?: boolean;
 }
 
 /** The cluster side of a protocol, typed by its schema `S`. */

@@ -14,6 +14,7 @@ export const rtsp = defineProtocol({
     // Fan-out serves readers from streams of this worker: every client must reach the same one.
     placement: (spec) => (spec.options?.fanout === true ? 'single' : 'shared'),
     create: (cfg, ctx) => new RtspListener(cfg, ctx),
+    spawnsChildren: true,
     binds: (spec) => [{ transport: 'tcp', address: spec.address ?? '::', port: spec.port }],
     idleTimeoutMs: (spec) => (spec.options?.idle_timeout ?? DEFAULT_STREAM_IDLE_TIMEOUT_S) * 1000,
     prepare: (spec, path) => {

@@ -66,19 +66,39 @@ class UdpUpstream extends SpliceableDgramConnection {
   }
 }
 
+function ipLiteral(address: string | undefined): string | undefined {
+  return address !== undefined && net.isIP(address) !== 0 ? address : undefined;
+}
+
+/** What a UDP cluster knows of one endpoint address, made once for all its sessions. */
+interface EndpointAddress {
+  /** `address:port` (the cluster's port). */
+  readonly remote: string;
+  /** The socket type for an IP literal; null for a name (resolved per connect). */
+  readonly type: 'udp4' | 'udp6' | null;
+}
+
 export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
-  /** `address:port` strings of the endpoints, so that each session's upstream does not build its own. */
-  private readonly remotes = new Map<string, string>();
+  /** The endpoints' addresses, so that a session's upstream neither builds its string nor parses its address. */
+  private readonly addresses = new Map<string, EndpointAddress>();
+  /** `spec.bind.address` if it is an IP literal (the synchronous path binds it); else undefined. */
+  private readonly bindIp = ipLiteral(this.spec.bind?.address);
+
+  private endpointAddress(address: string): EndpointAddress {
+    let a = this.addresses.get(address);
+    if (a === undefined) {
+      // Bounded: an endpoint set that churned through more than 1024 addresses starts afresh.
+      if (this.addresses.size > 1024) this.addresses.clear();
+      const family = net.isIP(address);
+      a = { remote: `${address}:${this.spec.port}`, type: family === 0 ? null : family === 6 ? 'udp6' : 'udp4' };
+      this.addresses.set(address, a);
+    }
+    return a;
+  }
 
   private remoteName(address: string, port: number): string {
-    if (port !== this.spec.port) return `${address}:${port}`; // a rebuilt session's old port
-    let r = this.remotes.get(address);
-    if (r === undefined) {
-      // Bounded: an endpoint set that churned through more than 1024 addresses starts afresh.
-      if (this.remotes.size > 1024) this.remotes.clear();
-      this.remotes.set(address, (r = `${address}:${port}`));
-    }
-    return r;
+    // A rebuilt session's old port, or the cluster's.
+    return port === this.spec.port ? this.endpointAddress(address).remote : `${address}:${port}`;
   }
 
   /**
@@ -89,14 +109,16 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
    */
   connectNow(session: SessionInfo, ep: EndpointInfo): Connection | null {
     const bind = this.spec.bind;
+    const ea = this.endpointAddress(ep.address);
     // An older Node (no bindSync), a name to resolve, a rebuilt session: the asynchronous path.
-    if (!SYNC_SOCKETS || session.rebind !== undefined || net.isIP(ep.address) === 0 || (bind?.address !== undefined && net.isIP(bind.address) === 0)) return null;
+    if (!SYNC_SOCKETS || session.rebind !== undefined || ea.type === null || (bind?.address !== undefined && this.bindIp === undefined)) return null;
     const port = this.spec.port;
+    const bindPort = bind?.port ?? 0;
     // No SO_REUSEADDR for an ephemeral port (see open).
-    const s = dgram.createSocket({ type: udpType(ep.address), reuseAddr: (bind?.port ?? 0) !== 0, lookup: dgramLookup as dgram.SocketOptions['lookup'] });
+    const s = dgram.createSocket({ type: ea.type, reuseAddr: bindPort !== 0, lookup: dgramLookup as dgram.SocketOptions['lookup'] });
     let local: { address: string; port: number };
     try {
-      local = s.bindSync({ ...(bind?.address === undefined ? {} : { address: bind.address }), port: bind?.port ?? 0 });
+      local = s.bindSync(this.bindIp === undefined ? { port: bindPort } : { address: this.bindIp, port: bindPort });
       s.connectSync(port, ep.address);
     } catch (e) {
       try {
@@ -107,7 +129,7 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
       const err = e as Error;
       throw new L7Error(ErrorCode.UpstreamConnect, `cluster "${this.name}": UDP ${ep.address}:${port}: ${err.message}`, { cause: err });
     }
-    return new UdpUpstream(s, ep.address, port, this.remoteName(ep.address, port), local);
+    return new UdpUpstream(s, ep.address, port, ea.remote, local);
   }
 
   /**
