@@ -733,10 +733,36 @@ function progress(line: string): void {
 
 const msg = (err: unknown) => (err instanceof Error ? err.message : String(err)).replaceAll('\n', ' ').slice(0, 400);
 
+/**
+ * The kernel's DAMON memory monitors that run (`/sys/kernel/mm/damon/admin`), if any: a kdamond
+ * sampling physical memory (paddr: it checks and clears the pages' accessed bits) slows the other
+ * CPU too for a few ms at each sample. Seen on this VM (2026-12-07, perf sched): kdamond ran every
+ * 512 ms on CPU 1, and each time the round trips on CPU 0 slowed, a direct one from 17 to 110–200
+ * µs, one through a Node proxy to 0.4–1 ms, for about 5 ms: it sets much of the RTT rows' p99.9,
+ * a proxy's with a longer path more than another's.
+ */
+function damon(): string | null {
+  const dir = '/sys/kernel/mm/damon/admin/kdamonds';
+  const on: string[] = [];
+  try {
+    for (const k of readdirSync(dir)) {
+      if (!/^\d+$/.test(k) || readFileSync(path.join(dir, k, 'state'), 'utf8').trim() !== 'on') continue;
+      const ctx = path.join(dir, k, 'contexts', '0');
+      const ops = existsSync(path.join(ctx, 'operations')) ? readFileSync(path.join(ctx, 'operations'), 'utf8').trim() : '?';
+      const sample = Number(readFileSync(path.join(ctx, 'monitoring_attrs', 'intervals', 'sample_us'), 'utf8')) / 1000;
+      on.push(`kdamond ${k} (${ops}, a sample every ${sample} ms)`);
+    }
+  } catch {
+    // no DAMON, or not readable
+  }
+  return on.length === 0 ? null : `DAMON on: ${on.join(', ')}`;
+}
+
 function machine(): string {
   const cpus = os.cpus();
   const osName = /^PRETTY_NAME="?([^"\n]*)/m.exec(existsSync('/etc/os-release') ? readFileSync('/etc/os-release', 'utf8') : '')?.[1] ?? os.type();
   const virt = spawnSync('systemd-detect-virt', [], { encoding: 'utf8' }).stdout?.trim();
+  const dm = damon();
   const tools = [
     `Node ${version([NODE24, '--version'], /^(v\S+)/) ?? '?'} (l7mp-ts, node-relay)`,
     `system Node ${version([NODE20, '--version'], /^(v\S+)/) ?? 'missing'} (l7mp)`,
@@ -744,7 +770,7 @@ function machine(): string {
     `socat ${version(['socat', '-V'], /socat version (\S+)/) ?? 'missing'}`,
     `@l7mp/l7mp ${existsSync(L7MP_DIR) ? (JSON.parse(readFileSync(path.join(L7MP_DIR, 'package.json'), 'utf8')) as { version: string }).version : 'not installed'}`,
   ];
-  return `${cpus.length} × ${cpus[0]?.model ?? '?'}${virt && virt !== 'none' ? ` (${virt})` : ''}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osName}, kernel ${os.release()}, open-file limit ${openFileLimit()}; ${tools.join(', ')}`;
+  return `${cpus.length} × ${cpus[0]?.model ?? '?'}${virt && virt !== 'none' ? ` (${virt})` : ''}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osName}, kernel ${os.release()}${dm === null ? '' : ` (${dm})`}, open-file limit ${openFileLimit()}; ${tools.join(', ')}`;
 }
 
 function resultText(rows: Row[], ctx: Ctx, date: string, loadBefore: number[], chartFile: string): string {
