@@ -114,6 +114,7 @@ export class ListenerActor extends Actor<Msg> {
         slot: s.slot,
         workers: s.workers,
         offload: s.offloadAsked,
+        steered: s.steered === true,
         log: s.log,
         rateLog: s.rateLog,
         accept: (conn, metadata, name) => {

@@ -55,6 +55,8 @@ export interface WorkerServices {
   readonly offload: OffloadProvider | null;
   /** Kernel offload is asked for (`-o`, admin.offload not `disable`), available or not. */
   readonly offloadAsked: boolean;
+  /** UDP listeners' datagrams are steered to their ring owner (ProcessShape.steered). */
+  readonly steered?: boolean;
   /** Serve a request with the main thread's admin API (see {@link ClusterContext.admin}). */
   admin(call: AdminCall): Promise<AdminAnswer>;
   /** Sessions of every listener of the process (admission control, actors/admission.ts). */

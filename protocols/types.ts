@@ -93,6 +93,11 @@ export interface ProcessShape {
   readonly workers: number;
   /** Kernel offload is asked for (`-o init|no_init`, admin.offload), available or not. */
   readonly offload: boolean;
+  /**
+   * UDP listeners' datagrams are steered to the worker that owns their peer on the ring (an
+   * SO_REUSEPORT program is loaded; runtime/main/steering.ts). Default false.
+   */
+  readonly steered?: boolean;
 }
 
 export interface ProtocolModule {

@@ -23,6 +23,8 @@ export interface ListenerContext {
   readonly workers?: number;
   /** Kernel offload is asked for (`-o init|no_init`, admin.offload), available or not (default false). */
   readonly offload?: boolean;
+  /** Datagrams reach the worker that owns their peer on the ring (SO_REUSEPORT steering; default false). */
+  readonly steered?: boolean;
   readonly log: Logger;
   readonly rateLog: RateLimitedLog;
   /**

@@ -15,7 +15,7 @@ import type { Connection, EndpointInfo, SessionInfo, SocketTuple } from '../type
 import { connectAttempt, EndpointCluster } from '../core/connect.ts';
 import { SpliceableDgramConnection, SYNC_SOCKETS } from '../core/dgram-connection.ts';
 import type { UdpClusterSpec } from './config.ts';
-import { udpType } from './listener.ts';
+import { udpType } from './modes.ts';
 
 class UdpUpstream extends SpliceableDgramConnection {
   readonly remote: string;

@@ -1,7 +1,8 @@
 /** UDP: datagram listener (server and singleton modes) and cluster, IPv4 and IPv6. */
 import { defineProtocol } from '../core/define.ts';
 import { DEFAULT_UDP_IDLE_TIMEOUT_S, UdpClusterSpec, UdpListenerSpec } from './config.ts';
-import { UdpListener, sessionSockets, udpMode } from './listener.ts';
+import { UdpListener } from './listener.ts';
+import { udpDownstreamFds, udpMode } from './modes.ts';
 import { UdpCluster } from './cluster.ts';
 
 export const udp = defineProtocol({
@@ -15,9 +16,7 @@ export const udp = defineProtocol({
     // unless one is set.
     idleTimeoutMs: (spec) => (spec.options?.idle_timeout ?? (udpMode(spec) === 'singleton' ? 0 : DEFAULT_UDP_IDLE_TIMEOUT_S)) * 1000,
     binds: (spec) => [{ transport: 'udp', address: spec.address ?? '0.0.0.0', port: spec.port }],
-    // Served through the listening sockets (a singleton's one session is the listener): no fd of
-    // its own, unless kernel offload may splice it (a spliced session gets a connected socket).
-    downstreamFds: (spec, env) => (udpMode(spec) === 'singleton' || (sessionSockets(spec, env) === 'listener' && !env.offload) ? 0 : 1),
+    downstreamFds: udpDownstreamFds,
     // A UDP peer never says it is done: a drain ends its session once it goes quiet.
     drainWhenQuiet: () => true,
     events: {

@@ -14,8 +14,8 @@
  * Between bind and connect the new socket is an unconnected member of the group and may catch
  * another peer's datagram: such strays are passed back to the listener logic, never lost.
  *
- * With `session_sockets: listener` (the default with one worker: see {@link sessionSockets}) a
- * session has no socket of its own until it is spliced: the peer map finds it for each datagram
+ * With `session_sockets: listener` (the default with one worker or with steered workers: modes.ts)
+ * a session has no socket of its own until it is spliced: the peer map finds it for each datagram
  * that reaches a listening socket, and its replies leave through the listening socket.
  *
  * Singleton mode: one socket bound and connected to `connect`, one session at startup, on one
@@ -38,13 +38,9 @@ import type {
 } from '../types.ts';
 import { DEFAULT_UDP_MAX_BPS, DEFAULT_UDP_MAX_PPS, type UdpListenerSpec } from './config.ts';
 import { parseRtp } from './rtp.ts';
+import { sessionSockets, udpMode, udpType } from './modes.ts';
 import { establishAfter } from '../schema.ts';
 import { readSenderReport, RtcpRead, type RtcpSenderInfo } from '../core/rtcp.ts';
-
-/** The UDP socket type for an address. */
-export function udpType(address: string): 'udp4' | 'udp6' {
-  return net.isIPv6(address) ? 'udp6' : 'udp4';
-}
 
 /** The downstream side of one UDP session in server mode: a peer address:port. */
 export class UdpDownstream extends SpliceableDgramConnection {
@@ -276,6 +272,13 @@ export class UdpListener implements ListenerInstance {
 
   private readonly ctx: ListenerContext;
   private readonly mode: 'server' | 'singleton';
+  /**
+   * Listening sockets by default with several steered workers: a session whose datagrams do not
+   * come to its worker's own listening socket (its first was handed over, or its owner on the ring
+   * was gone) gets a socket connected to its peer, so that they do, whatever the steering does
+   * later. A set `session_sockets: listener` never connects one (until a splice).
+   */
+  private readonly connectStrays: boolean;
   private sock: dgram.Socket | null = null;
   /** Sessions this worker owns, by peer `address:port`. */
   private readonly peers = new Map<string, UdpDownstream>();
@@ -292,6 +295,7 @@ export class UdpListener implements ListenerInstance {
     this.local = `${this.bindAddress}:${cfg.spec.port}`;
     this.mode = udpMode(cfg.spec);
     this.shared = sessionSockets(cfg.spec, ctx) === 'listener';
+    this.connectStrays = this.shared && cfg.spec.options?.session_sockets === undefined && (ctx.workers ?? 1) > 1;
     this.pktBurst = cfg.spec.options?.max_pps ?? DEFAULT_UDP_MAX_PPS;
     this.byteRate = (cfg.spec.options?.max_bps ?? DEFAULT_UDP_MAX_BPS) / 8;
     this.byteBurst = Math.max(this.byteRate, 65_536);
@@ -373,7 +377,7 @@ export class UdpListener implements ListenerInstance {
       return;
     }
     if (this.shared && !this.ctx.admit(address)) return;
-    this.newPeer(key, address, port, msg);
+    this.newPeer(key, address, port, msg, owner !== this.ctx.slot);
   }
 
   onHandoff(h: DatagramHandoff): void {
@@ -382,7 +386,7 @@ export class UdpListener implements ListenerInstance {
     const key = `${h.address}:${h.port}`;
     const known = this.peers.get(key);
     if (known !== undefined) known.inject(data);
-    else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data);
+    else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data, true);
   }
 
   /** @internal A datagram dropped by a session of this listener (rate limit, no fd), counted by reason. */
@@ -433,11 +437,12 @@ export class UdpListener implements ListenerInstance {
     return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}` };
   }
 
-  private newPeer(key: string, address: string, port: number, first: Buffer): void {
+  /** @param stray the peer's datagrams reach another worker's listening socket (see {@link connectStrays}) */
+  private newPeer(key: string, address: string, port: number, first: Buffer, stray: boolean): void {
     const conn = new UdpDownstream(this, address, port, key);
     this.peers.set(key, conn);
     conn.inject(first);
-    if (!this.shared) conn.open();
+    if (!this.shared || (stray && this.connectStrays)) conn.open();
     const md = this.metadata(address, port);
     if (this.spec.options?.rtp === true) {
       const rtp = parseRtp(first);
@@ -467,25 +472,4 @@ export class UdpListener implements ListenerInstance {
   describe(): Record<string, unknown> {
     return { protocol: 'UDP', mode: this.mode, session_sockets: this.shared ? 'listener' : 'connected', address: `${this.bindAddress}:${this.spec.port}`, peers: this.peers.size };
   }
-}
-
-/**
- * The effective `options.session_sockets`. Unset: `listener` (one socket per session, as nginx and
- * Envoy answer UDP peers from the listening socket) when the process has one worker; else
- * `connected`, because with several workers a peer's datagrams reach the worker the kernel's
- * reuseport hash picks, and a connected socket brings them to the session's owner without a
- * hand-off. A session served through the listening sockets that is spliced (-o init) gets a
- * connected socket then ({@link UdpDownstream.prepareSplice}).
- */
-export function sessionSockets(spec: UdpListenerSpec, ctx: { readonly workers?: number }): 'connected' | 'listener' {
-  const set = spec.options?.session_sockets;
-  if (set !== undefined) return set;
-  return (ctx.workers ?? 1) <= 1 ? 'listener' : 'connected';
-}
-
-/** The effective mode: l7mp defaults to singleton when both connect fields are set. */
-export function udpMode(spec: UdpListenerSpec): 'server' | 'singleton' {
-  const m = spec.options?.mode;
-  if (m !== undefined) return m;
-  return spec.connect?.address !== undefined && spec.connect?.port !== undefined ? 'singleton' : 'server';
 }

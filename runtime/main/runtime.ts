@@ -53,6 +53,8 @@ export interface RuntimeOptions {
    * (native-offload/), where BPF is available; `disable` keeps everything in userspace.
    */
   offload?: OffloadMode;
+  /** Steer UDP listeners to their ring owner (steering.ts; default true). False: tests of the hand-off. */
+  steering?: boolean;
 }
 
 /** The handler behind {@link HostApi.adminRequest}. */
@@ -95,7 +97,7 @@ export class Runtime extends EventEmitter {
   restarts = 0;
   /** Worker restarts since start, by slot. */
   private readonly restartsBySlot = new Map<number, number>();
-  /** SO_REUSEPORT steering of UDP listeners (offload on and CAP_BPF), else null. */
+  /** SO_REUSEPORT steering of UDP listeners (offload on or 2+ workers, and CAP_BPF), else null. */
   private readonly steering: Steering | null;
   /** Steering refreshes run one at a time, in order. */
   private steeringRun: Promise<void> = Promise.resolve();
@@ -132,7 +134,8 @@ export class Runtime extends EventEmitter {
       sessionsOf: (slot) => this.gauges.of(slot),
       onReport: (report: RecoveryReport) => this.emit('sessionsRecovered', report),
     });
-    this.steering = this.offloadMode === 'disable' ? null : Steering.create(opts.log);
+    // No offload: it only picks the worker's socket (with several, they answer from the listening sockets).
+    this.steering = opts.steering !== false && (this.offloadMode !== 'disable' || opts.workers > 1) ? Steering.create(opts.log) : null;
   }
 
   /** The effective offload mode. */
@@ -376,6 +379,7 @@ export class Runtime extends EventEmitter {
       host: hostCh.port2,
       services: services.ports,
       offload: this.offloadMode,
+      steered: this.steering !== null,
       sessionGauge: this.gauges.process,
       fdSoftLimit: this.fdLimit?.soft ?? Infinity,
       sessionTable: table,
@@ -417,7 +421,7 @@ export class Runtime extends EventEmitter {
   /** The process-wide session cap in force (admin.max_sessions bounded by the open-file limit). */
   sessionCap(): number {
     const snap = this.opts.snapshot;
-    return sessionCap(snap.admin, this.fdLimit?.soft ?? Infinity, sessionFds(snap, { workers: this.opts.workers, offload: this.offloadMode !== 'disable' }));
+    return sessionCap(snap.admin, this.fdLimit?.soft ?? Infinity, sessionFds(snap, { workers: this.opts.workers, offload: this.offloadMode !== 'disable', steered: this.steering !== null }));
   }
 
   /** Sessions of the process now, over every worker (admission control's count). */

@@ -38,6 +38,8 @@ export interface WorkerInit {
   logLevel: LogLevel;
   /** Kernel offload mode (`-o` / `admin.offload`); default `disable`. */
   offload?: OffloadMode;
+  /** The main thread steers UDP listeners' datagrams to their ring owner (ProcessShape.steered); default false. */
+  steered?: boolean;
   /** The main thread's {@link HostApi} (comlink over this port). */
   host: MessagePort;
   /**
@@ -89,6 +91,7 @@ export class WorkerHost implements WorkerServices {
   accessLog: AccessLog | null = null;
   readonly offload: OffloadProvider | null;
   readonly offloadAsked: boolean;
+  readonly steered: boolean;
   /** `admin.log_level` of the snapshot last applied (null before start). */
   adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
@@ -122,6 +125,7 @@ export class WorkerHost implements WorkerServices {
     this.fdSoftLimit = init.fdSoftLimit ?? Infinity;
     this.recovery = init.sessionTable === undefined ? null : new SessionTableWriter(init.sessionTable, () => this.worker?.routing.snapshot ?? null);
     this.offloadAsked = (init.offload ?? 'disable') !== 'disable';
+    this.steered = init.steered === true;
     const off = offloadProvider(init.offload ?? 'disable');
     // The main thread logs the probe's outcome once; a worker only says it at debug.
     this.offload = off.probe().available ? off : null;
@@ -143,7 +147,7 @@ export class WorkerHost implements WorkerServices {
   setGauges(snapshot: ConfigSnapshot, gauges: ListenerGauges | undefined): void {
     const admin = snapshot.admin;
     this.adminConfig = admin;
-    this.fdsPerSession = sessionFds(snapshot, { workers: this.workers, offload: this.offloadAsked });
+    this.fdsPerSession = sessionFds(snapshot, { workers: this.workers, offload: this.offloadAsked, steered: this.steered });
     this.overload.setMaxLag(admin.overload_lag_ms ?? DEFAULT_OVERLOAD_LAG_MS);
     this.overload.start();
     this.reclaimer.start();

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort, startProxy, udpEcho, UdpClient, waitFor } from '../helpers.ts';
+import { freePort, offloadGate, startProxy, udpEcho, UdpClient, waitFor } from '../helpers.ts';
+import { openFds } from '../../common/fd-limit.ts';
 import { WorkerRing } from '../../runtime/ring.ts';
 import type { ActorNode } from '../../actors/tree.ts';
 
@@ -22,10 +23,10 @@ function sessions(tree: ActorNode): Array<{ worker: number; name: string }> {
   return out;
 }
 
-test('UDP sessions live on the worker that owns their peer on the hash ring (hand-off between workers)', async () => {
+test('UDP sessions live on the worker that owns their peer on the hash ring (hand-off between workers, no steering)', async () => {
   const echo = await udpEcho('e:');
   const port = await freePort();
-  const rt = await startProxy(udpGateway(port, echo.port), 2);
+  const rt = await startProxy(udpGateway(port, echo.port), 2, { steering: false });
   const clients: UdpClient[] = [];
   try {
     for (let i = 0; i < 30; i++) clients.push(await UdpClient.open());
@@ -45,6 +46,48 @@ test('UDP sessions live on the worker that owns their peer on the hash ring (han
     await Promise.all(clients.map((c, i) => c.request(`again${i}`, port).then((r) => assert.equal(r.toString(), `e:again${i}`))));
     const after = (await rt.stats()).reduce((a, s) => a + s.handoffsIn, 0);
     assert.equal(after, handoffs);
+  } finally {
+    clients.forEach((c) => c.close());
+    await rt.shutdown();
+    await echo.close();
+  }
+});
+
+// Reuseport steering needs what kernel offload needs (the addon, CAP_BPF): skipped with the probe's
+// reason where it is missing, unless L7MP_OFFLOAD_REQUIRED=1 (.ci/run).
+const steerGate = offloadGate();
+
+test('steered workers (the default where BPF allows): each peer reaches its ring owner directly, sessions are answered from the listening sockets with one fd each, no hand-offs', { skip: steerGate.skip }, async () => {
+  steerGate.check();
+  const echo = await udpEcho('e:');
+  const port = await freePort();
+  const rt = await startProxy(udpGateway(port, echo.port), 2);
+  const clients: UdpClient[] = [];
+  try {
+    assert.notEqual(rt.steeringStats('gw'), null, 'steering is on with two workers and offload off');
+    for (let i = 0; i < 31; i++) clients.push(await UdpClient.open());
+    await clients[0]!.request('warm', port).then((r) => assert.equal(r.toString(), 'e:warm'));
+    const before = openFds();
+    const from = new Set<number>();
+    for (const c of clients.slice(1)) {
+      c.sock.once('message', (_m, rinfo) => from.add(rinfo.port));
+      assert.equal((await c.request('x', port)).toString(), 'e:x');
+    }
+    // 30 new sessions, their upstream socket each: none has a socket of its own towards its peer.
+    assert.equal(openFds() - before, 30);
+    assert.deepEqual([...from], [port], 'every reply comes from the listener port');
+    const list = sessions(await rt.tree());
+    assert.equal(list.length, 31);
+    const ring = new WorkerRing([0, 1]);
+    for (const s of list) {
+      const peer = /^UDP:([^-]+)-/.exec(s.name)?.[1] as string;
+      assert.equal(s.worker, ring.owner(peer), `session ${s.name} on worker ${s.worker}`);
+    }
+    assert.ok(new Set(list.map((s) => s.worker)).size === 2, 'both workers own sessions');
+    for (const c of clients) assert.equal((await c.request('again', port)).toString(), 'e:again');
+    const stats = await rt.stats();
+    assert.equal(stats.reduce((a, s) => a + s.handoffsOut, 0), 0, 'no datagram was handed between workers');
+    assert.ok((rt.steeringStats('gw')?.steered ?? 0) >= 62, JSON.stringify(rt.steeringStats('gw')));
   } finally {
     clients.forEach((c) => c.close());
     await rt.shutdown();

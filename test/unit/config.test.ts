@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { sessionSockets } from '../../protocols/udp/listener.ts';
+import { sessionSockets } from '../../protocols/udp/modes.ts';
 import { sessionFds } from '../../runtime/session-fds.ts';
 import { FDS_PER_SESSION, sessionCap } from '../../common/fd-limit.ts';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
@@ -301,11 +301,14 @@ test('examples/udp-gateway.yaml validates strictly; its admission limits and lis
   assert.equal(s.admin.overload_lag_ms, 50);
 });
 
-test('UDP session_sockets: unset is listener with one worker (offload or not), connected with more; a set value always wins', () => {
+test('UDP session_sockets: unset is listener with one worker (offload or not) or with steered workers, connected with more unsteered ones; a set value always wins', () => {
   const spec = (session_sockets?: 'connected' | 'listener') => ({ protocol: 'UDP' as const, port: 1, ...(session_sockets === undefined ? {} : { options: { session_sockets } }) });
   assert.equal(sessionSockets(spec(), {}), 'listener');
   assert.equal(sessionSockets(spec(), { workers: 1 }), 'listener');
   assert.equal(sessionSockets(spec(), { workers: 2 }), 'connected');
+  assert.equal(sessionSockets(spec(), { workers: 2, steered: false }), 'connected');
+  assert.equal(sessionSockets(spec(), { workers: 2, steered: true }), 'listener');
+  assert.equal(sessionSockets(spec('connected'), { workers: 2, steered: true }), 'connected');
   assert.equal(sessionSockets(spec('connected'), { workers: 1 }), 'connected');
   assert.equal(sessionSockets(spec('listener'), { workers: 4 }), 'listener');
 });
@@ -320,6 +323,8 @@ test('fds per session: 1 when every listener answers from its listening sockets,
   const one = { workers: 1, offload: false };
   assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2)]), one), 1, 'default UDP listeners, one worker: the upstream socket only');
   assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2)]), { workers: 2, offload: false }), 2, 'two workers: connected session sockets');
+  assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 2, offload: false, steered: true }), 2, 'two steered workers: a session whose datagrams reach another worker connects a socket');
+  assert.equal(sessionFds(snap([udp('a', 1, { session_sockets: 'listener' })]), { workers: 2, offload: false, steered: true }), 1, 'a set listener mode never does');
   assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 1, offload: true }), 2, 'offload: a spliced session gets a connected socket');
   assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2, { session_sockets: 'connected' })]), one), 2, 'the most of any listener');
   assert.equal(sessionFds(snap([udp('a', 1), { name: 't', spec: { protocol: 'TCP', port: 3 }, rules: [{ action: { route: { destination: 'c' } } }] }]), one), 2, 'a stream listener: a socket per session');

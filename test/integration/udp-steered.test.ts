@@ -1,0 +1,109 @@
+/**
+ * The UDP listener of steered workers (`session_sockets` unset, more than one worker, an
+ * SO_REUSEPORT program steering each peer to its ring owner): sessions are answered from the
+ * listening sockets, except a "stray" one whose datagrams reach this worker although another owns
+ * the peer on the ring (its owner was down) or that another worker handed over: it gets a socket
+ * connected to its peer, so that the kernel brings its datagrams here whatever the steering does
+ * when the owner is back. A real listener on 127.0.0.1 and real client sockets; the worker around
+ * it (ring, hand-offs, admission) is the listener context, set per case.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { udp } from '../../protocols/udp/index.ts';
+import type { Connection, DatagramHandoff, ListenerContext, ListenerInstance, SocketTuple } from '../../protocols/types.ts';
+import { makeLogger, RateLimitedLog } from '../../common/log.ts';
+import { freePort, UdpClient, waitFor } from '../helpers.ts';
+
+interface Case {
+  /** The listener's `options.session_sockets` (unset: the default). */
+  sessionSockets?: 'connected' | 'listener';
+  steered: boolean;
+  /** The ring owner of every peer. */
+  owner: number;
+  /** Whether a hand-off to the owner gets through (false: the owner is down). */
+  handoffOk: boolean;
+}
+
+async function listener(c: Case): Promise<{ port: number; inst: ListenerInstance; accepted: Connection[]; handedOff: DatagramHandoff[] }> {
+  const port = await freePort();
+  const accepted: Connection[] = [];
+  const handedOff: DatagramHandoff[] = [];
+  const log = makeLogger('warn', { thread: 'test' });
+  const ctx: ListenerContext = {
+    slot: 0,
+    workers: 2,
+    steered: c.steered,
+    log,
+    rateLog: new RateLimitedLog(log),
+    accept: (conn) => accepted.push(conn),
+    admit: () => true,
+    ownerOf: () => c.owner,
+    handoff: (_slot, h) => {
+      if (c.handoffOk) handedOff.push(h);
+      return c.handoffOk;
+    },
+    count: () => {},
+    nextSessionSeq: () => accepted.length,
+  };
+  const spec = { protocol: 'UDP' as const, port, address: '127.0.0.1', ...(c.sessionSockets === undefined ? {} : { options: { session_sockets: c.sessionSockets } }) };
+  const inst = udp.listener?.create({ name: 'gw', spec }, ctx) as ListenerInstance;
+  await inst.start();
+  return { port, inst, accepted, handedOff };
+}
+
+/** Whether the session has a socket of its own (connected to its peer). */
+function ownSocket(conn: Connection): boolean {
+  return (conn.rebuildTuple?.() as SocketTuple).shared !== true;
+}
+
+test('steered workers: a session whose owner is this worker is answered from the listening socket; one whose owner is down gets a connected socket', async () => {
+  for (const [owner, handoffOk, want] of [
+    [0, true, false],
+    [1, false, true],
+  ] as const) {
+    const l = await listener({ steered: true, owner, handoffOk });
+    const c = await UdpClient.open();
+    try {
+      c.sock.send('hi', l.port, '127.0.0.1');
+      await waitFor(() => l.accepted.length === 1, 2000, 'the session');
+      assert.equal(ownSocket(l.accepted[0] as Connection), want, `owner ${owner}, hand-off ${handoffOk ? 'delivered' : 'impossible'}`);
+    } finally {
+      c.close();
+      for (const conn of l.accepted) conn.close();
+      await l.inst.close();
+    }
+  }
+});
+
+test('steered workers: a peer handed over by another worker gets a connected socket; a set session_sockets: listener never does', async () => {
+  for (const [sessionSockets, want] of [
+    [undefined, true],
+    ['listener', false],
+  ] as const) {
+    const l = await listener({ steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) });
+    try {
+      l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: 9, data: new Uint8Array([1, 2, 3]) });
+      assert.equal(l.accepted.length, 1);
+      assert.equal(ownSocket(l.accepted[0] as Connection), want, `session_sockets ${sessionSockets ?? 'unset'}`);
+    } finally {
+      for (const conn of l.accepted) conn.close();
+      await l.inst.close();
+    }
+  }
+});
+
+test('unsteered workers: the default is a connected socket per session; a new peer of another worker is handed over, not served here', async () => {
+  const l = await listener({ steered: false, owner: 1, handoffOk: true });
+  const c = await UdpClient.open();
+  try {
+    c.sock.send('hi', l.port, '127.0.0.1');
+    await waitFor(() => l.handedOff.length === 1, 2000, 'the hand-off');
+    assert.equal(l.accepted.length, 0);
+    l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: 9, data: new Uint8Array([1]) });
+    assert.equal(ownSocket(l.accepted[0] as Connection), true);
+  } finally {
+    c.close();
+    for (const conn of l.accepted) conn.close();
+    await l.inst.close();
+  }
+});
