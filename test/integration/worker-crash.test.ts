@@ -20,11 +20,14 @@ const offloadSkip = offloadGate().skip;
 /** Ping interval of the flow. Unit: ms. */
 const INTERVAL_MS = 5;
 
-function config(udpPort: number, upstream: number, tcpPort: number, tcpUpstream: number, sessionSockets: 'connected' | 'listener', offload: boolean): unknown {
+/** `default`: session_sockets unset (listener sockets where the workers are steered). */
+type Mode = 'connected' | 'listener' | 'default';
+
+function config(udpPort: number, upstream: number, tcpPort: number, tcpUpstream: number, sessionSockets: Mode, offload: boolean): unknown {
   return {
     ...(offload ? { admin: { offload: 'init' } } : {}),
     listeners: [
-      { name: 'gw', spec: { protocol: 'UDP', port: udpPort, address: '127.0.0.1', options: { session_sockets: sessionSockets } }, rules: [{ action: { route: { destination: 'up' } } }] },
+      { name: 'gw', spec: { protocol: 'UDP', port: udpPort, address: '127.0.0.1', ...(sessionSockets === 'default' ? {} : { options: { session_sockets: sessionSockets } }) }, rules: [{ action: { route: { destination: 'up' } } }] },
       { name: 'tcp', spec: { protocol: 'TCP', port: tcpPort, address: '127.0.0.1' }, rules: [{ action: { route: { destination: 'tcpup' } } }] },
     ],
     clusters: [
@@ -192,7 +195,7 @@ interface Run {
  * kept going; returns the loss. With `waitReplacement`, the flow goes on until the replacement
  * worker is back on the ring, and must still be one session (listener mode: the pin).
  */
-async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacement: boolean, offload = false): Promise<Run> {
+async function crashRun(sessionSockets: Mode, waitReplacement: boolean, offload = false): Promise<Run> {
   const flow = new Flow();
   await flow.open();
   const tcpEcho = await streamEcho({ port: 0, host: '127.0.0.1' });
@@ -249,7 +252,7 @@ async function crashRun(sessionSockets: 'connected' | 'listener', waitReplacemen
     const udpAfter = sessions(await rt.tree()).filter((s) => s.listener === 'gw');
     assert.equal(udpAfter.length, 1, 'still one UDP session');
     assert.notEqual((udpAfter[0] as { worker: number }).worker, slot, 'the session lives on the worker that adopted it');
-    if (sessionSockets === 'listener') {
+    if (sessionSockets !== 'connected') {
       // The rebuilt session ends: its pin goes, and the peer's next session is its ring owner's
       // again (the replacement in the slot that died), not the adopter's.
       assert.equal(rt.pinnedPeers, 1);
@@ -285,6 +288,11 @@ test('-o init: a spliced UDP session whose worker is terminated is rebuilt, lose
 test('session_sockets: listener: the rebuilt session stays pinned to its new worker after the replacement is back', async () => {
   const r = await crashRun('listener', true);
   console.log(`listener sockets: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
+});
+
+test('2 steered workers, session_sockets unset: the rebuilt session stays pinned to its new worker after the replacement is back', { skip: offloadSkip }, async () => {
+  const r = await crashRun('default', true);
+  console.log(`steered, default sockets: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
 });
 
 test('one worker: its replacement rebuilds the sessions before it joins the ring (same ports; the loss is its boot time)', async () => {
