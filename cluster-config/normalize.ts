@@ -113,6 +113,7 @@ class Builder {
       ...(d.admin?.drain_timeout_s !== undefined ? { drain_timeout_s: d.admin.drain_timeout_s } : {}),
       ...(d.admin?.watch_config === true ? { watch_config: true as const } : {}),
       ...(d.admin?.insecure === true ? { insecure: true as const } : {}),
+      ...(d.admin?.steering === false ? { steering: false as const } : {}),
     };
     // l7mp's load order: clusters, listeners, rulelists, rules, routes.
     (d.clusters ?? []).forEach((c, i) => this.cluster(c, `clusters[${i}]`, false));

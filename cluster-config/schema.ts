@@ -263,6 +263,13 @@ export const Admin = Type.Object(
     access_log_path: Type.Optional(Type.String({ minLength: 1, description: 'File to which every worker appends one JSON line per ended session (see README, access log).' })),
     strict: Type.Optional(Type.Boolean({ default: false, description: 'Strict validation: unknown fields are errors (`-s`).' })),
     offload: Type.Optional(Type.Union([Type.Literal('init'), Type.Literal('no_init'), Type.Literal('disable'), Type.Boolean()], { description: 'Kernel offload (`-o`).', expect: '"init", "no_init" or "disable"' })),
+    steering: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          'SO_REUSEPORT steering of UDP listeners: an SK_REUSEPORT BPF program sends each new peer to the worker that owns it on the ring, with `-o init|no_init` or more than one worker, where the offload addon and CAP_BPF allow; steered workers answer their peers from the listening sockets (UDP `session_sockets` defaults to listener). false: never; the kernel picks a worker by its own hash, and workers keep connected session sockets and hand new peers to each other. Read at start.',
+      }),
+    ),
     offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()], { description: 'Interfaces to offload on.' })),
     address: Type.Optional(Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address of the admin HTTP server (REST API, actor tree, metrics); `--admin` overrides.' })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port of the admin HTTP server; no admin server when unset (and no `--admin`). 0 picks a free port.', expect: 'an integer 0..65535' })),

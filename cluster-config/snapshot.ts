@@ -162,6 +162,8 @@ export interface AdminConfig {
   readonly watch_config?: true;
   /** Serve the admin API without a token beyond loopback (`--admin-insecure`); present only when true. */
   readonly insecure?: true;
+  /** No SO_REUSEPORT steering of UDP listeners (runtime/main/steering.ts); present only when false. */
+  readonly steering?: false;
 }
 
 /** A whole config, normalized and frozen. Arrays keep the order objects were defined in. */

@@ -84,9 +84,9 @@ export async function waitFor<T>(cond: () => T | Promise<T>, timeoutMs = 3000, w
 }
 
 /** Start an in-process proxy runtime from a config document. Call `stop()` when done. */
-export async function startProxy(doc: unknown, workers = 1, opts: { steering?: boolean } = {}): Promise<Runtime> {
+export async function startProxy(doc: unknown, workers = 1): Promise<Runtime> {
   const snapshot = normalize(doc);
-  const rt = new Runtime({ snapshot, workers, logLevel: 'warn', log: makeLogger('warn', { thread: 'test' }), ...opts });
+  const rt = new Runtime({ snapshot, workers, logLevel: 'warn', log: makeLogger('warn', { thread: 'test' }) });
   await rt.start();
   return rt;
 }

@@ -53,8 +53,6 @@ export interface RuntimeOptions {
    * (native-offload/), where BPF is available; `disable` keeps everything in userspace.
    */
   offload?: OffloadMode;
-  /** Steer UDP listeners to their ring owner (steering.ts; default true). False: tests of the hand-off. */
-  steering?: boolean;
 }
 
 /** The handler behind {@link HostApi.adminRequest}. */
@@ -135,7 +133,7 @@ export class Runtime extends EventEmitter {
       onReport: (report: RecoveryReport) => this.emit('sessionsRecovered', report),
     });
     // No offload: it only picks the worker's socket (with several, they answer from the listening sockets).
-    this.steering = opts.steering !== false && (this.offloadMode !== 'disable' || opts.workers > 1) ? Steering.create(opts.log) : null;
+    this.steering = opts.snapshot.admin.steering !== false && (this.offloadMode !== 'disable' || opts.workers > 1) ? Steering.create(opts.log) : null;
   }
 
   /** The effective offload mode. */

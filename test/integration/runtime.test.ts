@@ -23,12 +23,13 @@ function sessions(tree: ActorNode): Array<{ worker: number; name: string }> {
   return out;
 }
 
-test('UDP sessions live on the worker that owns their peer on the hash ring (hand-off between workers, no steering)', async () => {
+test('admin.steering: false: UDP sessions live on the worker that owns their peer on the hash ring (hand-off between workers)', async () => {
   const echo = await udpEcho('e:');
   const port = await freePort();
-  const rt = await startProxy(udpGateway(port, echo.port), 2, { steering: false });
+  const rt = await startProxy({ admin: { steering: false }, ...(udpGateway(port, echo.port) as object) }, 2);
   const clients: UdpClient[] = [];
   try {
+    assert.equal(rt.steeringStats('gw'), null, 'no steering program');
     for (let i = 0; i < 30; i++) clients.push(await UdpClient.open());
     await Promise.all(clients.map((c, i) => c.request(`m${i}`, port).then((r) => assert.equal(r.toString(), `e:m${i}`))));
     const list = sessions(await rt.tree());

@@ -301,6 +301,14 @@ test('examples/udp-gateway.yaml validates strictly; its admission limits and lis
   assert.equal(s.admin.overload_lag_ms, 50);
 });
 
+test('admin.steering: false is kept (no reuseport steering); unset or true leaves the default', () => {
+  const doc = (steering?: boolean) => ({ ...(steering === undefined ? {} : { admin: { steering } }), listeners: [] });
+  assert.equal(normalize(doc(false), { strict: true }).admin.steering, false);
+  assert.equal(normalize(doc(true), { strict: true }).admin.steering, undefined);
+  assert.equal(normalize(doc()).admin.steering, undefined);
+  assert.throws(() => normalize({ admin: { steering: 'no' } } as never), /admin\.steering/);
+});
+
 test('UDP session_sockets: unset is listener with one worker (offload or not) or with steered workers, connected with more unsteered ones; a set value always wins', () => {
   const spec = (session_sockets?: 'connected' | 'listener') => ({ protocol: 'UDP' as const, port: 1, ...(session_sockets === undefined ? {} : { options: { session_sockets } }) });
   assert.equal(sessionSockets(spec(), {}), 'listener');
