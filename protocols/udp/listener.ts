@@ -106,6 +106,16 @@ export class UdpDownstream extends SpliceableDgramConnection {
    * through the listening sockets and is not spliced.
    */
   prepareSplice(): void {
+    this.connectToPeer();
+  }
+
+  /**
+   * Give a session served through the listening sockets a socket connected to its peer, bound to
+   * the listener's address:port (a no-op if it has one): from then on the kernel delivers the
+   * peer's datagrams to it, on this worker. For a splice, and for a session of steered workers
+   * whose datagrams reach another worker. EMFILE: counted `fd_exhausted`, and it stays as it was.
+   */
+  connectToPeer(): void {
     if (this.sock !== null || this.closed || this.unspliceable) return;
     if (!SYNC_SOCKETS) {
       this.open();
@@ -385,8 +395,12 @@ export class UdpListener implements ListenerInstance {
     const data = Buffer.from(h.data.buffer, h.data.byteOffset, h.data.byteLength);
     const key = `${h.address}:${h.port}`;
     const known = this.peers.get(key);
-    if (known !== undefined) known.inject(data);
-    else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data, true);
+    if (known !== undefined) {
+      known.inject(data);
+      // Its datagrams reach another worker (a rebuilt session pinned here, after the dead worker's
+      // replacement took its peers back): a socket of its own ends the hand-offs.
+      if (this.connectStrays) known.connectToPeer();
+    } else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data, true);
   }
 
   /** @internal A datagram dropped by a session of this listener (rate limit, no fd), counted by reason. */

@@ -4,8 +4,9 @@
  * listening sockets, except a "stray" one whose datagrams reach this worker although another owns
  * the peer on the ring (its owner was down) or that another worker handed over: it gets a socket
  * connected to its peer, so that the kernel brings its datagrams here whatever the steering does
- * when the owner is back. A real listener on 127.0.0.1 and real client sockets; the worker around
- * it (ring, hand-offs, admission) is the listener context, set per case.
+ * when the owner is back; so does a session answered from the listening sockets once a datagram
+ * of its peer comes by hand-off. A real listener on 127.0.0.1 and real client sockets; the worker
+ * around it (ring, hand-offs, admission) is the listener context, set per case.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -86,6 +87,30 @@ test('steered workers: a peer handed over by another worker gets a connected soc
       assert.equal(l.accepted.length, 1);
       assert.equal(ownSocket(l.accepted[0] as Connection), want, `session_sockets ${sessionSockets ?? 'unset'}`);
     } finally {
+      for (const conn of l.accepted) conn.close();
+      await l.inst.close();
+    }
+  }
+});
+
+test('steered workers: a session answered from the listening socket gets a connected socket at its first handed-over datagram; a set session_sockets: listener never does', async () => {
+  for (const [sessionSockets, want] of [
+    [undefined, true],
+    ['listener', false],
+  ] as const) {
+    const l = await listener({ steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) });
+    const c = await UdpClient.open();
+    try {
+      c.sock.send('hi', l.port, '127.0.0.1');
+      await waitFor(() => l.accepted.length === 1, 2000, 'the session');
+      const conn = l.accepted[0] as Connection;
+      assert.equal(ownSocket(conn), false, 'its first datagram came to its own worker');
+      // A datagram of its peer that another worker received (a rebuilt session, its owner back).
+      l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: c.sock.address().port, data: new Uint8Array([1]) });
+      assert.equal(l.accepted.length, 1, 'the same session');
+      assert.equal(ownSocket(conn), want, `session_sockets ${sessionSockets ?? 'unset'}`);
+    } finally {
+      c.close();
       for (const conn of l.accepted) conn.close();
       await l.inst.close();
     }

@@ -235,6 +235,15 @@ async function crashRun(sessionSockets: Mode, waitReplacement: boolean, offload 
       await rt.refreshSteering();
       const at = flow.sent;
       await waitFor(() => flow.sent >= at + 60, 3000, 'flow after the replacement is back');
+      if (sessionSockets === 'default') {
+        // The replacement hands the pinned peer's datagrams over until the session has a socket
+        // of its own (at the first hand-off): then no more.
+        const handoffs = async (): Promise<number> => (await rt.stats()).reduce((a, w) => a + w.handoffsOut, 0);
+        const before = await handoffs();
+        const at2 = flow.sent;
+        await waitFor(() => flow.sent >= at2 + 60, 3000, 'more flow');
+        assert.equal(await handoffs(), before, 'no hand-offs once the rebuilt session has a socket of its own');
+      }
     }
     // The replies in flight.
     const sent = flow.sent;
@@ -290,7 +299,7 @@ test('session_sockets: listener: the rebuilt session stays pinned to its new wor
   console.log(`listener sockets: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
 });
 
-test('2 steered workers, session_sockets unset: the rebuilt session stays pinned to its new worker after the replacement is back', { skip: offloadSkip }, async () => {
+test('2 steered workers, session_sockets unset: the rebuilt session stays on its new worker after the replacement is back, with a socket of its own (no more hand-offs)', { skip: offloadSkip }, async () => {
   const r = await crashRun('default', true);
   console.log(`steered, default sockets: lost ${r.lostMs} ms, longest reply gap ${r.gapMs.toFixed(1)} ms, sessions rebuilt ${r.rebuildMs} ms after the exit`);
 });
