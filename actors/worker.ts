@@ -301,6 +301,7 @@ export class WorkerActor extends Actor<Msg> {
   /** The ring of live workers changed: tell every cluster that cares. */
   ringChanged(live: readonly number[]): void {
     for (const c of this.clusters.values()) c.onRingChange?.(live);
+    for (const cell of this.listeners.values()) if (cell.state !== 'stopped' && cell.actor instanceof ListenerActor) cell.actor.instance?.onRingChange?.();
   }
 
   override onChildStopped(child: ActorCell<unknown>, reason: StopReason): void {

@@ -136,6 +136,11 @@ export interface ListenerInstance {
    * in the group's steering socket array (this worker's slot), or -1 while it has none.
    */
   steerFd?(): number;
+  /**
+   * The ring of live workers changed (one died, or came back): `ctx.ownerOf` answers by the new
+   * ring from now on. Called before the steering moves the peers' datagrams to their new owners.
+   */
+  onRingChange?(): void;
   /** For the actor tree: bound addresses and the like. */
   describe(): Record<string, unknown>;
 }

@@ -26,7 +26,7 @@ import net from 'node:net';
 import { L7Error, ErrorCode } from '../../common/errors.ts';
 import { dgramFd } from '../../common/dgram-fd.ts';
 import { dgramLookup } from '../../common/dgram-lookup.ts';
-import { DgramConnection, SpliceableDgramConnection, SYNC_SOCKETS } from '../core/dgram-connection.ts';
+import { SpliceableDgramConnection, SYNC_SOCKETS } from '../core/dgram-connection.ts';
 import type {
   AdoptedDownstream,
   DatagramHandoff,
@@ -39,6 +39,7 @@ import type {
 import { DEFAULT_UDP_MAX_BPS, DEFAULT_UDP_MAX_PPS, type UdpListenerSpec } from './config.ts';
 import { parseRtp } from './rtp.ts';
 import { sessionSockets, udpMode, udpType } from './modes.ts';
+import { UdpSingleton } from './singleton.ts';
 import { establishAfter } from '../schema.ts';
 import { readSenderReport, RtcpRead, type RtcpSenderInfo } from '../core/rtcp.ts';
 
@@ -240,23 +241,6 @@ export class UdpDownstream extends SpliceableDgramConnection {
   }
 }
 
-/** Singleton mode: the listener's own socket, connected to the fixed remote, is the session (never spliced). */
-class UdpSingleton extends DgramConnection {
-  readonly local: string;
-  readonly remote: string;
-
-  constructor(sock: dgram.Socket, local: string, remote: string) {
-    super();
-    this.local = local;
-    this.remote = remote;
-    this.attach(sock);
-  }
-
-  protected resetError(err: Error): L7Error {
-    return new L7Error(ErrorCode.DownstreamReset, `UDP singleton ${this.remote}: ${err.message}`, { cause: err });
-  }
-}
-
 /** The UDP listener of one worker. */
 export class UdpListener implements ListenerInstance {
   readonly name: string;
@@ -284,9 +268,10 @@ export class UdpListener implements ListenerInstance {
   private readonly mode: 'server' | 'singleton';
   /**
    * Listening sockets by default with several steered workers: a session whose datagrams do not
-   * come to its worker's own listening socket (its first was handed over, or its owner on the ring
-   * was gone) gets a socket connected to its peer, so that they do, whatever the steering does
-   * later. A set `session_sockets: listener` never connects one (until a splice).
+   * come, or will not, to its worker's own listening socket gets a socket connected to its peer,
+   * so that they do whatever the steering does: its first datagram was handed over, a later one
+   * was, or the ring gives its peer to another worker (one made while the owner was down, when the
+   * owner is back). A set `session_sockets: listener` never connects one (until a splice).
    */
   private readonly connectStrays: boolean;
   private sock: dgram.Socket | null = null;
@@ -401,6 +386,17 @@ export class UdpListener implements ListenerInstance {
       // replacement took its peers back): a socket of its own ends the hand-offs.
       if (this.connectStrays) known.connectToPeer();
     } else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data, true);
+  }
+
+  /**
+   * The ring changed: a session served here through the listening sockets whose peer the new ring
+   * gives to another worker (one made while its owner was down, whose owner is back) gets a socket
+   * connected to its peer now, before the steering sends the peer's datagrams to that owner, so it
+   * keeps them (default mode of steered workers; {@link connectStrays}).
+   */
+  onRingChange(): void {
+    if (!this.connectStrays) return;
+    for (const [key, conn] of this.peers) if (this.ctx.ownerOf(key) !== this.ctx.slot) conn.connectToPeer();
   }
 
   /** @internal A datagram dropped by a session of this listener (rate limit, no fd), counted by reason. */

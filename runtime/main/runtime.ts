@@ -78,7 +78,7 @@ const WORKER_YOUNG_GEN_MB = 16;
 const RESPAWN_DEFER_MS = 250;
 
 /**
- * Events: `workerExit` (slot, exit code), `workerReady` (slot), `gaveUp` (L7Error): restart
+ * Events: `workerExit` (slot, exit code), `workerReady` (slot: on the ring, steered), `gaveUp` (L7Error): restart
  * intensity exceeded or a replacement failed to start; `drained` ({@link DrainOutcome}): a drain
  * is over (the CLI exits when it asked to).
  */
@@ -427,10 +427,11 @@ export class Runtime extends EventEmitter {
     return this.gauges.count();
   }
 
-  private broadcastRing(): void {
+  /** Tell every live worker the ring and steer by it; resolves when both are done (a replacement is ready then). */
+  private broadcastRing(): Promise<void> {
     const live = this.liveSlots();
-    for (const s of this.slots.values()) if (s.live) void s.api.setRing(live);
-    void this.refreshSteering();
+    const told = [...this.slots.values()].filter((s) => s.live).map((s) => s.api.setRing(live).catch(() => {}));
+    return Promise.all([...told, this.refreshSteering()]).then(() => {});
   }
 
   private onExit(s: Slot, code: number): void {
@@ -446,7 +447,7 @@ export class Runtime extends EventEmitter {
     // Its sessions are gone (or rebuilt, and counted, elsewhere): its share of every session count goes back to 0 for the replacement.
     this.gauges.clear(s.slot);
     this.emit('workerExit', s.slot, code);
-    this.broadcastRing();
+    void this.broadcastRing();
     for (const o of this.slots.values()) void o.api.removePeer(s.slot);
     const now = Date.now();
     const period = this.opts.restartPeriodMs ?? 60_000;
@@ -481,13 +482,14 @@ export class Runtime extends EventEmitter {
         return;
       }
       fresh.live = true;
-      // A replacement during a drain drains too (its listeners bound before it was told).
+      // A replacement during a drain drains too (bound before it was told); the health verdicts it missed.
       if (this.draining) void fresh.api.drain().catch(() => {});
-      // The verdicts it missed while it was not there.
       for (const u of this.health?.unhealthy() ?? []) void fresh.api.setEndpointHealth(u.cluster, u.endpoint, false).catch(() => {});
-      this.broadcastRing();
-      this.opts.log.info({ worker: slot }, 'worker replaced');
-      this.emit('workerReady', slot);
+      void this.broadcastRing().then(() => {
+        if (this.stopping || this.slots.get(slot) !== fresh) return;
+        this.opts.log.info({ worker: slot }, 'worker replaced');
+        this.emit('workerReady', slot);
+      });
     });
   }
 

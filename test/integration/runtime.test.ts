@@ -118,8 +118,13 @@ test('a worker killed under traffic is replaced; the process stays up and new se
     const replaced = new Promise<number>((resolve) => rt.once('workerReady', (slot: number) => resolve(slot)));
     const killedAt = Date.now();
     await rt.thread(0)?.terminate();
-    // New sessions (new peers) are served from now on; measure until one gets its reply.
-    const fresh = await UdpClient.open();
+    // New sessions (new peers) are served from now on; measure until one gets its reply. A peer
+    // of worker 0's on the full ring: served by worker 1 meanwhile.
+    let fresh = await UdpClient.open();
+    while (new WorkerRing([0, 1]).owner(`127.0.0.1:${fresh.sock.address().port}`) !== 0) {
+      fresh.close();
+      fresh = await UdpClient.open();
+    }
     clients.push(fresh);
     await fresh.request('new-after-kill', port, '127.0.0.1', 200, 5);
     const servedMs = Date.now() - killedAt;
@@ -128,6 +133,11 @@ test('a worker killed under traffic is replaced; the process stays up and new se
     assert.ok(Date.now() - killedAt < 1500, 'replacement ready within 1.5 s');
     assert.deepEqual(rt.liveSlots(), [0, 1]);
     assert.equal(rt.restarts, 1);
+    // Worker 0 is back and owns that peer again: its session stays on worker 1 (a socket of its
+    // own keeps its datagrams there), no second session.
+    assert.equal((await fresh.request('again', port)).toString(), 'e:again');
+    const mine = sessions(await rt.tree()).filter((s) => s.name.startsWith(`UDP:127.0.0.1:${fresh.sock.address().port}-`));
+    assert.deepEqual(mine.map((s) => s.worker), [1], 'one session, where it was made');
     // Sessions on every worker after the replacement, including slot 0 again.
     const more: UdpClient[] = [];
     for (let i = 0; i < 20; i++) more.push(await UdpClient.open());

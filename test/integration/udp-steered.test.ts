@@ -5,7 +5,7 @@
  * the peer on the ring (its owner was down) or that another worker handed over: it gets a socket
  * connected to its peer, so that the kernel brings its datagrams here whatever the steering does
  * when the owner is back; so does a session answered from the listening sockets once a datagram
- * of its peer comes by hand-off. A real listener on 127.0.0.1 and real client sockets; the worker
+ * of its peer comes by hand-off, or once the ring gives its peer to another worker. A real listener on 127.0.0.1 and real client sockets; the worker
  * around it (ring, hand-offs, admission) is the listener context, set per case.
  */
 import { test } from 'node:test';
@@ -19,7 +19,7 @@ interface Case {
   /** The listener's `options.session_sockets` (unset: the default). */
   sessionSockets?: 'connected' | 'listener';
   steered: boolean;
-  /** The ring owner of every peer. */
+  /** The ring owner of every peer (set it, then call onRingChange, for a ring change). */
   owner: number;
   /** Whether a hand-off to the owner gets through (false: the owner is down). */
   handoffOk: boolean;
@@ -111,6 +111,31 @@ test('steered workers: a session answered from the listening socket gets a conne
       assert.equal(ownSocket(conn), want, `session_sockets ${sessionSockets ?? 'unset'}`);
     } finally {
       c.close();
+      for (const conn of l.accepted) conn.close();
+      await l.inst.close();
+    }
+  }
+});
+
+test('steered workers: when the ring gives a peer served here to another worker (its owner is back), its session gets a connected socket; a set session_sockets: listener never does', async () => {
+  for (const [sessionSockets, want] of [
+    [undefined, true],
+    ['listener', false],
+  ] as const) {
+    const c: Case = { steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) };
+    const l = await listener(c);
+    const client = await UdpClient.open();
+    try {
+      client.sock.send('hi', l.port, '127.0.0.1');
+      await waitFor(() => l.accepted.length === 1, 2000, 'the session');
+      const conn = l.accepted[0] as Connection;
+      l.inst.onRingChange?.();
+      assert.equal(ownSocket(conn), false, 'still its own worker\'s peer');
+      c.owner = 1;
+      l.inst.onRingChange?.();
+      assert.equal(ownSocket(conn), want, `session_sockets ${sessionSockets ?? 'unset'}`);
+    } finally {
+      client.close();
       for (const conn of l.accepted) conn.close();
       await l.inst.close();
     }
