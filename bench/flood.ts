@@ -42,7 +42,7 @@ const { values: opt } = parseArgs({
     workers: { type: 'string', default: '2' },
     idle: { type: 'string', default: '20' },
     'overload-lag': { type: 'string' },
-    'session-sockets': { type: 'string', default: 'connected' },
+    'session-sockets': { type: 'string' },
     'session-rate': { type: 'string' },
     'recv-buffer': { type: 'string' },
     quick: { type: 'boolean', default: false },
@@ -56,9 +56,9 @@ const AFTER = Number(opt.after ?? (opt.quick ? 15 : 60));
 const WORKERS = Number(opt.workers);
 const IDLE = Number(opt.idle);
 /** admin.overload_lag_ms for the run (ms); the proxy's default when not given. */
-/** The UDP listener's options.session_sockets: connected (the default) or listener. */
-const SESSION_SOCKETS = opt['session-sockets'] as string;
-if (SESSION_SOCKETS !== 'connected' && SESSION_SOCKETS !== 'listener') throw new Error(`--session-sockets: connected or listener, got ${SESSION_SOCKETS}`);
+/** The UDP listener's options.session_sockets: connected or listener; unset: the proxy's default. */
+const SESSION_SOCKETS = opt['session-sockets'];
+if (SESSION_SOCKETS !== undefined && SESSION_SOCKETS !== 'connected' && SESSION_SOCKETS !== 'listener') throw new Error(`--session-sockets: connected or listener, got ${SESSION_SOCKETS}`);
 /** The listener's options.session_rate (new sessions/s); the proxy's default when not given. */
 const SESSION_RATE = opt['session-rate'] === undefined ? undefined : Number(opt['session-rate']);
 /** The listener's options.recv_buffer_size (bytes; capped by net.core.rmem_max); the kernel default when not given. */
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
     `admin: { address: 127.0.0.1, port: ${admin}${OVERLOAD_LAG === undefined ? '' : `, overload_lag_ms: ${OVERLOAD_LAG}`} }
 listeners:
   - name: gateway
-    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}, session_sockets: ${SESSION_SOCKETS}${RECV_BUFFER === undefined ? '' : `, recv_buffer_size: ${RECV_BUFFER}`} } }${SESSION_RATE === undefined ? '' : `\n    options: { session_rate: ${SESSION_RATE} }`}
+    spec: { protocol: UDP, port: ${lport}, address: 127.0.0.1, options: { idle_timeout: ${IDLE}${SESSION_SOCKETS === undefined ? '' : `, session_sockets: ${SESSION_SOCKETS}`}${RECV_BUFFER === undefined ? '' : `, recv_buffer_size: ${RECV_BUFFER}`} } }${SESSION_RATE === undefined ? '' : `\n    options: { session_rate: ${SESSION_RATE} }`}
     rules:
       - action:
           route:
@@ -220,7 +220,7 @@ listeners:
   const md = [
     `## bench:flood ${stamp}`,
     '',
-    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS}${SESSION_RATE === undefined ? '' : `, session_rate ${SESSION_RATE}/s`}${RECV_BUFFER === undefined ? '' : `, recv_buffer_size ${RECV_BUFFER} B (net.core.rmem_max ${fs.readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim()})`}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), loadavg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; l7mp-ts --workers ${WORKERS}, UDP idle_timeout ${IDLE} s, session_sockets ${SESSION_SOCKETS ?? 'unset (listener sockets where the workers are steered, else connected)'}${SESSION_RATE === undefined ? '' : `, session_rate ${SESSION_RATE}/s`}${RECV_BUFFER === undefined ? '' : `, recv_buffer_size ${RECV_BUFFER} B (net.core.rmem_max ${fs.readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim()})`}, default admission limits (process session cap ${limit})${OVERLOAD_LAG === undefined ? '' : `, admin.overload_lag_ms ${OVERLOAD_LAG}`}.`,
     `Flood: ${SOURCES} sources 127.1.0.0+i at ${RATE}/s, ${PER_SOURCE} x 64 B each (${flood.flood_sent} sent in ${flood.flood_s} s, ${flood.flood_replies} replies came back). Legitimate flow: ${LEGIT} pps, 64 B, from 127.0.0.1.`,
     '',
     '| figure | value |',
