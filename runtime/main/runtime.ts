@@ -133,7 +133,7 @@ export class Runtime extends EventEmitter {
       onReport: (report: RecoveryReport) => this.emit('sessionsRecovered', report),
     });
     // No offload: it only picks the worker's socket (with several, they answer from the listening sockets).
-    this.steering = opts.snapshot.admin.steering !== false && (this.offloadMode !== 'disable' || opts.workers > 1) ? Steering.create(opts.log) : null;
+    this.steering = opts.snapshot.admin.steering !== false && (this.offloadMode !== 'disable' || opts.workers > 1) ? Steering.create(opts.log, this.offloadMode !== 'disable') : null;
   }
 
   /** The effective offload mode. */

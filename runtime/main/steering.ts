@@ -47,19 +47,21 @@ export class Steering {
 
   /**
    * Steering for this process, or null (logged once with the reason) if the addon cannot be
-   * loaded or a steering program cannot be loaded (no CAP_BPF).
+   * loaded or a steering program cannot be loaded (no CAP_BPF). `asked`: kernel offload was asked
+   * for (a warning then; else, several workers without offload, an info line: connected session
+   * sockets are the usual fallback).
    */
-  static create(log: Logger): Steering | null {
+  static create(log: Logger, asked = true): Steering | null {
+    const say = (reason: string): null => {
+      const msg = 'reuseport steering unavailable; workers hand datagrams to each other';
+      if (asked) log.warn({ reason }, msg);
+      else log.info({ reason }, msg);
+      return null;
+    };
     const { addon, why } = loadAddon();
-    if (addon === null) {
-      log.warn({ reason: why }, 'reuseport steering unavailable; workers hand datagrams to each other');
-      return null;
-    }
+    if (addon === null) return say(why);
     const h = addon.steerOpen();
-    if (h < 0) {
-      log.warn({ reason: `${errnoName(h)}: cannot load the SK_REUSEPORT program (needs CAP_BPF)` }, 'reuseport steering unavailable; workers hand datagrams to each other');
-      return null;
-    }
+    if (h < 0) return say(`${errnoName(h)}: cannot load the SK_REUSEPORT program (needs CAP_BPF)`);
     addon.steerClose(h);
     return new Steering(addon, log);
   }
