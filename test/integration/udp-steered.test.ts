@@ -52,6 +52,36 @@ async function listener(c: Case): Promise<{ port: number; inst: ListenerInstance
   return { port, inst, accepted, handedOff };
 }
 
+/**
+ * Run `body` against a listener of case `c` and, unless `first` is false, the session of a client
+ * that sent it one datagram; everything is closed after.
+ */
+async function withSession(c: Case, body: (l: Awaited<ReturnType<typeof listener>>, conn: Connection | null, client: UdpClient) => Promise<void>, first = true): Promise<void> {
+  const l = await listener(c);
+  const client = await UdpClient.open();
+  try {
+    if (first) {
+      client.sock.send('hi', l.port, '127.0.0.1');
+      await waitFor(() => l.accepted.length === 1 || l.handedOff.length === 1, 2000, 'the session or its hand-off');
+    }
+    await body(l, l.accepted[0] ?? null, client);
+  } finally {
+    client.close();
+    for (const conn of l.accepted) conn.close();
+    await l.inst.close();
+  }
+}
+
+/** `fn` for the default mode, where the rule applies (`want` true), and for a set `session_sockets: listener` (false). */
+async function eachMode(fn: (c: Case, want: boolean, label: string) => Promise<void>): Promise<void> {
+  for (const [sessionSockets, want] of [
+    [undefined, true],
+    ['listener', false],
+  ] as const) {
+    await fn({ steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) }, want, `session_sockets ${sessionSockets ?? 'unset'}`);
+  }
+}
+
 /** Whether the session has a socket of its own (connected to its peer). */
 function ownSocket(conn: Connection): boolean {
   return (conn.rebuildTuple?.() as SocketTuple).shared !== true;
@@ -62,98 +92,55 @@ test('steered workers: a session whose owner is this worker is answered from the
     [0, true, false],
     [1, false, true],
   ] as const) {
-    const l = await listener({ steered: true, owner, handoffOk });
-    const c = await UdpClient.open();
-    try {
-      c.sock.send('hi', l.port, '127.0.0.1');
-      await waitFor(() => l.accepted.length === 1, 2000, 'the session');
-      assert.equal(ownSocket(l.accepted[0] as Connection), want, `owner ${owner}, hand-off ${handoffOk ? 'delivered' : 'impossible'}`);
-    } finally {
-      c.close();
-      for (const conn of l.accepted) conn.close();
-      await l.inst.close();
-    }
+    await withSession({ steered: true, owner, handoffOk }, async (_l, conn) => {
+      assert.equal(ownSocket(conn as Connection), want, `owner ${owner}, hand-off ${handoffOk ? 'delivered' : 'impossible'}`);
+    });
   }
 });
 
 test('steered workers: a peer handed over by another worker gets a connected socket; a set session_sockets: listener never does', async () => {
-  for (const [sessionSockets, want] of [
-    [undefined, true],
-    ['listener', false],
-  ] as const) {
-    const l = await listener({ steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) });
-    try {
-      l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: 9, data: new Uint8Array([1, 2, 3]) });
-      assert.equal(l.accepted.length, 1);
-      assert.equal(ownSocket(l.accepted[0] as Connection), want, `session_sockets ${sessionSockets ?? 'unset'}`);
-    } finally {
-      for (const conn of l.accepted) conn.close();
-      await l.inst.close();
-    }
-  }
+  await eachMode(async (c, want, label) => {
+    await withSession(
+      c,
+      async (l) => {
+        l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: 9, data: new Uint8Array([1, 2, 3]) });
+        assert.equal(l.accepted.length, 1);
+        assert.equal(ownSocket(l.accepted[0] as Connection), want, label);
+      },
+      false,
+    );
+  });
 });
 
 test('steered workers: a session answered from the listening socket gets a connected socket at its first handed-over datagram; a set session_sockets: listener never does', async () => {
-  for (const [sessionSockets, want] of [
-    [undefined, true],
-    ['listener', false],
-  ] as const) {
-    const l = await listener({ steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) });
-    const c = await UdpClient.open();
-    try {
-      c.sock.send('hi', l.port, '127.0.0.1');
-      await waitFor(() => l.accepted.length === 1, 2000, 'the session');
-      const conn = l.accepted[0] as Connection;
-      assert.equal(ownSocket(conn), false, 'its first datagram came to its own worker');
+  await eachMode(async (c, want, label) => {
+    await withSession(c, async (l, conn, client) => {
+      assert.equal(ownSocket(conn as Connection), false, 'its first datagram came to its own worker');
       // A datagram of its peer that another worker received (a rebuilt session, its owner back).
-      l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: c.sock.address().port, data: new Uint8Array([1]) });
+      l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: client.sock.address().port, data: new Uint8Array([1]) });
       assert.equal(l.accepted.length, 1, 'the same session');
-      assert.equal(ownSocket(conn), want, `session_sockets ${sessionSockets ?? 'unset'}`);
-    } finally {
-      c.close();
-      for (const conn of l.accepted) conn.close();
-      await l.inst.close();
-    }
-  }
+      assert.equal(ownSocket(conn as Connection), want, label);
+    });
+  });
 });
 
 test('steered workers: when the ring gives a peer served here to another worker (its owner is back), its session gets a connected socket; a set session_sockets: listener never does', async () => {
-  for (const [sessionSockets, want] of [
-    [undefined, true],
-    ['listener', false],
-  ] as const) {
-    const c: Case = { steered: true, owner: 0, handoffOk: true, ...(sessionSockets === undefined ? {} : { sessionSockets }) };
-    const l = await listener(c);
-    const client = await UdpClient.open();
-    try {
-      client.sock.send('hi', l.port, '127.0.0.1');
-      await waitFor(() => l.accepted.length === 1, 2000, 'the session');
-      const conn = l.accepted[0] as Connection;
+  await eachMode(async (c, want, label) => {
+    await withSession(c, async (l, conn) => {
       l.inst.onRingChange?.();
-      assert.equal(ownSocket(conn), false, 'still its own worker\'s peer');
+      assert.equal(ownSocket(conn as Connection), false, 'still its own worker\'s peer');
       c.owner = 1;
       l.inst.onRingChange?.();
-      assert.equal(ownSocket(conn), want, `session_sockets ${sessionSockets ?? 'unset'}`);
-    } finally {
-      client.close();
-      for (const conn of l.accepted) conn.close();
-      await l.inst.close();
-    }
-  }
+      assert.equal(ownSocket(conn as Connection), want, label);
+    });
+  });
 });
 
 test('unsteered workers: the default is a connected socket per session; a new peer of another worker is handed over, not served here', async () => {
-  const l = await listener({ steered: false, owner: 1, handoffOk: true });
-  const c = await UdpClient.open();
-  try {
-    c.sock.send('hi', l.port, '127.0.0.1');
-    await waitFor(() => l.handedOff.length === 1, 2000, 'the hand-off');
+  await withSession({ steered: false, owner: 1, handoffOk: true }, async (l) => {
+    assert.equal(l.handedOff.length, 1, 'the first datagram went to its owner');
     assert.equal(l.accepted.length, 0);
     l.inst.onHandoff?.({ listener: 'gw', address: '127.0.0.1', port: 9, data: new Uint8Array([1]) });
     assert.equal(ownSocket(l.accepted[0] as Connection), true);
-  } finally {
-    c.close();
-    for (const conn of l.accepted) conn.close();
-    await l.inst.close();
-  }
+  });
 });
