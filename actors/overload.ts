@@ -64,8 +64,10 @@ export class OverloadGuard {
     this.lastTick = now();
   }
 
-  /** Start probing (unref'd: it never keeps a thread alive). Idempotent. */
-  /** Measure from now on, while sessions are being admitted. */
+  /**
+   * Measure from now on, while sessions are being admitted: the next admission starts the probe
+   * (unref'd: it never keeps a thread alive). Idempotent.
+   */
   start(): void {
     this.enabled = true;
   }

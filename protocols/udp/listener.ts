@@ -51,8 +51,11 @@ export class UdpDownstream extends SpliceableDgramConnection {
   readonly spliceAfter: number;
 
   private connected = false;
-  /** A socket of its own could not be made for a splice: the session stays in userspace. */
-  private unspliceable = false;
+  /**
+   * A socket of its own could not be made when it was wanted (a splice, a stray session: EMFILE):
+   * the session stays served through the listening sockets and is never spliced.
+   */
+  private noOwnSocket = false;
   private readonly listener: UdpListener;
   /** Per-session rate limit (options.max_pps / max_bps): token buckets of one second, refilled lazily. */
   private pktTokens: number;
@@ -117,7 +120,7 @@ export class UdpDownstream extends SpliceableDgramConnection {
    * whose datagrams reach another worker. EMFILE: counted `fd_exhausted`, and it stays as it was.
    */
   connectToPeer(): void {
-    if (this.sock !== null || this.closed || this.unspliceable) return;
+    if (this.sock !== null || this.closed || this.noOwnSocket) return;
     if (!SYNC_SOCKETS) {
       this.open();
       return;
@@ -128,7 +131,7 @@ export class UdpDownstream extends SpliceableDgramConnection {
       this.attach(s);
       return;
     }
-    this.unspliceable = true;
+    this.noOwnSocket = true;
     s.close();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EMFILE' || code === 'ENFILE') this.listener.countDrop('fd_exhausted');
@@ -480,6 +483,6 @@ export class UdpListener implements ListenerInstance {
   }
 
   describe(): Record<string, unknown> {
-    return { protocol: 'UDP', mode: this.mode, session_sockets: this.shared ? 'listener' : 'connected', address: `${this.bindAddress}:${this.spec.port}`, peers: this.peers.size };
+    return { protocol: 'UDP', mode: this.mode, session_sockets: this.shared ? 'listener' : 'connected', address: this.local, peers: this.peers.size };
   }
 }

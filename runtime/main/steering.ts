@@ -9,7 +9,7 @@
  * the runtime calls it after start, after a config apply, and whenever the ring changes (a dead
  * worker's buckets go to the others at once; its sockets left the array when they closed).
  * The runtime loads it with offload asked (`-o init|no_init`) or more than one worker (steered
- * workers answer their peers from the listening sockets: protocols/udp/listener.ts sessionSockets).
+ * workers answer their peers from the listening sockets: protocols/udp/modes.ts sessionSockets).
  * Needs CAP_BPF. Without it (or without the addon), the listeners keep the kernel's own hash and
  * the hand-off between workers.
  */

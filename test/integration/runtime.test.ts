@@ -23,6 +23,16 @@ function sessions(tree: ActorNode): Array<{ worker: number; name: string }> {
   return out;
 }
 
+/** Every session is on the worker that owns its peer on the ring of workers 0 and 1, and both own some. */
+function onRingOwners(list: Array<{ worker: number; name: string }>): void {
+  const ring = new WorkerRing([0, 1]);
+  for (const s of list) {
+    const peer = /^UDP:([^-]+)-/.exec(s.name)?.[1] as string;
+    assert.equal(s.worker, ring.owner(peer), `session ${s.name} on worker ${s.worker}`);
+  }
+  assert.ok(new Set(list.map((s) => s.worker)).size === 2, 'both workers own sessions');
+}
+
 test('admin.steering: false: UDP sessions live on the worker that owns their peer on the hash ring (hand-off between workers)', async () => {
   const echo = await udpEcho('e:');
   const port = await freePort();
@@ -34,12 +44,7 @@ test('admin.steering: false: UDP sessions live on the worker that owns their pee
     await Promise.all(clients.map((c, i) => c.request(`m${i}`, port).then((r) => assert.equal(r.toString(), `e:m${i}`))));
     const list = sessions(await rt.tree());
     assert.equal(list.length, 30);
-    const ring = new WorkerRing([0, 1]);
-    for (const s of list) {
-      const peer = /^UDP:([^-]+)-/.exec(s.name)?.[1] as string;
-      assert.equal(s.worker, ring.owner(peer), `session ${s.name} on worker ${s.worker}`);
-    }
-    assert.ok(new Set(list.map((s) => s.worker)).size === 2, 'both workers own sessions');
+    onRingOwners(list);
     const stats = await rt.stats();
     const handoffs = stats.reduce((a, s) => a + s.handoffsIn, 0);
     assert.ok(handoffs > 0, 'some first datagrams were handed over to their owner');
@@ -79,12 +84,7 @@ test('steered workers (the default where BPF allows): each peer reaches its ring
     assert.deepEqual([...from], [port], 'every reply comes from the listener port');
     const list = sessions(await rt.tree());
     assert.equal(list.length, 31);
-    const ring = new WorkerRing([0, 1]);
-    for (const s of list) {
-      const peer = /^UDP:([^-]+)-/.exec(s.name)?.[1] as string;
-      assert.equal(s.worker, ring.owner(peer), `session ${s.name} on worker ${s.worker}`);
-    }
-    assert.ok(new Set(list.map((s) => s.worker)).size === 2, 'both workers own sessions');
+    onRingOwners(list);
     for (const c of clients) assert.equal((await c.request('again', port)).toString(), 'e:again');
     const stats = await rt.stats();
     assert.equal(stats.reduce((a, s) => a + s.handoffsOut, 0), 0, 'no datagram was handed between workers');
