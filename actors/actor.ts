@@ -218,7 +218,8 @@ export class ActorCell<M> {
   private readonly props: Props<M>;
   private readonly user = new FixedQueue<M>();
   private readonly system = new FixedQueue<SystemMessage>();
-  private restartTimes: number[] = [];
+  /** When the last restarts happened (ms since the epoch); null until the first (most actors never restart). */
+  private restartTimes: number[] | null = null;
 
   constructor(dispatcher: Dispatcher, parent: ActorCell<unknown> | null, name: string, props: Props<M>) {
     this.dispatcher = dispatcher;
@@ -383,9 +384,10 @@ export class ActorCell<M> {
   private allowRestart(): boolean {
     const now = Date.now();
     const period = this.props.periodMs ?? 5000;
-    this.restartTimes = this.restartTimes.filter((t) => now - t < period);
-    if (this.restartTimes.length >= (this.props.maxRestarts ?? 3)) return false;
-    this.restartTimes.push(now);
+    const times = (this.restartTimes ?? []).filter((t) => now - t < period);
+    this.restartTimes = times;
+    if (times.length >= (this.props.maxRestarts ?? 3)) return false;
+    times.push(now);
     return true;
   }
 

@@ -6,9 +6,21 @@
  * one, else after `timeout`. Endpoint results feed outlier detection (routing/health.ts).
  */
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
-import type { Connection, SessionInfo } from '../protocols/types.ts';
+import type { Connection, EndpointInfo, SessionInfo } from '../protocols/types.ts';
 import type { EndpointConfig, RetryConfig, RouteConfig } from '../cluster-config/snapshot.ts';
-import type { SessionCore, Stage } from './session-core.ts';
+import { avoidEndpoint, type SessionCore, type Stage } from './session-core.ts';
+
+/** The {@link EndpointInfo} of each endpoint of the config: one per endpoint, shared by its sessions' stages. */
+const endpointInfos = new WeakMap<EndpointConfig, EndpointInfo>();
+
+function endpointInfo(ep: EndpointConfig): EndpointInfo {
+  let info = endpointInfos.get(ep);
+  if (info === undefined) {
+    info = { name: ep.name, address: ep.spec.address, weight: ep.weight };
+    endpointInfos.set(ep, info);
+  }
+  return info;
+}
 
 /** The route's retry policy (the session is routed). */
 function retryOf(s: SessionCore): RetryConfig {
@@ -20,8 +32,7 @@ export function connectStage(s: SessionCore, i: number, avoid: string | null = n
   const st = s.stages[i] as Stage;
   st.gen++;
   st.attempts = 0;
-  st.avoid.length = 0;
-  if (avoid !== null) st.avoid.push(avoid);
+  st.avoid = avoid === null ? null : [avoid];
   attempt(s, i);
 }
 
@@ -75,7 +86,7 @@ export function attempt(s: SessionCore, i: number): void {
     info = { ...info, rebind: { localAddress: rb.localAddress, localPort: rb.localPort, remotePort: rb.remotePort } };
   } else {
     const ep = pickFor(s, st);
-    st.endpoint = ep === null ? null : { name: ep.name, address: ep.spec.address, weight: ep.weight };
+    st.endpoint = ep === null ? null : endpointInfo(ep);
   }
   if (cluster.connectNow !== undefined && rb === null && st.endpoint !== null) {
     // A connect that asks nothing of the endpoint (UDP): made now, no promise, timer or signal.
@@ -123,7 +134,7 @@ export function onConnectFailed(s: SessionCore, i: number, err: L7Error, gen: nu
   const failed = st.endpoint?.name;
   if (failed !== undefined && (err.code === ErrorCode.UpstreamConnect || err.code === ErrorCode.UpstreamTimeout)) {
     report(s, st, false);
-    if (!st.avoid.includes(failed)) st.avoid.push(failed);
+    avoidEndpoint(st, failed);
   }
   if (s.rebuild !== null) {
     // The old local port is taken (or the endpoint is gone): a retry would not keep the 5-tuple.

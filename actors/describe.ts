@@ -13,9 +13,9 @@ import { addCounts, addStats, zeroCounts, type SessionRecord, type StageRecord }
  * connections included). Called at the end (final record) and by metrics at scrape time for
  * live sessions (`reason` = `active`); reads the plain counters, allocates only the record.
  */
-export function sessionRecord(s: SessionCore, sp: SessionSplice, reason = 'active'): SessionRecord {
+export function sessionRecord(s: SessionCore, sp: SessionSplice | null, reason = 'active'): SessionRecord {
   const final = s.status === 'DESTROYED';
-  sp.syncKernel();
+  sp?.syncKernel();
   const src = s.stages[0];
   const r: SessionRecord = {
     name: s.init.name,
@@ -52,7 +52,7 @@ export function sessionRecord(s: SessionCore, sp: SessionSplice, reason = 'activ
 }
 
 /** The session's node in the actor tree (`SessionActor.describe`). */
-export function describeSession(s: SessionCore, sp: SessionSplice): Record<string, unknown> {
+export function describeSession(s: SessionCore, sp: SessionSplice | null): Record<string, unknown> {
   // Counts from record(): they include the connections a reconnect replaced and the kernel's
   // share of a spliced session, as /metrics does.
   const rec = sessionRecord(s, sp);
@@ -63,7 +63,7 @@ export function describeSession(s: SessionCore, sp: SessionSplice): Record<strin
     route: s.route?.name ?? null,
     age_ms: Date.now() - s.started,
     downstream: { remote: s.init.source.remote, rx_packets: rec.rxPackets, rx_bytes: rec.rxBytes, tx_packets: rec.txPackets, tx_bytes: rec.txBytes },
-    ...(sp.offloadable ? { offload: sp.offloadState() } : {}),
+    ...(sp?.offloadable === true ? { offload: sp.offloadState() } : {}),
     metadata: s.init.metadata,
     events: s.events,
     stages: s.stages.slice(1).map((st, i) => ({
@@ -88,16 +88,20 @@ export interface SessionEvent {
 }
 
 /**
- * A session's events from its flat log (`SessionActor.event`: event, ms since `started`, message
- * or null for the event's usual text), oldest first.
+ * A session's events, oldest first: INIT (when it started), LOOKUP SUCCESS (`via`: the rule that
+ * matched; null: none, as for a rebuilt session), then its flat log (`SessionActor.event`: event,
+ * ms since `started`, message or null for the event's usual text) with the first CONNECT
+ * (`connectedMs` since `started`, -1: not connected) after the log's first `connectedAfter` events.
  */
-export function eventList(log: ReadonlyArray<string | number | null> | null, started: number, name: string): SessionEvent[] {
-  const out: SessionEvent[] = [];
-  if (log === null) return out;
-  for (let i = 0; i + 2 < log.length; i += 3) {
-    const event = log[i] as string;
-    const message = (log[i + 2] as string | null) ?? (event === 'INIT' ? `Session ${name} initialized` : '');
-    out.push({ event, timestamp: new Date(started + (log[i + 1] as number)).toISOString(), message });
+export function eventList(log: ReadonlyArray<string | number | null> | null, started: number, name: string, via: string | null, connectedMs: number, connectedAfter: number): SessionEvent[] {
+  const at = (ms: number): string => new Date(started + ms).toISOString();
+  const out: SessionEvent[] = [{ event: 'INIT', timestamp: at(0), message: `Session ${name} initialized` }];
+  if (via !== null) out.push({ event: 'LOOKUP SUCCESS', timestamp: at(0), message: via });
+  const n = log === null ? 0 : log.length / 3;
+  for (let k = 0; k <= n; k++) {
+    if (k === connectedAfter && connectedMs >= 0) out.push({ event: 'CONNECT', timestamp: at(connectedMs), message: 'Session successfully connected' });
+    if (k === n || log === null) break;
+    out.push({ event: log[3 * k] as string, timestamp: at(log[3 * k + 1] as number), message: (log[3 * k + 2] as string | null) ?? '' });
   }
   return out;
 }

@@ -3,12 +3,12 @@
  * sessions it accepts (sessions are `temporary` children: a failed session is not restarted).
  * Permanent itself: restarted by its worker if it fails, rebinding its address.
  */
-import { Actor, type ActorCell, type StopReason } from './actor.ts';
+import { Actor, type ActorCell, type Props, type RestartPolicy, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { Connection, ListenerInstance, Metadata, ProtocolModule } from '../protocols/types.ts';
 import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import { SessionActor } from './session.ts';
-import { DRAIN_QUIET_MS, drainMsg, type SessionEnv, type SessionInit } from './session-core.ts';
+import { DRAIN_QUIET_MS, drainMsg, type SessionEnv, type SessionInit, type SessionMsg } from './session-core.ts';
 import type { SessionRebuild } from './rebuild.ts';
 import type { WorkerServices } from './services.ts';
 import { actorTree, type ActorNode } from './tree.ts';
@@ -158,7 +158,7 @@ export class ListenerActor extends Actor<Msg> {
           for (let i = 1; taken.has(name); i++) name = `${child.name}_${i}`;
           this.counters.count('child_sessions');
           const init = childSessionInit(this.env, this.cfg.name, child, name);
-          const c = cell.spawnChild(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+          const c = cell.spawnChild(name, new SessionProps(init));
           return { stop: () => c.stop() };
         },
       },
@@ -232,7 +232,7 @@ export class ListenerActor extends Actor<Msg> {
     const init: SessionInit = { name, listener: this.cfg.name, metadata: { ...metadata, name }, source: conn, idleTimeoutMs: this.idleMs, env: this.env, rebuild };
     const tuple = rebuild === undefined ? null : (conn.rebuildTuple?.() ?? null);
     if (tuple?.shared === true) this.pinned.set(name, peerKey(tuple.remoteAddress, tuple.remotePort));
-    const cell = this.ctx.spawn(name, { factory: () => new SessionActor(init), restart: 'temporary' });
+    const cell = this.ctx.spawn(name, new SessionProps(init));
     if (this.proto.listener?.spawnsChildren === true) this.cells.set(conn, cell);
     // Admitted just before the drain reached this listener (or an HTTP request on a kept connection).
     if (this.draining && this.quietMs > 0) cell.tell(drainMsg(this.quietMs) as never);
@@ -323,4 +323,24 @@ function peerKey(address: string, port: number): string {
 function sourceOf(md: Metadata): string | undefined {
   const ip = md.IP as { src_addr?: unknown } | undefined;
   return typeof ip?.src_addr === 'string' && ip.src_addr !== '' ? ip.src_addr : undefined;
+}
+
+/**
+ * How a session is spawned: once, never restarted (`temporary`: a session that fails ends). One
+ * small object per session instead of a props literal and a factory closure.
+ */
+class SessionProps implements Props<SessionMsg> {
+  readonly init: SessionInit;
+
+  constructor(init: SessionInit) {
+    this.init = init;
+  }
+
+  get restart(): RestartPolicy {
+    return 'temporary';
+  }
+
+  factory(): SessionActor {
+    return new SessionActor(this.init);
+  }
 }

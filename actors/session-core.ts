@@ -147,15 +147,27 @@ export interface Stage {
   eof: boolean;
   /** Traffic the kernel relayed for this stage's sockets while spliced (rx: received on it; tx: sent out of it). */
   kernel: TrafficCounts;
-  /** Endpoints that failed in the current connect phase: the balancer passes them over if it can. */
-  avoid: string[];
+  /** Endpoints that failed in the current connect phase: the balancer passes them over if it can (null: none; made at the first failure, as most sessions never have one). */
+  avoid: string[] | null;
   /** The current connection's endpoint was reported as a success (stream: connected; datagram: first reply). */
   confirmed: boolean;
 }
 
+/** Add `endpoint` to the stage's {@link Stage.avoid} list (once). */
+export function avoidEndpoint(st: Stage, endpoint: string): void {
+  if (st.avoid === null) st.avoid = [endpoint];
+  else if (!st.avoid.includes(endpoint)) st.avoid.push(endpoint);
+}
+
+/** The stages of a session on route `r`: `source`, the ingress chain, the destination, the egress chain (an array of that size: a session keeps it for life). */
+export function routeStages(source: Stage, r: RouteConfig): Stage[] {
+  if (r.ingress.length + r.egress.length === 0) return [source, newStage(r.destination, 'destination', null)];
+  return [source, ...r.ingress.map((c) => newStage(c, 'ingress', null)), newStage(r.destination, 'destination', null), ...r.egress.map((c) => newStage(c, 'egress', null))];
+}
+
 /** A stage before its first connect (or the source stage, which starts with its connection). */
 export function newStage(cluster: string, role: Stage['role'], conn: Connection | null): Stage {
-  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: NO_COUNTS, retired: null, remote: conn?.remote ?? null, eof: false, kernel: NO_COUNTS, avoid: [], confirmed: false };
+  return { cluster, role, conn, endpoint: null, attempts: 0, gen: 0, abort: null, timer: null, hop: null, setup: null, prior: NO_COUNTS, retired: null, remote: conn?.remote ?? null, eof: false, kernel: NO_COUNTS, avoid: null, confirmed: false };
 }
 
 /**

@@ -32,7 +32,7 @@ import type { Connection, EndpointInfo } from '../protocols/types.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
 import { NO_COUNTS, addStats, zeroCounts, type SessionRecord, type SessionStatus } from './record.ts';
 import { recoveryFacts, type SessionRebuild } from './rebuild.ts';
-import { newStage, type SessionCore, type SessionInit, type SessionMsg, type Stage, type StageHop, type StageSetup } from './session-core.ts';
+import { avoidEndpoint, newStage, routeStages, type SessionCore, type SessionInit, type SessionMsg, type Stage, type StageHop, type StageSetup } from './session-core.ts';
 import { SetupHandler, checkFraming, wireStage } from './hops.ts';
 import { attempt, confirm, connectStage, onConnectFailed, report } from './connect.ts';
 import { SessionSplice } from './splice.ts';
@@ -54,12 +54,14 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
   readonly kind = 'session' as const;
   status: SessionStatus = 'INIT';
 
-  // Fields without `private` are read by the session's parts (SessionCore); only this class writes
-  // them, but `replay` (connect.ts drops it at the first reply).
+  // Non-private fields are read by the session's parts (SessionCore); only this class writes them, but `replay` (connect.ts).
   readonly init: SessionInit;
   readonly started = Date.now();
-  /** See {@link event}. */
+  /** See {@link event}. Not in it: INIT, LOOKUP SUCCESS (the rule: `via`) and the first CONNECT (`connectedMs`, after `connectedAfter` logged events). */
   private log: Array<string | number | null> | null = null;
+  private via: string | null = null;
+  private connectedMs = -1;
+  private connectedAfter = 0;
   route: RouteConfig | null = null;
   stages: Stage[] = [];
   private lastPackets = -1;
@@ -67,8 +69,8 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
   ended = false;
   /** Pending end after a half-close that could not be passed on. */
   private linger: NodeJS.Timeout | null = null;
-  /** Kernel offload: arming, the splice, the kernel's counters. */
-  private readonly splicer = new SessionSplice(this);
+  /** Kernel offload: arming, the splice, the kernel's counters (null: offload is off on this worker). */
+  private readonly splicer: SessionSplice | null;
   /**
    * The downstream's first datagrams (held during setup) while the first upstream stage is a
    * datagram stage that has not answered yet: if its endpoint turns out dead (ICMP), they are
@@ -92,12 +94,13 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     super();
     this.init = init;
     this.rebuild = init.rebuild ?? null;
+    this.splicer = init.env.offload === undefined || init.env.offload === null ? null : new SessionSplice(this);
   }
 
   /**
    * Add an event to {@link events} (the actor tree shows them). Kept flat and lazily: the event, ms
-   * since {@link started}, the message (null: the event's usual text); no Date, no object per event
-   * until something reads them (a session costs memory for as long as it is idle).
+   * since {@link started}, the message (null: the event's usual text); no Date, no object until
+   * something reads them, no log for a session that only connected (it costs memory while idle).
    */
   event(event: string, message: string | null): void {
     (this.log ??= []).push(event, Date.now() - this.started, message);
@@ -105,7 +108,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
 
   /** The session's events, oldest first, timestamps in ISO 8601 (l7mp's session `events`). */
   get events(): SessionEvent[] {
-    return eventList(this.log, this.started, this.init.name);
+    return eventList(this.log, this.started, this.init.name, this.via, this.connectedMs, this.connectedAfter);
   }
 
   /**
@@ -123,7 +126,6 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
 
   private setup(): void {
     const { init } = this;
-    this.event('INIT', null);
     const source = newStage(init.listener, 'source', init.source);
     this.stages = [source];
     source.setup = new SetupHandler(this, 0, init.source);
@@ -138,7 +140,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
       }
       this.route = route;
       this.event('REBUILD', `Session of worker ${rb.from} rebuilt: ${rb.localAddress}:${rb.localPort} -> ${rb.remoteAddress}:${rb.remotePort}`);
-      this.stages.push(newStage(route.destination, 'destination', null));
+      this.stages = routeStages(source, route);
       connectStage(this, 1);
       return;
     }
@@ -150,11 +152,8 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
       return;
     }
     this.route = match.route;
-    this.event('LOOKUP SUCCESS', match.via);
-    const r = match.route;
-    for (const c of r.ingress) this.stages.push(newStage(c, 'ingress', null));
-    this.stages.push(newStage(r.destination, 'destination', null));
-    for (const c of r.egress) this.stages.push(newStage(c, 'egress', null));
+    this.via = match.via;
+    this.stages = routeStages(source, match.route);
     for (let i = 1; i < this.stages.length; i++) connectStage(this, i);
   }
 
@@ -185,7 +184,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
         this.end(null);
         return;
       case 'established':
-        this.splicer.trySplice();
+        this.splicer?.trySplice();
         return;
       case 'idle':
         this.end(new L7Error(ErrorCode.SessionIdle, `idle for ${this.init.idleTimeoutMs} ms`));
@@ -225,7 +224,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     }
     if (this.status === 'CONNECTED') {
       // A reconnect: put the new connection into the live cycle; the one it replaces gets no more sends.
-      wireStage(this, i, this.splicer.offloadable);
+      wireStage(this, i, this.splicer?.offloadable === true);
       this.retire(st, null);
       this.event('CONNECT', `Stage ${st.cluster} reconnected${st.endpoint === null ? '' : ` to ${st.endpoint.name}`}`);
       this.remember();
@@ -242,14 +241,18 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
 
   /** Every stage is up: replay what was held and let packets flow. */
   private wireAll(): void {
-    this.splicer.arm();
+    this.splicer?.arm();
     const held: Array<StageSetup | null> = [];
-    for (let i = 0; i < this.stages.length; i++) held.push(wireStage(this, i, this.splicer.offloadable));
+    for (let i = 0; i < this.stages.length; i++) held.push(wireStage(this, i, this.splicer?.offloadable === true));
     const first = this.stages[1];
     const srcHeld = held[0]?.held;
-    if (first !== undefined && first.conn?.kind === 'datagram' && first.endpoint !== null && srcHeld !== undefined && srcHeld.length > 0 && srcHeld.length <= MAX_REPLAY) this.replay = srcHeld;
+    // Only where onStageClosed could retry (not under `retry_on: never`): an unanswered session would hold it for life.
+    const r = this.route?.retry;
+    const retriable = r !== undefined && r.retry_on !== 'never' && r.num_retries > 0;
+    if (retriable && first !== undefined && first.conn?.kind === 'datagram' && first.endpoint !== null && srcHeld !== undefined && srcHeld.length > 0 && srcHeld.length <= MAX_REPLAY) this.replay = srcHeld;
     this.status = 'CONNECTED';
-    this.event('CONNECT', 'Session successfully connected');
+    this.connectedMs = Date.now() - this.started;
+    this.connectedAfter = this.log === null ? 0 : this.log.length / 3;
     if (this.rebuild !== null) {
       const rb = this.rebuild;
       this.rebuild = null;
@@ -265,7 +268,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
       return;
     }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
-    if (this.init.idleTimeoutMs > 0 || this.splicer.offloadable || this.unconfirmed || this.drainQuietMs > 0) {
+    if (this.init.idleTimeoutMs > 0 || this.splicer?.offloadable === true || this.unconfirmed || this.drainQuietMs > 0) {
       this.lastActive = Date.now();
       this.init.env.timers.add(this);
     }
@@ -308,7 +311,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
   private onStageClosed(i: number, err: L7Error | null, conn: Connection, fromConn: boolean): void {
     const st = this.stages[i] as Stage;
     if (st.conn !== conn) return; // an old connection of a stage that was reconnected
-    this.splicer.onStageClosed();
+    this.splicer?.onStageClosed();
     this.event('DISCONNECT', `Stage ${st.role === 'source' ? 'source' : st.cluster}: ${err === null ? 'closed' : err.message}`);
     const r = this.route?.retry;
     if (st.role !== 'source') {
@@ -324,7 +327,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
         st.hop = null;
         st.eof = false;
         st.gen++;
-        if (!st.avoid.includes(failed)) st.avoid.push(failed);
+        avoidEndpoint(st, failed);
         if (i === 1 && this.replay !== null) this.replayStage = 1;
         attempt(this, i);
         return;
@@ -381,7 +384,8 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
    * clock reads; a splice that had to wait is tried again.
    */
   onTick(now: number): void {
-    if (this.splicer.spliceWanted && this.splicer.splice === null) this.splicer.trySplice();
+    const sp = this.splicer;
+    if (sp?.spliceWanted === true && sp.splice === null) sp.trySplice();
     if (this.unconfirmed) {
       this.unconfirmed = false;
       for (let i = 1; i < this.stages.length; i++) {
@@ -390,9 +394,9 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
         if (!st.confirmed && st.conn !== null && st.endpoint !== null) this.unconfirmed = true;
       }
       // Ticking only to see the first reply: nothing left to see.
-      if (!this.unconfirmed && this.init.idleTimeoutMs === 0 && !this.splicer.offloadable && !this.splicer.spliceWanted && this.drainQuietMs === 0) this.init.env.timers.delete(this);
+      if (!this.unconfirmed && this.init.idleTimeoutMs === 0 && sp?.offloadable !== true && sp?.spliceWanted !== true && this.drainQuietMs === 0) this.init.env.timers.delete(this);
     }
-    this.splicer.syncKernel();
+    sp?.syncKernel();
     let pk = 0;
     for (const s of this.stages) {
       if (s.conn !== null) pk += s.conn.stats.rxPackets;
@@ -459,7 +463,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
       this.rebuild = null;
       rb.done(reason ?? new L7Error(ErrorCode.SessionStopped, 'stopped before it was rebuilt'));
     }
-    this.splicer.unsplice();
+    this.splicer?.unsplice();
     for (let i = 1; i < this.stages.length; i++) confirm(this, i);
     this.ended = true;
     this.init.env.timers.delete(this);

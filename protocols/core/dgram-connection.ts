@@ -33,21 +33,19 @@ export abstract class DgramConnection extends BaseConnection {
   protected abstract resetError(err: Error): L7Error;
 
   /**
-   * Read `s` from now on. Call it from the subclass constructor (or later): a subclass that
-   * redefines {@link DgramConnection.onMessage} has its own function in place only by then.
+   * Read `s` from now on. Its listeners are made here, not per instance: a connection that never
+   * has a socket of its own (a UDP downstream answered through the listening socket) allocates none.
    */
   protected attach(s: dgram.Socket): void {
     this.sock = s;
-    s.on('message', this.onMessage);
-    s.on('error', this.onError);
+    s.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => this.onDatagram(msg, rinfo));
+    s.on('error', (err: Error) => this.socketError(err));
   }
 
-  /** The socket's 'message' listener: one datagram from the peer. */
-  protected readonly onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void = (msg) => {
+  /** One datagram from the peer (the socket's 'message'). */
+  protected onDatagram(msg: Buffer, _rinfo: dgram.RemoteInfo): void {
     this.receive(msg);
-  };
-
-  private readonly onError = (err: Error): void => this.socketError(err);
+  }
 
   /** The socket failed: the connection closes with {@link DgramConnection.resetError}. */
   protected socketError(err: Error): void {
@@ -80,7 +78,7 @@ export abstract class DgramConnection extends BaseConnection {
     const s = this.sock;
     if (s === null) return;
     this.sock = null;
-    s.removeListener('message', this.onMessage);
+    // No 'message' after this: close stops the reads (the 'error' listener stays for late errors).
     try {
       s.close();
     } catch {

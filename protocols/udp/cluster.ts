@@ -21,8 +21,9 @@ class UdpUpstream extends SpliceableDgramConnection {
   readonly remote: string;
   private readonly remoteAddress: string;
   private readonly remotePort: number;
-  /** The socket's local address and port (getsockname), read at the first need: most sessions never show it. */
-  private bound: { address: string; port: number } | null = null;
+  /** The socket's local address and port (getsockname), if known, else read at the first need (null, -1): two fields, no object per session. */
+  private boundAddress: string | null = null;
+  private boundPort = -1;
 
   /**
    * @param remote `address:port` (the cluster's string for the endpoint, shared by its sessions)
@@ -30,7 +31,10 @@ class UdpUpstream extends SpliceableDgramConnection {
    */
   constructor(sock: dgram.Socket, address: string, port: number, remote: string, bound: { address: string; port: number } | null = null) {
     super();
-    this.bound = bound;
+    if (bound !== null) {
+      this.boundAddress = bound.address;
+      this.boundPort = bound.port;
+    }
     this.remoteAddress = address;
     this.remotePort = port;
     this.remote = remote;
@@ -43,14 +47,16 @@ class UdpUpstream extends SpliceableDgramConnection {
   }
 
   private localAddr(): { address: string; port: number } | null {
-    if (this.bound === null && this.sock !== null) {
+    if (this.boundAddress === null && this.sock !== null) {
       try {
-        this.bound = this.sock.address();
+        const a = this.sock.address();
+        this.boundAddress = a.address;
+        this.boundPort = a.port;
       } catch {
         return null; // closed
       }
     }
-    return this.bound;
+    return this.boundAddress === null ? null : { address: this.boundAddress, port: this.boundPort };
   }
 
   /** The socket's local address:port (as the kernel bound it) and the endpoint's it is connected to. */
@@ -119,6 +125,8 @@ export class UdpCluster extends EndpointCluster<UdpClusterSpec> {
     let local: { address: string; port: number };
     try {
       local = s.bindSync(this.bindIp === undefined ? { port: bindPort } : { address: this.bindIp, port: bindPort });
+      // The address is the one asked for (a string every session shares), the port the kernel's.
+      local = { address: this.bindIp ?? (ea.type === 'udp6' ? '::' : '0.0.0.0'), port: local.port };
       s.connectSync(port, ep.address);
     } catch (e) {
       try {

@@ -193,7 +193,7 @@ export class UdpDownstream extends SpliceableDgramConnection {
     super.release(err);
   }
 
-  protected override readonly onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+  protected override onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     if (rinfo.port !== this.port || rinfo.address !== this.address) {
       // Caught while unconnected in the reuseport group: it belongs to the listener logic.
       this.listener.onStray();
@@ -202,7 +202,7 @@ export class UdpDownstream extends SpliceableDgramConnection {
     }
     if (this.overRate(msg.length)) return;
     this.receive(msg);
-  };
+  }
 
   /**
    * The session's rate limit: true (and counted as a `session_rate` drop) if a datagram of `len`

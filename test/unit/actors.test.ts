@@ -6,6 +6,7 @@ import { FixedQueue } from '../../common/fixed-queue.ts';
 import { CoarseTimers, FakeClock } from '../../common/clock.ts';
 import type { L7Error } from '../../common/errors.ts';
 import { waitFor } from '../helpers.ts';
+import { eventList } from '../../actors/describe.ts';
 
 const log = makeLogger('silent');
 
@@ -267,4 +268,23 @@ test('coarse timers: every member is called once per period; above 1000 members 
   for (const m of members) timers.delete(m);
   clock.advance(1000);
   assert.ok(seen.every((v) => v.length === 4), 'no member, no tick');
+});
+
+test("a session's events: INIT and LOOKUP SUCCESS first, the first CONNECT where it happened among the logged ones", () => {
+  const t0 = Date.UTC(2026, 11, 7, 6, 0, 0);
+  const names = (e: Array<{ event: string }>): string => e.map((x) => x.event).join(',');
+  // Connected and idle: nothing logged at all.
+  const idle = eventList(null, t0, 's', 'rulelist:r/rule:a', 3, 0);
+  assert.equal(names(idle), 'INIT,LOOKUP SUCCESS,CONNECT');
+  assert.deepEqual(idle[0], { event: 'INIT', timestamp: '2026-12-07T06:00:00.000Z', message: 'Session s initialized' });
+  assert.deepEqual(idle[1], { event: 'LOOKUP SUCCESS', timestamp: '2026-12-07T06:00:00.000Z', message: 'rulelist:r/rule:a' });
+  assert.deepEqual(idle[2], { event: 'CONNECT', timestamp: '2026-12-07T06:00:00.003Z', message: 'Session successfully connected' });
+  // Ended after connecting: the connect stays before the later events.
+  assert.equal(names(eventList(['DISCONNECT', 9, 'x', 'END', 9, 'Normal end', 'DESTROY', 10, null], t0, 's', 'v', 3, 0)), 'INIT,LOOKUP SUCCESS,CONNECT,DISCONNECT,END,DESTROY');
+  // Rebuilt (no lookup): REBUILD was logged before it connected.
+  assert.equal(names(eventList(['REBUILD', 0, 'r', 'CONNECT', 50, 'Stage up reconnected'], t0, 's', null, 2, 1)), 'INIT,REBUILD,CONNECT,CONNECT');
+  // Failed during setup: never connected.
+  const failed = eventList(['ERROR', 1, 'no route', 'END', 1, 'no route', 'DESTROY', 1, null], t0, 's', null, -1, 0);
+  assert.equal(names(failed), 'INIT,ERROR,END,DESTROY');
+  assert.equal(failed[3]?.message, '', 'an event logged without a message has an empty one');
 });
