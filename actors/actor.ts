@@ -196,7 +196,7 @@ const NO_CHILDREN: ReadonlyMap<number, ActorCell<unknown>> = new Map();
  * The runtime's half of an actor: mailbox, children, supervision bookkeeping. An {@link Actor}
  * instance can be replaced (restart) while its cell, id and mailbox stay.
  */
-export class ActorCell<M> {
+export class ActorCell<M> implements ActorContext<M> {
   /** Unique on this thread; {@link id} is `<prefix>.<seq>` (made when read: a session is mostly never shown). */
   readonly seq: number;
   readonly name: string;
@@ -216,8 +216,9 @@ export class ActorCell<M> {
   onRootFailure: ((err: L7Error) => void) | null = null;
 
   private readonly props: Props<M>;
-  private readonly user = new FixedQueue<M>();
-  private readonly system = new FixedQueue<SystemMessage>();
+  /** The mailbox and the system queue, made at their first message (a UDP session's mailbox mostly never has one). */
+  private user: FixedQueue<M> | null = null;
+  private system: FixedQueue<SystemMessage> | null = null;
   /** When the last restarts happened (ms since the epoch); null until the first (most actors never restart). */
   private restartTimes: number[] | null = null;
 
@@ -248,38 +249,62 @@ export class ActorCell<M> {
     return this.props.restart ?? 'permanent';
   }
 
+  /** ActorContext: the cell is its actor's context. */
+  get self(): ActorCell<M> {
+    return this;
+  }
+
+  get log(): Logger {
+    return this.dispatcher.log;
+  }
+
+  spawn<C>(name: string, props: Props<C>): ActorCell<C> {
+    return this.spawnChild(name, props);
+  }
+
+  pipeToSelf<T>(p: Promise<T>, ok: (v: T) => M, fail: (e: unknown) => M): void {
+    p.then(
+      (v) => this.tell(ok(v)),
+      (e) => this.tell(fail(e)),
+    );
+  }
+
+  stopSelf(reason: StopReason = null): void {
+    this.stop(reason);
+  }
+
   /** Messages waiting in the mailbox. */
   get mailboxSize(): number {
-    return this.user.length + this.system.length;
+    return (this.user?.length ?? 0) + (this.system?.length ?? 0);
   }
 
   /** Enqueue a message; ignored once the actor stopped (dead letters are dropped). */
   tell(msg: M): void {
     if (this.state === 'stopped') return;
-    this.user.push(msg);
+    (this.user ??= new FixedQueue<M>()).push(msg);
     this.wake();
   }
 
   /** Ask the actor to stop after the messages already in its system queue. Idempotent. */
   stop(reason: StopReason = null): void {
     if (this.state === 'stopped') return;
-    this.system.push({ sys: 'stop', reason });
+    this.systemQueue().push({ sys: 'stop', reason });
     this.wake();
   }
 
   /** @internal */
   hasMessages(): boolean {
     if (this.state === 'stopped') return false;
-    return this.system.length > 0 || (this.state === 'running' && this.user.length > 0);
+    return (this.system !== null && this.system.length > 0) || (this.state === 'running' && this.user !== null && this.user.length > 0);
   }
 
   /** @internal Start (or restart) the current actor instance. */
   start(): void {
-    this.actor.ctx = new ActorContext<M>(this);
+    this.actor.ctx = this;
     try {
       this.actor.preStart();
       this.state = 'running';
-      if (this.user.length > 0) this.wake();
+      if (this.user !== null && this.user.length > 0) this.wake();
     } catch (e) {
       // A broken start is not retried: stop, and tell the parent why.
       const err = asL7Error(e, ErrorCode.ActorFailed, `${this.name}: start failed`);
@@ -292,14 +317,14 @@ export class ActorCell<M> {
   process(max: number): number {
     let n = 0;
     while (n < max) {
-      const sys = this.system.shift();
+      const sys = this.system?.shift();
       if (sys !== undefined) {
         n++;
         this.handleSystem(sys);
         continue;
       }
       if (this.state !== 'running') break;
-      const msg = this.user.shift();
+      const msg = this.user?.shift();
       if (msg === undefined) break;
       n++;
       this.processed++;
@@ -320,6 +345,10 @@ export class ActorCell<M> {
     return child;
   }
 
+  private systemQueue(): FixedQueue<SystemMessage> {
+    return (this.system ??= new FixedQueue<SystemMessage>());
+  }
+
   private wake(): void {
     if (!this.scheduled) {
       this.scheduled = true;
@@ -336,7 +365,7 @@ export class ActorCell<M> {
       this.onRootFailure?.(err);
       return;
     }
-    this.parent.system.push({ sys: 'failed', child: this as ActorCell<unknown>, error: err });
+    this.parent.systemQueue().push({ sys: 'failed', child: this as ActorCell<unknown>, error: err });
     this.parent.wake();
   }
 
@@ -407,11 +436,11 @@ export class ActorCell<M> {
     for (const c of [...this.children.values()]) c.terminate(null);
     const wasStarted = this.state !== 'starting';
     this.state = 'stopped';
-    this.user.clear();
-    this.system.clear();
+    this.user = null;
+    this.system = null;
     if (wasStarted) this.safePostStop(reason);
     if (this.parent !== null && this.parent.state !== 'stopped') {
-      this.parent.system.push({ sys: 'stopped', child: this as ActorCell<unknown>, reason });
+      this.parent.systemQueue().push({ sys: 'stopped', child: this as ActorCell<unknown>, reason });
       this.parent.wake();
     }
   }
@@ -425,36 +454,17 @@ export class ActorCell<M> {
   }
 }
 
-/** What an actor can do: its handle to the runtime. */
-export class ActorContext<M> {
+/** What an actor can do: its handle to the runtime (its own {@link ActorCell}: no object of its own per actor). */
+export interface ActorContext<M> {
   readonly self: ActorCell<M>;
-
-  constructor(self: ActorCell<M>) {
-    this.self = self;
-  }
-
-  get log(): Logger {
-    return this.self.dispatcher.log;
-  }
-
+  readonly log: Logger;
   /** Start a child actor under this one. */
-  spawn<C>(name: string, props: Props<C>): ActorCell<C> {
-    return this.self.spawnChild(name, props);
-  }
-
+  spawn<C>(name: string, props: Props<C>): ActorCell<C>;
   /**
    * Run `p` and deliver its outcome to this actor as a message (Pekko `pipeToSelf`). If the actor
    * stopped meanwhile, the message is dropped.
    */
-  pipeToSelf<T>(p: Promise<T>, ok: (v: T) => M, fail: (e: unknown) => M): void {
-    p.then(
-      (v) => this.self.tell(ok(v)),
-      (e) => this.self.tell(fail(e)),
-    );
-  }
-
+  pipeToSelf<T>(p: Promise<T>, ok: (v: T) => M, fail: (e: unknown) => M): void;
   /** Stop this actor. */
-  stopSelf(reason: StopReason = null): void {
-    this.self.stop(reason);
-  }
+  stopSelf(reason?: StopReason): void;
 }

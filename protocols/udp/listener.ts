@@ -375,7 +375,7 @@ export class UdpListener implements ListenerInstance {
       return;
     }
     if (this.shared && !this.ctx.admit(address)) return;
-    this.newPeer(key, address, port, msg, owner !== this.ctx.slot);
+    this.newPeer(address, port, msg, owner !== this.ctx.slot);
   }
 
   onHandoff(h: DatagramHandoff): void {
@@ -388,7 +388,7 @@ export class UdpListener implements ListenerInstance {
       // Its datagrams reach another worker (a rebuilt session pinned here, after the dead worker's
       // replacement took its peers back): a socket of its own ends the hand-offs.
       if (this.connectStrays) known.connectToPeer();
-    } else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(key, h.address, h.port, data, true);
+    } else if (!this.closed && this.ctx.admit(h.address)) this.newPeer(h.address, h.port, data, true);
   }
 
   /**
@@ -447,11 +447,13 @@ export class UdpListener implements ListenerInstance {
     this.peers.set(key, conn);
     // As it was: a socket connected to the peer (connected sockets, or a spliced session), or none.
     if (!shared) conn.open();
-    return { conn, metadata: this.metadata(address, port), name: `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}` };
+    return { conn, metadata: this.metadata(address, port), name: this.sessionName(address, port) };
   }
 
   /** @param stray the peer's datagrams reach another worker's listening socket (see {@link connectStrays}) */
-  private newPeer(key: string, address: string, port: number, first: Buffer, stray: boolean): void {
+  private newPeer(address: string, port: number, first: Buffer, stray: boolean): void {
+    // The session keeps its key (and remote) for life: one flat string, not the lookup's template (a cons string).
+    const key = [address, ':', port].join('');
     const conn = new UdpDownstream(this, address, port, key);
     this.peers.set(key, conn);
     conn.inject(first);
@@ -465,7 +467,15 @@ export class UdpListener implements ListenerInstance {
       else if (readSenderReport(first, sr) === RtcpRead.SenderReport) md.RTP = sr;
       else this.ctx.count('rtp_absent');
     }
-    this.ctx.accept(conn, md, `UDP:${address}:${port}-${this.local}-${this.ctx.nextSessionSeq()}`);
+    this.ctx.accept(conn, md, this.sessionName(address, port));
+  }
+
+  /**
+   * `UDP:address:port-local-seq` (l7mp's session name), joined into one flat string: a template
+   * literal makes a tree of cons strings, about 170 B more for as long as the session lives.
+   */
+  private sessionName(address: string, port: number): string {
+    return ['UDP:', address, ':', port, '-', this.local, '-', this.ctx.nextSessionSeq()].join('');
   }
 
   private metadata(address: string, port: number): Metadata {
