@@ -57,6 +57,17 @@ export function confirm(s: SessionCore, i: number): void {
   if (i === 1) s.replay = null;
 }
 
+/** {@link confirm} every upstream stage; true if a datagram stage is still waiting for its first reply. */
+export function confirmAll(s: SessionCore): boolean {
+  let waiting = false;
+  for (let i = 1; i < s.stages.length; i++) {
+    const st = s.stages[i] as Stage;
+    confirm(s, i);
+    if (!st.confirmed && st.conn !== null && st.endpoint !== null) waiting = true;
+  }
+  return waiting;
+}
+
 /**
  * One connect attempt of stage `i` (phase `gen` of the stage): picks its endpoint (a rebuilt
  * session's old one), connects with the route's timeout and tells the session `connected` or

@@ -27,14 +27,14 @@
  */
 import { Actor, type StopReason } from './actor.ts';
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
-import type { Tickable } from '../common/clock.ts';
+import { MAX_EVERY, type Tickable } from '../common/clock.ts';
 import type { Connection, EndpointInfo } from '../protocols/types.ts';
 import type { RouteConfig } from '../cluster-config/snapshot.ts';
 import { NO_COUNTS, addStats, zeroCounts, type SessionRecord, type SessionStatus } from './record.ts';
 import { recoveryFacts, type SessionRebuild } from './rebuild.ts';
 import { avoidEndpoint, newStage, routeStages, type SessionCore, type SessionInit, type SessionMsg, type Stage, type StageHop, type StageSetup } from './session-core.ts';
 import { SetupHandler, checkFraming, wireStage } from './hops.ts';
-import { attempt, confirm, connectStage, onConnectFailed, report } from './connect.ts';
+import { attempt, confirm, confirmAll, connectStage, onConnectFailed, report } from './connect.ts';
 import { SessionSplice } from './splice.ts';
 import { describeSession, eventList, sessionRecord, type SessionEvent } from './describe.ts';
 
@@ -381,18 +381,15 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
 
   /**
    * Tickable: idle detection from packet counters (the kernel's too, when spliced), no per-packet
-   * clock reads; a splice that had to wait is tried again.
+   * clock reads; a splice that had to wait is tried again. Returns when to look again, in periods:
+   * each period while a first reply (for 2 s), a splice or a drain's quiet is awaited, else every
+   * sixteenth of the idle timeout (so an idle session ends at most 1/8 of it late, plus a period).
    */
-  onTick(now: number): void {
+  onTick(now: number): number {
     const sp = this.splicer;
     if (sp?.spliceWanted === true && sp.splice === null) sp.trySplice();
     if (this.unconfirmed) {
-      this.unconfirmed = false;
-      for (let i = 1; i < this.stages.length; i++) {
-        const st = this.stages[i] as Stage;
-        confirm(this, i);
-        if (!st.confirmed && st.conn !== null && st.endpoint !== null) this.unconfirmed = true;
-      }
+      this.unconfirmed = confirmAll(this);
       // Ticking only to see the first reply: nothing left to see.
       if (!this.unconfirmed && this.init.idleTimeoutMs === 0 && sp?.offloadable !== true && sp?.spliceWanted !== true && this.drainQuietMs === 0) this.init.env.timers.delete(this);
     }
@@ -410,6 +407,8 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     } else if (this.drainQuietMs > 0 && now - Math.max(this.lastActive, this.drainFrom) >= this.drainQuietMs) {
       this.ctx.self.tell({ type: 'end', reason: new L7Error(ErrorCode.SessionIdle, `quiet for ${this.drainQuietMs} ms while draining`) });
     }
+    if ((this.unconfirmed && now - this.started < 2000) || sp?.spliceWanted === true || this.drainQuietMs > 0) return 1;
+    return this.init.idleTimeoutMs > 0 ? this.init.idleTimeoutMs / 16 / this.init.env.timers.periodMs : MAX_EVERY;
   }
 
   /** The process drains (see `drainMsg`): tick from now on, if not already, to see it go quiet. */
@@ -464,7 +463,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
       rb.done(reason ?? new L7Error(ErrorCode.SessionStopped, 'stopped before it was rebuilt'));
     }
     this.splicer?.unsplice();
-    for (let i = 1; i < this.stages.length; i++) confirm(this, i);
+    confirmAll(this);
     this.ended = true;
     this.init.env.timers.delete(this);
     for (const st of this.stages) {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Actor, Dispatcher, type ActorCell, type StopReason } from '../../actors/actor.ts';
 import { makeLogger } from '../../common/log.ts';
 import { FixedQueue } from '../../common/fixed-queue.ts';
-import { CoarseTimers, FakeClock } from '../../common/clock.ts';
+import { CoarseTimers, FakeClock, MAX_EVERY } from '../../common/clock.ts';
 import type { L7Error } from '../../common/errors.ts';
 import { waitFor } from '../helpers.ts';
 import { eventList } from '../../actors/describe.ts';
@@ -239,11 +239,11 @@ test('pipeToSelf delivers async results as messages', async () => {
   assert.deepEqual(Recorder.log.sort(), ['err:x', 'ok:42']);
 });
 
-test('coarse timers: every member is called once per period; above 1000 members a fifth of them per tick; only while there are members', () => {
+test('coarse timers: a member is called within one period of its add, then once per period; above 1000 members a fifth of them per tick; only while there are members', () => {
   const clock = new FakeClock();
   const timers = new CoarseTimers(clock, 250);
   const few: number[] = [];
-  const one = { onTick: (now: number) => few.push(now) };
+  const one = { onTick: (now: number): void => void few.push(now) };
   timers.add(one);
   clock.advance(1000);
   assert.equal(few.length, 4, 'few members: one tick per period');
@@ -253,21 +253,46 @@ test('coarse timers: every member is called once per period; above 1000 members 
   assert.equal(timers.size, 0);
   const n = 2000;
   const seen = new Array<number[]>(n);
-  const members = Array.from({ length: n }, (_, i) => ({ onTick: (now: number) => (seen[i] ??= []).push(now) }));
+  const members = Array.from({ length: n }, (_, i) => ({ onTick: (now: number): void => void (seen[i] ??= []).push(now) }));
   for (const m of members) timers.add(m);
   const start = clock.now();
   clock.advance(250);
   assert.ok(seen.every((v) => v.length === 1), 'each member once in the first period');
-  // 400 members per 50 ms tick, in the order they were added.
-  assert.equal((seen[0] as number[])[0] as number, start + 50);
-  assert.equal((seen[399] as number[])[0] as number, start + 50);
-  assert.equal((seen[400] as number[])[0] as number, start + 100);
-  assert.equal((seen[n - 1] as number[])[0] as number, start + 250);
+  // Sliced: a tick every 50 ms, each visiting 400 of them.
+  const perTick = new Map<number, number>();
+  for (const v of seen) perTick.set((v[0] as number) - start, (perTick.get((v[0] as number) - start) ?? 0) + 1);
+  assert.deepEqual([...perTick].sort((a, b) => a[0] - b[0]), [[50, 400], [100, 400], [150, 400], [200, 400], [250, 400]]);
   clock.advance(750);
   assert.ok(seen.every((v) => v.length === 4), 'each member once per period');
   for (const m of members) timers.delete(m);
   clock.advance(1000);
   assert.ok(seen.every((v) => v.length === 4), 'no member, no tick');
+});
+
+test('coarse timers: a member is called again after the periods its tick returns (at most MAX_EVERY); add brings a far one within a period', () => {
+  const clock = new FakeClock();
+  const timers = new CoarseTimers(clock, 250);
+  const t0 = clock.now();
+  const calls: number[] = [];
+  let every = 8;
+  const m = { onTick: (now: number): number => (calls.push(now), every) };
+  timers.add(m);
+  clock.advance(250);
+  assert.deepEqual(calls, [t0 + 250]);
+  clock.advance(8 * 250);
+  assert.deepEqual(calls, [t0 + 250, t0 + 2250], 'the next call 8 periods later, none between');
+  timers.add(m);
+  clock.advance(250);
+  assert.deepEqual(calls.slice(2), [t0 + 2500], 'add: due within one period again');
+  every = 1000;
+  clock.advance(2000);
+  assert.deepEqual(calls.slice(3), [t0 + 4500]);
+  clock.advance(MAX_EVERY * 250 - 1);
+  assert.equal(calls.length, 4, 'capped at MAX_EVERY periods, not 1000');
+  clock.advance(1);
+  assert.deepEqual(calls.slice(4), [t0 + 4500 + MAX_EVERY * 250]);
+  timers.delete(m);
+  assert.equal(timers.size, 0);
 });
 
 test("a session's events: INIT and LOOKUP SUCCESS first, the first CONNECT where it happened among the logged ones", () => {
