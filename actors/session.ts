@@ -383,7 +383,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
    * Tickable: idle detection from packet counters (the kernel's too, when spliced), no per-packet
    * clock reads; a splice that had to wait is tried again. Returns when to look again, in periods:
    * each period while a first reply (for 2 s), a splice or a drain's quiet is awaited, else every
-   * sixteenth of the idle timeout (so an idle session ends at most 1/8 of it late, plus a period).
+   * sixteenth of the idle timeout (so an idle session ends at most 1/8 of it, or two periods, late).
    */
   onTick(now: number): number {
     const sp = this.splicer;
