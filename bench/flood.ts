@@ -124,11 +124,16 @@ async function probe(lport: number): Promise<void> {
   try {
     for (let i = 0; i < 50; i++) {
       const got = new Promise<boolean>((r) => {
-        const t = setTimeout(() => r(false), 200);
-        s.once('message', () => {
+        const onReply = (): void => {
           clearTimeout(t);
           r(true);
-        });
+        };
+        // A probe that times out takes its listener with it (ten of them made Node warn of a leak).
+        const t = setTimeout(() => {
+          s.off('message', onReply);
+          r(false);
+        }, 200);
+        s.once('message', onReply);
       });
       s.send('probe', lport, '127.0.0.1');
       if (await got) return;
