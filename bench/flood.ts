@@ -24,6 +24,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -123,20 +124,10 @@ async function probe(lport: number): Promise<void> {
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
   try {
     for (let i = 0; i < 50; i++) {
-      const got = new Promise<boolean>((r) => {
-        const onReply = (): void => {
-          clearTimeout(t);
-          r(true);
-        };
-        // A probe that times out takes its listener with it (ten of them made Node warn of a leak).
-        const t = setTimeout(() => {
-          s.off('message', onReply);
-          r(false);
-        }, 200);
-        s.once('message', onReply);
-      });
+      // events.once removes its listener when the signal aborts: probes that time out leave none behind.
+      const reply = once(s, 'message', { signal: AbortSignal.timeout(200) }).then(() => true, () => false);
       s.send('probe', lport, '127.0.0.1');
-      if (await got) return;
+      if (await reply) return;
     }
     throw new Error('the proxy did not forward a probe within 10 s');
   } finally {
