@@ -251,6 +251,10 @@ async function main(): Promise<void> {
       warnings.push(`${(e as Error).message}; starting from ${cli.config ?? 'an empty config'}`);
     }
   }
+  // Run from the TypeScript sources without bin/l7mp-ts's flag: see bin/l7mp-ts (nodejs/node#64500).
+  if (import.meta.url.endsWith('.ts') && !process.execArgv.includes('--no-wasm-tier-up')) {
+    warnings.push('node was started without --no-wasm-tier-up: a worker thread that exits (a restart, a reload, the shutdown) may abort the process (V8, nodejs/node#64500); start with bin/l7mp-ts');
+  }
   const level = cli.logLevel ?? snapshot.admin.log_level;
   const log = makeLogger(level, { thread: 'main' });
   for (const w of warnings) log.warn(w);

@@ -1,12 +1,12 @@
 /** The command line as a user runs it: bad input, startup failures, and signals. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
-import { freePort, freeTcpPort, tmpDir, UdpClient, streamClient } from '../helpers.ts';
+import { freePort, freeTcpPort, tmpDir, UdpClient, streamClient, waitFor } from '../helpers.ts';
 import { BIN, startConfigFile, startProcess } from './proc.ts';
 
 function run(args: string[]): { status: number | null; stderr: string; stdout: string } {
@@ -187,4 +187,30 @@ test('-c: cyclic YAML aliases, alias bombs and JSON nested past 64 levels exit 1
   r = run(['-c', deepYaml, '--workers', '1']);
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /deep\.yaml: listeners\[0\]\[0\]\[0\]\[0\]\[0\]\[0\]\[0\]…: nested deeper than 64 levels/);
+});
+
+test('bin/l7mp-ts starts node with --no-wasm-tier-up (nodejs/node#64500); node run on the sources without it warns', async () => {
+  const file = write(tmpDir(), 'w.yaml', { listeners: [] });
+  const args = ['--workers', '1', '--admin', '127.0.0.1:0'];
+  const p = await startConfigFile(file, args);
+  try {
+    assert.doesNotMatch(p.stderr(), /without --no-wasm-tier-up/);
+  } finally {
+    assert.equal((await p.stop()).code, 0);
+  }
+  // As an embedding program might run it: node on cli/main.ts, no flag.
+  const main = path.resolve(import.meta.dirname, '..', '..', 'cli', 'main.ts');
+  const proc = spawn(process.execPath, [main, '-c', file, '-l', 'info', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    await waitFor(() => err.includes('l7mp-ts ready'), 30_000, 'the proxy to be ready');
+    assert.match(err, /node was started without --no-wasm-tier-up/);
+  } finally {
+    const code = await new Promise<number | null>((resolve) => {
+      proc.once('exit', (c) => resolve(c));
+      proc.kill('SIGINT');
+    });
+    assert.equal(code, 0);
+  }
 });
