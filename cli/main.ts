@@ -252,8 +252,8 @@ async function main(): Promise<void> {
     }
   }
   // Run from the TypeScript sources without bin/l7mp-ts's flag: see bin/l7mp-ts (nodejs/node#64500).
-  if (import.meta.url.endsWith('.ts') && !process.execArgv.includes('--no-wasm-tier-up')) {
-    warnings.push('node was started without --no-wasm-tier-up: a worker thread that exits (a restart, a reload, the shutdown) may abort the process (V8, nodejs/node#64500); start with bin/l7mp-ts');
+  if (import.meta.url.endsWith('.ts') && !process.execArgv.includes('--no-liftoff')) {
+    warnings.push('node was started without --no-liftoff: a worker thread that exits (a restart, a reload, the shutdown) may abort the process (V8, nodejs/node#64500); start with bin/l7mp-ts');
   }
   const level = cli.logLevel ?? snapshot.admin.log_level;
   const log = makeLogger(level, { thread: 'main' });

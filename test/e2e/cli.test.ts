@@ -189,12 +189,12 @@ test('-c: cyclic YAML aliases, alias bombs and JSON nested past 64 levels exit 1
   assert.match(r.stderr, /deep\.yaml: listeners\[0\]\[0\]\[0\]\[0\]\[0\]\[0\]\[0\]…: nested deeper than 64 levels/);
 });
 
-test('bin/l7mp-ts starts node with --no-wasm-tier-up (nodejs/node#64500); node run on the sources without it warns', async () => {
+test('bin/l7mp-ts starts node with --no-liftoff (nodejs/node#64500); node run on the sources without it warns', async () => {
   const file = write(tmpDir(), 'w.yaml', { listeners: [] });
   const args = ['--workers', '1', '--admin', '127.0.0.1:0'];
   const p = await startConfigFile(file, args);
   try {
-    assert.doesNotMatch(p.stderr(), /without --no-wasm-tier-up/);
+    assert.doesNotMatch(p.stderr(), /without --no-liftoff/);
   } finally {
     assert.equal((await p.stop()).code, 0);
   }
@@ -205,7 +205,7 @@ test('bin/l7mp-ts starts node with --no-wasm-tier-up (nodejs/node#64500); node r
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   try {
     await waitFor(() => err.includes('l7mp-ts ready'), 30_000, 'the proxy to be ready');
-    assert.match(err, /node was started without --no-wasm-tier-up/);
+    assert.match(err, /node was started without --no-liftoff/);
   } finally {
     const code = await new Promise<number | null>((resolve) => {
       proc.once('exit', (c) => resolve(c));
