@@ -57,15 +57,9 @@ export function confirm(s: SessionCore, i: number): void {
   if (i === 1) s.replay = null;
 }
 
-/** {@link confirm} every upstream stage; true if a datagram stage is still waiting for its first reply. */
-export function confirmAll(s: SessionCore): boolean {
-  let waiting = false;
-  for (let i = 1; i < s.stages.length; i++) {
-    const st = s.stages[i] as Stage;
-    confirm(s, i);
-    if (!st.confirmed && st.conn !== null && st.endpoint !== null) waiting = true;
-  }
-  return waiting;
+/** {@link confirm} every upstream stage (a session that ends: a reply its hop has not reported yet). */
+export function confirmAll(s: SessionCore): void {
+  for (let i = 1; i < s.stages.length; i++) confirm(s, i);
 }
 
 /**

@@ -2,15 +2,19 @@
  * A session's data path: the handler set once on each of its connections, and the wiring of the
  * cycle (stage i's reads go to stage i+1). Per packet: `onData` → `next.send`, no mailbox, no
  * allocation of ours; what is not a packet (a fault, an end, a close, the first reply of an armed
- * session) goes to the session as a message.
+ * session) goes to the session as a message. The first reply of a datagram upstream is seen here
+ * (one flag test per packet) and reported to outlier detection at once.
  */
 import { L7Error, ErrorCode, asL7Error } from '../common/errors.ts';
 import type { Connection, ConnectionHandler } from '../protocols/types.ts';
+import { confirm } from './connect.ts';
 import type { SessionCore, Stage, StageSetup } from './session-core.ts';
 
 /**
  * The per-connection handler on the packet path: forwards every read to the next stage. If the
- * next stage buffers above its high-water mark, this stage stops reading until it drains.
+ * next stage buffers above its high-water mark, this stage stops reading until it drains. On a
+ * datagram upstream that has had no reply yet (`awaitingReply`), the first read confirms its
+ * endpoint ({@link confirm}: a success for outlier detection, the replay buffer freed).
  */
 export class Hop implements ConnectionHandler {
   next: Connection;
@@ -18,18 +22,21 @@ export class Hop implements ConnectionHandler {
   readonly self: Connection;
   private readonly session: SessionCore;
   private readonly stage: number;
+  private awaitingReply: boolean;
 
-  constructor(session: SessionCore, stage: number, self: Connection, next: Connection, prev: Connection) {
+  constructor(session: SessionCore, stage: number, self: Connection, next: Connection, prev: Connection, awaitingReply = false) {
     this.session = session;
     this.stage = stage;
     this.self = self;
     this.next = next;
     this.prev = prev;
+    this.awaitingReply = awaitingReply;
   }
 
   onData(data: Buffer): boolean {
     try {
       if (!this.next.send(data)) this.self.pause();
+      if (this.awaitingReply) this.firstReply();
       // The source may read into the same memory again if the write went out whole.
       return this.next.sendReleased?.() === true;
     } catch (e) {
@@ -37,6 +44,12 @@ export class Hop implements ConnectionHandler {
       this.session.ctx.self.tell({ type: 'fault', err: asL7Error(e, ErrorCode.Internal, 'packet path') });
       return false;
     }
+  }
+
+  /** The first read of a datagram upstream: its endpoint answered (if this is still the stage's connection). */
+  private firstReply(): void {
+    this.awaitingReply = false;
+    if ((this.session.stages[this.stage] as Stage).conn === this.self) confirm(this.session, this.stage);
   }
 
   onDrain(): void {
@@ -63,8 +76,8 @@ export class ArmedHop extends Hop {
   private left: number;
   private readonly owner: SessionCore;
 
-  constructor(session: SessionCore, stage: number, self: Connection, next: Connection, prev: Connection, after = 1) {
-    super(session, stage, self, next, prev);
+  constructor(session: SessionCore, stage: number, self: Connection, next: Connection, prev: Connection, after: number, awaitingReply: boolean) {
+    super(session, stage, self, next, prev, awaitingReply);
     this.owner = session;
     this.left = after;
   }
@@ -115,7 +128,9 @@ export function wireStage(s: SessionCore, i: number, armed: boolean): StageSetup
   const conn = st.conn as Connection;
   // Armed: the last stage (replies towards the source); the source too with `spliceAfter` (a one-way flow).
   const after = !armed ? 0 : i === n - 1 ? 1 : i === 0 ? (conn.spliceAfter ?? 0) : 0;
-  const hop = after > 0 ? new ArmedHop(s, i, conn, next.conn as Connection, prev.conn as Connection, after) : new Hop(s, i, conn, next.conn as Connection, prev.conn as Connection);
+  // A datagram "connect" is local: the endpoint's first reply is what proves it.
+  const awaiting = i > 0 && conn.kind === 'datagram' && st.endpoint !== null && !st.confirmed;
+  const hop = after > 0 ? new ArmedHop(s, i, conn, next.conn as Connection, prev.conn as Connection, after, awaiting) : new Hop(s, i, conn, next.conn as Connection, prev.conn as Connection, awaiting);
   st.hop = hop;
   if (prev.hop !== null) prev.hop.next = conn;
   if (next.hop !== null) next.hop.prev = conn;

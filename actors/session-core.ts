@@ -47,8 +47,8 @@ export interface SessionEnv {
   /** Endpoint health of a cluster on this worker (outlier detection, active checks). Optional. */
   health?(cluster: string): HealthView | undefined;
   /**
-   * A result of an endpoint, control path only: `ok` a stream connect or the first reply of a
-   * datagram stage; not ok a refused or timed-out connect, or an error (ICMP) on a datagram stage.
+   * A result of an endpoint, once per connection: `ok` a stream connect or the first reply of a
+   * datagram stage (reported by its hop, on the packet path); not ok a refused or timed-out connect, or an error (ICMP) on a datagram stage.
    * Failures in a row eject the endpoint (routing/health.ts). Optional.
    */
   endpointResult?(cluster: string, endpoint: string, ok: boolean): void;

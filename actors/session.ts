@@ -79,8 +79,6 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
   replay: Buffer[] | null = null;
   /** Stage whose next connection gets {@link replay} (-1: none). */
   private replayStage = -1;
-  /** Since when (ms since the epoch) a datagram stage awaits its first reply (0: none does); checked at each tick. */
-  private awaitingSince = 0;
   /** Draining: end once quiet this long (0: not draining, or a session that ends by itself). Unit: ms. */
   private drainQuietMs = 0;
   /** When the drain reached this session (ms since the epoch): quiet time counts from then at the earliest. */
@@ -211,12 +209,8 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     st.conn = conn;
     st.remote = conn.remote;
     st.confirmed = false;
-    // A stream connect proves the endpoint; a datagram "connect" is local: its first reply does.
+    // A stream connect proves the endpoint; a datagram "connect" is local: its first reply does (its hop sees it).
     if (conn.kind !== 'datagram') report(this, st, true);
-    else if (st.endpoint !== null) {
-      this.awaitingSince = Date.now();
-      if (this.status === 'CONNECTED') this.init.env.timers.add(this);
-    }
     const cc = this.init.env.clusterCounters(st.cluster);
     if (cc !== undefined) {
       cc.connections++;
@@ -268,7 +262,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
       return;
     }
     this.ctx.log.debug({ session: this.init.name, route: this.route?.name }, 'session connected');
-    if (this.init.idleTimeoutMs > 0 || this.splicer?.offloadable === true || this.awaitingSince > 0 || this.drainQuietMs > 0) {
+    if (this.init.idleTimeoutMs > 0 || this.splicer?.offloadable === true || this.drainQuietMs > 0) {
       this.lastActive = Date.now();
       this.init.env.timers.add(this);
     }
@@ -382,20 +376,17 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
   /**
    * Tickable: idle detection from packet counters (the kernel's too, when spliced), no per-packet
    * clock reads; a splice that had to wait is tried again. Returns when to look again, in periods:
-   * each period while a first reply (2 s from a connect), a splice or a drain's quiet is awaited,
-   * else every sixteenth of the idle timeout (an idle session ends at most 1/8 of it, or two periods, late).
+   * each period while a splice or a drain's quiet is awaited, else every sixteenth of the idle
+   * timeout (an idle session ends at most 1/8 of it, or two periods, late). A first reply is not
+   * polled for: the hop of the stage reports it (hops.ts).
    */
   onTick(now: number): number {
     const sp = this.splicer;
     if (sp?.spliceWanted === true && sp.splice === null) sp.trySplice();
-    if (this.awaitingSince > 0) {
-      if (!confirmAll(this)) this.awaitingSince = 0;
-      // Ticking only to see the first reply: nothing left to see.
-      if (this.awaitingSince === 0 && this.init.idleTimeoutMs === 0 && sp?.offloadable !== true && sp?.spliceWanted !== true && this.drainQuietMs === 0) this.init.env.timers.delete(this);
-    }
     sp?.syncKernel();
     let pk = 0;
-    for (const s of this.stages) {
+    for (let i = 0; i < this.stages.length; i++) {
+      const s = this.stages[i] as Stage;
       if (s.conn !== null) pk += s.conn.stats.rxPackets;
       pk += s.kernel.rxPackets;
     }
@@ -407,7 +398,7 @@ export class SessionActor extends Actor<SessionMsg> implements Tickable, Session
     } else if (this.drainQuietMs > 0 && now - Math.max(this.lastActive, this.drainFrom) >= this.drainQuietMs) {
       this.ctx.self.tell({ type: 'end', reason: new L7Error(ErrorCode.SessionIdle, `quiet for ${this.drainQuietMs} ms while draining`) });
     }
-    if ((this.awaitingSince > 0 && now - this.awaitingSince < 2000) || sp?.spliceWanted === true || this.drainQuietMs > 0) return 1;
+    if (sp?.spliceWanted === true || this.drainQuietMs > 0) return 1;
     return this.init.idleTimeoutMs > 0 ? this.init.idleTimeoutMs / 16 / this.init.env.timers.periodMs : MAX_EVERY;
   }
 

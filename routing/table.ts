@@ -40,6 +40,8 @@ export class RoutingTable {
   readonly rules: ReadonlyMap<string, RuleConfig>;
   readonly routes: ReadonlyMap<string, RouteConfig>;
   private readonly balancers = new Map<string, LoadBalancer>();
+  /** Each matched rule's result, with the rulelist it was reached through: one object (and one `via` string) for all its sessions. Bounded by the snapshot's rules. */
+  private readonly matchOf = new Map<RuleConfig, { list: string; match: RouteMatch }>();
 
   constructor(snapshot: ConfigSnapshot) {
     this.snapshot = snapshot;
@@ -85,11 +87,15 @@ export class RoutingTable {
         continue;
       }
       for (const w of matched.action.rewrite) setAtPath(metadata, w.path, w.value);
+      const known = this.matchOf.get(matched);
+      if (known !== undefined && known.list === listName) return known.match;
       const rn = matched.action.route;
       if (rn === undefined) throw new L7Error(ErrorCode.RouteNotFound, `Invalid route for session "${sessionName}"`);
       const route = this.routes.get(rn);
       if (route === undefined) throw new L7Error(ErrorCode.ConfigUnknownRef, `Cannot find Route "${rn}"`);
-      return { via: `rulelist:${listName}/rule:${matched.name}`, route };
+      const match: RouteMatch = { via: `rulelist:${listName}/rule:${matched.name}`, route };
+      this.matchOf.set(matched, { list: listName, match });
+      return match;
     }
     throw new L7Error(ErrorCode.RouteNotFound, `No route for session "${sessionName}"`);
   }

@@ -119,6 +119,28 @@ test('lookup: apply jumps to another rule list; the jumping rule\'s rewrite is i
   assert.equal(e.message, 'No route for session "cyc"');
 });
 
+test('lookup: one rule in two rule lists names the list it was reached through; a rule\'s match is one object for all its sessions, its rewrites still per session', () => {
+  const t = table({
+    ...base,
+    listeners: [
+      { name: 'l1', spec: { protocol: 'UDP', port: 9000 }, rules: 'one' },
+      { name: 'l2', spec: { protocol: 'UDP', port: 9001 }, rules: 'two' },
+    ],
+    rulelists: [
+      { name: 'one', rules: ['shared'] },
+      { name: 'two', rules: ['shared'] },
+    ],
+    rules: [{ name: 'shared', action: { route: 'to-d', rewrite: [{ path: '/tag', value: 'x' }] } }],
+  });
+  const vias = ['l1', 'l2', 'l1', 'l2'].map((l) => t.lookup(l, 's', udpMeta('1.1.1.1', 1)).via);
+  assert.deepEqual(vias, ['rulelist:one/rule:shared', 'rulelist:two/rule:shared', 'rulelist:one/rule:shared', 'rulelist:two/rule:shared']);
+  const a = udpMeta('1.1.1.1', 1);
+  const b = udpMeta('2.2.2.2', 2);
+  assert.equal(t.lookup('l1', 'a', a), t.lookup('l1', 'b', b));
+  assert.equal(a.tag, 'x');
+  assert.equal(b.tag, 'x');
+});
+
 test('lookup: rewrites are applied in order, in place, before the route is resolved (the load balancer key sees them)', () => {
   const t = table({
     clusters: [
