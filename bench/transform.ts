@@ -1,7 +1,9 @@
 /**
  * Transform throughput: messages/s through a trivial (identity) transform, three ways.
  *
- *   node bench/transform.ts [--seconds 2] [--window 256] [--threads 2] [--size 64]
+ *   node --no-liftoff bench/transform.ts [--seconds 2] [--window 256] [--threads 2] [--size 64]
+ *
+ * (`--no-liftoff`: it starts worker threads on the TypeScript sources; README, under "Needs Linux".)
  *
  * - `pool (in-thread)`: one thread drives a piscina pool directly, `window` tasks in flight. This is
  *   the design l7mp-ts uses: a pool per worker thread, driven by the worker itself.
