@@ -116,6 +116,19 @@ export function admissionLimits(o: ListenerOptions): AdmissionLimits {
   };
 }
 
+/**
+ * What a listener's sessions cost in file descriptors, charged against the process's budget:
+ * a session is refused (`process_sessions`) when its fds would take the process past it.
+ */
+export interface FdCharge {
+  /** fds the sessions of the process hold: a cell per worker, like the session gauge */
+  readonly gauge: SharedGauge;
+  /** fds one session of this listener holds (runtime/session-fds.ts), fixed for the listener's life */
+  readonly perSession: number;
+  /** fds sessions may hold in all (open-file soft limit - admin.fd_reserve; common/fd-limit.ts) */
+  readonly budget: () => number;
+}
+
 /** Admission state of one listener on one worker. */
 export class Admission {
   limits: AdmissionLimits;
@@ -128,15 +141,18 @@ export class Admission {
   /** This worker's share of the listener's new-session bucket (session_rate / workers). */
   private readonly rate: SourceState;
   private readonly workers: number;
+  private readonly fds: FdCharge | null;
 
   /**
    * @param listener this listener's sessions, process-wide
    * @param process every session of the process
    * @param processCap the process-wide cap in force (admin.max_sessions bounded by the fd limit)
    * @param now clock in ms
+   * @param fds the fds each session is charged against the process's budget (null: not counted)
    */
-  constructor(limits: AdmissionLimits, listener: SharedGauge, process: SharedGauge, processCap: () => number, now: () => number = Date.now, workers = 1) {
+  constructor(limits: AdmissionLimits, listener: SharedGauge, process: SharedGauge, processCap: () => number, now: () => number = Date.now, workers = 1, fds: FdCharge | null = null) {
     this.limits = limits;
+    this.fds = fds;
     this.workers = workers;
     this.rate = { sessions: 0, tokens: this.rateBurst(), last: now() };
     this.listener = listener;
@@ -157,6 +173,8 @@ export class Admission {
    */
   check(source: string | undefined): AdmissionReason | null {
     if (this.process.total() >= this.processCap()) return AdmissionReason.ProcessSessions;
+    const fds = this.fds;
+    if (fds !== null && fds.gauge.total() + fds.perSession > fds.budget()) return AdmissionReason.ProcessSessions;
     if (this.limits.maxSessions !== Infinity && this.listener.total() >= this.limits.maxSessions) return AdmissionReason.ListenerSessions;
     this.refillRate(this.now());
     if (this.rate.tokens < 1) return AdmissionReason.ListenerRate;
@@ -173,6 +191,7 @@ export class Admission {
     const r = this.check(source);
     if (r !== null) return r;
     this.process.add(1);
+    this.fds?.gauge.add(this.fds.perSession);
     this.listener.add(1);
     this.rate.tokens -= 1;
     if (source !== undefined) {
@@ -195,6 +214,7 @@ export class Admission {
    */
   adopt(source: string | undefined): void {
     this.process.add(1);
+    this.fds?.gauge.add(this.fds.perSession);
     this.listener.add(1);
     if (source === undefined) return;
     let st = this.sources.get(source);
@@ -208,6 +228,7 @@ export class Admission {
   /** A session admitted with {@link admit} ended. */
   release(source: string | undefined): void {
     this.process.add(-1);
+    this.fds?.gauge.add(-this.fds.perSession);
     this.listener.add(-1);
     if (source === undefined) return;
     const st = this.sources.get(source);
@@ -223,6 +244,7 @@ export class Admission {
       session_rate: l.sessionRate,
       process_sessions: this.process.total(),
       process_max_sessions: this.processCap(),
+      ...(this.fds === null ? {} : { session_fds: this.fds.perSession, process_session_fds: this.fds.gauge.total(), process_fd_budget: this.fds.budget() }),
       max_sessions_per_source: l.maxPerSource,
       source_session_rate: l.ratePerSource,
       source_session_burst: l.burstPerSource,

@@ -86,7 +86,8 @@ export class ListenerActor extends Actor<Msg> {
     this.env = env;
     this.counters = counters;
     this.report = report;
-    this.admission = new Admission(admissionLimits(cfg.options), services.listenerGauge(cfg.name), services.processGauge, () => services.sessionCap(), Date.now, services.workers);
+    const fds = { gauge: services.fdGauge, perSession: services.sessionFdsOf(cfg), budget: () => services.fdBudget() };
+    this.admission = new Admission(admissionLimits(cfg.options), services.listenerGauge(cfg.name), services.processGauge, () => services.sessionCap(), Date.now, services.workers, fds);
   }
 
   /** New options of the same listener (admission limits, track) from a config change: no rebind. */

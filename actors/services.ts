@@ -4,6 +4,7 @@
  * the offload provider. A leaf of actors/: the worker, listener and cluster actors import it, it
  * imports none of them.
  */
+import type { ListenerConfig } from '../cluster-config/snapshot.ts';
 import type { CoarseTimers } from '../common/clock.ts';
 import type { Logger, RateLimitedLog } from '../common/log.ts';
 import type { AdminAnswer, AdminCall, DatagramHandoff, ProtocolModule } from '../protocols/types.ts';
@@ -65,6 +66,12 @@ export interface WorkerServices {
   listenerGauge(name: string): SharedGauge;
   /** The process-wide session cap in force: admin.max_sessions, bounded by the open-file limit. */
   sessionCap(): number;
+  /** File descriptors the sessions of the process hold (admission charges each session its own). */
+  readonly fdGauge: SharedGauge;
+  /** The fds sessions may hold in all: open-file soft limit - admin.fd_reserve (common/fd-limit.ts). */
+  fdBudget(): number;
+  /** The fds one session of listener `cfg` holds in this process (runtime/session-fds.ts). */
+  sessionFdsOf(cfg: ListenerConfig): number;
   /** This worker's overload guard: refuses new datagram sessions while the event loop is late. */
   readonly overload: OverloadGuard;
   /**

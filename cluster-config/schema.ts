@@ -277,7 +277,7 @@ export const Admin = Type.Object(
       Type.Integer({
         minimum: 1,
         description:
-          'Admission: concurrent sessions of the whole process, all listeners. Default and upper bound: (open-file soft limit - fd_reserve) / the file descriptors a session holds: 1 when every listener answers from its listening sockets and no session is spliced (UDP with one worker and no kernel offload, by default: the upstream socket alone), else 2 (a socket of its own and one upstream); a larger value is lowered to it. Past it: l7mp_listener_dropped_packets_total{reason="process_sessions"}.',
+          'Admission: concurrent sessions of the whole process, all listeners. Default and upper bound: (open-file soft limit - fd_reserve) / the fewest file descriptors a session of the config holds: 1 where a listener answers from its listening sockets and no session is spliced (UDP with one worker and no kernel offload, by default: the upstream socket alone), else 2 (a socket of its own and one upstream); a larger value is lowered to it. Besides, each session is charged the fds it holds (its listener\'s 1 or 2) against open-file soft limit - fd_reserve (l7mp_process_session_fds). Past either: l7mp_listener_dropped_packets_total{reason="process_sessions"}.',
         expect: 'an integer >= 1',
       }),
     ),
@@ -285,7 +285,7 @@ export const Admin = Type.Object(
       Type.Integer({
         minimum: 16,
         default: DEFAULT_FD_RESERVE,
-        description: 'File descriptors the session cap leaves free for the admin server, listeners, logs and the offload. Unit: fds.',
+        description: 'File descriptors the sessions may not take (their budget is the open-file soft limit less this): left for the admin server, listeners, logs, chains and the offload. Unit: fds.',
         expect: 'an integer >= 16',
       }),
     ),

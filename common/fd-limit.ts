@@ -1,8 +1,9 @@
 /**
  * The process's open-file limit (RLIMIT_NOFILE), read from /proc/self/limits. Node raises the soft
  * limit to the hard limit when it starts (src/node.cc, PlatformInit), so what is read here is what
- * the proxy runs with; the CLI logs both. The session cap derives from the soft limit: every
- * userspace session holds at least two sockets (downstream and upstream).
+ * the proxy runs with; the CLI logs both. Admission's fd budget and the session cap derive from the
+ * soft limit: a userspace session holds its upstream socket, and a downstream socket of its own
+ * unless its listener answers it from the listening socket (runtime/session-fds.ts).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 
@@ -59,6 +60,16 @@ export function openFds(): number {
  * The process-wide session cap in force: `admin.max_sessions` if set, never above what the soft
  * open-file limit allows ({@link fdSessionCap} with `admin.fd_reserve`, default 256).
  */
+/**
+ * File descriptors the sessions of the process may hold in all: the soft open-file limit less
+ * `admin.fd_reserve` (default 256), at least 1; admission charges each session the fds it holds
+ * (actors/admission.ts), as nginx's worker_connections counts upstream connections too.
+ */
+export function fdBudget(admin: { readonly fd_reserve?: number }, soft: number): number {
+  if (!Number.isFinite(soft)) return Number.MAX_SAFE_INTEGER;
+  return Math.max(1, soft - (admin.fd_reserve ?? DEFAULT_FD_RESERVE));
+}
+
 export function sessionCap(admin: { readonly max_sessions?: number; readonly fd_reserve?: number }, soft: number, fdsPerSession = FDS_PER_SESSION): number {
   return Math.min(admin.max_sessions ?? Infinity, fdSessionCap(soft, admin.fd_reserve ?? DEFAULT_FD_RESERVE, fdsPerSession));
 }

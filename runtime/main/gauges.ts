@@ -8,14 +8,17 @@ import type { ListenerGauges } from '../worker/worker-host.ts';
 
 export class SessionGauges {
   private readonly workers: number;
-  /** Sessions of the process, an Int32 per worker slot (admission control). */
+  /**
+   * Sessions of the process, an Int32 per worker slot (admission control), then the file
+   * descriptors those sessions hold, an Int32 per worker slot (admission's fd budget).
+   */
   readonly process: SharedArrayBuffer;
   /** Sessions per listener name, an Int32 per worker slot each; kept while the name is configured. */
   private readonly listenerGauges = new Map<string, SharedArrayBuffer>();
 
   constructor(workers: number) {
     this.workers = workers;
-    this.process = new SharedArrayBuffer(4 * workers);
+    this.process = new SharedArrayBuffer(8 * workers);
   }
 
   /** The session gauge of every listener of `snap` (created for new names). */
@@ -40,7 +43,15 @@ export class SessionGauges {
 
   /** Sessions of the process now, over every worker (admission control's count). */
   count(): number {
-    const a = new Int32Array(this.process);
+    const a = new Int32Array(this.process, 0, this.workers);
+    let n = 0;
+    for (let i = 0; i < a.length; i++) n += Atomics.load(a, i);
+    return n;
+  }
+
+  /** File descriptors the sessions of the process hold now, over every worker (admission's fd budget). */
+  fds(): number {
+    const a = new Int32Array(this.process, 4 * this.workers, this.workers);
     let n = 0;
     for (let i = 0; i < a.length; i++) n += Atomics.load(a, i);
     return n;
@@ -54,6 +65,7 @@ export class SessionGauges {
   /** Worker `slot` died: its share of every session count goes back to 0 for its replacement. */
   clear(slot: number): void {
     Atomics.store(new Int32Array(this.process), slot, 0);
+    Atomics.store(new Int32Array(this.process), this.workers + slot, 0);
     for (const g of this.listenerGauges.values()) Atomics.store(new Int32Array(g), slot, 0);
   }
 }

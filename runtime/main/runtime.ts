@@ -303,7 +303,7 @@ export class Runtime extends EventEmitter {
       [...this.slots.values()].map(async (s) => ({ slot: s.slot, metrics: s.live ? await withTimeout(s.api.metrics(), timeoutMs, null) : null })),
     );
     slots.sort((a, b) => a.slot - b.slot);
-    const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1, draining: this.draining ? 1 : 0 };
+    const process = { sessions: this.sessionCount(), sessionLimit: this.sessionCap(), sessionFds: this.gauges.fds(), openFds: openFds(), maxFds: this.fdLimit?.soft ?? -1, draining: this.draining ? 1 : 0 };
     return {
       workers: this.opts.workers,
       slots,

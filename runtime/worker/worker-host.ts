@@ -18,7 +18,7 @@ import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from '../../co
 import { protocol } from '../../protocols/registry.ts';
 import type { AdminAnswer, AdminCall, DatagramHandoff } from '../../protocols/types.ts';
 import { l7mpErrorAnswer } from '../../protocols/core/l7mp-error.ts';
-import type { ConfigSnapshot } from '../../cluster-config/snapshot.ts';
+import type { ConfigSnapshot, ListenerConfig } from '../../cluster-config/snapshot.ts';
 import { WorkerRing, placeSingle } from '../ring.ts';
 import { decodeAny, encodeClusterMessage, encodeHandoff, EnvelopeType } from './envelope.ts';
 import { TrafficTally, type WorkerMetrics } from './stats.ts';
@@ -26,8 +26,8 @@ import { AccessLog } from './access-log.ts';
 import { offloadProvider, type OffloadMode, type OffloadProvider } from '../../native-offload/provider.ts';
 import { SharedGauge } from '../../actors/admission.ts';
 import { DEFAULT_OVERLOAD_LAG_MS, OverloadGuard } from '../../actors/overload.ts';
-import { FDS_PER_SESSION, sessionCap } from '../../common/fd-limit.ts';
-import { sessionFds } from '../session-fds.ts';
+import { FDS_PER_SESSION, fdBudget, sessionCap } from '../../common/fd-limit.ts';
+import { listenerSessionFds, sessionFds } from '../session-fds.ts';
 import { HeapReclaimer } from './heap-reclaim.ts';
 import { SessionTableWriter } from '../session-table.ts';
 
@@ -97,6 +97,7 @@ export class WorkerHost implements WorkerServices {
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
   private accessLogDroppedBefore = 0;
   readonly processGauge: SharedGauge;
+  readonly fdGauge: SharedGauge;
   readonly overload = new OverloadGuard();
   draining = false;
   /** Runs a full collection once a burst of sessions has ended (runtime/worker/heap-reclaim.ts). */
@@ -108,7 +109,7 @@ export class WorkerHost implements WorkerServices {
   private readonly fdSoftLimit: number;
   /** The admin section last applied (session cap settings). */
   private adminConfig: ConfigSnapshot['admin'] | null = null;
-  /** File descriptors a session of the config last applied holds at most (runtime/session-fds.ts). */
+  /** File descriptors a session of the config last applied holds at the fewest (runtime/session-fds.ts). */
   private fdsPerSession = FDS_PER_SESSION;
 
   private readonly hostApi: Comlink.Remote<HostApi>;
@@ -121,7 +122,10 @@ export class WorkerHost implements WorkerServices {
     this.rateLog = new RateLimitedLog(this.log);
     this.dispatcher = new Dispatcher(`w${init.slot}`, this.log);
     this.ring = new WorkerRing(Array.from({ length: init.workers }, (_, i) => i));
-    this.processGauge = init.sessionGauge === undefined ? SharedGauge.local() : new SharedGauge(new Int32Array(init.sessionGauge), init.slot);
+    // Sessions in the first `workers` cells of the process gauge, their fds in the next (runtime/main/gauges.ts).
+    const g = init.sessionGauge;
+    this.processGauge = g === undefined ? SharedGauge.local() : new SharedGauge(new Int32Array(g, 0, init.workers), init.slot);
+    this.fdGauge = g === undefined ? SharedGauge.local() : new SharedGauge(new Int32Array(g, 4 * init.workers, init.workers), init.slot);
     this.fdSoftLimit = init.fdSoftLimit ?? Infinity;
     this.recovery = init.sessionTable === undefined ? null : new SessionTableWriter(init.sessionTable, () => this.worker?.routing.snapshot ?? null);
     this.offloadAsked = (init.offload ?? 'disable') !== 'disable';
@@ -158,6 +162,14 @@ export class WorkerHost implements WorkerServices {
 
   sessionCap(): number {
     return sessionCap(this.adminConfig ?? {}, this.fdSoftLimit, this.fdsPerSession);
+  }
+
+  fdBudget(): number {
+    return fdBudget(this.adminConfig ?? {}, this.fdSoftLimit);
+  }
+
+  sessionFdsOf(cfg: ListenerConfig): number {
+    return listenerSessionFds(cfg, { workers: this.workers, offload: this.offloadAsked, steered: this.steered });
   }
 
   /**

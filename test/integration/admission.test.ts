@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { freePort, udpEcho, UdpClient, waitFor } from '../helpers.ts';
 import { closing, listenerCounter, proxy, streamServer, totals, udpClient, waitTotals } from './proto-helpers.ts';
-import { openFds, fdLimit, FDS_PER_SESSION } from '../../common/fd-limit.ts';
+import { openFds, fdLimit } from '../../common/fd-limit.ts';
 
 const toUdp = (port: number) => [{ action: { route: { destination: { spec: { protocol: 'UDP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];
 const toTcp = (port: number) => [{ action: { route: { destination: { spec: { protocol: 'TCP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];
@@ -150,7 +150,7 @@ test('UDP max_pps: a session past its rate loses the excess, counted as session_
   assert.equal(echo.received, 1 + 200 - drops);
 });
 
-test('the open-file limit is read and the session cap derives from it; a UDP session holds the documented fds: 1 by default with one worker, 2 with connected sockets', async (t) => {
+test('the open-file limit is read and the session cap derives from it; a UDP session holds the documented fds (1 by default with one worker, 2 with connected sockets) and admission charges it those', async (t) => {
   const lim = fdLimit();
   assert.ok(lim !== null, '/proc/self/limits is readable');
   // Node raised the soft limit to the hard one when this process started.
@@ -164,8 +164,8 @@ test('the open-file limit is read and the session cap derives from it; a UDP ses
       { name: 'connected', spec: { protocol: 'UDP', port: cport, address: '127.0.0.1', options: { session_sockets: 'connected' } }, rules: toUdp(echo.port) },
     ],
   });
-  // The cap assumes the most a session of a plain route holds: 2 sockets.
-  assert.equal(rt.sessionCap(), Math.floor((lim.soft - 256) / FDS_PER_SESSION));
+  // The cap is the most sessions the fd budget holds: at the fewest fds a session of the config holds (1).
+  assert.equal(rt.sessionCap(), lim.soft - 256);
   let active = 0;
   for (const [lport, fds] of [[dport, 1], [cport, 2]] as const) {
     const cs: UdpClient[] = [];
@@ -182,6 +182,8 @@ test('the open-file limit is read and the session cap derives from it; a UDP ses
   }
   const m = await rt.metrics();
   assert.equal(m.process?.maxFds, lim.soft);
+  // Charged as held: 10 sessions of 1 fd, 10 of 2.
+  assert.equal(m.process?.sessionFds, 10 * 1 + 10 * 2);
 });
 
 test('one worker whose UDP listeners answer from their listening sockets: the session cap counts 1 fd per session, and the metrics show it', async (t) => {

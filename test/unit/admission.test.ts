@@ -39,6 +39,29 @@ test('the process cap, then the listener cap, are checked before any per-source 
   assert.equal(a.trackedSources, 2);
 });
 
+test('fd budget: the sessions of each listener are charged their own fds against the process budget (UDP through the listening socket 1, TCP 2); a session that would pass it is refused, a release gives its fds back', () => {
+  const fds = new SharedGauge(new Int32Array(2), 0);
+  const other = new SharedGauge(new Int32Array(fds.cells.buffer), 1); // the same cells, another worker's view
+  const process = SharedGauge.local();
+  const budget = 5;
+  const udp = new Admission(admissionLimits({ track: 0 }), SharedGauge.local(), process, () => 1000, () => 0, 1, { gauge: fds, perSession: 1, budget: () => budget });
+  const tcp = new Admission(admissionLimits({ track: 0 }), SharedGauge.local(), process, () => 1000, () => 0, 1, { gauge: other, perSession: 2, budget: () => budget });
+  assert.equal(tcp.admit('10.0.0.1'), null);
+  assert.equal(tcp.admit('10.0.0.2'), null);
+  assert.equal(tcp.check('10.0.0.3'), AdmissionReason.ProcessSessions, '4 + 2 > 5');
+  assert.equal(udp.admit('10.0.0.4'), null, '4 + 1 <= 5: a one-fd session still fits');
+  assert.equal(udp.check('10.0.0.5'), AdmissionReason.ProcessSessions);
+  assert.equal(fds.total(), 5);
+  assert.equal(process.total(), 3);
+  tcp.release('10.0.0.1');
+  assert.equal(fds.total(), 3);
+  assert.equal(udp.admit('10.0.0.5'), null);
+  udp.adopt('10.0.0.6'); // a rebuilt session: counted, never refused
+  assert.equal(fds.total(), 5);
+  assert.equal(udp.describe().session_fds, 1);
+  assert.equal(udp.describe().process_fd_budget, 5);
+});
+
 test('per source: concurrent sessions are capped, released ones come back', () => {
   const { a } = make({ track: 0, max_sessions_per_source: 2 });
   assert.equal(a.admit('10.0.0.1'), null);

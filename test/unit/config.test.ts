@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sessionSockets } from '../../protocols/udp/modes.ts';
-import { sessionFds } from '../../runtime/session-fds.ts';
+import { listenerSessionFds, sessionFds } from '../../runtime/session-fds.ts';
 import { FDS_PER_SESSION, sessionCap } from '../../common/fd-limit.ts';
 import { normalize, Namer } from '../../cluster-config/normalize.ts';
 import { DEFAULT_RETRY } from '../../cluster-config/snapshot.ts';
@@ -321,7 +321,7 @@ test('UDP session_sockets: unset is listener with one worker (offload or not) or
   assert.equal(sessionSockets(spec('listener'), { workers: 4 }), 'listener');
 });
 
-test('fds per session: 1 when every listener answers from its listening sockets, else 2; the session cap follows', () => {
+test('fds per session: 1 where a listener answers from its listening sockets, else 2; each listener\'s own figure, and the fewest for the session cap', () => {
   const udp = (name: string, port: number, options?: Record<string, unknown>) => ({
     name,
     spec: { protocol: 'UDP', port, ...(options === undefined ? {} : { options }) },
@@ -334,8 +334,13 @@ test('fds per session: 1 when every listener answers from its listening sockets,
   assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 2, offload: false, steered: true }), 2, 'two steered workers: a session whose datagrams reach another worker connects a socket');
   assert.equal(sessionFds(snap([udp('a', 1, { session_sockets: 'listener' })]), { workers: 2, offload: false, steered: true }), 1, 'a set listener mode never does');
   assert.equal(sessionFds(snap([udp('a', 1)]), { workers: 1, offload: true }), 2, 'offload: a spliced session gets a connected socket');
-  assert.equal(sessionFds(snap([udp('a', 1), udp('b', 2, { session_sockets: 'connected' })]), one), 2, 'the most of any listener');
-  assert.equal(sessionFds(snap([udp('a', 1), { name: 't', spec: { protocol: 'TCP', port: 3 }, rules: [{ action: { route: { destination: 'c' } } }] }]), one), 2, 'a stream listener: a socket per session');
+  const mixed = snap([udp('a', 1), udp('b', 2, { session_sockets: 'connected' }), { name: 't', spec: { protocol: 'TCP', port: 3 }, rules: [{ action: { route: { destination: 'c' } } }] }]);
+  assert.equal(sessionFds(mixed, one), 1, 'the fewest of any listener: the most sessions the fd budget holds');
+  assert.deepEqual(
+    mixed.listeners.map((l) => listenerSessionFds(l, one)),
+    [1, 2, 2],
+    'each listener: the upstream socket, plus a socket connected to the peer, or a stream listener\'s socket per session',
+  );
   assert.equal(sessionFds(snap([]), one), FDS_PER_SESSION);
   assert.equal(sessionCap({}, 20000, 1), 20000 - 256);
   assert.equal(sessionCap({}, 20000, 2), Math.floor((20000 - 256) / 2));

@@ -84,7 +84,8 @@ export const FAMILIES: readonly Family[] = Object.freeze([
   { name: 'l7mp_worker_overload_lag_ms', type: 'gauge', labels: W, help: 'How late the worker event loop ran its last 10 ms overload probe (admin.overload_lag_ms); the probe runs while new sessions are admitted, and this is 0 once none was for 200 ms.' },
   // The process: admission control's count and cap, file descriptors.
   { name: 'l7mp_process_sessions', type: 'gauge', labels: [], help: 'Sessions of the whole process, as admission control counts them.' },
-  { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / the file descriptors a session holds (1 or 2).' },
+  { name: 'l7mp_process_session_limit', type: 'gauge', labels: [], help: 'The process-wide session cap in force: admin.max_sessions, at most (open-file soft limit - admin.fd_reserve) / the fewest file descriptors a session of the config holds (1 or 2).' },
+  { name: 'l7mp_process_session_fds', type: 'gauge', labels: [], help: 'File descriptors the sessions of the process hold, as admission control charges them (1 or 2 per session, by listener); a session that would take it past open-file soft limit - admin.fd_reserve is refused (reason process_sessions).' },
   { name: 'l7mp_process_open_fds', type: 'gauge', labels: [], help: 'Open file descriptors of the process.' },
   { name: 'l7mp_process_max_fds', type: 'gauge', labels: [], help: 'The soft open-file limit (RLIMIT_NOFILE) of the process.' },
   { name: 'l7mp_process_draining', type: 'gauge', labels: [], help: '1 from the start of a drain on (SIGTERM, POST /api/v1/admin {"drain": ...}, the fleet drain command): listeners take no new sessions; else 0.' },
@@ -249,6 +250,7 @@ export class WorkerSeries {
       merge(all, [
         { name: 'l7mp_process_sessions', labels: {}, value: p.sessions },
         { name: 'l7mp_process_session_limit', labels: {}, value: p.sessionLimit },
+        ...(p.sessionFds !== undefined ? [{ name: 'l7mp_process_session_fds', labels: {}, value: p.sessionFds }] : []),
         ...(p.openFds >= 0 ? [{ name: 'l7mp_process_open_fds', labels: {}, value: p.openFds }] : []),
         ...(p.maxFds >= 0 && Number.isFinite(p.maxFds) ? [{ name: 'l7mp_process_max_fds', labels: {}, value: p.maxFds }] : []),
         ...(p.draining !== undefined ? [{ name: 'l7mp_process_draining', labels: {}, value: p.draining }] : []),
