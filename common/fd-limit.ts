@@ -57,19 +57,19 @@ export function openFds(): number {
 }
 
 /**
+ * File descriptors the sessions of the process may hold in all: the soft open-file limit less
+ * `admin.fd_reserve` (default 256), at least 1 ({@link fdSessionCap} of one-fd sessions);
+ * admission charges each session the fds it holds (actors/admission.ts), as nginx's
+ * worker_connections counts upstream connections too.
+ */
+export function fdBudget(admin: { readonly fd_reserve?: number }, soft: number): number {
+  return fdSessionCap(soft, admin.fd_reserve ?? DEFAULT_FD_RESERVE, 1);
+}
+
+/**
  * The process-wide session cap in force: `admin.max_sessions` if set, never above what the soft
  * open-file limit allows ({@link fdSessionCap} with `admin.fd_reserve`, default 256).
  */
-/**
- * File descriptors the sessions of the process may hold in all: the soft open-file limit less
- * `admin.fd_reserve` (default 256), at least 1; admission charges each session the fds it holds
- * (actors/admission.ts), as nginx's worker_connections counts upstream connections too.
- */
-export function fdBudget(admin: { readonly fd_reserve?: number }, soft: number): number {
-  if (!Number.isFinite(soft)) return Number.MAX_SAFE_INTEGER;
-  return Math.max(1, soft - (admin.fd_reserve ?? DEFAULT_FD_RESERVE));
-}
-
 export function sessionCap(admin: { readonly max_sessions?: number; readonly fd_reserve?: number }, soft: number, fdsPerSession = FDS_PER_SESSION): number {
   return Math.min(admin.max_sessions ?? Infinity, fdSessionCap(soft, admin.fd_reserve ?? DEFAULT_FD_RESERVE, fdsPerSession));
 }

@@ -43,15 +43,17 @@ export class SessionGauges {
 
   /** Sessions of the process now, over every worker (admission control's count). */
   count(): number {
-    const a = new Int32Array(this.process, 0, this.workers);
-    let n = 0;
-    for (let i = 0; i < a.length; i++) n += Atomics.load(a, i);
-    return n;
+    return this.sum(0);
   }
 
   /** File descriptors the sessions of the process hold now, over every worker (admission's fd budget). */
   fds(): number {
-    const a = new Int32Array(this.process, 4 * this.workers, this.workers);
+    return this.sum(this.workers);
+  }
+
+  /** The sum of the `workers` cells of the process gauge from cell `first`. */
+  private sum(first: number): number {
+    const a = new Int32Array(this.process, 4 * first, this.workers);
     let n = 0;
     for (let i = 0; i < a.length; i++) n += Atomics.load(a, i);
     return n;

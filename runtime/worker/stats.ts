@@ -221,7 +221,7 @@ export interface RuntimeMetrics {
    * Process-wide: sessions and their cap, open fds and the soft open-file limit (-1: unknown), and
    * whether the process drains (1 from the start of a drain on, else 0).
    */
-  process?: { sessions: number; sessionLimit: number; sessionFds?: number; openFds: number; maxFds: number; draining?: number };
+  process?: { sessions: number; sessionLimit: number; sessionFds: number; openFds: number; maxFds: number; draining?: number };
   /** Active health checks per endpoint (run once per process, on the main thread). */
   healthChecks?: HealthCheckStats[];
 }

@@ -16,7 +16,7 @@ import type { SessionRecord } from '../../actors/record.ts';
 import { CoarseTimers, systemClock } from '../../common/clock.ts';
 import { makeLogger, RateLimitedLog, type LogLevel, type Logger } from '../../common/log.ts';
 import { protocol } from '../../protocols/registry.ts';
-import type { AdminAnswer, AdminCall, DatagramHandoff } from '../../protocols/types.ts';
+import type { AdminAnswer, AdminCall, DatagramHandoff, ProcessShape } from '../../protocols/types.ts';
 import { l7mpErrorAnswer } from '../../protocols/core/l7mp-error.ts';
 import type { ConfigSnapshot, ListenerConfig } from '../../cluster-config/snapshot.ts';
 import { WorkerRing, placeSingle } from '../ring.ts';
@@ -92,6 +92,8 @@ export class WorkerHost implements WorkerServices {
   readonly offload: OffloadProvider | null;
   readonly offloadAsked: boolean;
   readonly steered: boolean;
+  /** Workers, offload and steering: what the fds of a session depend on (runtime/session-fds.ts). */
+  private readonly shape: ProcessShape;
   /** `admin.log_level` of the snapshot last applied (null before start). */
   adminLogLevel: LogLevel | null = null;
   /** Lines dropped by access logs closed before (a changed path): the counter never goes back. */
@@ -130,6 +132,7 @@ export class WorkerHost implements WorkerServices {
     this.recovery = init.sessionTable === undefined ? null : new SessionTableWriter(init.sessionTable, () => this.worker?.routing.snapshot ?? null);
     this.offloadAsked = (init.offload ?? 'disable') !== 'disable';
     this.steered = init.steered === true;
+    this.shape = { workers: this.workers, offload: this.offloadAsked, steered: this.steered };
     const off = offloadProvider(init.offload ?? 'disable');
     // The main thread logs the probe's outcome once; a worker only says it at debug.
     this.offload = off.probe().available ? off : null;
@@ -151,7 +154,7 @@ export class WorkerHost implements WorkerServices {
   setGauges(snapshot: ConfigSnapshot, gauges: ListenerGauges | undefined): void {
     const admin = snapshot.admin;
     this.adminConfig = admin;
-    this.fdsPerSession = sessionFds(snapshot, { workers: this.workers, offload: this.offloadAsked, steered: this.steered });
+    this.fdsPerSession = sessionFds(snapshot, this.shape);
     this.overload.setMaxLag(admin.overload_lag_ms ?? DEFAULT_OVERLOAD_LAG_MS);
     this.overload.start();
     this.reclaimer.start();
@@ -169,7 +172,7 @@ export class WorkerHost implements WorkerServices {
   }
 
   sessionFdsOf(cfg: ListenerConfig): number {
-    return listenerSessionFds(cfg, { workers: this.workers, offload: this.offloadAsked, steered: this.steered });
+    return listenerSessionFds(cfg, this.shape);
   }
 
   /**

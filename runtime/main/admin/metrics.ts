@@ -250,7 +250,7 @@ export class WorkerSeries {
       merge(all, [
         { name: 'l7mp_process_sessions', labels: {}, value: p.sessions },
         { name: 'l7mp_process_session_limit', labels: {}, value: p.sessionLimit },
-        ...(p.sessionFds !== undefined ? [{ name: 'l7mp_process_session_fds', labels: {}, value: p.sessionFds }] : []),
+        { name: 'l7mp_process_session_fds', labels: {}, value: p.sessionFds },
         ...(p.openFds >= 0 ? [{ name: 'l7mp_process_open_fds', labels: {}, value: p.openFds }] : []),
         ...(p.maxFds >= 0 && Number.isFinite(p.maxFds) ? [{ name: 'l7mp_process_max_fds', labels: {}, value: p.maxFds }] : []),
         ...(p.draining !== undefined ? [{ name: 'l7mp_process_draining', labels: {}, value: p.draining }] : []),
